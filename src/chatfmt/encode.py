@@ -10,7 +10,17 @@ How ids are made (exact and injection-safe):
   boundary between control text and content, so segments are not tokenized one by one); for
   sentencepiece models each run is encoded as the vendor encodes a string (dummy prefix ``▁``
   included), ``compat="transformers"`` reproduces transformers instead (no ``▁`` at the start of a
-  run that follows a control token).
+  run that follows a control token);
+* the *space rule* (tokenizers with a dummy prefix): a run after a control token that starts with a
+  space the *format* wrote (control text, e.g. ``"[INST] "`` in Mistral's templates, ``"<|user|> \\n"``
+  in ChatGLM3's) takes that space as its dummy prefix: the run is encoded without the space, with
+  the prefix, and the first token's span covers the space. This is what the vendor does when it
+  encodes the text after a control token on its own (mistral-common: ``[INST]``, ``▁Hello``; ChatGLM3's
+  ``build_single_message``), and what transformers' Metaspace does (it adds no ``▁`` to a split that
+  already starts with one). A run that starts with *content* (a message that begins with a space)
+  keeps the vendor's prefix, as the vendor encodes that content; a run at the very start of the
+  sequence, or one without a leading control space (Meta's Llama-2 ``<s>`` then ``▁[``), is
+  encoded as before.
 
 Labels come from the segments in one pass (linear in conversation length): a token is trained when
 any of its characters comes from a trained segment; untrained tokens are ``-100``.
@@ -62,14 +72,15 @@ class Encoded:
 
 
 class _Piece:
-    __slots__ = ("ids", "label_ids", "message", "text", "trained")
+    __slots__ = ("content", "ids", "label_ids", "message", "text", "trained")
 
-    def __init__(self, text: str, message: int | None, trained: bool, ids: tuple[int, ...] | None = None, label_ids: tuple[int, ...] | None = None) -> None:
+    def __init__(self, text: str, message: int | None, trained: bool, ids: tuple[int, ...] | None = None, label_ids: tuple[int, ...] | None = None, content: bool = False) -> None:
         self.text = text
         self.message = message
         self.trained = trained
         self.ids = ids
         self.label_ids = label_ids
+        self.content = content
 
 
 _special_re_cache: dict[int, tuple[dict[str, int], re.Pattern[str] | None]] = {}
@@ -87,19 +98,19 @@ def _special_pattern(tokenizer: Tokenizer) -> tuple[dict[str, int], re.Pattern[s
     return specials, pattern
 
 
-def _split_control(text: str, message: int | None, trained: bool, specials: dict[str, int], pattern: re.Pattern[str] | None, out: list[_Piece]) -> None:
+def _split_control(text: str, message: int | None, trained: bool, specials: dict[str, int], pattern: re.Pattern[str] | None, out: list[_Piece], content: bool = False) -> None:
     if pattern is None:
-        out.append(_Piece(text, message, trained))
+        out.append(_Piece(text, message, trained, content=content))
         return
     pos = 0
     for m in pattern.finditer(text):
         if m.start() > pos:
-            out.append(_Piece(text[pos : m.start()], message, trained))
+            out.append(_Piece(text[pos : m.start()], message, trained, content=content))
         tok = m.group(0)
         out.append(_Piece(tok, message, trained, (specials[tok],)))
         pos = m.end()
     if pos < len(text):
-        out.append(_Piece(text[pos:], message, trained))
+        out.append(_Piece(text[pos:], message, trained, content=content))
 
 
 def _pieces(rendered: Rendered, tokenizer: Tokenizer, allow_special_in_content: bool) -> list[_Piece]:
@@ -109,18 +120,34 @@ def _pieces(rendered: Rendered, tokenizer: Tokenizer, allow_special_in_content: 
         if seg.token_ids is not None:
             out.append(_Piece(seg.text, seg.message, seg.trained, seg.token_ids, seg.label_ids))
         elif seg.kind == CONTENT and not allow_special_in_content:
-            out.append(_Piece(seg.text, seg.message, seg.trained))
+            out.append(_Piece(seg.text, seg.message, seg.trained, content=True))
         else:
-            _split_control(seg.text, seg.message, seg.trained, specials, pattern, out)
+            _split_control(seg.text, seg.message, seg.trained, specials, pattern, out, content=seg.kind == CONTENT)
     return out
 
 
-def _encode_run(tokenizer: Tokenizer, text: str, at_start: bool, compat: Compat) -> tuple[list[int], list[tuple[int, int]]]:
+def _encode_run(tokenizer: Tokenizer, text: str, at_start: bool, compat: Compat, control_space: bool = False) -> tuple[list[int], list[tuple[int, int]]]:
+    """Ids and character offsets of one run. ``control_space``: the run starts with a space the format
+    wrote (control text), which is then the run's dummy prefix (the space rule, see the module doc)."""
     if compat == "transformers" and not at_start and tokenizer.add_prefix_space:
         enc = tokenizer.encode_text_with_offsets(text, prefix_space=False)  # type: ignore[call-arg]
+    elif control_space and not at_start and tokenizer.add_prefix_space and text.startswith(" "):
+        enc = tokenizer.encode_text_with_offsets(text[1:])
+        offsets = [(s + 1, e + 1) for s, e in enc.offsets]
+        if offsets:
+            offsets[0] = (0, offsets[0][1])  # the first token carries the prefix: it covers the space
+        return enc.ids, offsets
     else:
         enc = tokenizer.encode_text_with_offsets(text)
     return enc.ids, enc.offsets
+
+
+def _control_space(run: Sequence[_Piece]) -> bool:
+    """Whether a run starts with a space written by the format (control text, not content)."""
+    for q in run:
+        if q.text:
+            return not q.content and q.text[0] == " "
+    return False
 
 
 def encode_rendered(
@@ -154,7 +181,7 @@ def encode_rendered(
             j += 1
         run = pieces[i:j]
         text = "".join(q.text for q in run)
-        run_ids, offsets = _encode_run(tokenizer, text, at_start=not ids, compat=compat)
+        run_ids, offsets = _encode_run(tokenizer, text, at_start=not ids, compat=compat, control_space=_control_space(run))
         base = len(ids)
         ids.extend(run_ids)
         run_labels = [IGNORE_INDEX] * len(run_ids)

@@ -31,19 +31,28 @@ def _units(
     allow_special_in_content: bool,
     split_cache: dict[str, list[tuple[str, tuple[int, ...] | None]]] | None = None,
 ) -> list[tuple[Any, ...]]:
-    """The encoder's units: ``("ids", ids)`` for id pieces, ``("text", text, at_start)`` for text runs
-    (the same split as :func:`chatfmt.encode._pieces`: control text is split on control tokens,
-    content is not). ``split_cache`` memoizes the split of control texts (they repeat every turn)."""
+    """The encoder's units: ``("ids", ids)`` for id pieces, ``("text", text, at_start, control_space)``
+    for text runs (the same split as :func:`chatfmt.encode._pieces`: control text is split on control
+    tokens, content is not; ``control_space``: the run starts with a space the format wrote, see the
+    encoder's space rule). ``split_cache`` memoizes the split of control texts (they repeat every turn)."""
     specials, pattern = _special_pattern(tokenizer)
     units: list[tuple[Any, ...]] = []
     run: list[str] = []
+    run_control_space: bool | None = None  # decided by the run's first non-empty text
     have_ids = False
 
+    def add(text: str, content: bool) -> None:
+        nonlocal run_control_space
+        if text and run_control_space is None:
+            run_control_space = not content and text[0] == " "
+        run.append(text)
+
     def flush() -> None:
-        nonlocal run, have_ids
+        nonlocal run, have_ids, run_control_space
         if run:
-            units.append(("text", "".join(run), not have_ids))
+            units.append(("text", "".join(run), not have_ids, bool(run_control_space)))
             run = []
+            run_control_space = None
             have_ids = True  # the run's tokens come first (encode's ``at_start=not ids``)
 
     for seg in rendered.segments:
@@ -53,7 +62,7 @@ def _units(
             have_ids = have_ids or bool(seg.token_ids)
             continue
         if (seg.kind == CONTENT and not allow_special_in_content) or pattern is None:
-            run.append(seg.text)
+            add(seg.text, seg.kind == CONTENT)
             continue
         parts = split_cache.get(seg.text) if split_cache is not None else None
         if parts is None:
@@ -66,7 +75,7 @@ def _units(
                 split_cache[seg.text] = parts
         for text, ids in parts:
             if ids is None:
-                run.append(text)
+                add(text, seg.kind == CONTENT)
             else:
                 flush()
                 units.append(("ids", ids))
@@ -123,7 +132,7 @@ class IncrementalEncoder:
             if u[0] == "ids":
                 u_ids = list(u[1])
             else:
-                u_ids, _ = _encode_run(self.tokenizer, u[1], at_start=u[2], compat=self.compat)  # type: ignore[arg-type]
+                u_ids, _ = _encode_run(self.tokenizer, u[1], at_start=u[2], compat=self.compat, control_space=u[3])  # type: ignore[arg-type]
             new_cache.append((u, u_ids))
             ids.extend(u_ids)
         self._cache = new_cache
@@ -244,6 +253,6 @@ def bridge_ids(
         if u[0] == "ids":
             out.extend(u[1])
         else:
-            ids, _ = _encode_run(tokenizer, u[1], at_start=False, compat=enc.compat)  # type: ignore[arg-type]
+            ids, _ = _encode_run(tokenizer, u[1], at_start=False, compat=enc.compat, control_space=u[3])  # type: ignore[arg-type]
             out.extend(ids)
     return out
