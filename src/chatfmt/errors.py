@@ -101,3 +101,13 @@ class ChatfmtWarning(UserWarning):
     """Something worked only after a documented adjustment: a template rendered after its input was
     normalised, a conversation was shortened to fit the context, malformed model output was kept as
     text."""
+
+
+class NotRenderedWarning(ChatfmtWarning):
+    """A format leaves out of the prompt something the caller gave: the tools or documents (the
+    template never reads them, or renders the same without them) or a template keyword argument it
+    does not read. ``names`` lists what was left out (``"tools"``, ``"documents"``, keyword names)."""
+
+    def __init__(self, message: str, names: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.names = names

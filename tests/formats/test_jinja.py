@@ -30,6 +30,7 @@ from transformers import PreTrainedTokenizerFast  # noqa: E402
 
 import chatfmt.formats.sandbox as sandbox  # noqa: E402
 from chatfmt import TemplateError, from_template  # noqa: E402
+from chatfmt.errors import NotRenderedWarning  # noqa: E402
 from chatfmt.formats.jinja import KNOWN_TURN_ENDS, ChatfmtWarning  # noqa: E402
 from chatfmt.segments import CONTENT  # noqa: E402
 
@@ -103,6 +104,7 @@ def chatfmt_render(fmt, case: dict) -> str | Exception:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", ChatfmtWarning)
+            warnings.simplefilter("ignore", NotRenderedWarning)  # tools a template leaves out: said, not an error
             return fmt.render(messages_of(case), **render_options(case))
     except (TemplateError, ValueError) as e:
         return e

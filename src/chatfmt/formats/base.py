@@ -2,13 +2,72 @@
 
 from __future__ import annotations
 
+import contextvars
+import inspect
 import json
+import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import cache
 from typing import Any
 
+from ..errors import NotRenderedWarning
 from ..messages import Conversation, Message, as_conversation
 from ..segments import CONTENT, Rendered, SegmentBuilder
+
+#: the names :meth:`ChatFormat.render_checked` reports for the tools and the documents (any other
+#: name is a template keyword argument)
+TOOLS = "tools"
+DOCUMENTS = "documents"
+
+_QUIET: contextvars.ContextVar[bool] = contextvars.ContextVar("chatfmt_not_rendered_quiet", default=False)
+
+
+@contextmanager
+def not_rendered_warnings_off() -> Iterator[None]:
+    """In this block (this thread), rendering neither checks nor warns about inputs a format leaves
+    out; for callers that account for them themselves with :meth:`ChatFormat.render_checked`."""
+    token = _QUIET.set(True)
+    try:
+        yield
+    finally:
+        _QUIET.reset(token)
+
+
+def not_rendered_quiet() -> bool:
+    """Whether :func:`not_rendered_warnings_off` is in effect."""
+    return _QUIET.get()
+
+
+def not_rendered_message(format_name: str, name: str) -> str:
+    """One line saying that ``format_name`` leaves ``name`` (tools, documents or a template keyword
+    argument) out of the prompt."""
+    if name in (TOOLS, DOCUMENTS):
+        return (
+            f"chat format {format_name!r} does not render {name}: the {name} given are left out of the prompt "
+            "(the model does not see them)"
+        )
+    return f"chat format {format_name!r} does not read the template keyword argument {name!r}: it has no effect"
+
+
+def warn_not_rendered(format_name: str, names: Sequence[str], *, stacklevel: int = 2) -> None:
+    """A :class:`~chatfmt.errors.NotRenderedWarning` per name (Python shows each once per place)."""
+    for name in names:
+        warnings.warn(
+            NotRenderedWarning(not_rendered_message(format_name, name), (name,)), stacklevel=stacklevel + 1
+        )
+
+
+def given(value: Any) -> bool:
+    """Whether a tools/documents/keyword value carries something to lose (``None`` and empty
+    containers do not)."""
+    if value is None:
+        return False
+    if isinstance(value, (list, tuple, dict, str)):
+        return len(value) > 0
+    return True
 
 
 @dataclass(frozen=True)
@@ -76,6 +135,53 @@ class ChatFormat(ABC):
             continue_final_message=continue_final_message,
             **template_kwargs,
         ).text
+
+    def render_checked(
+        self,
+        messages: Any,
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        add_generation_prompt: bool = False,
+        continue_final_message: bool = False,
+        **template_kwargs: Any,
+    ) -> tuple[Rendered, tuple[str, ...]]:
+        """:meth:`render_segments` without a warning, and what of the given inputs the rendering
+        leaves out: ``"tools"``, ``"documents"`` and template keyword names (see
+        :class:`~chatfmt.errors.NotRenderedWarning`). A format that cannot tell reports nothing."""
+        with not_rendered_warnings_off():
+            rendered = self.render_segments(
+                messages,
+                tools=tools,
+                add_generation_prompt=add_generation_prompt,
+                continue_final_message=continue_final_message,
+                **template_kwargs,
+            )
+        return rendered, ()
+
+    def renders(self, name: str) -> bool | None:
+        """Whether this format renders ``name`` (``"tools"``, ``"documents"`` or a template keyword)
+        whenever it is given: ``True`` always, ``False`` never, ``None`` it depends on the
+        conversation (:meth:`render_checked` tells). A format that cannot tell says ``True``."""
+        return True
+
+    def unrendered(
+        self,
+        messages: Any,
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        add_generation_prompt: bool = False,
+        continue_final_message: bool = False,
+        **template_kwargs: Any,
+    ) -> tuple[str, ...]:
+        """What of the given inputs the prompt of ``messages`` would leave out (see
+        :meth:`render_checked`)."""
+        return self.render_checked(
+            messages,
+            tools=tools,
+            add_generation_prompt=add_generation_prompt,
+            continue_final_message=continue_final_message,
+            **template_kwargs,
+        )[1]
 
     def encode(
         self,
@@ -154,10 +260,26 @@ class NativeFormat(ChatFormat):
     """
 
     info: FormatInfo
+    #: template keyword arguments :meth:`build` reads from ``**kwargs`` (its keyword-only
+    #: parameters count without being listed here)
+    extra_template_kwargs: tuple[str, ...] = ()
 
     def __init__(self, info: FormatInfo | None = None) -> None:
         if info is not None:
             self.info = info
+
+    @property
+    def template_kwargs(self) -> frozenset[str]:
+        """The template keyword arguments this format reads (``documents`` among them if it
+        renders documents); any other is reported as not rendered."""
+        return _known_kwargs(type(self))
+
+    def renders(self, name: str) -> bool | None:
+        return name == TOOLS or name in self.template_kwargs
+
+    def _not_read(self, kwargs: dict[str, Any]) -> tuple[str, ...]:
+        known = self.template_kwargs
+        return tuple(k for k, v in kwargs.items() if k not in known and given(v))
 
     def with_info(self, **changes: Any) -> NativeFormat:
         clone = object.__new__(type(self))
@@ -195,6 +317,8 @@ class NativeFormat(ChatFormat):
             return self.render_segments(
                 messages, tools=tools, continue_final_message=True, add_generation_prompt=add_generation_prompt, **kwargs
             ).text
+        if kwargs and not _QUIET.get():
+            warn_not_rendered(self.info.name, self._not_read(kwargs))
         conv = self.prepare(messages, tools)
         out = SegmentBuilder()
         self.build(conv, out, add_generation_prompt=add_generation_prompt, **kwargs)
@@ -209,6 +333,32 @@ class NativeFormat(ChatFormat):
         continue_final_message: bool = False,
         **kwargs: Any,
     ) -> Rendered:
+        if kwargs and not _QUIET.get():
+            warn_not_rendered(self.info.name, self._not_read(kwargs))
+        return self._render_segments(messages, tools, add_generation_prompt, continue_final_message, kwargs)
+
+    def render_checked(
+        self,
+        messages: Any,
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        add_generation_prompt: bool = False,
+        continue_final_message: bool = False,
+        **kwargs: Any,
+    ) -> tuple[Rendered, tuple[str, ...]]:
+        # tools always render (in the format's own syntax, or as the system message); keyword
+        # arguments render when build() reads them
+        rendered = self._render_segments(messages, tools, add_generation_prompt, continue_final_message, kwargs)
+        return rendered, self._not_read(kwargs)
+
+    def _render_segments(
+        self,
+        messages: Any,
+        tools: list[dict[str, Any]] | None,
+        add_generation_prompt: bool,
+        continue_final_message: bool,
+        kwargs: dict[str, Any],
+    ) -> Rendered:
         if continue_final_message and add_generation_prompt:
             raise ValueError("continue_final_message and add_generation_prompt cannot both be set")
         conv = self.prepare(messages, tools)
@@ -218,6 +368,16 @@ class NativeFormat(ChatFormat):
         if continue_final_message:
             rendered = cut_after_final_content(rendered, len(conv.messages) - 1)
         return rendered
+
+
+@cache
+def _known_kwargs(cls: type) -> frozenset[str]:
+    """The keyword-only parameters of ``cls.build`` (but ``add_generation_prompt``) and its
+    ``extra_template_kwargs``."""
+    params = inspect.signature(cls.build).parameters.values()
+    names = {p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    names.discard("add_generation_prompt")
+    return frozenset(names | set(getattr(cls, "extra_template_kwargs", ())))
 
 
 def cut_after_final_content(rendered: Rendered, last_index: int) -> Rendered:

@@ -29,8 +29,14 @@ from typing import Any
 from ..errors import ChatfmtWarning, TemplateError
 from ..messages import Conversation
 from ..segments import CONTENT, CONTROL, Rendered, Segment
-from .base import ChatFormat, FormatInfo
-from .sandbox import DEFAULT_MAX_OUTPUT, DEFAULT_TIMEOUT, compile_template, render_template
+from .base import DOCUMENTS, TOOLS, ChatFormat, FormatInfo, given, not_rendered_quiet, warn_not_rendered
+from .sandbox import (
+    DEFAULT_MAX_OUTPUT,
+    DEFAULT_TIMEOUT,
+    compile_template,
+    render_template,
+    template_variables,
+)
 
 _REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
 _CONTINUE_TAG = "CONTINUE_FINAL_MESSAGE_TAG "
@@ -68,10 +74,33 @@ KNOWN_TURN_ENDS = (
 # ``<start_of_turn>``): a fallback search for content never splits one of them
 _TOKEN_LITERAL_RE = re.compile(r"<[|｜][^<>\s]{1,40}?[|｜]>|\[/?[A-Z][A-Z_]{1,20}\]|</?[a-z][a-z_]{0,20}>")
 
+# Jinja's message for a special-token variable the context lacks
+_UNDEFINED_TOKEN_RE = re.compile(r"^'((?:bos|eos|unk|pad|sep|cls|mask)_token)' is undefined$")
+
 _FIELD_CONTENT = 0
 _FIELD_REASONING = 1
 _FIELD_ANCHOR = 2  # a zero-width anchor: where a message with no located content starts its body
 
+
+# probes for "does this template render the tools / documents it is given?": when every probe
+# renders differently with them than without, the template is trusted to render them in any call;
+# otherwise each call is rendered once more without them and compared
+_PROBE_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "probe_lookup",
+            "description": "Look a word up.",
+            "parameters": {"type": "object", "properties": {"word": {"type": "string"}}, "required": ["word"]},
+        },
+    }
+]
+_PROBE_DOCUMENTS = [{"title": "Probe", "text": "The probe document.", "doc_id": "0", "source": "probe"}]
+_INPUT_PROBES = (
+    ([{"role": "user", "content": "Hello!"}], True),
+    ([{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi."}], True),
+    ([{"role": "user", "content": "Hi."}, {"role": "assistant", "content": "Hello."}], False),
+)
 
 _PLAIN_ROLES = frozenset({"system", "user", "assistant"})
 _PLAIN_KEYS = frozenset({"role", "content"})
@@ -384,6 +413,23 @@ class JinjaFormat(ChatFormat):
                 tools = messages.get("tools")
         return self._tool_use if tools is not None else self
 
+    def with_special_tokens(self, tokens: dict[str, str]) -> JinjaFormat:
+        """A copy whose template variables include ``tokens`` (``bos_token``, ``eos_token``, ...) where
+        this format has none of its own (its own win); ``self`` when nothing is added."""
+        added = {k: v for k, v in tokens.items() if v is not None and k not in self.special_tokens}
+        if not added:
+            return self
+        return JinjaFormat(
+            self.template,
+            name=self.info.name,
+            special_tokens={**self.special_tokens, **added},
+            source=self.info.source,
+            strict=self.options.strict,
+            timeout=self.options.timeout,
+            max_output=self.options.max_output,
+            tool_use_template=self._tool_use.template if self._tool_use is not None else None,
+        )
+
     def with_options(self, **changes: Any) -> JinjaFormat:
         """A copy with other limits or strictness (``timeout``, ``max_output``, ``strict``)."""
         clone = object.__new__(JinjaFormat)
@@ -449,9 +495,14 @@ class JinjaFormat(ChatFormat):
                 documents=documents,
                 **template_kwargs,
             )
-        return self._render_text(
+        text, msgs, ctx_args, _ = self._render_text(
             messages, tools, add_generation_prompt, continue_final_message, documents, template_kwargs
-        )[0]
+        )
+        if not not_rendered_quiet():
+            missing = self._not_rendered(text, msgs, ctx_args, continue_final_message)
+            if missing:
+                warn_not_rendered(self.info.name, missing)
+        return text
 
     def _render_text(
         self,
@@ -472,6 +523,7 @@ class JinjaFormat(ChatFormat):
             text, gen = self._render_with_continue(msgs, ctx_args, continue_final_message)
             return text, msgs, ctx_args, gen
         except TemplateError as first:
+            self._explain_undefined_token(first, kwargs)
             if self.options.strict:
                 raise
             normalised, applied = _normalise(msgs)
@@ -488,6 +540,18 @@ class JinjaFormat(ChatFormat):
                 stacklevel=3,
             )
             return text, normalised, ctx_args, gen
+
+    def _explain_undefined_token(self, error: TemplateError, kwargs: dict) -> None:
+        """A template that reads a special token (``bos_token``) this format was not given: say where
+        the tokens come from instead of Jinja's bare "'bos_token' is undefined"."""
+        m = _UNDEFINED_TOKEN_RE.match(error.message)
+        if m is None or m.group(1) in self.special_tokens or m.group(1) in kwargs:
+            return
+        error.message = (
+            f"the template uses {m.group(1)!r}, which this format was not given: load the format from the model "
+            "directory or its tokenizer_config.json, put a tokenizer_config.json beside the .jinja, or pass the "
+            "tokenizer (--tokenizer; in Python fmt.with_special_tokens({...}))"
+        )
 
     def _render_with_continue(
         self, msgs: list[dict[str, Any]], ctx_args: tuple, continue_final_message: bool
@@ -536,6 +600,42 @@ class JinjaFormat(ChatFormat):
         documents: list[dict[str, Any]] | None = None,
         **template_kwargs: Any,
     ) -> Rendered:
+        rendered, missing = self._render_segments(
+            messages, tools, add_generation_prompt, continue_final_message, documents, template_kwargs,
+            check=not not_rendered_quiet(),
+        )
+        if missing:
+            warn_not_rendered(self.info.name, missing)
+        return rendered
+
+    def render_checked(
+        self,
+        messages: Any,
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        add_generation_prompt: bool = False,
+        continue_final_message: bool = False,
+        documents: list[dict[str, Any]] | None = None,
+        **template_kwargs: Any,
+    ) -> tuple[Rendered, tuple[str, ...]]:
+        """:meth:`render_segments` without a warning, and what of the given inputs it leaves out:
+        ``"tools"`` / ``"documents"`` when the template never reads them or renders the same without
+        them, and the keyword arguments the template never reads."""
+        return self._render_segments(
+            messages, tools, add_generation_prompt, continue_final_message, documents, template_kwargs, check=True
+        )
+
+    def _render_segments(
+        self,
+        messages: Any,
+        tools: Any,
+        add_generation_prompt: bool,
+        continue_final_message: bool,
+        documents: Any,
+        template_kwargs: dict[str, Any],
+        *,
+        check: bool,
+    ) -> tuple[Rendered, tuple[str, ...]]:
         if (
             tools is None
             and documents is None
@@ -545,23 +645,78 @@ class JinjaFormat(ChatFormat):
         ):
             native = self._known_native()
             if native is not None:
-                return native.render_segments(messages, add_generation_prompt=add_generation_prompt)
+                return native.render_segments(messages, add_generation_prompt=add_generation_prompt), ()
         variant = self._variant(messages, tools)
         if variant is not self:
-            return variant.render_segments(
-                messages,
-                tools=tools,
-                add_generation_prompt=add_generation_prompt,
-                continue_final_message=continue_final_message,
-                documents=documents,
-                **template_kwargs,
+            return variant._render_segments(
+                messages, tools, add_generation_prompt, continue_final_message, documents, template_kwargs, check=check
             )
         text, msgs, ctx_args, gen_spans = self._render_text(
             messages, tools, add_generation_prompt, continue_final_message, documents, template_kwargs
         )
         spans = self._locate(text, msgs, ctx_args, continue_final_message)
         trained_flags = [_trained(m) for m in msgs]
-        return self._segment(text, spans, trained_flags, gen_spans if gen_spans else None)
+        rendered = self._segment(text, spans, trained_flags, gen_spans if gen_spans else None)
+        missing = self._not_rendered(text, msgs, ctx_args, continue_final_message) if check else ()
+        return rendered, missing
+
+    # -- inputs the template leaves out ----------------------------------------------------------
+
+    @property
+    def template_variables(self) -> frozenset[str]:
+        """The variables the template reads (``messages``, ``tools``, ``bos_token``, keyword
+        arguments, ...): a keyword argument not among them has no effect."""
+        return template_variables(self.template)
+
+    def renders(self, name: str) -> bool | None:
+        fmt = self._tool_use if name == TOOLS and self._tool_use is not None else self
+        if name not in fmt.template_variables:
+            return False
+        if name in (TOOLS, DOCUMENTS):
+            return True if fmt._always_renders(name) else None
+        return True
+
+    def _not_rendered(self, text: str, msgs: list[dict[str, Any]], ctx_args: tuple, cont: bool) -> tuple[str, ...]:
+        """What of ``ctx_args`` (tools, documents, keyword arguments) the render ``text`` left out."""
+        tools, documents, agp, kwargs = ctx_args
+        reads = self.template_variables
+        missing: list[str] = []
+        for name, value in ((TOOLS, tools), (DOCUMENTS, documents)):
+            if not given(value):
+                continue
+            if name not in reads:
+                missing.append(name)
+            elif not self._always_renders(name):
+                without = (None, documents, agp, kwargs) if name == TOOLS else (tools, None, agp, kwargs)
+                try:
+                    other, _ = self._render_with_continue(msgs, without, cont)
+                except (TemplateError, ValueError):
+                    continue  # it raises without them: they matter
+                if other == text:
+                    missing.append(name)
+        missing += [k for k, v in kwargs.items() if k not in reads and given(v)]
+        return tuple(missing)
+
+    def _always_renders(self, name: str) -> bool:
+        """Whether every probe conversation renders differently with probe tools (or documents)
+        than without: then any call is trusted to render them (cached per format)."""
+        cache = self.__dict__.setdefault("_renders_cache", {})
+        if name not in cache:
+            probe = _PROBE_TOOLS if name == TOOLS else _PROBE_DOCUMENTS
+            verdict = True
+            for msgs, agp in _INPUT_PROBES:
+                with_args = (probe, None, agp, {}) if name == TOOLS else (None, probe, agp, {})
+                try:
+                    a, _ = self._run(msgs, with_args)
+                    b, _ = self._run(msgs, (None, None, agp, {}))
+                except (TemplateError, ValueError):
+                    verdict = False
+                    break
+                if a == b:
+                    verdict = False
+                    break
+            cache[name] = verdict
+        return cache[name]
 
     def _marked_render(self, msgs: list[dict[str, Any]], which: set[int], ctx_args: tuple, cont: bool, mk: _Markers):
         marked_msgs = [_mark_message(m, i, mk) if i in which else m for i, m in enumerate(msgs)]

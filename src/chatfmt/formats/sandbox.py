@@ -727,6 +727,19 @@ def compile_template(source: str, max_output: int = DEFAULT_MAX_OUTPUT) -> jinja
         raise TemplateError(f"template cannot be compiled: {type(e).__name__}: {e}") from None
 
 
+@lru_cache(maxsize=256)
+def template_variables(source: str) -> frozenset[str]:
+    """The variables a template reads from its context (``jinja2.meta.find_undeclared_variables``
+    of the parsed template): what it can render at all. Empty for a template that does not parse."""
+    import jinja2.meta
+
+    try:
+        ast = _environment(DEFAULT_MAX_OUTPUT).parse(source)
+        return frozenset(jinja2.meta.find_undeclared_variables(ast))
+    except (jinja2.TemplateSyntaxError, RecursionError, MemoryError, SyntaxError, ValueError, TypeError):
+        return frozenset()
+
+
 def render_template(
     template: jinja2.Template,
     context: dict[str, Any],

@@ -161,6 +161,8 @@ class Llama3(NativeFormat):
 class Llama31(NativeFormat):
     """Llama-3.1-Instruct (and 3.3): date lines, JSON tool calls, ``ipython`` tool results, built-in tools."""
 
+    extra_template_kwargs = ("custom_tools", "builtin_tools", "tools_in_user_message", "date_string")
+
     info = FormatInfo(
         name="llama-3.1",
         family="llama",

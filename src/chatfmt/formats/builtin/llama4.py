@@ -116,6 +116,8 @@ def _emit(out: SegmentBuilder, pieces: list[tuple[bool, str]], i: int, trained: 
 class Llama4(NativeFormat):
     """Llama-4-Instruct (Scout / Maverick)."""
 
+    extra_template_kwargs = ("custom_tools", "tools_in_user_message")
+
     info = FormatInfo(
         name="llama-4",
         family="llama",
