@@ -97,8 +97,8 @@ def test_openai_error_names_the_index_of_the_bad_message():
 
 
 def test_parse_message_reads_reasoning_aliases_and_keeps_unknown_keys_as_extra():
-    m = parse_message({"role": "assistant", "content": "x", "thinking": "hmm", "weight": 0.5})
-    assert m.reasoning_content == "hmm" and m.extra == {"weight": 0.5}
+    m = parse_message({"role": "assistant", "content": "x", "thinking": "hmm", "id": "m7"})
+    assert m.reasoning_content == "hmm" and m.extra == {"id": "m7"}
 
 
 @pytest.mark.parametrize(
@@ -725,6 +725,8 @@ def openai_conversations(draw) -> list[dict]:
             for k in range(n_calls):
                 msgs.append({"role": "tool", "content": draw(_TEXT), "tool_call_id": f"c{k}", "name": "t"})
             msgs.append({"role": "assistant", "content": draw(_TEXT)})
+        elif reply["content"] is None:  # null content is valid in a record only beside tool calls
+            reply["content"] = ""
     return msgs
 
 

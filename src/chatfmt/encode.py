@@ -324,6 +324,111 @@ def encode_rendered_many(
     return out
 
 
+# -- axolotl's train_detail: character spans of a message's content, trained or not ----------------
+
+
+def _details(conv: Any) -> list[tuple[int, Any]]:
+    """``(index, message)`` of the messages carrying a ``train_detail`` (dict messages are parsed)."""
+    out = []
+    for k, m in enumerate(_as_list(conv)):
+        if isinstance(m, dict):
+            if not any(key in m for key in _DETAIL_KEYS):
+                continue
+            from .messages import parse_message
+
+            m = parse_message(m, k)
+        if getattr(m, "train_detail", None) is not None:
+            out.append((k, m))
+    return out
+
+
+_DETAIL_KEYS = ("train_detail", "training_detail")
+
+
+def _with_train_detail(rendered: Rendered, details: list[tuple[int, Any]], *, check: bool = False) -> Rendered:
+    """``rendered`` with the content of each detailed message split by its spans: characters in a
+    ``train`` span trained, the rest not. With ``check``, only the characters the spans leave
+    untrained are marked trained (and nothing else): a token trained in both renders mixes trained
+    and untrained characters (see :func:`_render_and_encode`).
+
+    The content must appear in the render as written (or stripped of edge whitespace, as templates
+    that ``trim`` do); otherwise the offsets cannot be placed and the record is refused."""
+    by_msg = dict(details)
+    rendered_text: dict[int, str] = {}
+    for seg in rendered.segments:
+        if seg.kind == CONTENT and seg.message in by_msg and seg.token_ids is None:
+            rendered_text[seg.message] = rendered_text.get(seg.message, "") + seg.text
+    masks: dict[int, list[bool]] = {}
+    for k, m in details:
+        text, got = m.content, rendered_text.get(k, "")
+        lead = len(text) - len(text.lstrip())
+        if got == text or got == text.rstrip():
+            off = 0
+        elif got in (text.strip(), text.lstrip()):
+            off = lead
+        else:
+            raise ValidationError(
+                "train_detail: the format does not render this message's content as written, so its "
+                "character offsets cannot be placed",
+                index=k,
+                rule="train_detail",
+            )
+        mask = [False] * len(text)
+        for a, b, t in m.train_detail:
+            if t:
+                mask[a:b] = [True] * (b - a)
+        masks[k] = mask[off : off + len(got)]
+    segs = []
+    pos: dict[int, int] = {}
+    for seg in rendered.segments:
+        m = seg.message
+        if not (seg.kind == CONTENT and m in masks and seg.token_ids is None):
+            segs.append(seg._replace(trained=False) if check else seg)
+            continue
+        mask, start = masks[m], pos.get(m, 0)
+        pos[m] = start + len(seg.text)
+        i = 0
+        while i < len(seg.text):
+            j = i
+            flag = mask[start + i]
+            while j < len(seg.text) and mask[start + j] == flag:
+                j += 1
+            segs.append(seg._replace(text=seg.text[i:j], trained=(not flag) if check else flag))
+            i = j
+    return Rendered(segs)
+
+
+def _render_and_encode(fmt: Any, convs: list[Any], tokenizer: Tokenizer, opts: dict[str, Any]) -> list[tuple[list[int], list[int], dict[int, tuple[int, int]]]]:
+    """Render and encode ``convs``; messages with a ``train_detail`` are labelled by their spans.
+
+    chatfmt trains a token when any of its characters is trained, so a token holding characters a
+    ``train_detail`` trains and characters it does not (a span boundary inside a token, or an
+    untrained character merged with a trained end-of-turn text) has no exact label: such a record
+    is refused (rule ``train_detail``) rather than labelled by a rounding rule."""
+    rendereds = [fmt.render_segments(c, **opts["render"]) for c in convs]
+    checks: dict[int, Rendered] = {}
+    for k, c in enumerate(convs):
+        details = _details(c)
+        if details:
+            checks[k] = _with_train_detail(rendereds[k], details, check=True)
+            rendereds[k] = _with_train_detail(rendereds[k], details)
+    results = encode_rendered_many(rendereds, tokenizer, **opts["encode"])
+    if checks:
+        idx = list(checks)
+        for k, (_, check_labels, _) in zip(idx, encode_rendered_many([checks[k] for k in idx], tokenizer, **opts["encode"])):
+            labels = results[k][1]
+            both = next((t for t, (x, y) in enumerate(zip(labels, check_labels)) if x != IGNORE_INDEX and y != IGNORE_INDEX), None)
+            if both is not None:
+                owner = next((m for m, (a, b) in results[k][2].items() if a <= both < b), None)
+                raise ValidationError(
+                    f"train_detail: token {both} (id {results[k][0][both]}) holds characters that are trained and "
+                    "characters that are not; put the span boundary between tokens",
+                    index=owner,
+                    rule="train_detail",
+                )
+    return results
+
+
 def _role(m: Any) -> str | None:
     if isinstance(m, dict):
         return m.get("role")
@@ -403,8 +508,7 @@ def _finish(
             # keep the newest rounds that fit: try dropping 1, 2, ... oldest rounds
             for k in range(1, len(starts)):
                 candidate = head + body[starts[k] :]
-                rendered = fmt.render_segments(_sliced(messages, msg_list, candidate), **opts["render"])
-                res = encode_rendered_many([rendered], tokenizer, **opts["encode"])[0]
+                res = _render_and_encode(fmt, [_sliced(messages, msg_list, candidate)], tokenizer, opts)[0]
                 c_ids, c_labels, c_spans = post(res, candidate)
                 if len(c_ids) <= max_length:
                     fitted = (c_ids, c_labels, c_spans, starts[k])
@@ -483,6 +587,5 @@ def encode_batch(
         "encode": {"compat": compat, "allow_special_in_content": allow_special_in_content},
     }
     convs = list(conversations)
-    rendereds = [fmt.render_segments(c, **opts["render"]) for c in convs]
-    results = encode_rendered_many(rendereds, tokenizer, **opts["encode"])
+    results = _render_and_encode(fmt, convs, tokenizer, opts)
     return [_finish(res, c, _as_list(c), fmt, tokenizer, opts) for res, c in zip(results, convs)]

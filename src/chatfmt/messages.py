@@ -81,6 +81,9 @@ class Message:
     reasoning_content: str | None = None
     loss: bool | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    #: character spans of the content that are trained or not (axolotl's ``train_detail``), as
+    #: ``(start, end, trained)`` with ``end`` exclusive; characters in no span are not trained
+    train_detail: tuple[tuple[int, int, bool], ...] | None = None
 
     @property
     def text(self) -> str:
@@ -119,6 +122,10 @@ class Message:
             d["reasoning_content"] = self.reasoning_content
         if self.loss is not None:
             d["loss"] = self.loss
+        if self.train_detail is not None:
+            d["train_detail"] = [
+                {"begin_offset": a, "end_offset": b - 1, "train": t} for a, b, t in self.train_detail
+            ]
         for k, v in self.extra.items():
             d.setdefault(k, v)
         return d
@@ -193,11 +200,135 @@ def _opt_str(obj: dict[str, Any], key: str, index: int | None, rule: str) -> str
     return value
 
 
-def _loss(obj: dict[str, Any], index: int | None) -> bool | None:
-    loss = obj.get("loss")
-    if loss is not None and not isinstance(loss, bool):
-        raise ValidationError(f"'loss' must be true or false, got {loss!r}", index=index, rule="loss")
-    return loss
+#: per-message keys that say whether a message is trained, as the tools that define them mean them:
+#: ``loss`` (chatfmt, ChatGLM3's fine-tuning data): true/false; ``weight`` (OpenAI fine-tuning, on
+#: assistant messages): 1 trained, 0 not; ``training`` / ``train`` (axolotl's
+#: ``message_field_training``): true/false; ``loss_weight`` (LLaMA-Factory v1): 1.0 trained, 0.0 not
+LOSS_KEYS = ("loss", "weight", "training", "train", "loss_weight")
+#: axolotl's ``message_field_training_detail``: character spans of the content, trained or not
+DETAIL_KEYS = ("train_detail", "training_detail")
+#: keys that look like a per-message loss flag but that no tool chatfmt knows defines (the meaning,
+#: train or skip, cannot be told): a message carrying one is rejected rather than silently trained
+UNKNOWN_LOSS_KEYS = frozenset({
+    "mask", "loss_mask", "masked", "train_mask", "label_mask", "no_loss", "ignore_loss", "trainable",
+    "is_trainable", "do_train", "loss_weights", "weights",
+})
+#: record-level keys that change what a record means for training (checked by :func:`parse_record`)
+PREFERENCE_KEYS = ("chosen", "rejected", "kto_tag")
+MEDIA_KEYS = ("images", "videos", "audios")
+RECORD_LOSS_KEYS = ("loss", "weight", "loss_weight", "sample_weight", "training", "train", "mask", "loss_mask")
+
+
+def _zero_one(key: str, value: Any, index: int | None, *, integer: bool) -> bool:
+    """OpenAI's ``weight`` (the integer 0 or 1) or LLaMA-Factory's ``loss_weight`` (0.0 or 1.0)."""
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type or value not in (0, 1):
+        what = "0 or 1" if integer else "0.0 or 1.0"
+        raise ValidationError(
+            f"{key!r} must be {what} (trained or not; chatfmt writes no fractional loss weights), got {value!r}",
+            index=index,
+            rule="weight",
+        )
+    return value == 1
+
+
+def _loss_flags(
+    obj: dict[str, Any], role: str, content: Any, index: int | None
+) -> tuple[bool | None, tuple[tuple[int, int, bool], ...] | None]:
+    """``(loss, train_detail)`` of a message from the loss keys of every tool chatfmt knows (see
+    :data:`LOSS_KEYS`). Keys that disagree, a value a tool does not define, and keys no tool
+    defines (:data:`UNKNOWN_LOSS_KEYS`) are rejected: nothing is trained against what a record says."""
+    unknown = sorted(k for k in obj if k in UNKNOWN_LOSS_KEYS and obj[k] is not None)
+    if unknown:
+        raise ValidationError(
+            f"{unknown[0]!r} is not a loss key chatfmt knows (train or skip cannot be told); mark the message "
+            "with 'loss': true|false (or OpenAI's 'weight': 0|1), or ignore the key with --ignore-key "
+            f"{unknown[0]}",
+            index=index,
+            rule="loss_key",
+        )
+    votes: list[tuple[str, Any, bool]] = []
+    for key in LOSS_KEYS:
+        value = obj.get(key)
+        if value is None:
+            continue
+        if key == "weight":
+            if role != "assistant":
+                raise ValidationError(
+                    f"'weight' (OpenAI fine-tuning) applies to assistant messages only, not {role}; "
+                    "use 'loss': true|false",
+                    index=index,
+                    rule="weight",
+                )
+            votes.append((key, value, _zero_one(key, value, index, integer=True)))
+        elif key == "loss_weight":
+            votes.append((key, value, _zero_one(key, value, index, integer=False)))
+        elif not isinstance(value, bool):
+            raise ValidationError(f"{key!r} must be true or false, got {value!r}", index=index, rule="loss")
+        else:
+            votes.append((key, value, value))
+    if len({v for _, _, v in votes}) > 1:
+        said = ", ".join(f"{k}: {json.dumps(v)}" for k, v, _ in votes)
+        raise ValidationError(
+            f"the message's loss keys disagree ({said}): is it trained or not?", index=index, rule="loss_conflict"
+        )
+    loss = votes[0][2] if votes else None
+    detail_keys = [k for k in DETAIL_KEYS if obj.get(k) is not None]
+    if not detail_keys:
+        return loss, None
+    if len(detail_keys) > 1:
+        raise ValidationError(
+            "the message has both 'train_detail' and 'training_detail'", index=index, rule="train_detail"
+        )
+    detail = _train_detail(obj[detail_keys[0]], content, index)
+    keys = f"{votes[0][0]}: {json.dumps(votes[0][1])}" if votes else ""
+    if loss is False and any(t for _, _, t in detail):
+        raise ValidationError(
+            f"the message's loss keys disagree ({keys}, but train_detail trains some of it)",
+            index=index,
+            rule="loss_conflict",
+        )
+    if loss is True and not detail:
+        raise ValidationError(
+            f"the message's loss keys disagree ({keys}, but train_detail is empty)", index=index, rule="loss_conflict"
+        )
+    if loss is False:
+        return False, None
+    # as axolotl: a non-empty train_detail makes the turn trained (its end-of-turn token too), the
+    # content only where a span says so; an empty one trains nothing of the message
+    return bool(detail), (detail or None)
+
+
+def _train_detail(value: Any, content: Any, index: int | None) -> tuple[tuple[int, int, bool], ...]:
+    """axolotl's ``train_detail``: ``[{"begin_offset", "end_offset", "train"}]``, offsets in characters
+    of the content, ``end_offset`` inclusive; returned as sorted ``(start, end_exclusive, train)``."""
+    def bad(why: str) -> ValidationError:
+        return ValidationError(f"train_detail: {why}", index=index, rule="train_detail")
+
+    if not isinstance(content, str):
+        raise bad(f"needs the content as a string, got {_kind_of(content)}")
+    if not isinstance(value, list):
+        raise bad(f"must be a list of {{begin_offset, end_offset, train}} objects, got {_kind_of(value)}")
+    spans = []
+    for j, d in enumerate(value):
+        if not isinstance(d, dict):
+            raise bad(f"item {j} must be an object, got {_kind_of(d)}")
+        extra = sorted(set(d) - {"begin_offset", "end_offset", "train"})
+        if extra:
+            raise bad(f"item {j} has unknown key {extra[0]!r} (expected begin_offset, end_offset, train)")
+        a, b, t = d.get("begin_offset"), d.get("end_offset"), d.get("train")
+        if not (type(a) is int and type(b) is int and isinstance(t, bool)):
+            raise bad(f"item {j} needs integer begin_offset and end_offset and a boolean train, got {d!r:.100}")
+        if not 0 <= a <= b < len(content):
+            raise bad(
+                f"item {j} spans characters {a}..{b} (end inclusive), outside the content's {len(content)} characters"
+            )
+        spans.append((a, b + 1, t))
+    spans.sort()
+    for (a1, b1, _), (a2, _, _) in zip(spans, spans[1:]):
+        if a2 < b1:
+            raise bad(f"spans starting at characters {a1} and {a2} overlap")
+    return tuple(spans)
 
 
 def _parse_tool_call(obj: Any, index: int) -> ToolCall:
@@ -234,14 +365,18 @@ def _parse_tool_call(obj: Any, index: int) -> ToolCall:
     return ToolCall(name=fn["name"], arguments=args, id=call_id)
 
 
-_KNOWN_KEYS = {"role", "content", "name", "tool_calls", "tool_call_id", "reasoning_content", "loss"}
+_KNOWN_KEYS = {"role", "content", "name", "tool_calls", "tool_call_id", "reasoning_content", *LOSS_KEYS, *DETAIL_KEYS}
 _PLAIN_KEYS = frozenset({"role", "content"})
 _PLAIN_ROLES = frozenset(ROLES)
 _REASONING_ALIASES = ("reasoning", "thinking")
 
 
 def parse_message(obj: Any, index: int = 0) -> Message:
-    """Parse one OpenAI-style message dict (``loss`` and ``reasoning``/``thinking`` accepted too)."""
+    """Parse one OpenAI-style message dict (``reasoning``/``thinking`` accepted too).
+
+    Whether it is trained comes from ``loss`` or the loss keys other tools write (OpenAI's
+    ``weight``, axolotl's ``training``/``train``/``train_detail``, LLaMA-Factory's ``loss_weight``;
+    see :data:`LOSS_KEYS`); keys that disagree or that no known tool defines are rejected."""
     if type(obj) is dict and obj.keys() <= _PLAIN_KEYS:
         # the hot path of training data: {"role": ..., "content": "..."}
         role = obj.get("role")
@@ -299,6 +434,7 @@ def parse_message(obj: Any, index: int = 0) -> Message:
             f"reasoning must be a string, got {_kind_of(reasoning)}", index=index, rule="reasoning"
         )
     extra = {k: v for k, v in obj.items() if k not in _KNOWN_KEYS and k not in _REASONING_ALIASES}
+    loss, detail = _loss_flags(obj, role, content, index)
     return Message(
         role=role,
         content=content,
@@ -306,9 +442,28 @@ def parse_message(obj: Any, index: int = 0) -> Message:
         tool_calls=tool_calls,
         tool_call_id=_opt_str(obj, "tool_call_id", index, "tool_call_id"),
         reasoning_content=reasoning,
-        loss=_loss(obj, index),
+        loss=loss,
         extra=extra,
+        train_detail=detail,
     )
+
+
+def _record_message(obj: Any, index: int) -> Message:
+    """:func:`parse_message` for a dataset record, which must say what each message is: a system,
+    user or tool message needs ``content`` (a string or parts; ``null`` or missing is an error, as
+    in the OpenAI API, not an empty turn), an assistant message content or tool calls."""
+    if isinstance(obj, dict) and obj.get("content") is None:
+        role = obj.get("role")
+        role = ROLE_ALIASES.get(role, role) if isinstance(role, str) else role
+        if role in ("system", "user", "tool") or (role == "assistant" and not obj.get("tool_calls")):
+            what = "is null" if "content" in obj else "is missing"
+            needs = "content or tool_calls" if role == "assistant" else "content"
+            raise ValidationError(
+                f"a {role} message needs {needs}; its content {what} (it would be trained or rendered as an empty turn)",
+                index=index,
+                rule="content",
+            )
+    return parse_message(obj, index)
 
 
 def as_conversation(
@@ -550,7 +705,7 @@ def parse_openai(obj: Any, *, strict_tools: bool = True) -> Conversation:
         messages, tools = _message_list(rec, "messages"), rec.get("tools")
     b = _Builder()
     for i, m in enumerate(messages):
-        b.add(parse_message(m, i))
+        b.add(_record_message(m, i))
     return b.finish(tools, strict_tools)
 
 
@@ -572,7 +727,7 @@ def parse_conversations(obj: Any, *, strict_tools: bool = True) -> Conversation:
             b.add(call, i)
             b.add(result, i)
         else:
-            b.add(parse_message(m, i), i)
+            b.add(_record_message(m, i), i)
     return b.finish(rec.get("tools"), strict_tools)
 
 
@@ -613,7 +768,14 @@ def _expand_tool_message(m: dict[str, Any], index: int) -> tuple[Message, Messag
     observation = m["observation"]
     if not isinstance(observation, str):
         observation = json.dumps(observation, ensure_ascii=False)
-    call = Message(role="assistant", content="", tool_calls=[ToolCall(name, params)], loss=_loss(m, index))
+    loss, _ = _loss_flags({k: v for k, v in m.items() if k not in DETAIL_KEYS}, "assistant", "", index)
+    if any(m.get(k) is not None for k in DETAIL_KEYS):
+        raise ValidationError(
+            f"tool message {name!r}: train_detail needs text content, and this message is a tool call",
+            index=index,
+            rule="train_detail",
+        )
+    call = Message(role="assistant", content="", tool_calls=[ToolCall(name, params)], loss=loss)
     return call, Message(role="tool", content=observation, name=name)
 
 
@@ -668,10 +830,19 @@ def parse_sharegpt(obj: Any, *, strict_tools: bool = True) -> Conversation:
         value = t.get("value")
         if not isinstance(value, str):
             raise ValidationError(f"'value' must be a string, got {_kind_of(value)}", index=i, rule="content")
+        # per-turn loss keys (axolotl's chat_template reads ShareGPT turns with train/train_detail)
         if role == "function_call":
-            b.add(Message(role="assistant", content="", tool_calls=_function_call(value, i)), i)
+            loss, detail = _loss_flags(t, "assistant", value, i)
+            if detail is not None:
+                raise ValidationError(
+                    "train_detail on a function_call turn: its value is a tool call, not trained text",
+                    index=i,
+                    rule="train_detail",
+                )
+            b.add(Message(role="assistant", content="", tool_calls=_function_call(value, i), loss=loss), i)
         else:
-            b.add(Message(role=role, content=value), i)
+            loss, detail = _loss_flags(t, role, value, i)
+            b.add(Message(role=role, content=value, loss=loss, train_detail=detail), i)
     return b.finish(rec.get("tools"), strict_tools)
 
 
@@ -817,9 +988,48 @@ def register_parser(
         DETECTORS.insert(0, (kind, detect))
 
 
+def check_record_keys(obj: dict[str, Any]) -> None:
+    """Reject a record whose top-level keys make it something supervised training would get wrong:
+
+    - ``preference``: ``chosen``/``rejected`` (a DPO / reward-model pair, LLaMA-Factory's and TRL's
+      preference data) or ``kto_tag`` (KTO feedback; ``false`` marks an answer *not* to learn): SFT
+      would train the wrong answer or none;
+    - ``media``: non-empty ``images``/``videos``/``audios`` (LLaMA-Factory's multimodal columns):
+      chatfmt encodes text only, so the media would be dropped and placeholders trained as text;
+    - ``loss_key``: a record-level loss flag or weight (``weight``, ``loss``, ``mask``, ...): no tool
+      chatfmt knows puts one there, and chatfmt does not weigh examples.
+
+    ``--ignore-key KEY`` (``ignore_keys=`` in Python) drops a key before parsing, for data where it
+    means something else."""
+    pref = [k for k in PREFERENCE_KEYS if obj.get(k) is not None]
+    if pref:
+        what = "KTO feedback record (kto_tag)" if pref == ["kto_tag"] else f"preference record ({'/'.join(pref)})"
+        raise ValidationError(
+            f"a {what}: prepare writes supervised fine-tuning rows, which would train the wrong answer or none; "
+            "use a preference trainer, or --ignore-key to drop the key",
+            rule="preference",
+        )
+    media = [k for k in MEDIA_KEYS if obj.get(k)]
+    if media:
+        raise ValidationError(
+            f"the record has {media[0]}: chatfmt encodes text only, so they would be dropped (and any "
+            "placeholder such as <image> trained as text)",
+            rule="media",
+        )
+    loss = [k for k in RECORD_LOSS_KEYS if obj.get(k) is not None]
+    if loss:
+        raise ValidationError(
+            f"a record-level {loss[0]!r}: chatfmt reads loss flags per message ('loss': true|false, "
+            "OpenAI's 'weight': 0|1 on assistant messages) and does not weigh whole examples",
+            rule="loss_key",
+        )
+
+
 def parse_record(obj: Any, kind: str | None = None, *, strict_tools: bool = True) -> Conversation:
     """Parse a dataset record of ``kind`` (detected when ``None``) into a validated conversation."""
     kind = kind or detect_kind(obj)
+    if isinstance(obj, dict):
+        check_record_keys(obj)
     parser = PARSERS.get(kind)
     if parser is None:
         raise ValidationError(f"unknown record kind {kind!r} (known: {', '.join(PARSERS)})", rule="kind")

@@ -37,6 +37,9 @@ class EncodeOptions:
     train_on: str = "all_assistant"
     #: force the record kind (``None``: detected per record)
     input_kind: str | None = None
+    #: keys dropped from every record and message before parsing (``--ignore-key``): for data where
+    #: a key chatfmt would act on (``weight``, ``mask``, ``chosen``, ``images``, ...) means something else
+    ignore_keys: tuple[str, ...] = ()
 
     def check(self) -> None:
         """Raise ``ValueError`` naming the first option that is not valid."""
@@ -121,7 +124,8 @@ def encode_records(fmt: Any, tokenizer: Any, records: Sequence[RawRecord], opts:
             out.append(Outcome(rec.source, rec.record, rule="json", message=rec.error))
             continue
         try:
-            conv = parse_record(rec.data, kind=opts.input_kind)
+            data = without_keys(rec.data, opts.ignore_keys) if opts.ignore_keys else rec.data
+            conv = parse_record(data, kind=opts.input_kind)
         except ValidationError as e:
             out.append(Outcome(rec.source, rec.record, rule=e.rule, message=_message(e)))
             continue
@@ -137,6 +141,23 @@ def encode_records(fmt: Any, tokenizer: Any, records: Sequence[RawRecord], opts:
             for (i, rec, _), enc in zip(parsed, encs):
                 out[i] = _encoded(rec, enc)
     return out  # type: ignore[return-value]
+
+
+def without_keys(data: Any, keys: Sequence[str]) -> Any:
+    """``data`` (a record) without ``keys``, at the top level and in each message of its
+    ``messages`` / ``conversations`` list (or of a bare message list); the input is not modified."""
+    def strip(obj: Any) -> Any:
+        return {k: v for k, v in obj.items() if k not in keys} if isinstance(obj, dict) else obj
+
+    if isinstance(data, list):
+        return [strip(m) for m in data]
+    if not isinstance(data, dict):
+        return data
+    out = strip(data)
+    for key in ("messages", "conversations"):
+        if isinstance(out.get(key), list):
+            out[key] = [strip(m) for m in out[key]]
+    return out
 
 
 class Loader:

@@ -71,10 +71,11 @@ def dataset_map_function(
     train_on: str = "all_assistant",
     input_kind: str | None = None,
     rejected: Literal["column", "drop"] = "column",
+    ignore_keys: tuple[str, ...] | list[str] = (),
 ) -> DatasetMapFunction:
     """A function for ``datasets.Dataset.map(fn, batched=True, ...)`` that encodes each row (a
     record) into ``input_ids``, ``labels``, ``attention_mask``, ``length`` and ``error`` (see the
-    module doc for rejected records). Options as :func:`chatfmt.prepare`; ``truncation="error"``
+    module doc for rejected records). Options as :func:`chatfmt.prepare` (``ignore_keys`` too); ``truncation="error"``
     raises :class:`~chatfmt.encode.LengthError` for an over-length record, ``"skip"`` rejects it.
 
     ``format`` / ``tokenizer``: objects or names/paths (loaded on first use in each process)::
@@ -84,7 +85,7 @@ def dataset_map_function(
         ds = ds.map(fn, batched=True, remove_columns=ds.column_names)
         ds = ds.filter(lambda e: e["error"] is None)
     """
-    opts = EncodeOptions(max_length, truncation, train_on, input_kind)
+    opts = EncodeOptions(max_length, truncation, train_on, input_kind, tuple(ignore_keys))
     opts.check()
     if rejected not in ("column", "drop"):
         raise ValueError(f"rejected must be 'column' or 'drop', not {rejected!r}")

@@ -266,6 +266,7 @@ def prepare(
     engine: str = "local",
     ray_address: str | None = None,
     on_record: Callable[[int], None] | None = None,
+    ignore_keys: Iterable[str] = (),
 ) -> Report:
     """Encode every record of ``inputs`` (JSONL / JSON / Parquet files, directories, globs) with
     ``format`` and ``tokenizer`` into the dataset ``output``; returns the :class:`Report`.
@@ -289,14 +290,16 @@ def prepare(
     ``truncation`` is an :func:`~chatfmt.encode` strategy or ``"skip"`` (over-length records are
     rejected with rule ``max_length``); with ``"error"`` an over-length record stops the run with a
     :class:`~chatfmt.encode.LengthError` naming it, and no output is left behind. ``input_kind``
-    forces the record kind (default: detected per record).
+    forces the record kind (default: detected per record). ``ignore_keys`` are dropped from every
+    record and message before parsing, for data where a key chatfmt acts on (a loss key such as
+    ``weight`` or ``mask``, ``chosen``/``rejected``, ``images``, ...) means something else.
 
     ``workers``: processes for the local engine (``None``: all cores; 1: this process). ``engine``:
     ``"local"`` or ``"ray"`` (Ray Data; ``ray_address`` joins a cluster, else a local Ray instance is
     started). The output is the same whatever the engine and worker count. ``on_record(n)`` is called
     as records are written (for progress).
     """
-    opts = EncodeOptions(max_length, truncation, train_on, input_kind)
+    opts = EncodeOptions(max_length, truncation, train_on, input_kind, tuple(ignore_keys))
     opts.check()
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
