@@ -97,6 +97,11 @@ class SpecError(FormatError):
         return f"{where}: {text}" if where else text
 
 
+class ServerConfigError(ChatfmtError, ValueError):
+    """A server option that cannot work: an origin that is not ``scheme://host[:port]``, a timeout or
+    limit below what it needs."""
+
+
 class ChatfmtWarning(UserWarning):
     """Something worked only after a documented adjustment: a template rendered after its input was
     normalised, a conversation was shortened to fit the context, malformed model output was kept as

@@ -38,6 +38,8 @@ from chatfmt.segments import CONTENT
 from .test_injection import _expected_controls, _format_controls, _partials
 
 SETTINGS = {"deadline": None, "suppress_health_check": list(HealthCheck), "database": None}
+#: the test client's address: the server answers only to IP addresses, localhost and the names it is told
+LOCAL = "http://127.0.0.1"
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +260,7 @@ def client(backend):
     from chatfmt.server import LocalEngine, create_app
 
     engine = LocalEngine(backend)
-    with TestClient(create_app(engine, max_tokens_limit=8)) as c:
+    with TestClient(create_app(engine, max_tokens_limit=8), base_url=LOCAL) as c:
         yield c, engine
 
 
@@ -378,7 +380,7 @@ def test_server_reply_with_control_text_tokens_is_content(qwen_tok):
     engine = ScriptedEngine(qwen_tok, _fmt("qwen2.5"), "x", n_ctx=4096)
     engine.script_ids = as_text_tokens(qwen_tok, text)
     body = {"messages": [{"role": "user", "content": "weather?"}], "tools": TOOLS, "max_tokens": 500}
-    with TestClient(create_app(engine)) as c:
+    with TestClient(create_app(engine), base_url=LOCAL) as c:
         r = c.post("/v1/chat/completions", json=body).json()
         choice = r["choices"][0]
         assert choice["finish_reason"] == "stop" and not choice["message"].get("tool_calls")

@@ -135,9 +135,9 @@ def test_a_wrong_or_missing_api_key_is_401_on_every_v1_route(server, headers):
 
 def test_non_ascii_key_bytes_and_a_key_in_the_url_are_401(server):
     for auth in (b"Bearer \xff\xfe" + KEY.encode(), b"Bearer " + KEY.encode() + b"\x80", "Bearer ключ".encode()):
-        raw = raw_exchange(server, b"GET /v1/models HTTP/1.1\r\nHost: x\r\nAuthorization: " + auth + b"\r\nConnection: close\r\n\r\n")
+        raw = raw_exchange(server, b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " + auth + b"\r\nConnection: close\r\n\r\n")
         assert status_of(raw) == 401, raw[:200]
-    raw = raw_exchange(server, f"GET /v1/models?api_key={KEY} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    raw = raw_exchange(server, f"GET /v1/models?api_key={KEY} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode())
     assert status_of(raw) == 401
     alive(server)
 
@@ -150,13 +150,13 @@ def test_an_oversized_body_is_413_declared_chunked_or_before_it_is_sent(server):
     assert_error(status, body, 413, "request_too_large")
     # declared 1 GB, nothing sent: refused at once from the header
     t = time.monotonic()
-    raw = raw_exchange(server, b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
+    raw = raw_exchange(server, b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + KEY.encode()
                        + b"\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n")
     assert status_of(raw) == 413 and time.monotonic() - t < 5
     # chunked, no length given: counted as it arrives
     chunk = b"x" * 50_000
     data = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(6)) + b"0\r\n\r\n"
-    raw = raw_exchange(server, b"POST /v1/render HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
+    raw = raw_exchange(server, b"POST /v1/render HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + KEY.encode()
                        + b"\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + data)
     assert status_of(raw) == 413, raw[:200]
     alive(server)
@@ -220,9 +220,9 @@ def test_max_tokens_abuse_on_completions_is_400(server):
 
 
 def test_raw_garbage_and_oversized_headers_do_not_hurt_the_server(server):
-    for data in (b"\x00\xff" * 5000, b"GET / HTTP/9.9\r\n\r\n", b"POST /v1/render HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n",
-                 b"POST /v1/render HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", b"POST /v1/render HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
-                 b"POST /v1/render HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nhello"):
+    for data in (b"\x00\xff" * 5000, b"GET / HTTP/9.9\r\n\r\n", b"POST /v1/render HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 200_000 + b"\r\n\r\n",
+                 b"POST /v1/render HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -5\r\n\r\n", b"POST /v1/render HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\n\r\n",
+                 b"POST /v1/render HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\nContent-Length: 7\r\n\r\nhello"):
         raw = raw_exchange(server, data)
         assert status_of(raw) in (0, 400, 401, 404, 413, 431), raw[:200]  # 0: the server closed the connection
     alive(server)
@@ -237,10 +237,10 @@ def _slow_sockets(srv: ServerProcess, n: int) -> list[socket.socket]:
     for k in range(n):
         s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
         if k % 2:
-            s.sendall(b"POST /v1/render HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
+            s.sendall(b"POST /v1/render HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + KEY.encode()
                       + b"\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"messages\": [")
         else:
-            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nX-Slow")
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow")
         socks.append(s)
     return socks
 
@@ -256,7 +256,7 @@ def test_slow_clients_do_not_block_others(server):
 
     def trickle() -> None:
         with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
-            s.sendall(b"POST /v1/render HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
+            s.sendall(b"POST /v1/render HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + KEY.encode()
                       + b"\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body))
             for b in body:
                 s.sendall(bytes([b]))
@@ -302,7 +302,7 @@ def _storm(srv: ServerProcess, n: int) -> int:
     def one() -> None:
         nonlocal streamed
         with socket.create_connection(("127.0.0.1", srv.port), timeout=120) as s:
-            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + KEY.encode()
+            s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + KEY.encode()
                       + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
             got = s.recv(4096)
             if b"200 OK" in got:

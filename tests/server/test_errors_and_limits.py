@@ -15,6 +15,8 @@ from chatfmt.server import create_app
 from .conftest import ScriptedEngine
 
 OK_CHAT = {"model": "scripted", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 4}
+#: the test client's address: the server answers only to IP addresses, localhost and the names it is told
+LOCAL = "http://127.0.0.1"
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +26,7 @@ def engine(smol_tokenizer, qwen_format):
 
 @pytest.fixture(scope="module")
 def client(engine):
-    with TestClient(create_app(engine, max_tokens_limit=64, max_body_bytes=20_000)) as c:
+    with TestClient(create_app(engine, max_tokens_limit=64, max_body_bytes=20_000), base_url=LOCAL) as c:
         yield c
 
 
@@ -115,7 +117,7 @@ def test_detokenize_rejects_ids_outside_the_vocabulary(client, smol_tokenizer):
 
 
 def test_api_key_is_enforced_on_v1_only(engine):
-    with TestClient(create_app(engine, api_key="s3cret")) as c:
+    with TestClient(create_app(engine, api_key="s3cret"), base_url=LOCAL) as c:
         assert_error(c.post("/v1/chat/completions", json=OK_CHAT), 401, code="invalid_api_key")
         assert_error(c.post("/v1/chat/completions", json=OK_CHAT, headers={"Authorization": "Bearer nope"}), 401)
         assert c.get("/health").status_code == 200

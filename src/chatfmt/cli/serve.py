@@ -65,6 +65,16 @@ def build_engine(
     return LocalEngine(be, format=fmt, tokenizer=tok, model_id=model_name)
 
 
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
 class _JSONLines(logging.Formatter):
     """Access records are JSON already; other records become ``{"level", "logger", "message"}``."""
 
@@ -89,6 +99,16 @@ def _setup_logging(quiet: bool) -> None:
         lg.propagate = False
 
 
+# repeatable options (module-level: a list default is mutable)
+_CORS_ALLOW_ORIGIN = typer.Option(
+    None, "--cors-allow-origin", help="A browser origin (scheme://host[:port], or *) allowed to call the API besides the server's own; repeatable."
+)
+_ALLOWED_HOSTS = typer.Option(
+    None, "--allowed-hosts",
+    help="Host names accepted besides IP addresses, localhost and --host (.example.com: with subdomains; *: any); repeatable, comma-separated.",
+)
+
+
 def serve_cmd(
     model: str = typer.Option(None, "--model", "-m", help="A GGUF file or model dir (default: SmolLM2-135M-Instruct)."),
     backend: str = typer.Option("auto", "--backend", help="auto, transformers or llama.cpp."),
@@ -110,6 +130,11 @@ def serve_cmd(
     upstream_prompt: str = typer.Option("ids", "--upstream-prompt", help="Send the prompt as token 'ids' (exact) or as 'text'."),
     upstream_api_key: str = typer.Option(None, "--upstream-api-key", envvar="CHATFMT_UPSTREAM_API_KEY", help="Bearer key for the upstream."),
     upstream_concurrency: int = typer.Option(4, "--upstream-concurrency", help="Requests sent upstream at once."),
+    header_timeout: float = typer.Option(30.0, "--header-timeout", help="Seconds a request's headers may take to arrive (408 and closed after)."),
+    body_timeout: float = typer.Option(30.0, "--body-timeout", help="Seconds a request body may take to arrive after its headers (408 and closed after)."),
+    max_connections: int = typer.Option(256, "--max-connections", help="Open connections at most; one more is answered 503 and closed."),
+    cors_allow_origin: list[str] = _CORS_ALLOW_ORIGIN,
+    allowed_hosts: list[str] = _ALLOWED_HOSTS,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No access log."),
 ) -> None:
     """Serve the OpenAI API (chat and text completions, models, health) plus /v1/render, /v1/tokenize
@@ -124,6 +149,11 @@ def serve_cmd(
 
     _setup_logging(quiet)
     with user_errors():
+        from ..server.middleware import check_origins
+        from ..server.transport import check_options
+
+        check_options(header_timeout=header_timeout, body_timeout=body_timeout, max_connections=max_connections)
+        check_origins(cors_allow_origin or ())  # before the model loads
         try:
             engine = build_engine(
                 model=model,
@@ -141,10 +171,18 @@ def serve_cmd(
             )
         except ValueError as e:
             fail(str(e))
+        hosts = tuple(h.strip() for value in allowed_hosts or () for h in value.split(",") if h.strip())
+        if host not in ("", "0.0.0.0", "::") and not _is_ip(host):
+            hosts += (host,)  # --host names this machine: it answers to that name
         app = create_app(
-            engine, api_key=api_key, max_queue=max_queue, max_body_bytes=max_body_bytes, max_tokens_limit=max_tokens_limit
+            engine, api_key=api_key, max_queue=max_queue, max_body_bytes=max_body_bytes, max_tokens_limit=max_tokens_limit,
+            allowed_hosts=hosts, cors_allow_origins=tuple(cors_allow_origin or ()), body_timeout=body_timeout,
         )
+        from ..server.transport import uvicorn_config
+
+        config = uvicorn_config(app, host=host, port=port, header_timeout=header_timeout, max_connections=max_connections,
+                                timeout_graceful_shutdown=5)
     logging.getLogger("chatfmt.server").warning(
         "serving %s (%s) on http://%s:%d", engine.model_id, engine.format.info.name, host, port
     )
-    uvicorn.run(app, host=host, port=port, access_log=False, log_config=None, timeout_graceful_shutdown=5)
+    uvicorn.Server(config).run()

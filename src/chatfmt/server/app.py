@@ -22,13 +22,13 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..errors import ChatfmtError, ValidationError
+from ..errors import ChatfmtError, ServerConfigError, ValidationError
 from ..inference.chat import stop_tokens
 from ..inference.prompt import IncrementalEncoder
 from ..segments import Rendered, Segment
 from .engines import ChatGeneration, Engine, Sampling, TextGeneration
 from .errors import APIError, bad_request, loc_to_param, not_found
-from .middleware import AccessLog, Guard
+from .middleware import AccessLog, Guard, OriginGuard, check_origins
 from .scheduler import Scheduler
 from .wire import (
     ChatCompletionRequest,
@@ -54,6 +54,14 @@ class ServerConfig:
     max_tokens_limit: int = 4096
     #: other names the model answers to
     model_aliases: tuple[str, ...] = ()
+    #: ``Host`` names accepted besides IP addresses and localhost (``.example.com``: a domain and its
+    #: subdomains; ``*``: any) - the DNS rebinding check
+    allowed_hosts: tuple[str, ...] = ()
+    #: browser origins (``scheme://host[:port]``, ``*``: any) allowed besides the server's own
+    cors_allow_origins: tuple[str, ...] = ()
+    #: seconds a request body may take to arrive after its headers (408 and the connection closed);
+    #: None: no limit
+    body_timeout: float | None = 30.0
 
 
 @dataclass
@@ -349,7 +357,7 @@ class Job:
             try:
                 await asyncio.shield(fut)
             finally:
-                state.scheduler.release()
+                state.scheduler.release(self.ticket)
 
 
 # -- responses --------------------------------------------------------------------------------------
@@ -518,7 +526,9 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None,
     """The server app for ``engine`` (default: the built-in default model on the auto backend).
 
     ``options`` are :class:`ServerConfig` fields (``api_key``, ``max_queue``, ``max_body_bytes``,
-    ``max_tokens_limit``, ``model_aliases``)."""
+    ``max_tokens_limit``, ``model_aliases``, ``allowed_hosts``, ``cors_allow_origins``,
+    ``body_timeout``). Header read timeouts and the connection limit belong to the HTTP server: see
+    :func:`chatfmt.server.transport.uvicorn_config`."""
     if config is None:
         config = ServerConfig(**options)
     elif options:
@@ -528,6 +538,9 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None,
         from .engines import LocalEngine
 
         engine = LocalEngine(load_backend())
+    check_origins(config.cors_allow_origins)  # a malformed origin fails here, not at the first request
+    if config.body_timeout is not None and not config.body_timeout > 0:
+        raise ServerConfigError(f"body_timeout must be more than 0 seconds (None: no limit), got {config.body_timeout}")
     state = ServerState(engine, config)
 
     @contextlib.asynccontextmanager
@@ -569,7 +582,10 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None,
         return {
             "status": "ok",
             **engine.describe(),
-            "queue": {"running": s.running, "waiting": s.waiting, "max_queue": s.max_queue, "slots": s.slots},
+            "queue": {
+                "running": s.running, "waiting": s.waiting, "max_queue": s.max_queue, "slots": s.slots,
+                "expected_wait_s": round(s.expected_wait(), 2),
+            },
             "uptime_s": round(time.time() - state.started, 1),
         }
 
@@ -668,6 +684,7 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None,
             raise bad_request(f"token id(s) {bad[:5]} are outside the vocabulary ({n})", param="tokens")
         return {"prompt": engine.tokenizer.decode(req.tokens)}
 
-    app.add_middleware(Guard, api_key=config.api_key, max_body_bytes=config.max_body_bytes)
-    app.add_middleware(AccessLog)  # outermost: logs what Guard refused too
+    app.add_middleware(Guard, api_key=config.api_key, max_body_bytes=config.max_body_bytes, body_timeout=config.body_timeout)
+    app.add_middleware(OriginGuard, allowed_hosts=config.allowed_hosts, cors_allow_origins=config.cors_allow_origins)
+    app.add_middleware(AccessLog)  # outermost: logs what the guards refused too
     return app

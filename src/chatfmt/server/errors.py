@@ -52,13 +52,36 @@ def too_large(limit: int) -> APIError:
     return APIError(413, f"request body exceeds the limit of {limit} bytes", code="request_too_large")
 
 
-def queue_full(size: int) -> APIError:
+def queue_full(size: int, retry_after: int = 1) -> APIError:
     return APIError(
         429,
-        f"the server is busy: {size} request(s) already waiting for the model; retry later",
+        f"the server is busy: {size} request(s) already waiting for the model; retry in about {retry_after} s",
         type="rate_limit_error",
         code="queue_full",
-        headers={"Retry-After": "1"},
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def forbidden(message: str, code: str) -> APIError:
+    """A request refused for where it comes from (a browser page of another origin, a Host name the
+    server does not answer to)."""
+    return APIError(403, message, type="permission_error", code=code)
+
+
+def unsupported_media_type(given: str) -> APIError:
+    return APIError(
+        415,
+        f"Content-Type {given!r} is not accepted: send the body as JSON with 'Content-Type: application/json'",
+        code="unsupported_media_type",
+    )
+
+
+def request_timeout(seconds: float, received: int) -> APIError:
+    return APIError(
+        408,
+        f"the request body did not arrive within {seconds:g} s ({received} bytes received); the connection is closed",
+        code="request_timeout",
+        headers={"Connection": "close"},
     )
 
 
