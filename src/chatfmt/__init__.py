@@ -13,12 +13,14 @@ Public API::
 
 from __future__ import annotations
 
+from .compat import check_tokenizer
 from .encode import Encoded, encode_batch
 from .errors import (
     ChatfmtError,
     FormatError,
     TemplateError,
     TemplateLimitError,
+    TokenizerMismatchError,
     UnknownFormatError,
     ValidationError,
 )
@@ -45,6 +47,7 @@ __all__ = [
     "Segment",
     "TemplateError",
     "TemplateLimitError",
+    "TokenizerMismatchError",
     "ToolCall",
     "UnknownFormatError",
     "ValidationError",
@@ -56,5 +59,6 @@ __all__ = [
     "Tokenizer",
     "Encoded",
     "encode_batch",
+    "check_tokenizer",
     "prepare",
 ]

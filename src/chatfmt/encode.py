@@ -34,6 +34,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, is_dataclass, replace
 from typing import Any, Literal
 
+from .compat import check_tokenizer
 from .errors import ValidationError
 from .segments import CONTENT, Rendered
 from .tokenizers.base import Tokenizer
@@ -544,9 +545,14 @@ def encode(
     train_on: TrainOn = "all_assistant",
     compat: Compat = None,
     allow_special_in_content: bool = False,
+    allow_missing_tokens: bool = False,
     **template_kwargs: Any,
 ) -> Encoded:
-    """Render ``messages`` with ``fmt`` and encode: ids, labels, attention mask, message spans."""
+    """Render ``messages`` with ``fmt`` and encode: ids, labels, attention mask, message spans.
+
+    A tokenizer that lacks a token the format relies on (a role marker, BOS/EOS, a literal id) is
+    refused first (:class:`~chatfmt.errors.TokenizerMismatchError`, see :mod:`chatfmt.compat`);
+    ``allow_missing_tokens=True`` encodes anyway."""
     return encode_batch(
         fmt,
         [messages],
@@ -558,6 +564,7 @@ def encode(
         train_on=train_on,
         compat=compat,
         allow_special_in_content=allow_special_in_content,
+        allow_missing_tokens=allow_missing_tokens,
         **template_kwargs,
     )[0]
 
@@ -574,11 +581,13 @@ def encode_batch(
     train_on: TrainOn = "all_assistant",
     compat: Compat = None,
     allow_special_in_content: bool = False,
+    allow_missing_tokens: bool = False,
     **template_kwargs: Any,
 ) -> list[Encoded]:
     """:func:`encode` for many conversations: rendered one by one, tokenized in one batch where the
     tokenizer allows it (see :func:`encode_rendered_many`)."""
     _check_options(train_on, truncation)
+    check_tokenizer(fmt, tokenizer, allow_missing_tokens=allow_missing_tokens)
     opts = {
         "max_length": max_length,
         "truncation": truncation,

@@ -102,6 +102,29 @@ class ServerConfigError(ChatfmtError, ValueError):
     limit below what it needs."""
 
 
+class TokenizerMismatchError(ChatfmtError, ValueError):
+    """A format relies on a token the tokenizer does not hold as that token: a role marker or
+    BOS/EOS it writes as one special token is absent, or a literal id it writes (Baichuan2's 195)
+    is another token there. Raised before any work; ``allow_missing_tokens=True`` (CLI:
+    ``--allow-missing-tokens``) skips the check. ``token`` is the first missing token's text,
+    ``token_ids`` the literal ids the format writes for it (``None``: written as text)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        format: str | None = None,
+        tokenizer: str | None = None,
+        token: str | None = None,
+        token_ids: tuple[int, ...] | None = None,
+    ) -> None:
+        self.format = format
+        self.tokenizer = tokenizer
+        self.token = token
+        self.token_ids = token_ids
+        super().__init__(message)
+
+
 class ChatfmtWarning(UserWarning):
     """Something worked only after a documented adjustment: a template rendered after its input was
     normalised, a conversation was shortened to fit the context, malformed model output was kept as

@@ -61,6 +61,7 @@ def _make_chat(
     temperature: float,
     seed: int | None,
     ctx: int | None,
+    allow_missing_tokens: bool = False,
 ) -> Any:
     from ..inference import Chat
 
@@ -75,6 +76,7 @@ def _make_chat(
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             seed=seed,
+            allow_missing_tokens=allow_missing_tokens,
             **options,
         )
 
@@ -477,6 +479,9 @@ def chat_cmd(
     ctx: int = typer.Option(None, "--ctx", help="Context length to use (default: the model's)."),
     prompt: str = typer.Option(None, "--prompt", "-p", help="Answer this question once and exit."),
     as_json: bool = typer.Option(False, "--json", help="With -p (or a question on stdin): print the whole reply as JSON."),
+    allow_missing_tokens: bool = typer.Option(
+        False, "--allow-missing-tokens", help="Chat even if the model's tokenizer lacks a token the format relies on (refused by default)."
+    ),
 ) -> None:
     """Chat with a model in its exact format: interactive, or one question with -p (or on stdin)."""
     if max_new_tokens < 1:
@@ -495,7 +500,7 @@ def chat_cmd(
     tool_list = _load_tools(tools)
     if question is None:
         Console(stderr=True, highlight=False).print(Text("loading the model ...", style=NOTICE_STYLE))
-    chat = _make_chat(model, backend, format, system, tool_list, max_new_tokens, temperature, seed, ctx)
+    chat = _make_chat(model, backend, format, system, tool_list, max_new_tokens, temperature, seed, ctx, allow_missing_tokens)
     if question is not None:
         _answer_once(chat, question, as_json)
         return

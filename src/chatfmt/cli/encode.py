@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
+from ..compat import check_tokenizer
 from ..encode import IGNORE_INDEX, encode
 from ..formats.loader import load_format
 from ..tokenizers import load_tokenizer
@@ -30,11 +31,15 @@ def encode_cmd(
     input_kind: str = typer.Option(None, "--input-kind", help="Force the record kind."),
     as_json: bool = typer.Option(False, "--json", help='Print {"input_ids": [...], "labels": [...]}.'),
     example: bool = typer.Option(False, "--example", help="Encode the bundled example conversation."),
+    allow_missing_tokens: bool = typer.Option(
+        False, "--allow-missing-tokens", help="Encode even if the tokenizer lacks a token the format relies on (refused by default)."
+    ),
 ) -> None:
     """Encode a conversation into token ids and loss labels (-100 = not trained)."""
     with user_errors():
         fmt = load_format(format, template=template)
         tok = load_tokenizer(tokenizer)
+        check_tokenizer(fmt, tok, allow_missing_tokens=allow_missing_tokens)  # before reading any input
         if example:
             data, name = _example(), "<example>"
         else:
@@ -59,6 +64,7 @@ def encode_cmd(
             truncation=truncation,  # type: ignore[arg-type]
             train_on=train_on,  # type: ignore[arg-type]
             compat=compat,  # type: ignore[arg-type]
+            allow_missing_tokens=allow_missing_tokens,
         )
     if as_json:
         out: dict[str, Any] = {"input_ids": enc.input_ids, "labels": enc.labels}

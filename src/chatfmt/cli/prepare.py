@@ -1,11 +1,21 @@
 """``chatfmt prepare``: dataset files -> encoded training rows (JSONL or Parquet, optionally packed),
-rejects and a report."""
+rejects and a report.
+
+Stopping: SIGINT (Ctrl-C), SIGTERM (``timeout``, systemd, Slurm, Kubernetes) and SIGHUP all stop the
+run the same way: worker processes are killed, temporary files removed, the output and rejects file
+left as they were, one line on stderr, exit code 128 + the signal number (130, 143, 129). A second
+signal while stopping ends the process at once (its leftovers are collected by the next run into the
+same output; its workers end with it in any case)."""
 
 from __future__ import annotations
 
 import json
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -27,6 +37,54 @@ class _Rate(ProgressColumn):
         return Text(f"{int(task.completed):,} records, {rate}", style="progress.data.speed")
 
 
+class _Stopped(BaseException):
+    """A stop signal arrived (raised in the main thread by the handler; cleanup runs on the way out)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _stop(signum: int, frame: Any) -> None:
+    signal.signal(signum, signal.SIG_DFL)  # a second one ends the process at once
+    raise _Stopped(signum)
+
+
+#: the signals that stop a run cleanly (SIGINT arrives as KeyboardInterrupt)
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+class _Run:
+    written = False  # the output is in place (a signal after this point stops nothing)
+
+
+@contextmanager
+def _stoppable() -> Iterator[_Run]:
+    """SIGTERM / SIGHUP raise :class:`_Stopped` while the run is on (main thread only), then the
+    previous handlers are back; Ctrl-C's KeyboardInterrupt and these end as one line and exit
+    128 + signal number."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, _stop) for sig in _STOP_SIGNALS} if main else {}
+    run = _Run()
+    try:
+        yield run
+    except KeyboardInterrupt:
+        _stopped_by(signal.SIGINT, run)
+    except _Stopped as e:
+        _stopped_by(e.signum, run)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _stopped_by(signum: int, run: _Run) -> None:
+    name = signal.Signals(signum).name
+    detail = " after the output was written" if run.written else "; temporary files removed, the output left as it was"
+    with suppress(OSError, ValueError):  # stderr may be a closed pipe
+        typer.echo(f"chatfmt: prepare stopped by {name}{detail}", err=True)
+    raise typer.Exit(128 + signum)
+
+
 def prepare_cmd(
     inputs: Annotated[list[str], typer.Argument(help="JSONL / JSON / Parquet files, directories or globs.")],
     format: str = typer.Option(..., "--format", "-f", help="Built-in name, .jinja, tokenizer_config.json, model dir or .gguf."),
@@ -43,6 +101,9 @@ def prepare_cmd(
     workers: int = typer.Option(None, "--workers", "-w", help="Worker processes (default: all cores; 1: none)."),
     engine: str = typer.Option("local", "--engine", help="local | ray (Ray Data: a local instance, or --ray-address)."),
     ray_address: str = typer.Option(None, "--ray-address", help="Join this Ray cluster (with --engine ray)."),
+    allow_missing_tokens: bool = typer.Option(
+        False, "--allow-missing-tokens", help="Encode even if the tokenizer lacks a token the format relies on (refused by default)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Validate and encode training records into input_ids / labels rows."""
@@ -65,7 +126,7 @@ def prepare_cmd(
     if ray_address is not None and engine != "ray":
         fail("--ray-address needs --engine ray")
     console = Console(stderr=True)
-    with user_errors():
+    with _stoppable() as run, user_errors():
         with Progress(
             SpinnerColumn(),
             TextColumn("prepare"),
@@ -92,7 +153,12 @@ def prepare_cmd(
                 engine=engine,
                 ray_address=ray_address,
                 on_record=lambda n: progress.advance(task, n),
+                allow_missing_tokens=allow_missing_tokens,
             )
+            run.written = True
         if report_file:
-            Path(report_file).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+            try:
+                Path(report_file).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+            except OSError as e:
+                fail(f"cannot write the report {report_file}: {e.strerror or e} (the output {output} is written)")
     typer.echo(f"{output}: {report.summary()}")

@@ -26,8 +26,12 @@ def build_engine(
     upstream_api_key: str | None,
     upstream_concurrency: int,
     n_ctx: int | None,
+    allow_missing_tokens: bool = False,
 ) -> Any:
-    """The engine a ``chatfmt serve`` command line describes."""
+    """The engine a ``chatfmt serve`` command line describes. A format and tokenizer that do not fit
+    each other (see :mod:`chatfmt.compat`) are refused before any model is loaded, unless
+    ``allow_missing_tokens``."""
+    from ..compat import check_tokenizer
     from ..formats.loader import load_format
     from ..server.engines import LocalEngine, UpstreamEngine
 
@@ -38,6 +42,7 @@ def build_engine(
 
         tok = load_tokenizer(tokenizer)
         fmt = load_format(chat_format or tokenizer)
+        check_tokenizer(fmt, tok, allow_missing_tokens=allow_missing_tokens)
         return UpstreamEngine(
             upstream,
             kind=upstream_kind,
@@ -55,6 +60,17 @@ def build_engine(
     options: dict[str, Any] = {}
     if n_ctx:
         options["n_ctx"] = n_ctx
+    if chat_format or tokenizer:
+        # the caller's format or tokenizer: load both (the model's own for the other) and check them
+        # before the model loads; the loaded objects are used below
+        from ..models import default_model_path
+        from ..tokenizers import load_tokenizer
+
+        own = model if model is not None else default_model_path()
+        tokenizer = load_tokenizer(tokenizer or own)  # type: ignore[assignment]
+        checked = load_format(chat_format or own)
+        check_tokenizer(checked, tokenizer, allow_missing_tokens=allow_missing_tokens)
+        chat_format = checked if chat_format else None
     be = load_backend(model, backend, **options)
     tok = None
     if tokenizer:
@@ -130,6 +146,9 @@ def serve_cmd(
     upstream_prompt: str = typer.Option("ids", "--upstream-prompt", help="Send the prompt as token 'ids' (exact) or as 'text'."),
     upstream_api_key: str = typer.Option(None, "--upstream-api-key", envvar="CHATFMT_UPSTREAM_API_KEY", help="Bearer key for the upstream."),
     upstream_concurrency: int = typer.Option(4, "--upstream-concurrency", help="Requests sent upstream at once."),
+    allow_missing_tokens: bool = typer.Option(
+        False, "--allow-missing-tokens", help="Serve even if the tokenizer lacks a token the format relies on (refused by default)."
+    ),
     header_timeout: float = typer.Option(30.0, "--header-timeout", help="Seconds a request's headers may take to arrive (408 and closed after)."),
     body_timeout: float = typer.Option(30.0, "--body-timeout", help="Seconds a request body may take to arrive after its headers (408 and closed after)."),
     max_connections: int = typer.Option(256, "--max-connections", help="Open connections at most; one more is answered 503 and closed."),
@@ -168,6 +187,7 @@ def serve_cmd(
                 upstream_api_key=upstream_api_key,
                 upstream_concurrency=upstream_concurrency,
                 n_ctx=n_ctx,
+                allow_missing_tokens=allow_missing_tokens,
             )
         except ValueError as e:
             fail(str(e))
@@ -176,6 +196,7 @@ def serve_cmd(
             hosts += (host,)  # --host names this machine: it answers to that name
         app = create_app(
             engine, api_key=api_key, max_queue=max_queue, max_body_bytes=max_body_bytes, max_tokens_limit=max_tokens_limit,
+            allow_missing_tokens=allow_missing_tokens,
             allowed_hosts=hosts, cors_allow_origins=tuple(cors_allow_origin or ()), body_timeout=body_timeout,
         )
         from ..server.transport import uvicorn_config

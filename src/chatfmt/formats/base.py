@@ -195,12 +195,15 @@ class ChatFormat(ABC):
         train_on: str = "all_assistant",
         compat: str | None = None,
         allow_special_in_content: bool = False,
+        allow_missing_tokens: bool = False,
         **template_kwargs: Any,
     ) -> Any:
         """Render and tokenize: ``Encoded(input_ids, labels, attention_mask, message_spans)``.
 
         ``tokenizer`` is a :class:`chatfmt.tokenizers.Tokenizer` or anything
-        :func:`chatfmt.load_tokenizer` accepts (a path, a transformers tokenizer).
+        :func:`chatfmt.load_tokenizer` accepts (a path, a transformers tokenizer). One that lacks a
+        token this format relies on is refused (:class:`~chatfmt.errors.TokenizerMismatchError`)
+        unless ``allow_missing_tokens=True``.
         """
         from ..encode import encode
         from ..tokenizers import load_tokenizer
@@ -216,6 +219,7 @@ class ChatFormat(ABC):
             train_on=train_on,  # type: ignore[arg-type]
             compat=compat,  # type: ignore[arg-type]
             allow_special_in_content=allow_special_in_content,
+            allow_missing_tokens=allow_missing_tokens,
             **template_kwargs,
         )
 

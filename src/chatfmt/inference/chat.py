@@ -53,8 +53,30 @@ def _tool_result_text(value: Any) -> str:
         return str(value)
 
 
+def _checked_pair(model: Any, format: Any, tokenizer: Any, allow_missing_tokens: bool) -> tuple[Any, Any, Any]:
+    """``(model path, format, tokenizer)`` loaded -- the model's own where not given, as the backends
+    load them -- and checked to fit each other, before any model is loaded."""
+    from ..compat import check_tokenizer
+    from ..formats.loader import load_format
+    from ..tokenizers import load_tokenizer
+
+    if model is None:
+        from ..models import default_model_path
+
+        model = default_model_path()
+    fmt = load_format(format if format is not None else model) if isinstance(format, (str, Path)) or format is None else format
+    tok = load_tokenizer(tokenizer if tokenizer is not None else model)
+    check_tokenizer(fmt, tok, allow_missing_tokens=allow_missing_tokens)
+    return model, fmt, tok
+
+
 class Chat:
-    """A chat session with a model. See the module docstring."""
+    """A chat session with a model. See the module docstring.
+
+    A ``format`` or ``tokenizer`` of the caller's is checked against the other before the model is
+    loaded: a tokenizer that lacks a token the format relies on (a role marker, BOS/EOS, a literal
+    id) is refused with :class:`~chatfmt.errors.TokenizerMismatchError`, here and in
+    :meth:`set_format`, unless ``allow_missing_tokens=True``."""
 
     def __init__(
         self,
@@ -73,8 +95,13 @@ class Chat:
         stop: Sequence[str] = (),
         max_tool_rounds: int = 5,
         template_kwargs: dict[str, Any] | None = None,
+        allow_missing_tokens: bool = False,
         **backend_options: Any,
     ) -> None:
+        self.allow_missing_tokens = allow_missing_tokens
+        if not isinstance(backend, Backend) and (format is not None or tokenizer is not None):
+            # the caller's format or tokenizer: check the pair before the model is loaded
+            model, format, tokenizer = _checked_pair(model, format, tokenizer, allow_missing_tokens)
         self.backend = backend if isinstance(backend, Backend) else load_backend(model, backend, **backend_options)
         if format is None:
             self.format = self.backend.default_format()
@@ -100,7 +127,7 @@ class Chat:
         self.functions: dict[str, Callable[..., Any]] = {}
         for t in tools:
             self.add_tool(t)
-        self.encoder = IncrementalEncoder(self.format, self.tokenizer)
+        self.encoder = IncrementalEncoder(self.format, self.tokenizer, allow_missing_tokens=allow_missing_tokens)
         self.last_fit: FittedPrompt | None = None
         self.last_reply: Reply | None = None
         if system is not None:
@@ -131,8 +158,8 @@ class Chat:
             from ..formats.loader import load_format
 
             fmt = load_format(fmt)
-        self.format = fmt
-        self.encoder = IncrementalEncoder(fmt, self.tokenizer)
+        encoder = IncrementalEncoder(fmt, self.tokenizer, allow_missing_tokens=self.allow_missing_tokens)  # checks first
+        self.format, self.encoder = fmt, encoder
 
     def add_tool(self, tool: dict[str, Any] | Callable[..., Any], fn: Callable[..., Any] | None = None) -> None:
         """Offer a tool: an OpenAI tool schema (optionally with the Python function that runs it) or a

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..compat import check_tokenizer
 from ..encode import _encode_run, _Piece, _special_pattern, _split_control
 from ..errors import ChatfmtError, ChatfmtWarning
 from ..messages import as_conversation
@@ -96,9 +97,21 @@ class EncodeStats:
 
 class IncrementalEncoder:
     """``encode(messages)`` -> prompt ids, equal to ``fmt.encode(messages, tokenizer).input_ids``,
-    re-tokenizing only the units after the first one that changed since the previous call."""
+    re-tokenizing only the units after the first one that changed since the previous call.
 
-    def __init__(self, fmt: Any, tokenizer: Any, *, compat: str | None = None, allow_special_in_content: bool = False) -> None:
+    A tokenizer that lacks a token the format relies on is refused here, before any encoding
+    (:class:`~chatfmt.errors.TokenizerMismatchError`); ``allow_missing_tokens=True`` skips that."""
+
+    def __init__(
+        self,
+        fmt: Any,
+        tokenizer: Any,
+        *,
+        compat: str | None = None,
+        allow_special_in_content: bool = False,
+        allow_missing_tokens: bool = False,
+    ) -> None:
+        check_tokenizer(fmt, tokenizer, allow_missing_tokens=allow_missing_tokens)
         self.fmt = fmt
         self.tokenizer = tokenizer
         self.compat = compat
@@ -212,6 +225,7 @@ def bridge_ids(
     *,
     tools: list[dict[str, Any]] | None = None,
     add_generation_prompt: bool = True,
+    allow_missing_tokens: bool = False,
     **kwargs: Any,
 ) -> list[int]:
     """The next prompt of a multi-turn rollout without re-rendering history: ``prompt_ids`` +
@@ -223,6 +237,7 @@ def bridge_ids(
     message of ``completion_ids``; they are rendered once with the new messages only to find the
     format's text after the assistant turn.
     """
+    check_tokenizer(fmt, tokenizer, allow_missing_tokens=allow_missing_tokens)
     msgs = [*history, assistant, *new_messages]
     rendered = fmt.render_segments(msgs, tools=tools, add_generation_prompt=add_generation_prompt, **kwargs)
     a_idx = len(history)
@@ -246,7 +261,7 @@ def bridge_ids(
     if eot_ids and (not completion_ids or completion_ids[-1] not in eot_ids):
         out.append(eot_ids[0])
     tail = Rendered(segs[cut + 1 :])
-    enc = IncrementalEncoder(fmt, tokenizer)
+    enc = IncrementalEncoder(fmt, tokenizer, allow_missing_tokens=True)  # checked above
     # the tail is not at the start of the sequence
     units = _units(tail, tokenizer, False)
     for u in units:

@@ -54,6 +54,8 @@ class ServerConfig:
     max_tokens_limit: int = 4096
     #: other names the model answers to
     model_aliases: tuple[str, ...] = ()
+    #: serve even when the tokenizer lacks a token the format relies on (see :mod:`chatfmt.compat`)
+    allow_missing_tokens: bool = False
     #: ``Host`` names accepted besides IP addresses and localhost (``.example.com``: a domain and its
     #: subdomains; ``*``: any) - the DNS rebinding check
     allowed_hosts: tuple[str, ...] = ()
@@ -133,7 +135,8 @@ class ServerState:
         self.engine = engine
         self.config = config
         self.scheduler = Scheduler(engine.slots, config.max_queue)
-        self.encoder = IncrementalEncoder(engine.format, engine.tokenizer)
+        # refuses a tokenizer that lacks a token the format relies on, before the app exists
+        self.encoder = IncrementalEncoder(engine.format, engine.tokenizer, allow_missing_tokens=config.allow_missing_tokens)
         self._encode_lock = threading.Lock()
         self.executor = ThreadPoolExecutor(max_workers=engine.slots + 1, thread_name_prefix="chatfmt-gen")
         self.started = time.time()

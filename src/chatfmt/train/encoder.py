@@ -40,6 +40,8 @@ class EncodeOptions:
     #: keys dropped from every record and message before parsing (``--ignore-key``): for data where
     #: a key chatfmt would act on (``weight``, ``mask``, ``chosen``, ``images``, ...) means something else
     ignore_keys: tuple[str, ...] = ()
+    #: encode even when the tokenizer lacks a token the format relies on (see :mod:`chatfmt.compat`)
+    allow_missing_tokens: bool = False
 
     def check(self) -> None:
         """Raise ``ValueError`` naming the first option that is not valid."""
@@ -57,6 +59,7 @@ class EncodeOptions:
             "max_length": self.max_length,
             "truncation": "error" if self.truncation == "skip" else self.truncation,
             "train_on": self.train_on,
+            "allow_missing_tokens": self.allow_missing_tokens,
         }
 
 

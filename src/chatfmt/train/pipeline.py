@@ -18,18 +18,26 @@ and with ``pack`` examples are packed into sequences (see :mod:`chatfmt.train.wr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import re
+import signal
+import stat
+import struct
+import sys
 import time
 import warnings
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack, contextmanager, suppress
 from itertools import chain, islice
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from ..compat import check_tokenizer
 from ..errors import ChatfmtError
 from .encoder import TRAIN_ON, TRUNCATIONS, EncodeOptions, Loader, Outcome, encode_records
 from .readers import RawRecord, expand_inputs, iter_raw_records
@@ -47,11 +55,15 @@ from .writers import (
 PrepareTruncation = Literal["error", "right", "drop_oldest_turns", "skip"]
 ENGINES = ("local", "ray")
 
-__all__ = ["ENGINES", "OutputError", "TRAIN_ON", "TRUNCATIONS", "prepare", "rejects_path"]
+__all__ = ["ENGINES", "OutputError", "TRAIN_ON", "TRUNCATIONS", "WorkerError", "prepare", "rejects_path"]
 
 
 class OutputError(ChatfmtError):
     """The output (or its rejects file) cannot be written: missing or read-only directory, full disk."""
+
+
+class WorkerError(ChatfmtError):
+    """A worker process of the local engine died (killed from outside, or by the out-of-memory killer)."""
 
 
 def rejects_path(output: str | Path) -> Path:
@@ -59,8 +71,160 @@ def rejects_path(output: str | Path) -> Path:
     return Path(f"{output}.rejects.jsonl")
 
 
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+def _tmp_path(path: Path, pid: int | None = None, kind: str = "tmp") -> Path:
+    """``.NAME.PID.tmp`` beside ``path``: where this run writes it (``kind="bak"``: where the old
+    rejects file waits while the new output and rejects are moved into place)."""
+    return path.with_name(f".{path.name}.{os.getpid() if pid is None else pid}.{kind}")
+
+
+def _what(path: Path, rejects: Path) -> str:
+    return "the rejects file" if path == rejects else "the output"
+
+
+def _check_output(output: Path, rejects: Path) -> None:
+    """Refuse, before any work, an output that could only fail at the end: a missing parent
+    directory, a directory (or a device, FIFO, socket) where the output or rejects file goes, a
+    directory where this process cannot create a file. Raises :class:`OutputError` naming it."""
+    try:
+        parent_mode = output.parent.stat().st_mode
+    except FileNotFoundError:
+        raise OutputError(f"cannot write the output {output}: {output.parent} does not exist") from None
+    except OSError as e:
+        raise OutputError(f"cannot write the output {output}: {e.strerror or e} ({output.parent})") from e
+    if not stat.S_ISDIR(parent_mode):
+        raise OutputError(f"cannot write the output {output}: {output.parent} is not a directory")
+    for path in (output, rejects):
+        try:
+            mode = path.lstat().st_mode
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            raise OutputError(f"cannot write {_what(path, rejects)} {path}: {e.strerror or e}") from e
+        if stat.S_ISDIR(mode):
+            raise OutputError(f"cannot write {_what(path, rejects)} {path}: it is a directory")
+        if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
+            raise OutputError(f"cannot write {_what(path, rejects)} {path}: it is not a regular file "
+                              "(the output is written beside it and renamed over it)")
+        why = _unreplaceable(path, mode, parent_mode, output.parent)
+        if why:
+            raise OutputError(f"cannot write {_what(path, rejects)} {path}: {why}")
+    probe = _tmp_path(output)
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    except OSError as e:
+        raise OutputError(f"cannot write the output {output}: {e.strerror or e} (in {output.parent})") from e
+    os.close(fd)
+    with suppress(OSError):
+        os.unlink(probe)
+
+
+#: ioctl reading a Linux inode's flags (``_IOR('f', 1, long)``), and the two that forbid a rename over it
+_FS_IOC_GETFLAGS = (2 << 30) | (struct.calcsize("l") << 16) | (ord("f") << 8) | 1
+_FS_IMMUTABLE_FL, _FS_APPEND_FL = 0x10, 0x20
+
+
+def _unreplaceable(path: Path, mode: int, parent_mode: int, parent: Path) -> str | None:
+    """Why an existing regular file cannot be renamed over by this process, when that can be told
+    beforehand: an immutable or append-only file (Linux ``chattr +i`` / ``+a``), another user's
+    file in a sticky directory (such as /tmp)."""
+    st = path.lstat()
+    euid = os.geteuid() if hasattr(os, "geteuid") else None
+    if (euid not in (None, 0) and parent_mode & stat.S_ISVTX and st.st_uid != euid
+            and parent.stat().st_uid != euid):
+        return "it belongs to another user in a sticky directory (it cannot be replaced)"
+    if not (sys.platform.startswith("linux") and stat.S_ISREG(mode)):
+        return None
+    import fcntl
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        buf = bytearray(8)
+        fcntl.ioctl(fd, _FS_IOC_GETFLAGS, buf)
+    except OSError:  # a filesystem without inode flags
+        return None
+    finally:
+        os.close(fd)
+    flags = int.from_bytes(buf[:4], sys.byteorder)
+    if flags & (_FS_IMMUTABLE_FL | _FS_APPEND_FL):
+        kind = "immutable" if flags & _FS_IMMUTABLE_FL else "append-only"
+        return f"it is {kind} (chattr), so it cannot be replaced"
+    return None
+
+
+def _pid_alive(pid: int) -> bool:
+    """Whether ``pid`` is a running process (a zombie is not); another user's process counts."""
+    if pid == os.getpid():  # a file with our pid was left by a dead run that had it before
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return True
+    with suppress(OSError, IndexError):  # Linux: a zombie holds its pid until it is reaped
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+        return stat_line[stat_line.rindex(")") + 2] != "Z"
+    return True
+
+
+def _remove_stale(output: Path, rejects: Path) -> list[Path]:
+    """Remove what runs into ``output`` that are no longer alive left behind (their ``.NAME.PID.tmp``
+    files), and put back an old rejects file such a run had set aside (``.NAME.PID.bak``) if it died
+    before its output was in place. Returns the removed paths. A live run's files are left alone."""
+    names = {f".{output.name}.": output, f".{rejects.name}.": rejects}
+    pattern = re.compile(r"(\d+)\.(tmp|bak)")
+    found: list[tuple[int, str, Path, Path]] = []
+    try:
+        entries = list(os.scandir(output.parent))
+    except OSError:
+        return []
+    for entry in entries:
+        for prefix, target in names.items():
+            m = pattern.fullmatch(entry.name[len(prefix):]) if entry.name.startswith(prefix) else None
+            if m is not None:
+                found.append((int(m[1]), m[2], target, Path(entry.path)))
+    removed: list[Path] = []
+    dead = {pid for pid, *_ in found if not _pid_alive(pid)}
+    for pid, kind, target, path in sorted(found, key=lambda f: f[1] != "bak"):  # .bak first
+        if pid not in dead or (kind == "bak" and target != rejects):
+            continue
+        with suppress(OSError):
+            if kind == "bak" and (not os.path.lexists(rejects) or _tmp_path(output, pid).exists()):
+                os.replace(path, rejects)  # its output was never replaced: the old rejects belong to it
+                continue
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def _commit(tmp_out: Path, output: Path, tmp_rej: Path, rejects: Path) -> None:
+    """Move the new output and rejects into place together: the old rejects file is set aside first
+    and put back if the output cannot be moved (or a signal comes in between), so a failed run never
+    leaves a new rejects file beside an old output. The output's rename is the commit point."""
+    backup = _tmp_path(rejects, kind="bak")
+    had_rejects = os.path.lexists(rejects)
+    try:
+        with _writing(rejects, "the rejects file"):
+            if had_rejects:
+                os.replace(rejects, backup)
+            os.replace(tmp_rej, rejects)
+        with _writing(output):
+            os.replace(tmp_out, output)
+    except BaseException:
+        if os.path.lexists(tmp_out):  # the output was not replaced: undo the rejects
+            with suppress(OSError):
+                if os.path.lexists(backup):
+                    os.replace(backup, rejects)
+                elif not had_rejects and not os.path.lexists(tmp_rej):
+                    os.unlink(rejects)
+        raise
+    with suppress(OSError):
+        os.unlink(backup)
 
 
 def _dumps(obj: Any) -> str:
@@ -78,8 +242,74 @@ def _batches(records: Iterable[RawRecord], size: int) -> Iterator[list[RawRecord
 _WORKER: tuple[Any, Any, EncodeOptions] | None = None
 
 
+#: prctl(2) option: the signal this process gets when the thread that started it ends (Linux)
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """End this worker process when the process that started it ends, however it ends (SIGKILL
+    included): on Linux the kernel sends SIGKILL at the parent's death (``PR_SET_PDEATHSIG``); on
+    every POSIX system a daemon thread also checks twice a second that the parent is still the
+    parent. A parent that died before this ran is caught by the first check. The worker ignores
+    SIGINT, SIGTERM and SIGHUP (from the moment it starts: the parent blocks them while it starts
+    workers, see :func:`_submit`): the parent decides (it kills its workers when it stops), so a
+    Ctrl-C or a ``timeout``/systemd signal to the whole process group does not break the pool under it."""
+    import multiprocessing
+    import threading
+
+    parent = multiprocessing.parent_process()
+    for sig in _STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):  # blocked by the parent while it started this process
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if parent is None or os.name != "posix":
+        return
+    if os.getppid() != parent.pid:
+        os._exit(1)
+
+    def watch(pid: int) -> None:
+        while os.getppid() == pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, args=(parent.pid,), name="chatfmt-parent-watch", daemon=True).start()
+
+
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _submit(pool: ProcessPoolExecutor, batch: list[RawRecord]) -> Future[list[Outcome]]:
+    """``pool.submit``, with the stop signals blocked in this thread meanwhile: a worker process it
+    starts inherits the mask, so it cannot be interrupted before it ignores them (a signal that
+    arrives meanwhile is delivered to this process when they are unblocked, not lost)."""
+    if not hasattr(signal, "pthread_sigmask"):
+        return pool.submit(_worker_run, batch)
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    try:
+        return pool.submit(_worker_run, batch)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _kill_workers(pool: ProcessPoolExecutor) -> None:
+    """SIGKILL the pool's worker processes (they ignore SIGTERM; they hold no file of the run)."""
+    kill = getattr(pool, "kill_workers", None)  # Python 3.14
+    if kill is not None:
+        kill()
+        return
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        with suppress(Exception):
+            proc.kill()
+
+
 def _worker_init(fmt: Loader, tok: Loader, opts: EncodeOptions) -> None:
     global _WORKER
+    _die_with_parent()
     # one thread per worker: K workers use K cores (in-process, tokenizers' own threads do that)
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     os.environ["RAYON_NUM_THREADS"] = "1"
@@ -143,11 +373,17 @@ def local_engine(
     )
     try:
         for batch in chain([first], batches):
-            pending.append(pool.submit(_worker_run, batch))
+            pending.append(_submit(pool, batch))
             if len(pending) >= 2 * workers:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+    except BrokenProcessPool as e:
+        raise WorkerError("a prepare worker process ended unexpectedly (killed, or out of memory?); "
+                          "no output written") from e
+    except BaseException:  # a signal, an error in the writer, the caller closing us: stop now
+        _kill_workers(pool)
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -158,14 +394,18 @@ def local_engine(
 class _Writer:
     """Writes outcomes: rows to the sink (or packer), rejections to the rejects file; counts."""
 
-    def __init__(self, out: JsonlSink | ParquetSink, rej: IO[str], report: Report, packer: Packer | None) -> None:
+    def __init__(self, out: JsonlSink | ParquetSink, rej: IO[str], report: Report, packer: Packer | None,
+                 *, rejects: Path | None = None) -> None:
         self.out = out
         self.rej = rej
+        self.rejects = rejects  # the rejects file's final name, for errors
         self.report = report
         self.packer = packer
 
     def reject(self, o: Outcome, rule: str, message: str) -> None:
-        self.rej.write(_dumps(Rejection(o.source, o.record, rule, message).to_dict()) + "\n")
+        line = _dumps(Rejection(o.source, o.record, rule, message).to_dict()) + "\n"
+        with _writing(self.rejects or Path(self.rej.name), "the rejects file"):
+            self.rej.write(line)
         self.report.reject(rule)
 
     def batch(self, outcomes: list[Outcome]) -> None:
@@ -202,13 +442,14 @@ class _Writer:
 
 
 @contextmanager
-def _writing(output: Path) -> Iterator[None]:
-    """OS errors while writing the output become an :class:`OutputError` naming it."""
+def _writing(path: Path, what: str = "the output") -> Iterator[None]:
+    """OS errors (a full disk, a quota, an I/O error) while writing ``path`` become an
+    :class:`OutputError` naming it."""
     try:
         yield
     except OSError as e:
         reason = e.strerror or str(e)
-        raise OutputError(f"cannot write the output {output}: {reason}") from e
+        raise OutputError(f"cannot write {what} {path}: {reason}") from e
 
 
 def _loaded(what: str, spec: Any) -> Any:
@@ -266,6 +507,7 @@ def prepare(
     engine: str = "local",
     ray_address: str | None = None,
     on_record: Callable[[int], None] | None = None,
+    allow_missing_tokens: bool = False,
     ignore_keys: Iterable[str] = (),
 ) -> Report:
     """Encode every record of ``inputs`` (JSONL / JSON / Parquet files, directories, globs) with
@@ -298,6 +540,10 @@ def prepare(
     ``"local"`` or ``"ray"`` (Ray Data; ``ray_address`` joins a cluster, else a local Ray instance is
     started). The output is the same whatever the engine and worker count. ``on_record(n)`` is called
     as records are written (for progress).
+
+    A tokenizer that lacks a token the format relies on (a role marker, BOS/EOS, a literal id) is
+    refused before any record is read (:class:`~chatfmt.errors.TokenizerMismatchError`), unless
+    ``allow_missing_tokens=True``.
     """
     opts = EncodeOptions(max_length, truncation, train_on, input_kind, tuple(ignore_keys))
     opts.check()
@@ -315,8 +561,15 @@ def prepare(
     out_format = output_format_for(output, output_format)
     if out_format == "parquet":
         require_pyarrow()
+    output = Path(output)
+    rejects = rejects_path(output)
+    _check_output(output, rejects)  # before any work: a bad output path is found now, not at the end
+    _remove_stale(output, rejects)
     fmt_l, tok_l = Loader("format", format), Loader("tokenizer", tokenizer)
     fmt_l.obj, tok_l.obj = _loaded("format", format), _loaded("tokenizer", tokenizer)
+    check_tokenizer(fmt_l.obj, tok_l.obj, allow_missing_tokens=allow_missing_tokens)
+    if allow_missing_tokens:
+        opts = dataclasses.replace(opts, allow_missing_tokens=True)
     if (workers > 1 or engine == "ray") and not (fmt_l.picklable() and tok_l.picklable()):
         if engine == "ray":
             raise ChatfmtError("--engine ray needs the format and tokenizer as names or paths (these objects do not pickle)")
@@ -326,11 +579,6 @@ def prepare(
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
 
-    output = Path(output)
-    if not output.parent.is_dir():
-        what = "does not exist" if not output.parent.exists() else "is not a directory"
-        raise OutputError(f"cannot write the output {output}: {output.parent} {what}")
-    rejects = rejects_path(output)
     tmp_out, tmp_rej = _tmp_path(output), _tmp_path(rejects)
     records = iter_raw_records(inputs)  # a generator: checked for missing inputs on first use
     report = Report(output=str(output), rejects=str(rejects), engine=engine, workers=workers)
@@ -350,9 +598,10 @@ def prepare(
             with _writing(output):
                 out = open_sink(tmp_out, out_format, packed=pack is not None, metadata=_provenance(format, tokenizer, fmt_l, tok_l))
                 stack.callback(out.close)
+            with _writing(rejects, "the rejects file"):
                 rej = stack.enter_context(tmp_rej.open("w", encoding="utf-8"))
             packer = Packer(pack, out) if pack is not None else None
-            writer = _Writer(out, rej, report, packer)
+            writer = _Writer(out, rej, report, packer, rejects=rejects)
             for batch in outcomes:
                 with _writing(output):
                     writer.batch(batch)
@@ -363,11 +612,12 @@ def prepare(
                     packer.emit()
                     out.end_batch()
                     report.packed_sequences = packer.packed
+            with _writing(rejects, "the rejects file"):
+                rej.close()  # its last buffered lines: a full disk here names the rejects file
+            with _writing(output):
                 stack.close()
         report.check()
-        with _writing(output):
-            os.replace(tmp_rej, rejects)
-            os.replace(tmp_out, output)
+        _commit(tmp_out, output, tmp_rej, rejects)
     except BaseException:
         for p in (tmp_out, tmp_rej):
             with suppress(OSError):

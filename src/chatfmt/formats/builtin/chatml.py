@@ -23,6 +23,7 @@ class ChatML(NativeFormat):
         end_of_turn=("<|im_end|>",),
         eos_token="<|im_end|>",
         reference="the ChatML template as shipped by SmolLM2 / OpenHermes",
+        special_tokens={"im_start": "<|im_start|>", "im_end": "<|im_end|>"},
     )
 
     def build(self, conv: Conversation, out: SegmentBuilder, *, add_generation_prompt: bool, **kwargs: Any) -> None:
