@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import ChatfmtError, ServerConfigError, ValidationError
+from ..formats.base import not_rendered_message
 from ..inference.chat import stop_tokens
 from ..inference.prompt import IncrementalEncoder
 from ..segments import Rendered, Segment
@@ -74,6 +75,37 @@ class PreparedChat:
     tool_choice: Any
     parser: Any
     sampling: Sampling
+    #: what the chat format left out of the prompt, one line each (the X-Chatfmt-Warning header)
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclass
+class RenderedPrompt:
+    """A chat request's prompt: ids and text, the tools offered, the tool choice, and what of the
+    request the format left out (``"tools"``, ``"documents"``, keyword names) with one line each."""
+
+    ids: list[int]
+    text: str
+    tools: list[dict[str, Any]] | None
+    tool_choice: Any
+    not_rendered: tuple[str, ...] = ()
+    warnings: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def tools_rendered(self) -> int:
+        """How many tools the prompt holds (0 when the format left them out)."""
+        return 0 if "tools" in self.not_rendered else len(self.tools or [])
+
+
+WARNING_HEADER = "X-Chatfmt-Warning"
+
+
+def warning_headers(lines: list[str]) -> dict[str, str]:
+    """``X-Chatfmt-Warning: line; line`` (ASCII, non-ASCII characters escaped), or nothing."""
+    if not lines:
+        return {}
+    value = "; ".join(lines).encode("ascii", "backslashreplace").decode("ascii")
+    return {WARNING_HEADER: "".join(ch if " " <= ch <= "~" else " " for ch in value)}
 
 
 # -- prompt building ---------------------------------------------------------------------------------
@@ -149,8 +181,9 @@ class ServerState:
         raise not_found(f"the model {name!r} does not exist; this server serves {self.engine.model_id!r}", param="model", code="model_not_found")
 
     # -- prompts --------------------------------------------------------------------------------
-    def render(self, req: ChatRequestBase, *, add_generation_prompt: bool = True) -> tuple[list[int], str, list[dict[str, Any]] | None, Any]:
-        """Prompt ids and text of a chat request, the tools rendered, and the tool choice."""
+    def render(self, req: ChatRequestBase, *, add_generation_prompt: bool = True) -> RenderedPrompt:
+        """Prompt ids and text of a chat request, the tools offered, the tool choice, and what the
+        format left out of the prompt."""
         messages = _messages(req)
         tools = [t.model_dump(exclude_none=True) for t in req.tools] if req.tools else None
         choice = req.tool_choice
@@ -172,7 +205,10 @@ class ServerState:
         kwargs = dict(req.chat_template_kwargs or {})
         try:
             with self._encode_lock:
-                ids = self.encoder.encode(messages, tools=tools, add_generation_prompt=add_generation_prompt, **kwargs)
+                rendered, missing = fmt.render_checked(
+                    messages, tools=tools, add_generation_prompt=add_generation_prompt, **kwargs
+                )
+                ids = self.encoder.encode_rendered(rendered)
                 text = self.encoder.last_text
         except ValidationError as e:
             param = f"messages[{e.index}]" if e.index is not None else ("tools" if e.tool is not None else "messages")
@@ -183,7 +219,8 @@ class ServerState:
             raise bad_request("the request is nested too deeply to render", param="messages", code="render_error") from e
         except TypeError as e:  # unexpected template kwargs reaching a native format
             raise bad_request(f"chat_template_kwargs not accepted: {e}", param="chat_template_kwargs") from e
-        return ids, text, tools, choice
+        lines = [not_rendered_message(fmt.info.name, name) for name in missing]
+        return RenderedPrompt(ids, text, tools, choice, missing, lines)
 
     def sampling(self, req: ChatCompletionRequest | CompletionRequest, prompt_len: int, *, default_temperature: float = 1.0) -> Sampling:
         if req.n != 1:
@@ -244,12 +281,12 @@ class ServerState:
         rf = (req.response_format or {}).get("type", "text")
         if rf != "text":
             raise bad_request(f"response_format {rf!r} is not supported (text only)", param="response_format")
-        ids, text, tools, choice = self.render(req)
-        sampling = self.sampling(req, len(ids))
-        parser = parser_for_format(self.engine.format, self.engine.tokenizer, prompt=text, tools=tools)
-        if choice == "none":
+        r = self.render(req)
+        sampling = self.sampling(req, len(r.ids))
+        parser = parser_for_format(self.engine.format, self.engine.tokenizer, prompt=r.text, tools=r.tools)
+        if r.tool_choice == "none":
             parser = _strip_tool_blocks(parser)
-        return PreparedChat(ids, text, tools, choice, parser, sampling)
+        return PreparedChat(r.ids, r.text, r.tools, r.tool_choice, parser, sampling, r.warnings)
 
     def completion_ids(self, req: CompletionRequest) -> list[int]:
         prompt: Any = req.prompt
@@ -486,8 +523,8 @@ class _JobStream(StreamingResponse):
     """An SSE response that gives its queue place back even when it never got to stream (the client
     was gone before the headers went out)."""
 
-    def __init__(self, content: AsyncIterator[str], job: Job) -> None:
-        super().__init__(content, media_type="text/event-stream", headers=_SSE_HEADERS)
+    def __init__(self, content: AsyncIterator[str], job: Job, headers: dict[str, str] | None = None) -> None:
+        super().__init__(content, media_type="text/event-stream", headers={**_SSE_HEADERS, **(headers or {})})
         self.job = job
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -614,13 +651,14 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None,
         gen = ChatGeneration(source, prep.parser, prep.sampling.stop_texts)
         job = Job(state, gen, request)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        headers = warning_headers(prep.warnings)
         if req.stream:
-            return _JobStream(_chat_stream(job, model_id, include_usage), job)
+            return _JobStream(_chat_stream(job, model_id, include_usage), job, headers)
         await _drain(job)
         reply = gen.reply
         if reply is None:  # the client left
             return JSONResponse({}, status_code=499)
-        return {
+        body: dict[str, Any] = {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
             "created": int(time.time()),
@@ -628,6 +666,9 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None,
             "choices": [{"index": 0, "message": reply.message(), "logprobs": None, "finish_reason": _finish(reply.finish_reason)}],
             "usage": reply.usage.to_dict(),
         }
+        if prep.warnings:
+            body["warnings"] = prep.warnings
+        return JSONResponse(body, headers=headers) if headers else body
 
     @app.post("/v1/completions", response_model=None)
     async def completions(req: CompletionRequest, request: Request) -> Any:
@@ -659,18 +700,21 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None,
             "usage": reply.usage.to_dict(),
         }
 
-    @app.post("/v1/render")
-    async def render(req: RenderRequest) -> dict[str, Any]:
+    @app.post("/v1/render", response_model=None)
+    async def render(req: RenderRequest) -> Any:
         model_id = state.check_model(req.model)
-        ids, text, tools, _ = await run_in_threadpool(lambda: state.render(req, add_generation_prompt=req.add_generation_prompt))
-        return {
+        r = await run_in_threadpool(lambda: state.render(req, add_generation_prompt=req.add_generation_prompt))
+        body = {
             "model": model_id,
             "format": engine.format.info.name,
-            "prompt": text,
-            "prompt_token_ids": ids,
-            "num_tokens": len(ids),
-            "tools_rendered": len(tools or []),
+            "prompt": r.text,
+            "prompt_token_ids": r.ids,
+            "num_tokens": len(r.ids),
+            "tools_rendered": r.tools_rendered,
+            "not_rendered": list(r.not_rendered),
+            "warnings": r.warnings,
         }
+        return JSONResponse(body, headers=warning_headers(r.warnings))
 
     @app.post("/v1/tokenize")
     async def tokenize(req: TokenizeRequest) -> dict[str, Any]:
