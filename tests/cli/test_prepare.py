@@ -110,7 +110,7 @@ def test_prepare_packs(tmp_path):
     assert f"read 4, written 3 packed into {n} sequences, rejected 1 (pack_length: 1)" in res.stdout
     assert [k for r in rows for k in r["records"]] == [1, 2, 3]
     assert n < 3
-    assert all(sum(r["seq_lens"]) == len(r["input_ids"]) <= 100 for r in rows)
+    assert all(sum(r["seq_lengths"]) == len(r["input_ids"]) <= 100 for r in rows)
     report = json.loads((tmp_path / "r.json").read_text())
     assert (report["written"], report["packed_sequences"]) == (3, n)
 

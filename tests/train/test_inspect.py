@@ -147,7 +147,7 @@ def test_a_packed_row_view_splits_at_the_sequence_boundaries(qwen_tok, inputs, t
     prepare(inputs, "qwen2.5", qwen_tok, out, pack=4096)
     (row,) = expected_rows(out)
     (view,) = inspect_rows(out, qwen_tok)
-    assert view.packed and [len(s.tokens) for s in view.sequences] == row["seq_lens"]
+    assert view.packed and [len(s.tokens) for s in view.sequences] == row["seq_lengths"]
     assert [(s.source, s.record) for s in view.sequences] == list(zip(row["sources"], row["records"]))
     assert [t.position_id for s in view.sequences for t in s.tokens] == row["position_ids"]
     assert [t.position for s in view.sequences for t in s.tokens] == list(range(row["length"]))

@@ -315,10 +315,10 @@ def check_packed(rows: list[dict], unpacked: list[dict], size: int) -> None:
     it = iter(unpacked)
     for row in rows:
         n = len(row["input_ids"])
-        assert n == row["length"] == sum(row["seq_lens"]) <= size
+        assert n == row["length"] == sum(row["seq_lengths"]) <= size
         assert len(row["labels"]) == len(row["attention_mask"]) == len(row["position_ids"]) == n
         start = 0
-        for length in row["seq_lens"]:
+        for length in row["seq_lengths"]:
             u = next(it)
             assert length == u["length"]
             end = start + length
@@ -342,7 +342,7 @@ def test_packing_is_greedy_in_order_and_restarts_positions_and_labels_at_each_ex
     check_packed(rows, unpacked, size)
     assert 1 < len(rows) < len(unpacked)
     for row, nxt in zip(rows, rows[1:]):  # greedy: the next example did not fit
-        assert row["length"] + nxt["seq_lens"][0] > size
+        assert row["length"] + nxt["seq_lengths"][0] > size
     assert (report.read, report.written, report.rejected, report.packed_sequences) == (17, 17, 0, len(rows))
     assert report.tokens_total == plain.tokens_total
     assert report.tokens_trained == sum(1 for row in rows for x in row["labels"] if x != -100)

@@ -28,6 +28,10 @@ from ..train.writers import OUTPUT_FORMATS
 from .common import fail, user_errors
 
 
+#: exit code of a run that wrote no example (2 is a usage or input error, 128 + N a signal)
+EXIT_NOTHING_WRITTEN = 1
+
+
 class _Rate(ProgressColumn):
     """Records done and records per second."""
 
@@ -105,8 +109,17 @@ def prepare_cmd(
         False, "--allow-missing-tokens", help="Encode even if the tokenizer lacks a token the format relies on (refused by default)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    ignore_key: Annotated[list[str] | None, typer.Option("--ignore-key", help="Drop this key from every record and message before parsing (repeatable): for data where a key chatfmt acts on (weight, mask, chosen, images, ...) means something else.")] = None,
 ) -> None:
-    """Validate and encode training records into input_ids / labels rows."""
+    """Validate and encode training records into input_ids / labels rows.
+
+    Exit codes: 0 = at least one example written (rejected records are listed in
+    OUTPUT.rejects.jsonl); 1 = nothing written: every record was rejected, or the inputs hold no
+    records (the empty output and the rejects file are still written); 2 = a usage or input error
+    (a bad option, a missing input, a format or tokenizer that does not load, an output or --report
+    file that cannot be written, an over-length record with --truncation error); 128 + N =
+    stopped by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), the output left as it was.
+    """
     if truncation not in TRUNCATIONS:
         fail(f"--truncation must be one of {', '.join(TRUNCATIONS)}, not {truncation!r}")
     if train_on not in TRAIN_ON:
@@ -154,6 +167,7 @@ def prepare_cmd(
                 ray_address=ray_address,
                 on_record=lambda n: progress.advance(task, n),
                 allow_missing_tokens=allow_missing_tokens,
+                ignore_keys=ignore_key or (),
             )
             run.written = True
         if report_file:
@@ -162,3 +176,8 @@ def prepare_cmd(
             except OSError as e:
                 fail(f"cannot write the report {report_file}: {e.strerror or e} (the output {output} is written)")
     typer.echo(f"{output}: {report.summary()}")
+    if report.written == 0:
+        why = "every record was rejected (see the rejects file)" if report.read else "the inputs hold no records"
+        with suppress(OSError, ValueError):
+            typer.echo(f"chatfmt: prepare wrote nothing: {why}", err=True)
+        raise typer.Exit(EXIT_NOTHING_WRITTEN)

@@ -207,22 +207,24 @@ def _decode_one(tokenizer: Any, i: int) -> str:
 def row_view(row: dict[str, Any], index: int, tokenizer: Any = None, *, source: str | None = None) -> ExampleView:
     """One prepared row as an :class:`ExampleView`; ``tokenizer`` (a chatfmt tokenizer) decodes
     the token texts and knows the control ids. Raises :class:`InspectError` for a row that lacks
-    ``input_ids`` / ``labels`` of equal length or whose ``seq_lens`` do not add up."""
+    ``input_ids`` / ``labels`` of equal length or whose ``seq_lengths`` do not add up (``seq_lens``,
+    the name earlier chatfmt versions wrote, is read too)."""
     where = f"{source}: row {index}" if source else f"row {index}"
     ids = _int_list(row, "input_ids", where)
     labels = _int_list(row, "labels", where)
     if len(labels) != len(ids):
         raise InspectError(f"{where}: {len(ids)} input_ids but {len(labels)} labels")
     control = tokenizer.control_ids if tokenizer is not None else frozenset()
-    packed = "seq_lens" in row
+    key = "seq_lengths" if "seq_lengths" in row else "seq_lens"
+    packed = key in row
     if packed:
-        lens = _int_list(row, "seq_lens", where)
+        lens = _int_list(row, key, where)
         if sum(lens) != len(ids) or any(n < 0 for n in lens):
-            raise InspectError(f"{where}: seq_lens {lens} do not add up to the {len(ids)} tokens")
+            raise InspectError(f"{where}: {key} {lens} do not add up to the {len(ids)} tokens")
         sources = row.get("sources") or [None] * len(lens)
         records = row.get("records") or [None] * len(lens)
         if len(sources) != len(lens) or len(records) != len(lens):
-            raise InspectError(f"{where}: {len(lens)} seq_lens but {len(sources)} sources, {len(records)} records")
+            raise InspectError(f"{where}: {len(lens)} {key} but {len(sources)} sources, {len(records)} records")
     else:
         lens = [len(ids)]
         sources, records = [row.get("source")], [row.get("record")]

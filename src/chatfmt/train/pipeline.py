@@ -521,7 +521,7 @@ def prepare(
     ``labels`` list<int32>, ``attention_mask`` list<int8>, ``length`` int32, ``source`` string,
     ``record`` int64, one row group per batch); by default ``parquet`` when ``output`` ends in
     ``.parquet``, else ``jsonl``. ``pack=N`` packs the examples greedily, in order, into rows of at
-    most N tokens with ``position_ids``, ``seq_lens``, ``sources`` and ``records`` (the first label
+    most N tokens with ``position_ids``, ``seq_lengths``, ``sources`` and ``records`` (the first label
     of each packed example is -100 so labels never cross examples; see
     :mod:`chatfmt.train.writers`); an example longer than N is rejected with rule ``pack_length``.
     The report still counts examples (``written``), and ``packed_sequences`` the rows.

@@ -7,11 +7,18 @@ the temporary path they are given; the pipeline renames it over the output.
 Packing (:class:`Packer`): encoded examples are packed greedily, in order, into sequences of at most
 ``pack`` tokens; a sequence is emitted when the next example does not fit. A packed row holds the
 concatenated ``input_ids`` / ``labels`` / ``attention_mask``, ``position_ids`` restarting at 0 at
-each example, ``seq_lens`` (the examples' lengths, summing to ``length``) and the examples'
+each example, ``seq_lengths`` (the examples' lengths, summing to ``length``) and the examples'
 ``sources`` / ``records``. Labels never cross examples: the first label of every packed example is
 ``-100``, so no example is trained to predict its first token from the previous example's last
 token (with the usual shift-by-one loss, label ``i`` is predicted from token ``i - 1``). Its first
 token is a template token in most formats and untrained anyway.
+
+The column names are the ones trainers read: TRL's ``DataCollatorForLanguageModeling(padding_free=True)``
+takes the examples of a packed row from ``seq_lengths`` (and rebuilds ``position_ids`` from it; its
+``SFTTrainer`` keeps ``input_ids``, ``labels`` and ``seq_lengths``), transformers' flash-attention
+path finds the boundaries where ``position_ids`` restart at 0 (as LLaMA-Factory's packed rows have
+them). Files from earlier chatfmt versions name the column ``seq_lens``; ``chatfmt inspect`` reads
+both.
 """
 
 from __future__ import annotations
@@ -65,7 +72,7 @@ def _schema(packed: bool) -> Any:
             ("labels", ids),
             ("attention_mask", pa.list_(pa.int8())),
             ("position_ids", ids),
-            ("seq_lens", ids),
+            ("seq_lengths", ids),
             ("length", pa.int32()),
             ("sources", pa.list_(pa.string())),
             ("records", pa.list_(pa.int64())),
@@ -151,7 +158,7 @@ class Packer:
         self.labels: list[int] = []
         self.attention_mask: list[int] = []
         self.position_ids: list[int] = []
-        self.seq_lens: list[int] = []
+        self.seq_lengths: list[int] = []
         self.sources: list[str] = []
         self.records: list[int] = []
 
@@ -165,7 +172,7 @@ class Packer:
         self.labels += labels
         self.attention_mask += attention_mask
         self.position_ids += range(n)
-        self.seq_lens.append(n)
+        self.seq_lengths.append(n)
         self.sources.append(source)
         self.records.append(record)
         return labels
@@ -178,7 +185,7 @@ class Packer:
             "labels": self.labels,
             "attention_mask": self.attention_mask,
             "position_ids": self.position_ids,
-            "seq_lens": self.seq_lens,
+            "seq_lengths": self.seq_lengths,
             "length": len(self.input_ids),
             "sources": self.sources,
             "records": self.records,
