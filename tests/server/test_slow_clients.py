@@ -29,7 +29,7 @@ RENDER = {"messages": [{"role": "user", "content": "hi"}]}
 def proxy_server(smollm2_gguf: Path, *extra: str) -> ServerProcess:
     # nothing listens on the upstream: only routes that do not generate are used here
     return ServerProcess(
-        ["--upstream", "http://127.0.0.1:9", "--tokenizer", str(smollm2_gguf), "--chat-format", "qwen2.5",
+        ["--upstream", "http://127.0.0.1:9", "--tokenizer", str(smollm2_gguf),  # the model's own template
          "--header-timeout", str(TIMEOUT), "--body-timeout", str(TIMEOUT), *extra],
         startup=120,
     )
@@ -59,8 +59,10 @@ def log_events(srv: ServerProcess, event: str) -> list[dict]:
     return out
 
 
-def read_until_closed(socks: dict[socket.socket, str], deadline: float) -> dict[str, list[bytes]]:
-    """Read every socket until the server closes it (or the deadline); what each kind received."""
+def read_until_closed(socks: dict[socket.socket, str], deadline: float, closed_at: dict[socket.socket, float] | None = None) -> dict[str, list[bytes]]:
+    """Read every socket until the server closes it (or the deadline); what each kind received
+    (``closed_at``: filled with when each was seen closed)."""
+    closed_at = {} if closed_at is None else closed_at
     got: dict[socket.socket, bytes] = {s: b"" for s in socks}
     open_ = set(socks)
     while open_ and time.monotonic() < deadline:
@@ -74,6 +76,7 @@ def read_until_closed(socks: dict[socket.socket, str], deadline: float) -> dict[
                 got[s] += chunk
             else:
                 open_.discard(s)
+                closed_at[s] = time.monotonic()
     out: dict[str, list[bytes]] = {}
     for s, kind in socks.items():
         out.setdefault(kind, []).append(got[s] if s not in open_ else b"<still open>")
@@ -111,8 +114,10 @@ def test_a_slowloris_is_closed_within_the_timeouts_while_others_are_served(serve
 
     client = threading.Thread(target=normal_client)
     client.start()
+    opened_at: dict[socket.socket, float] = {}
     for k in range(n):
         s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        opened_at[s] = time.monotonic()
         kind = ("silent", "mid-headers", "mid-body", "trickle", "second-request")[k % 5]
         if kind == "mid-headers":
             s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow")
@@ -124,6 +129,7 @@ def test_a_slowloris_is_closed_within_the_timeouts_while_others_are_served(serve
             s.sendall(request_head(server, len(body)) + body)
             first = read_response(s)
             assert first.startswith(b"HTTP/1.1 200"), first[:200]
+            opened_at[s] = time.monotonic()  # the deadline starts with the second request
             s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         socks[s] = kind
     opened = time.monotonic()
@@ -145,7 +151,8 @@ def test_a_slowloris_is_closed_within_the_timeouts_while_others_are_served(serve
     try:
         status, _ = get_json(server.base, "/health", timeout=10)
         assert status == 200
-        got = read_until_closed(socks, opened + TIMEOUT + MARGIN)
+        closed_at: dict[socket.socket, float] = {}
+        got = read_until_closed(socks, opened + TIMEOUT + MARGIN, closed_at)
     finally:
         stop.set()
         done.set()
@@ -156,6 +163,8 @@ def test_a_slowloris_is_closed_within_the_timeouts_while_others_are_served(serve
     assert len(served) >= 3 and set(served) == {200}, served
     for kind, answers in got.items():
         assert all(a != b"<still open>" for a in answers), (kind, sum(a == b"<still open>" for a in answers))
+    latest = max(closed_at[s] - opened_at[s] for s in socks)
+    print(f"slowloris: {n} stalled connections, each closed at most {latest:.2f} s after it opened (timeout {TIMEOUT} s)")
     assert set(got["silent"]) == {b""}  # nothing asked, nothing answered: just closed
     for kind in ("mid-headers", "trickle", "second-request", "mid-body"):
         for a in got[kind]:
