@@ -13,8 +13,9 @@ How ids are made (exact and injection-safe):
   run that follows a control token);
 * the *space rule* (tokenizers with a dummy prefix): a run after a control token that starts with a
   space the *format* wrote (control text, e.g. ``"[INST] "`` in Mistral's templates, ``"<|user|> \\n"``
-  in ChatGLM3's) takes that space as its dummy prefix: the run is encoded without the space, with
-  the prefix, and the first token's span covers the space. This is what the vendor does when it
+  in ChatGLM3's) takes that space as its dummy prefix: the run is encoded with no prefix added, so
+  the space becomes the ``▁`` (a run that is only that space gives no token: it is the prefix of an
+  empty string, which the vendor encodes to nothing). This is what the vendor does when it
   encodes the text after a control token on its own (mistral-common: ``[INST]``, ``▁Hello``; ChatGLM3's
   ``build_single_message``), and what transformers' Metaspace does (it adds no ``▁`` to a split that
   already starts with one). A run that starts with *content* (a message that begins with a space)
@@ -133,14 +134,46 @@ def _encode_run(tokenizer: Tokenizer, text: str, at_start: bool, compat: Compat,
     if compat == "transformers" and not at_start and tokenizer.add_prefix_space:
         enc = tokenizer.encode_text_with_offsets(text, prefix_space=False)  # type: ignore[call-arg]
     elif control_space and not at_start and tokenizer.add_prefix_space and text.startswith(" "):
-        enc = tokenizer.encode_text_with_offsets(text[1:])
-        offsets = [(s + 1, e + 1) for s, e in enc.offsets]
-        if offsets:
-            offsets[0] = (0, offsets[0][1])  # the first token carries the prefix: it covers the space
-        return enc.ids, offsets
+        if text == " ":
+            return [], []  # the prefix of an empty string: the vendor encodes "" to nothing
+        if getattr(tokenizer, "removes_extra_whitespace", False):
+            # a normalizer that drops leading whitespace would drop the space itself: encode what
+            # follows it with the prefix, and let the first token cover the space
+            enc = tokenizer.encode_text_with_offsets(text[1:])
+            offsets = [(s + 1, e + 1) for s, e in enc.offsets]
+            if offsets:
+                offsets[0] = (0, offsets[0][1])
+            return enc.ids, offsets
+        enc = tokenizer.encode_text_with_offsets(text, prefix_space=False)  # type: ignore[call-arg]
     else:
         enc = tokenizer.encode_text_with_offsets(text)
     return enc.ids, enc.offsets
+
+
+#: what ``tokenizers`` and llama.cpp strip beside an lstrip/rstrip token (Unicode White_Space)
+_WHITESPACE = "\t\n\x0b\x0c\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+def _absorbs(ids: tuple[int, ...] | None, strip: dict[int, tuple[bool, bool]], side: int) -> bool:
+    """Whether the id piece ``ids`` is one control token that strips whitespace on ``side`` (0: left,
+    1: right)."""
+    return ids is not None and len(ids) == 1 and strip.get(ids[0], (False, False))[side]
+
+
+def _strip_run(run: Sequence[_Piece], before: tuple[int, ...] | None, after: tuple[int, ...] | None, strip: dict[int, tuple[bool, bool]]) -> None:
+    """Drop the whitespace a neighbouring control token absorbs (see :attr:`Tokenizer.control_strip`):
+    at the start of the run after an ``rstrip`` token, at its end before an ``lstrip`` token. The
+    pieces' text is shortened in place, so labels and spans follow what is encoded."""
+    if _absorbs(before, strip, 1):
+        for q in run:
+            q.text = q.text.lstrip(_WHITESPACE)
+            if q.text:
+                break
+    if _absorbs(after, strip, 0):
+        for q in reversed(run):
+            q.text = q.text.rstrip(_WHITESPACE)
+            if q.text:
+                break
 
 
 def _control_space(run: Sequence[_Piece]) -> bool:
@@ -160,6 +193,7 @@ def encode_rendered(
 ) -> tuple[list[int], list[int], list[int | None]]:
     """Ids, labels and the message index of every token, from segments."""
     pieces = _pieces(rendered, tokenizer, allow_special_in_content)
+    strip = getattr(tokenizer, "control_strip", None)
     ids: list[int] = []
     labels: list[int] = []
     owners: list[int | None] = []
@@ -181,6 +215,8 @@ def encode_rendered(
         while j < n and pieces[j].ids is None:
             j += 1
         run = pieces[i:j]
+        if strip:
+            _strip_run(run, pieces[i - 1].ids if i else None, pieces[j].ids if j < n else None, strip)
         text = "".join(q.text for q in run)
         run_ids, offsets = _encode_run(tokenizer, text, at_start=not ids, compat=compat, control_space=_control_space(run))
         base = len(ids)

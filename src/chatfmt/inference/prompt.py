@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..compat import check_tokenizer
-from ..encode import _encode_run, _Piece, _special_pattern, _split_control
+from ..encode import _control_space, _encode_run, _Piece, _special_pattern, _split_control, _strip_run
 from ..errors import ChatfmtError, ChatfmtWarning
 from ..messages import as_conversation
 from ..segments import CONTENT, Rendered
@@ -37,28 +37,27 @@ def _units(
     tokens, content is not; ``control_space``: the run starts with a space the format wrote, see the
     encoder's space rule). ``split_cache`` memoizes the split of control texts (they repeat every turn)."""
     specials, pattern = _special_pattern(tokenizer)
+    strip = getattr(tokenizer, "control_strip", None)
     units: list[tuple[Any, ...]] = []
-    run: list[str] = []
-    run_control_space: bool | None = None  # decided by the run's first non-empty text
+    run: list[_Piece] = []
     have_ids = False
 
     def add(text: str, content: bool) -> None:
-        nonlocal run_control_space
-        if text and run_control_space is None:
-            run_control_space = not content and text[0] == " "
-        run.append(text)
+        run.append(_Piece(text, None, False, content=content))
 
-    def flush() -> None:
-        nonlocal run, have_ids, run_control_space
+    def flush(after: tuple[int, ...] | None = None) -> None:
+        nonlocal run, have_ids
         if run:
-            units.append(("text", "".join(run), not have_ids, bool(run_control_space)))
+            if strip:
+                before = units[-1][1] if units and units[-1][0] == "ids" else None
+                _strip_run(run, before, after, strip)
+            units.append(("text", "".join(q.text for q in run), not have_ids, _control_space(run)))
             run = []
-            run_control_space = None
             have_ids = True  # the run's tokens come first (encode's ``at_start=not ids``)
 
     for seg in rendered.segments:
         if seg.token_ids is not None:
-            flush()
+            flush(tuple(seg.token_ids))
             units.append(("ids", tuple(seg.token_ids)))
             have_ids = have_ids or bool(seg.token_ids)
             continue
@@ -78,7 +77,7 @@ def _units(
             if ids is None:
                 add(text, seg.kind == CONTENT)
             else:
-                flush()
+                flush(ids)
                 units.append(("ids", ids))
                 have_ids = True
     flush()

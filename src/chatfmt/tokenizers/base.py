@@ -160,6 +160,15 @@ class Tokenizer(ABC):
         """sentencepiece-style dummy prefix: each encoded run starts with ``▁`` for a leading word."""
         return False
 
+    @property
+    def control_strip(self) -> dict[int, tuple[bool, bool]]:
+        """Control token id -> ``(lstrip, rstrip)`` for control tokens that absorb the whitespace beside
+        them (an added token's ``lstrip``/``rstrip`` in ``tokenizer.json`` or ``added_tokens_decoder``,
+        e.g. Phi-3's ``<|user|>``, ``<|end|>``; llama.cpp gives Phi-3 GGUFs the same). The encoder drops
+        that whitespace, as ``tokenizers`` and llama.cpp do when they match the token. Empty for most
+        tokenizers."""
+        return {}
+
     @abstractmethod
     def encode_text(self, text: str, *, prefix_space: bool | None = None) -> list[int]:
         """Plain text -> ids, no control token recognised, nothing added.

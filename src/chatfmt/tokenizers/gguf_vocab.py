@@ -14,6 +14,9 @@ read, no llama.cpp needed). Behaviour follows llama.cpp's ``src/llama-vocab.cpp`
   back into ``##`` continuations, BERT normalizer (lower-casing, accent stripping, CJK spacing)
   and pre-tokenizer. ``t5``/``rwkv`` vocabularies are not supported.
 
+A model whose ``general.name`` contains ``phi-3``/``phi3`` gets llama.cpp's Phi-3 rule: its special
+tokens (but ``<unk>``, ``<s>``, ``<|endoftext|>``) absorb the whitespace after them (``rstrip``).
+
 Token types: CONTROL and UNKNOWN tokens are control tokens; USER_DEFINED tokens are matched in plain
 text before tokenization (llama.cpp does so even with ``parse_special=false``) unless they look like
 control tokens; tokens llama.cpp itself re-types to CONTROL by their text (``<|eot_id|>``,
@@ -42,6 +45,11 @@ LLAMACPP_CONTROL_TEXTS = frozenset(
         "<|repo_name|>", "<fim-repo>", "<REPO>", "<|file_sep|>",
     }
 )  # fmt: skip
+
+#: llama.cpp keys Phi-3's whitespace stripping on ``general.name`` (lower-cased) containing one of these
+PHI3_NAMES = ("phi-3", "phi3")
+#: ... and exempts these tokens
+PHI3_KEEP_WHITESPACE = frozenset({"<unk>", "<s>", "<|endoftext|>"})
 
 _SPECIAL_ID_KEYS = {
     "bos": "tokenizer.ggml.bos_token_id",
@@ -93,7 +101,7 @@ def _bert_vocab(tokens: list[str]) -> dict[str, int]:
 def load_gguf_tokenizer(path: str | Path) -> HFTokenizer:
     """Build the tokenizer described by a GGUF file's ``tokenizer.ggml.*`` metadata."""
     p = Path(path)
-    kv = read_gguf_kv(p, keys_prefix=("tokenizer.",))
+    kv = read_gguf_kv(p, keys_prefix=("tokenizer.", "general.name"))
     source = str(p)
     model_type = kv.get("tokenizer.ggml.model")
     tokens = kv.get("tokenizer.ggml.tokens")
@@ -210,6 +218,17 @@ def load_gguf_tokenizer(path: str | Path) -> HFTokenizer:
     else:
         raise TokenizerError(f"GGUF tokenizer model {model_type!r} is not supported (llama, gpt2, bert are)", source=source)
 
+    name = kv.get("general.name")
+    if isinstance(name, str) and any(k in name.lower() for k in PHI3_NAMES):
+        # llama.cpp (llama_vocab::load): a model *named* phi-3 gets RSTRIP on its special tokens but
+        # <unk>, <s>, <|endoftext|> - what Phi-3's tokenizer.json declares (rstrip on <|user|>, <|end|>,
+        # ...); nothing else in the file says so
+        n_strip = 0
+        for a in doc["added_tokens"]:
+            if a["content"] not in PHI3_KEEP_WHITESPACE:
+                a["rstrip"] = True
+                n_strip += 1
+        notes.append(f"general.name {name!r}: llama.cpp's Phi-3 rule, {n_strip} special tokens strip the whitespace after them")
     tok = GGUFTokenizer(doc, source=source, bos_token=bos, eos_token=eos, add_bos=add_bos, notes=notes, kind="gguf")
     tok.gguf_model = model_type
     pre_kv = kv.get("tokenizer.ggml.pre")

@@ -306,6 +306,11 @@ class HFTokenizer(Tokenizer):
         self._whole: Any = False  # False: not built yet; None: not available
         self._control = control
         self._plain = plain
+        self._strip = {
+            int(a["id"]): (bool(a.get("lstrip")), bool(a.get("rstrip")))
+            for a in added
+            if (a.get("lstrip") or a.get("rstrip")) and control.get(a.get("content", "")) == a["id"]
+        }
         self._bos = bos_token
         self._eos = eos_token
         self.notes = tuple(notes)
@@ -396,6 +401,10 @@ class HFTokenizer(Tokenizer):
     @property
     def add_prefix_space(self) -> bool:
         return self._prefix
+
+    @property
+    def control_strip(self) -> dict[int, tuple[bool, bool]]:
+        return self._strip
 
     # -- encoding
 

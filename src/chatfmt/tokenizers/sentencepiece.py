@@ -170,6 +170,7 @@ class SentencePieceTokenizer(Tokenizer):
         self._control_id_set = frozenset(control.values())
         self._plain = plain
         self._prefix = info.add_dummy_prefix
+        self._strips = info.remove_extra_whitespaces
         # the unknown piece: produced for unknown characters when the model has no byte fallback
         self._unk_exempt = self._sp.unk_id() if self._sp.unk_id() >= 0 else None
 
@@ -228,6 +229,13 @@ class SentencePieceTokenizer(Tokenizer):
     @property
     def add_prefix_space(self) -> bool:
         return self._prefix
+
+    @property
+    def removes_extra_whitespace(self) -> bool:
+        """The model's normalizer drops leading/trailing and repeated whitespace
+        (``remove_extra_whitespaces``; off in the chat models' tokenizers: Llama-2, Mistral, ChatGLM3,
+        Baichuan2). The encoder's space rule then encodes what follows a format's space with the prefix."""
+        return self._strips
 
     # -- encoding
 
