@@ -451,7 +451,15 @@ def parse_message(obj: Any, index: int = 0) -> Message:
 def _record_message(obj: Any, index: int) -> Message:
     """:func:`parse_message` for a dataset record, which must say what each message is: a system,
     user or tool message needs ``content`` (a string or parts; ``null`` or missing is an error, as
-    in the OpenAI API, not an empty turn), an assistant message content or tool calls."""
+    in the OpenAI API, not an empty turn), an assistant message content or tool calls. OpenAI's
+    legacy ``function_call`` is refused (rule ``tool_call``) rather than dropped."""
+    if isinstance(obj, dict) and obj.get("function_call") is not None:
+        raise ValidationError(
+            "OpenAI's legacy 'function_call' is not read (the call would be dropped); write it as "
+            "'tool_calls': [{\"type\": \"function\", \"function\": {\"name\", \"arguments\"}}]",
+            index=index,
+            rule="tool_call",
+        )
     if isinstance(obj, dict) and obj.get("content") is None:
         role = obj.get("role")
         role = ROLE_ALIASES.get(role, role) if isinstance(role, str) else role
@@ -997,7 +1005,8 @@ def check_record_keys(obj: dict[str, Any]) -> None:
     - ``media``: non-empty ``images``/``videos``/``audios`` (LLaMA-Factory's multimodal columns):
       chatfmt encodes text only, so the media would be dropped and placeholders trained as text;
     - ``loss_key``: a record-level loss flag or weight (``weight``, ``loss``, ``mask``, ...): no tool
-      chatfmt knows puts one there, and chatfmt does not weigh examples.
+      chatfmt knows puts one there, and chatfmt does not weigh examples;
+    - ``tools``: OpenAI's legacy ``functions`` list (its ``tools`` replaced it).
 
     ``--ignore-key KEY`` (``ignore_keys=`` in Python) drops a key before parsing, for data where it
     means something else."""
@@ -1015,6 +1024,12 @@ def check_record_keys(obj: dict[str, Any]) -> None:
             f"the record has {media[0]}: chatfmt encodes text only, so they would be dropped (and any "
             "placeholder such as <image> trained as text)",
             rule="media",
+        )
+    if obj.get("functions"):
+        raise ValidationError(
+            "OpenAI's legacy 'functions' list is not read (the model would be trained without them); give "
+            "the definitions as 'tools': [{\"type\": \"function\", \"function\": {...}}]",
+            rule="tools",
         )
     loss = [k for k in RECORD_LOSS_KEYS if obj.get(k) is not None]
     if loss:

@@ -87,6 +87,12 @@ def test_a_tool_result_without_content_is_rejected_in_the_conversations_kind_too
     assert info.value.rule == "content" and info.value.index == 2
 
 
+def test_openai_legacy_function_call_and_functions_are_refused_not_dropped():
+    call = {"role": "assistant", "content": None, "function_call": {"name": "f", "arguments": "{}"}}
+    assert rule_of({"messages": [U("q"), call]}) == "tool_call"
+    assert rule_of({"messages": [U("q"), A("x")], "functions": [{"name": "f", "parameters": {}}]}) == "tools"
+
+
 def test_an_assistant_tool_call_without_content_stays_valid():
     call = {"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{}"}}]}
     conv = parse_record({"messages": [U("q"), call, {"role": "tool", "content": "1"}, A("done")]})
