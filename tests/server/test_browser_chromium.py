@@ -125,9 +125,17 @@ def open_page(api_base: str) -> dict[str, str]:
     return json.loads(html.unescape(text))
 
 
+@pytest.fixture(scope="module")
+def chatml_format():
+    """ChatML: its control tokens are SmolLM2's own (these tests need no tool-call syntax)."""
+    from chatfmt.formats.loader import load_format
+
+    return load_format("chatml")
+
+
 @pytest.fixture
-def engine(smol_tokenizer, qwen_format):
-    return ScriptedEngine(smol_tokenizer, qwen_format, "Hello.<|im_end|>", n_ctx=256)
+def engine(smol_tokenizer, chatml_format):
+    return ScriptedEngine(smol_tokenizer, chatml_format, "Hello.<|im_end|>", n_ctx=256)
 
 
 def test_a_page_on_another_origin_cannot_start_a_generation(engine, caplog):

@@ -25,9 +25,17 @@ BASE = "http://127.0.0.1:8000"
 JSON = {"Content-Type": "application/json"}
 
 
+@pytest.fixture(scope="module")
+def chatml_format():
+    """ChatML: its control tokens are SmolLM2's own (these tests need no tool-call syntax)."""
+    from chatfmt.formats.loader import load_format
+
+    return load_format("chatml")
+
+
 @pytest.fixture
-def engine(smol_tokenizer, qwen_format):
-    return ScriptedEngine(smol_tokenizer, qwen_format, "Hello.<|im_end|>", n_ctx=256)
+def engine(smol_tokenizer, chatml_format):
+    return ScriptedEngine(smol_tokenizer, chatml_format, "Hello.<|im_end|>", n_ctx=256)
 
 
 @pytest.fixture

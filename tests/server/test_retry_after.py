@@ -125,10 +125,18 @@ TOKEN_DELAY = 0.05
 TOKENS = 10
 
 
-def test_a_429_says_when_the_queue_will_have_drained(smol_tokenizer, qwen_format):
+@pytest.fixture(scope="module")
+def chatml_format():
+    """ChatML: its control tokens are SmolLM2's own (these tests need no tool-call syntax)."""
+    from chatfmt.formats.loader import load_format
+
+    return load_format("chatml")
+
+
+def test_a_429_says_when_the_queue_will_have_drained(smol_tokenizer, chatml_format):
     """Each generation sleeps at least TOKENS x TOKEN_DELAY = 0.5 s; with one running and four waiting,
     the refused client is told at least 5 x 0.5 s, and /health shows the same estimate."""
-    eng = ScriptedEngine(smol_tokenizer, qwen_format, "la ", endless=True, delay=TOKEN_DELAY)
+    eng = ScriptedEngine(smol_tokenizer, chatml_format, "la ", endless=True, delay=TOKEN_DELAY)
     with uvicorn_thread(create_app(eng, max_queue=4)) as base:
         host, port = base.removeprefix("http://").split(":")
 
