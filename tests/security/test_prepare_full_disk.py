@@ -34,3 +34,12 @@ def test_a_full_disk_midway_is_one_clean_error_and_leaves_nothing(tmp_path, test
     assert len(lines) == 1 and lines[0].startswith(f"chatfmt: error: cannot write the output {out}: "), res.stderr[-2000:]
     assert "File too large" in lines[0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+
+
+def test_the_rejects_file_filling_the_disk_is_named_as_such(tmp_path, testdata):
+    (tmp_path / "in.jsonl").write_text((GOOD + "\n") + "{not json\n" * 4_000)  # ~500 kB of rejects, limit 200 kB
+    res = subprocess.run([sys.executable, "-c", CHILD, str(testdata("qwen2.5")), "o.jsonl"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert res.stderr.strip().splitlines() == ["chatfmt: error: cannot write the rejects file o.jsonl.rejects.jsonl: File too large"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]

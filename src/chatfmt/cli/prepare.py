@@ -3,9 +3,9 @@ rejects and a report.
 
 Stopping: SIGINT (Ctrl-C), SIGTERM (``timeout``, systemd, Slurm, Kubernetes) and SIGHUP all stop the
 run the same way: worker processes are killed, temporary files removed, the output and rejects file
-left as they were, one line on stderr, exit code 128 + the signal number (130, 143, 129). A second
-signal while stopping ends the process at once (its leftovers are collected by the next run into the
-same output; its workers end with it in any case)."""
+left as they were, one line on stderr, exit code 128 + the signal number (130, 143, 129). A repeated
+SIGTERM/SIGHUP while stopping is ignored (``timeout`` sends two); SIGKILL ends the process at once (its
+leftovers are collected by the next run into the same output; its workers end with it in any case)."""
 
 from __future__ import annotations
 
@@ -49,8 +49,16 @@ class _Stopped(BaseException):
         self.signum = signum
 
 
+_stopping = False
+
+
 def _stop(signum: int, frame: Any) -> None:
-    signal.signal(signum, signal.SIG_DFL)  # a second one ends the process at once
+    """Raise :class:`_Stopped` once; a repeat is ignored while stopping (``timeout`` sends SIGTERM to
+    the command and again to its process group; a scheduler escalates to SIGKILL on its own)."""
+    global _stopping
+    if _stopping:
+        return
+    _stopping = True
     raise _Stopped(signum)
 
 
@@ -67,6 +75,8 @@ def _stoppable() -> Iterator[_Run]:
     """SIGTERM / SIGHUP raise :class:`_Stopped` while the run is on (main thread only), then the
     previous handlers are back; Ctrl-C's KeyboardInterrupt and these end as one line and exit
     128 + signal number."""
+    global _stopping
+    _stopping = False
     main = threading.current_thread() is threading.main_thread()
     previous = {sig: signal.signal(sig, _stop) for sig in _STOP_SIGNALS} if main else {}
     run = _Run()

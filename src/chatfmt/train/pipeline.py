@@ -12,8 +12,14 @@ batches of them into :class:`~chatfmt.train.encoder.Outcome` lists, in input ord
 
 This process writes the outcomes: rows to a temporary file beside ``output`` that is renamed over it
 at the end, so a run that fails or is killed midway leaves no (partial) output; the same for the
-rejects file ``<output>.rejects.jsonl``. The output is JSONL or Parquet (one row group per batch),
+rejects file ``<output>.rejects.jsonl``, and the two are moved into place together (the old rejects
+file is put back if the output cannot be). The output is JSONL or Parquet (one row group per batch),
 and with ``pack`` examples are packed into sequences (see :mod:`chatfmt.train.writers`).
+
+Before any work the output and rejects paths are checked (:func:`_check_output`) and temporaries
+left there by dead runs are removed (:func:`_remove_stale`). Worker processes end with this process
+however it ends (:func:`_die_with_parent`) and are killed when the run stops early; the command line
+turns SIGTERM/SIGHUP into the same clean stop as Ctrl-C (``chatfmt.cli.prepare``).
 """
 
 from __future__ import annotations
@@ -83,8 +89,9 @@ def _what(path: Path, rejects: Path) -> str:
 
 def _check_output(output: Path, rejects: Path) -> None:
     """Refuse, before any work, an output that could only fail at the end: a missing parent
-    directory, a directory (or a device, FIFO, socket) where the output or rejects file goes, a
-    directory where this process cannot create a file. Raises :class:`OutputError` naming it."""
+    directory, a directory (or a device, FIFO, socket) where the output or rejects file goes, a file
+    that cannot be renamed over (:func:`_unreplaceable`), a directory where this process cannot
+    create a file. Raises :class:`OutputError` naming it."""
     try:
         parent_mode = output.parent.stat().st_mode
     except FileNotFoundError:
@@ -452,6 +459,12 @@ def _writing(path: Path, what: str = "the output") -> Iterator[None]:
         raise OutputError(f"cannot write {what} {path}: {reason}") from e
 
 
+def _close_quietly(f: Any) -> None:
+    """Close ``f`` after a failure: its unwritten buffer (a full disk) must not hide the first error."""
+    with suppress(Exception):
+        f.close()
+
+
 def _loaded(what: str, spec: Any) -> Any:
     """``spec`` loaded in this process (errors surface before any file is created)."""
     if not isinstance(spec, (str, Path)):
@@ -597,9 +610,10 @@ def prepare(
             stack.callback(getattr(outcomes, "close", lambda: None))
             with _writing(output):
                 out = open_sink(tmp_out, out_format, packed=pack is not None, metadata=_provenance(format, tokenizer, fmt_l, tok_l))
-                stack.callback(out.close)
+                stack.callback(_close_quietly, out)  # on the way out of a failed run only: see below
             with _writing(rejects, "the rejects file"):
-                rej = stack.enter_context(tmp_rej.open("w", encoding="utf-8"))
+                rej = tmp_rej.open("w", encoding="utf-8")
+                stack.callback(_close_quietly, rej)
             packer = Packer(pack, out) if pack is not None else None
             writer = _Writer(out, rej, report, packer, rejects=rejects)
             for batch in outcomes:
@@ -615,6 +629,7 @@ def prepare(
             with _writing(rejects, "the rejects file"):
                 rej.close()  # its last buffered lines: a full disk here names the rejects file
             with _writing(output):
+                out.close()
                 stack.close()
         report.check()
         _commit(tmp_out, output, tmp_rej, rejects)
