@@ -217,6 +217,9 @@ UNKNOWN_LOSS_KEYS = frozenset({
 PREFERENCE_KEYS = ("chosen", "rejected", "kto_tag")
 MEDIA_KEYS = ("images", "videos", "audios")
 RECORD_LOSS_KEYS = ("loss", "weight", "loss_weight", "sample_weight", "training", "train", "mask", "loss_mask")
+_ANY_LOSS_KEY = frozenset((*LOSS_KEYS, *DETAIL_KEYS, *UNKNOWN_LOSS_KEYS))
+_LOSS_ONLY = frozenset(("loss",))
+_ANY_RECORD_KEY = frozenset((*PREFERENCE_KEYS, *MEDIA_KEYS, *RECORD_LOSS_KEYS, "functions"))
 
 
 def _zero_one(key: str, value: Any, index: int | None, *, integer: bool) -> bool:
@@ -238,6 +241,14 @@ def _loss_flags(
     """``(loss, train_detail)`` of a message from the loss keys of every tool chatfmt knows (see
     :data:`LOSS_KEYS`). Keys that disagree, a value a tool does not define, and keys no tool
     defines (:data:`UNKNOWN_LOSS_KEYS`) are rejected: nothing is trained against what a record says."""
+    present = obj.keys() & _ANY_LOSS_KEY
+    if not present:  # the common case: no loss key at all
+        return None, None
+    if present == _LOSS_ONLY:  # chatfmt's own
+        loss = obj["loss"]
+        if loss is not None and not isinstance(loss, bool):
+            raise ValidationError(f"'loss' must be true or false, got {loss!r}", index=index, rule="loss")
+        return loss, None
     unknown = sorted(k for k in obj if k in UNKNOWN_LOSS_KEYS and obj[k] is not None)
     if unknown:
         raise ValidationError(
@@ -453,6 +464,10 @@ def _record_message(obj: Any, index: int) -> Message:
     user or tool message needs ``content`` (a string or parts; ``null`` or missing is an error, as
     in the OpenAI API, not an empty turn), an assistant message content or tool calls. OpenAI's
     legacy ``function_call`` is refused (rule ``tool_call``) rather than dropped."""
+    if type(obj) is dict and obj.keys() <= _PLAIN_KEYS:  # the hot path, as in parse_message
+        role, content = obj.get("role"), obj.get("content")
+        if type(content) is str and type(role) is str and role in _PLAIN_ROLES:
+            return Message(role, content)
     if isinstance(obj, dict) and obj.get("function_call") is not None:
         raise ValidationError(
             "OpenAI's legacy 'function_call' is not read (the call would be dropped); write it as "
@@ -787,6 +802,7 @@ def _expand_tool_message(m: dict[str, Any], index: int) -> tuple[Message, Messag
     return call, Message(role="tool", content=observation, name=name)
 
 
+_SHAREGPT_PLAIN_KEYS = frozenset(("from", "value"))
 _SHAREGPT_ROLES = {
     "human": "user",
     "user": "user",
@@ -839,7 +855,9 @@ def parse_sharegpt(obj: Any, *, strict_tools: bool = True) -> Conversation:
         if not isinstance(value, str):
             raise ValidationError(f"'value' must be a string, got {_kind_of(value)}", index=i, rule="content")
         # per-turn loss keys (axolotl's chat_template reads ShareGPT turns with train/train_detail)
-        if role == "function_call":
+        if role != "function_call" and t.keys() <= _SHAREGPT_PLAIN_KEYS:  # the hot path
+            b.add(Message(role, value), i)
+        elif role == "function_call":
             loss, detail = _loss_flags(t, "assistant", value, i)
             if detail is not None:
                 raise ValidationError(
@@ -1010,6 +1028,8 @@ def check_record_keys(obj: dict[str, Any]) -> None:
 
     ``--ignore-key KEY`` (``ignore_keys=`` in Python) drops a key before parsing, for data where it
     means something else."""
+    if not obj.keys() & _ANY_RECORD_KEY:  # the common case
+        return
     pref = [k for k in PREFERENCE_KEYS if obj.get(k) is not None]
     if pref:
         what = "KTO feedback record (kto_tag)" if pref == ["kto_tag"] else f"preference record ({'/'.join(pref)})"
