@@ -97,6 +97,27 @@ class SpecError(FormatError):
         return f"{where}: {text}" if where else text
 
 
+class EmptyConversationError(ValidationError):
+    """A prompt was asked for a conversation that has no messages yet."""
+
+    def __init__(self, message: str = "the conversation is empty: add a message first") -> None:
+        super().__init__(message, rule="empty-conversation")
+
+
+class BackendError(ChatfmtError):
+    """A backend could not be loaded (missing library, unreadable model) or failed to generate."""
+
+
+class BackendCrashError(BackendError):
+    """A native backend killed the process that ran it (a signal such as SIGSEGV or SIGILL) when
+    chatfmt tried it in a child process; the message names the signal and how to repair the build."""
+
+    def __init__(self, message: str, *, backend: str, signal: int | None = None) -> None:
+        self.backend = backend
+        self.signal = signal
+        super().__init__(message)
+
+
 class ServerConfigError(ChatfmtError, ValueError):
     """A server option that cannot work: an origin that is not ``scheme://host[:port]``, a timeout or
     limit below what it needs."""
@@ -129,6 +150,11 @@ class ChatfmtWarning(UserWarning):
     """Something worked only after a documented adjustment: a template rendered after its input was
     normalised, a conversation was shortened to fit the context, malformed model output was kept as
     text."""
+
+
+class BackendFallbackWarning(ChatfmtWarning):
+    """``backend="auto"`` skipped a backend that does not work on this machine (it crashed when
+    tried in a child process) and used the next one; the message says why and how to fix it."""
 
 
 class NotRenderedWarning(ChatfmtWarning):

@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
+from ...errors import BackendCrashError, BackendFallbackWarning
 from .base import (
     Backend,
     BackendError,
+    BackendSpec,
     GenerationParams,
     GenerationResult,
+    auto_candidates,
     get_backend_factory,
+    get_backend_spec,
     list_backends,
     register_backend,
 )
-
-
-def _has_llama_cpp() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("llama_cpp") is not None
+from .probe import ProbeResult, check_backend, crash_error, fallback_message, probe_backend
 
 
 def load_backend(model: str | Path | None = None, backend: str = "auto", **options: Any) -> Backend:
     """Load ``model`` (a GGUF file, a model directory; ``None``: the built-in default model) with
-    ``backend`` ("auto": llama.cpp for a GGUF when llama-cpp-python is installed, else transformers)."""
+    ``backend`` (chosen as :func:`choose_backend` says; ``options`` go to the backend's factory)."""
     if model is None:
         from ...models import default_model_path
 
@@ -32,18 +32,51 @@ def load_backend(model: str | Path | None = None, backend: str = "auto", **optio
     path = Path(model)
     if not path.exists():
         raise BackendError(f"{path}: no such model file or directory")
-    if backend == "auto":
-        backend = "llama.cpp" if path.suffix == ".gguf" and _has_llama_cpp() else "transformers"
-    return get_backend_factory(backend)(path, **options)
+    return choose_backend(path, backend).factory(path, **options)
+
+
+def choose_backend(model: str | Path, backend: str = "auto") -> BackendSpec:
+    """The backend that will run ``model``. ``"auto"``: the best installed backend that accepts the
+    model (llama.cpp for a GGUF, then transformers) and works on this machine: a backend with native
+    code is first run once in a child process (cached, see :mod:`~chatfmt.inference.backends.probe`),
+    and one that crashes or fails there is skipped with a
+    :class:`~chatfmt.errors.BackendFallbackWarning` saying why and how to fix it. A backend named
+    explicitly that crashes there raises :class:`~chatfmt.errors.BackendCrashError` instead of taking
+    this process down."""
+    path = Path(model)
+    if backend != "auto":
+        spec = get_backend_spec(backend)
+        result = check_backend(spec, path)
+        if result is not None and result.crashed:
+            others = [s.name for s in auto_candidates(path) if s.name != spec.name]
+            raise crash_error(spec, result, path, others)
+        return spec
+    candidates = auto_candidates(path)
+    for k, spec in enumerate(candidates):
+        result = check_backend(spec, path)
+        if result is not None and not result.ok:
+            if k + 1 < len(candidates):
+                warnings.warn(BackendFallbackWarning(fallback_message(spec, result, candidates[k + 1].name)), stacklevel=3)
+                continue
+            if result.crashed:
+                raise crash_error(spec, result, path, [])
+        return spec
+    raise BackendError(f"{path}: no backend accepts this model; available: {', '.join(list_backends())}")
 
 
 __all__ = [
     "Backend",
+    "BackendCrashError",
     "BackendError",
+    "BackendSpec",
     "GenerationParams",
     "GenerationResult",
+    "ProbeResult",
+    "choose_backend",
     "get_backend_factory",
+    "get_backend_spec",
     "list_backends",
     "load_backend",
+    "probe_backend",
     "register_backend",
 ]

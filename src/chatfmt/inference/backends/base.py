@@ -11,13 +11,10 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from ...errors import ChatfmtError
-
-
-class BackendError(ChatfmtError):
-    """A backend could not be loaded (missing library, unreadable model) or failed to generate."""
+from ...errors import BackendError
 
 
 @dataclass(frozen=True)
@@ -98,14 +95,45 @@ class Backend(ABC):
 
 
 BackendFactory = Callable[..., Backend]
-_BACKENDS: dict[str, BackendFactory] = {}
 
 
-def register_backend(name: str) -> Callable[[BackendFactory], BackendFactory]:
-    """Register a backend factory ``factory(model_path, **options) -> Backend`` under ``name``."""
+@dataclass(frozen=True)
+class BackendSpec:
+    """A registered backend: its factory and what ``backend="auto"`` needs to know about it."""
+
+    name: str
+    factory: BackendFactory
+    #: the Python distribution that carries the backend's native code; when set, the backend is run
+    #: once in a child process (a 1-token evaluation) before this process trusts it, since a build
+    #: for the wrong CPU kills its process with a signal that no ``except`` catches
+    native_dist: str | None = None
+    #: how to repair a build that crashes (one sentence, shown with the crash)
+    fix: str = ""
+    #: which model paths ``auto`` may give this backend, and whether it is installed
+    accepts: Callable[[Path], bool] = lambda path: True
+    available: Callable[[], bool] = lambda: True
+    #: ``auto`` tries the backends that accept a model in this order (lower first)
+    rank: int = 100
+
+
+_BACKENDS: dict[str, BackendSpec] = {}
+
+
+def register_backend(
+    name: str,
+    *,
+    native_dist: str | None = None,
+    fix: str = "",
+    accepts: Callable[[Path], bool] | None = None,
+    available: Callable[[], bool] | None = None,
+    rank: int = 100,
+) -> Callable[[BackendFactory], BackendFactory]:
+    """Register a backend factory ``factory(model_path, **options) -> Backend`` under ``name``; the
+    keywords are described on :class:`BackendSpec`."""
 
     def deco(factory: BackendFactory) -> BackendFactory:
-        _BACKENDS[name] = factory
+        hooks = {k: v for k, v in (("accepts", accepts), ("available", available)) if v is not None}
+        _BACKENDS[name] = BackendSpec(name, factory, native_dist=native_dist, fix=fix, rank=rank, **hooks)  # type: ignore[arg-type]
         return factory
 
     return deco
@@ -121,10 +149,26 @@ def list_backends() -> list[str]:
     return sorted(_BACKENDS)
 
 
-def get_backend_factory(name: str) -> BackendFactory:
+_ALIASES = {"llama-cpp": "llama.cpp", "llamacpp": "llama.cpp", "llama_cpp": "llama.cpp", "hf": "transformers"}
+
+
+def get_backend_spec(name: str) -> BackendSpec:
+    """The registration of ``name`` (aliases such as ``llama-cpp`` and ``hf`` accepted)."""
     _ensure_builtin()
-    aliases = {"llama-cpp": "llama.cpp", "llamacpp": "llama.cpp", "llama_cpp": "llama.cpp", "hf": "transformers"}
-    key = aliases.get(name, name)
+    key = _ALIASES.get(name, name)
     if key not in _BACKENDS:
         raise BackendError(f"unknown backend {name!r}; available: {', '.join(sorted(_BACKENDS))}")
     return _BACKENDS[key]
+
+
+def get_backend_factory(name: str) -> BackendFactory:
+    return get_backend_spec(name).factory
+
+
+def auto_candidates(path: Path) -> list[BackendSpec]:
+    """The backends ``auto`` may use for ``path``, installed ones that accept it, best first (when
+    none is installed: the last-resort one, so that loading it says what to install)."""
+    _ensure_builtin()
+    fits = sorted((s for s in _BACKENDS.values() if s.accepts(path)), key=lambda s: (s.rank, s.name))
+    usable = [s for s in fits if s.available()]
+    return usable or fits[-1:]

@@ -11,6 +11,14 @@ from typing import Any
 
 from .base import Backend, BackendError, GenerationParams, GenerationResult, register_backend
 
+#: CMake flags for a portable CPU build of llama-cpp-python (the Makefile's LLAMA_CMAKE_ARGS; a test
+#: keeps the two equal). A default (native) build may use kernels this machine cannot run.
+PORTABLE_CMAKE_ARGS = "-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+REBUILD_HINT = (
+    f'rebuild it with portable CPU flags: CMAKE_ARGS="{PORTABLE_CMAKE_ARGS}" '
+    "pip install --force-reinstall --no-deps --no-cache-dir llama-cpp-python"
+)
+
 
 class LlamaCppBackend(Backend):
     name = "llama.cpp"
@@ -137,6 +145,19 @@ class LlamaCppBackend(Backend):
             close()
 
 
-@register_backend("llama.cpp")
+def _installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("llama_cpp") is not None
+
+
+@register_backend(
+    "llama.cpp",
+    native_dist="llama-cpp-python",
+    fix=REBUILD_HINT,
+    accepts=lambda path: path.suffix == ".gguf" and path.is_file(),
+    available=_installed,
+    rank=10,
+)
 def _factory(model_path: str | Path, **options: Any) -> Backend:
     return LlamaCppBackend(model_path, **options)
