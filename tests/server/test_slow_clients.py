@@ -1,8 +1,9 @@
 """Stalled clients against a real ``chatfmt serve`` (subprocess, proxy mode: no model to load, the
 HTTP layer is the real one): a slowloris of a few hundred loopback connections that stop before,
-in the middle of, or trickling their headers, or in the middle of their body, is closed within the
-configured timeouts (2 s here) with one JSON log line each, while a normal client is served all
-along; a connection past ``--max-connections`` is answered 503 at once."""
+in the middle of, or trickling their headers, in the middle of their body, halfway through a
+second request, or trickle a body the server refused unread, is closed within the configured
+timeouts (2 s here) with one JSON log line each, while a normal client is served all along; a
+connection past ``--max-connections`` is answered 503 at once."""
 
 from __future__ import annotations
 
@@ -88,6 +89,10 @@ def request_head(srv: ServerProcess, length: int) -> bytes:
             % (srv.port, length))
 
 
+#: how the stalled connections stop; 50 of each
+KINDS = ("silent", "mid-headers", "mid-body", "trickle", "second-request", "refused-then-trickle")
+
+
 def read_response(s: socket.socket) -> bytes:
     data = b""
     while b"\r\n\r\n" not in data:
@@ -118,13 +123,15 @@ def test_a_slowloris_is_closed_within_the_timeouts_while_others_are_served(serve
     for k in range(n):
         s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
         opened_at[s] = time.monotonic()
-        kind = ("silent", "mid-headers", "mid-body", "trickle", "second-request")[k % 5]
+        kind = KINDS[k % len(KINDS)]
         if kind == "mid-headers":
             s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow")
         elif kind == "mid-body":
             s.sendall(request_head(server, 1000) + b'{"messages": [')
         elif kind == "trickle":
             s.sendall(b"G")
+        elif kind == "refused-then-trickle":  # refused before its body is read, then trickles the body
+            s.sendall(request_head(server, 100_000).replace(b"\r\n\r\n", b"\r\nOrigin: https://evil.example\r\n\r\n", 1))
         elif kind == "second-request":  # a complete request, then half of the next one on the same connection
             s.sendall(request_head(server, len(body)) + body)
             first = read_response(s)
@@ -133,14 +140,14 @@ def test_a_slowloris_is_closed_within_the_timeouts_while_others_are_served(serve
             s.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n")
         socks[s] = kind
     opened = time.monotonic()
-    trickling = [s for s, kind in socks.items() if kind == "trickle"]
+    header_bytes = b"ET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Trickle: " + b"a" * 1000
+    trickling = {s: header_bytes if kind == "trickle" else b"x" * 1000 for s, kind in socks.items() if kind.endswith("trickle")}
     stop = threading.Event()
 
     def trickle() -> None:  # a byte every 0.3 s: never idle, never done
-        msg = b"ET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Trickle: " + b"a" * 1000
         i = 0
-        while not stop.is_set() and i < len(msg):
-            for s in trickling:
+        while not stop.is_set() and i < 1000:
+            for s, msg in trickling.items():
                 with contextlib.suppress(OSError):
                     s.send(msg[i : i + 1])
             i += 1
@@ -170,13 +177,16 @@ def test_a_slowloris_is_closed_within_the_timeouts_while_others_are_served(serve
         for a in got[kind]:
             assert a.startswith(b"HTTP/1.1 408"), (kind, a[:200])
             assert json.loads(a.split(b"\r\n\r\n", 1)[1])["error"]["code"] == "request_timeout"
+    for a in got["refused-then-trickle"]:  # its answer was the 403; then closed at the deadline
+        assert a.startswith(b"HTTP/1.1 403") and a.count(b"HTTP/1.1") == 1, a[:300]
     # one JSON line each, saying which phase stalled
     deadline = time.monotonic() + 10
     while len(log_events(server, "timeout")) < n and time.monotonic() < deadline:
         time.sleep(0.2)
     events = log_events(server, "timeout")
     phases = {p: sum(e["phase"] == p for e in events) for p in ("headers", "body")}
-    assert phases == {"headers": n * 4 // 5, "body": n // 5}, phases
+    per_kind = n // len(KINDS)
+    assert phases == {"headers": 4 * per_kind, "body": 2 * per_kind}, phases
     assert all(e["timeout_s"] == TIMEOUT and e["client"].startswith("127.0.0.1:") for e in events)
     # and the server is still there, holding nothing
     status, _ = post_json(server.base, "/v1/render", RENDER, timeout=10)

@@ -53,8 +53,10 @@ def protocol_class(
     """uvicorn's h11 protocol with two more rules:
 
     - a request's headers must be complete ``header_timeout`` seconds after the connection opened
-      (or, on a kept-alive connection, after the next request's first byte); otherwise the
-      connection is answered 408 (if it sent anything) and closed, with a ``timeout`` JSON log line;
+      (or, on a kept-alive connection, after the previous response); otherwise the connection is
+      answered 408 (if it sent part of a request) and closed, with a ``timeout`` JSON log line. The
+      same deadline holds for the rest of a body the app refused without reading (an early 4xx):
+      a client trickling it is closed too;
     - a connection that would make more than ``max_connections`` open is answered 503 (with
       ``Retry-After`` from ``retry_after()``) and closed at once, before it can hold a descriptor.
     """
@@ -73,7 +75,7 @@ def protocol_class(
             if max_connections is not None and len(self.connections) > max_connections:
                 self._refuse(transport)
                 return
-            self._arm()
+            self._sync()
 
         def _refuse(self, transport: asyncio.Transport) -> None:
             after = retry_after() if retry_after else 1
@@ -92,14 +94,29 @@ def protocol_class(
                           client=_client(self.client), refused=cls._refused_since_log)
                 cls._refused_logged, cls._refused_since_log = now, 0
 
-        def _arm(self) -> None:
-            if header_timeout is not None and self._header_timer is None:
-                self._header_timer = self.loop.call_later(header_timeout, self._headers_late)
+        def _waiting_on_client(self) -> bool:
+            """Nothing for the app to do until the client sends more: no request begun or its head
+            incomplete, or a body still coming for a request already answered (an early 4xx)."""
+            import h11
 
-        def _disarm(self) -> None:
-            if self._header_timer is not None:
-                self._header_timer.cancel()
-                self._header_timer = None
+            state = self.conn.their_state
+            if state is h11.IDLE:
+                return True
+            return state is h11.SEND_BODY and (self.cycle is None or self.cycle.response_complete)
+
+        def _sync(self) -> None:
+            """Arm the deadline when the connection starts waiting on the client, drop it when the app
+            has a whole request head (the body's own deadline is the app's)."""
+            if self.transport is None or self.transport.is_closing():
+                return
+            if self._waiting_on_client():
+                if header_timeout is not None and self._header_timer is None:
+                    self._header_timer = self.loop.call_later(header_timeout, self._late)
+            else:
+                if self._header_timer is not None:
+                    self._header_timer.cancel()
+                    self._header_timer = None
+                self._received = 0
 
         def data_received(self, data: bytes) -> None:
             import h11
@@ -107,26 +124,29 @@ def protocol_class(
             if self.conn.their_state is h11.IDLE:
                 self._received += len(data)
             super().data_received(data)
-            if self.conn.their_state is h11.IDLE and self._received:
-                self._arm()  # a request has begun: its headers are due
-            else:
-                self._disarm()
-                self._received = 0
+            self._sync()
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
-            self._received = 0  # idle again: uvicorn's keep-alive timeout covers silence
+            self._received = 0
+            self._sync()  # uvicorn's keep-alive timeout (shorter) still closes a silent connection first
 
         def connection_lost(self, exc: Exception | None) -> None:
-            self._disarm()
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
             super().connection_lost(exc)
 
-        def _headers_late(self) -> None:
+        def _late(self) -> None:
+            import h11
+
             self._header_timer = None
             if self.transport is None or self.transport.is_closing():
                 return
-            log_event("timeout", phase="headers", client=_client(self.client), received_bytes=self._received, timeout_s=header_timeout)
-            if self._received:
+            head = self.conn.their_state is h11.IDLE
+            log_event("timeout", phase="headers" if head else "body", client=_client(self.client), received_bytes=self._received,
+                      timeout_s=header_timeout)
+            if head and self._received:  # a request begun and never finished: say why it is closed
                 self.transport.write(_raw_response(
                     408, "Request Timeout",
                     {"message": f"the request headers did not arrive within {header_timeout:g} s; the connection is closed",
