@@ -188,7 +188,8 @@ def _json_loads(text: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
-        raise ValueError(f"{e.msg} at char {e.pos}") from None
+        where = f"line {e.lineno}, column {e.colno}" if e.lineno > 1 else f"column {e.colno}"
+        raise ValueError(f"{e.msg} at {where}") from None
     except RecursionError:
         raise ValueError("nested too deeply") from None
 

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ..errors import ChatfmtError, ChatfmtWarning
-from .common import fail, read_json_input, user_errors
+from .common import fail, read_json_input, user_errors, warn
 
 USER_STYLE = "bold green"
 ASSISTANT_STYLE = "bold cyan"
@@ -79,6 +79,22 @@ def _make_chat(
             allow_missing_tokens=allow_missing_tokens,
             **options,
         )
+
+
+def not_rendered_lines(chat: Any) -> list[str]:
+    """What the chat's format leaves out of its prompts (the tools, template keywords), one line each."""
+    from ..formats.base import not_rendered_message
+
+    if not chat.tools and not chat.template_kwargs:
+        return []
+    probe = [*chat.messages, {"role": "user", "content": "Hello!"}]
+    try:
+        missing = chat.format.unrendered(
+            probe, tools=chat.tools or None, add_generation_prompt=True, **chat.template_kwargs
+        )
+    except (ChatfmtError, ValueError):
+        return []
+    return [not_rendered_message(chat.format.name, name) for name in missing]
 
 
 # -- one question -------------------------------------------------------------------------------
@@ -441,6 +457,8 @@ def _format(repl: Repl, arg: str) -> None:
         repl.error(str(e))
         return
     repl.notice(f"format: {repl.chat.format.name}")
+    for line in not_rendered_lines(repl.chat):
+        repl.notice(f"[warning: {line}]")
 
 
 @command(
@@ -501,6 +519,8 @@ def chat_cmd(
     if question is None:
         Console(stderr=True, highlight=False).print(Text("loading the model ...", style=NOTICE_STYLE))
     chat = _make_chat(model, backend, format, system, tool_list, max_new_tokens, temperature, seed, ctx, allow_missing_tokens)
+    for line in not_rendered_lines(chat):
+        warn(line)
     if question is not None:
         _answer_once(chat, question, as_json)
         return

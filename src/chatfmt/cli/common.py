@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,7 +12,7 @@ from typing import Any, NoReturn
 
 import typer
 
-from ..errors import ChatfmtError
+from ..errors import ChatfmtError, ChatfmtWarning
 
 EXIT_USER_ERROR = 2
 
@@ -31,6 +32,35 @@ def user_errors() -> Iterator[None]:
         fail(str(e))
     except (OSError, UnicodeDecodeError) as e:
         fail(str(e))
+
+
+def warn(message: str) -> None:
+    """One ``chatfmt: warning: ...`` line on stderr."""
+    typer.echo(f"chatfmt: warning: {message}", err=True)
+
+
+@contextmanager
+def chatfmt_warnings() -> Iterator[None]:
+    """Show chatfmt's own warnings (:class:`~chatfmt.errors.ChatfmtWarning`: a template rendered
+    after normalising its input, tools or documents a format leaves out, ...) as one
+    ``chatfmt: warning:`` line each on stderr, each distinct line once; other warnings as Python
+    shows them."""
+    seen: set[str] = set()
+    with warnings.catch_warnings():
+        shown = warnings.showwarning
+        warnings.simplefilter("always", ChatfmtWarning)
+
+        def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+            if isinstance(category, type) and issubclass(category, ChatfmtWarning):
+                text = str(message)
+                if text not in seen:
+                    seen.add(text)
+                    warn(text)
+                return
+            shown(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
 
 
 def read_json_input(path: str | None) -> tuple[Any, str]:

@@ -31,22 +31,26 @@ def print_result(result: DetectResult, console: Console) -> None:
     console.print(
         Text.assemble((result.verdict, style), "  ", result.summary(), "  ", (f"[{result.source}]", "dim"))
     )
+    # every cell, header and title is a Text: template and message text (``[/INST]``, ``[bold]``) is
+    # never read as Rich markup
     if result.differences:
-        table = Table(title=f"probes rendered differently from {result.format}", title_justify="left")
-        table.add_column("probe")
-        table.add_column("char", justify="right")
-        table.add_column("template")
-        table.add_column(result.format or "built-in")
+        table = Table(title=Text(f"probes rendered differently from {result.format}"), title_justify="left")
+        table.add_column(Text("probe"))
+        table.add_column(Text("char"), justify="right")
+        table.add_column(Text("template"))
+        table.add_column(Text(result.format or "built-in"))
         for d in result.differences:
-            table.add_row(d.probe, "" if d.offset is None else str(d.offset), d.excerpt("a"), d.excerpt("b"))
+            table.add_row(
+                Text(d.probe), Text("" if d.offset is None else str(d.offset)), Text(d.excerpt("a")), Text(d.excerpt("b"))
+            )
         console.print(table)
     if result.verdict != "identical" and result.candidates:
-        table = Table(title="closest built-ins", title_justify="left")
-        table.add_column("format")
-        table.add_column("probes the same", justify="right")
-        table.add_column("differing probes")
+        table = Table(title=Text("closest built-ins"), title_justify="left")
+        table.add_column(Text("format"))
+        table.add_column(Text("probes the same"), justify="right")
+        table.add_column(Text("differing probes"))
         for c in result.candidates:
-            table.add_row(c.format, f"{c.matches}/{c.total}", ", ".join(d.probe for d in c.differences))
+            table.add_row(Text(c.format), Text(f"{c.matches}/{c.total}"), Text(", ".join(d.probe for d in c.differences)))
         console.print(table)
 
 

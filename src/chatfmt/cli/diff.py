@@ -91,21 +91,19 @@ def print_diff(
     for c in comparisons:
         if c.same:
             continue
+        # names, titles and cells are Text: nothing from a template or a path is read as Rich markup
         table = Table(expand=True, show_lines=False, box=None)
-        table.add_column(name_a, ratio=1, overflow="fold")
-        table.add_column(name_b, ratio=1, overflow="fold")
+        table.add_column(Text(name_a), ratio=1, overflow="fold")
+        table.add_column(Text(name_b), ratio=1, overflow="fold")
         table.add_row(_side(c, "a", tokens, "on dark_red"), _side(c, "b", tokens, "on dark_green"))
         where = f" — first difference at char {c.region()[0]}" if c.a.ok and c.b.ok else ""
-        console.print(
-            Panel(
-                Group(table), title=f"[bold]{c.probe.id}[/]: {c.probe.description}{where}", title_align="left"
-            )
-        )
+        title = Text.assemble((c.probe.id, "bold"), f": {c.probe.description}{where}")
+        console.print(Panel(Group(table), title=title, title_align="left"))
     n = len(comparisons)
     if len(same) == n:
-        console.print(f"[bold green]identical[/] on all {n} probes")
+        console.print(Text.assemble(("identical", "bold green"), f" on all {n} probes"))
     else:
-        console.print(f"[bold]{n - len(same)} of {n} probes differ[/]; the same: {', '.join(same) or 'none'}")
+        console.print(Text.assemble((f"{n - len(same)} of {n} probes differ", "bold"), f"; the same: {', '.join(same) or 'none'}"))
 
 
 def diff(

@@ -11,9 +11,10 @@ from rich.text import Text
 
 from ..compat import check_tokenizer
 from ..encode import IGNORE_INDEX, encode
-from ..formats.loader import load_format
+from ..formats.loader import load_format, with_tokenizer_tokens
 from ..tokenizers import load_tokenizer
-from .common import fail, read_json_input, user_errors
+from ..train.inspect import legend_text, row_view, tokens_text
+from .common import chatfmt_warnings, fail, read_json_input, user_errors
 from .render import _example, conversation_input
 
 
@@ -36,9 +37,9 @@ def encode_cmd(
     ),
 ) -> None:
     """Encode a conversation into token ids and loss labels (-100 = not trained)."""
-    with user_errors():
-        fmt = load_format(format, template=template)
+    with user_errors(), chatfmt_warnings():
         tok = load_tokenizer(tokenizer)
+        fmt = with_tokenizer_tokens(load_format(format, template=template), tok)
         check_tokenizer(fmt, tok, allow_missing_tokens=allow_missing_tokens)  # before reading any input
         if example:
             data, name = _example(), "<example>"
@@ -70,16 +71,12 @@ def encode_cmd(
         out: dict[str, Any] = {"input_ids": enc.input_ids, "labels": enc.labels}
         typer.echo(json.dumps(out))
         return
-    control = set(tok.special_tokens.values())
-    text = Text()
-    for tid, lab in zip(enc.input_ids, enc.labels):
-        piece = tok.decode([tid])
-        style = "bold magenta" if tid in control else ""
-        if lab != IGNORE_INDEX:
-            style = (style + " " if style else "") + "on dark_green"
-        text.append(piece, style=style or None)
-    console = Console()
-    console.print(text)
+    # the same token view as ``chatfmt inspect``: whitespace visible, a character split over byte
+    # tokens shown once (on the token that completes it), nothing read as Rich markup
+    view = row_view({"input_ids": enc.input_ids, "labels": enc.labels}, 0, tok)
+    console = Console(highlight=False)
+    console.print(legend_text())
+    console.print(tokens_text(view.sequences[0].tokens, True))
     trained = sum(1 for x in enc.labels if x != IGNORE_INDEX)
     console.print(
         Text(f"\n{len(enc.input_ids)} tokens, {trained} trained (green), control tokens in magenta"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -41,18 +42,73 @@ def formats(
         ]
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
-    table = Table(title="chatfmt built-in formats")
-    for col in ("name", "aliases", "system", "tools", "reasoning", "stop", "description"):
-        table.add_column(col, overflow="fold")
-    for f in fmts:
-        cells = (
+    rows = [
+        (
             f.info.name,
             ", ".join(sorted(alias_map.get(f.info.name, []))),
             _yes(f.info.supports_system),
             _yes(f.info.supports_tools),
             _yes(f.info.supports_reasoning),
-            " ".join(f.info.stop),
+            " ".join(_escaped(s) for s in f.info.stop),
             f.info.description,
         )
-        table.add_row(*(Text(c) for c in cells))
-    Console().print(table)
+        for f in fmts
+    ]
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        # piped: one plain tab-separated row a format, never wrapped (cut -f, awk, grep friendly)
+        typer.echo("\t".join(COLUMNS))
+        for row in rows:
+            typer.echo("\t".join(_plain_cell(c) for c in row))
+        return
+    # a terminal: fit its width; long cells end in an ellipsis rather than wrapping
+    console.print(_table(rows, console.width))
+    if console.width < WIDE:
+        console.print(Text("(aliases and full cells: chatfmt formats | cat, or --json)", style="dim"))
+
+
+#: from this terminal width on, the aliases column is shown
+WIDE = 140
+
+
+def _table(rows: list[tuple[str, ...]], width: int) -> Table:
+    """The formats as a table exactly ``width`` columns wide at most: name, the yes/- columns and
+    as much of stop, description (and aliases on a wide terminal) as fits, cut with an ellipsis."""
+    wide = width >= WIDE
+    heads = ["name", "aliases", "system", "tools", "reasoning", "stop", "description"]
+    if not wide:
+        heads[2], heads[4] = "sys", "think"
+    keep = [i for i in range(len(heads)) if wide or heads[i] != "aliases"]
+    fixed = {i: max(len(heads[i]), *(len(r[i]) for r in rows)) for i in (0, 2, 3, 4)}
+    gaps = 3 * (len(keep) - 1)  # padding either side of each inner border, and the border
+    room = max(0, width - gaps - sum(fixed.values()))
+    flexible = [i for i in keep if i not in fixed]
+    longest = {i: max(len(heads[i]), *(len(r[i]) for r in rows)) for i in flexible}
+    shares = {1: 0.3, 5: 0.2, 6: 0.5} if wide else {5: 0.3, 6: 0.7}
+    widths = dict(fixed)
+    for i in flexible:
+        widths[i] = max(4, min(longest[i], int(room * shares[i])))
+    spare = room - sum(widths[i] for i in flexible)
+    for i in sorted(flexible, key=lambda i: -shares[i]):  # what one column does not need, another gets
+        extra = min(max(0, spare), longest[i] - widths[i])
+        widths[i] += extra
+        spare -= extra
+    table = Table(title=Text("chatfmt built-in formats"), box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    for i in keep:
+        table.add_column(Text(heads[i]), width=widths[i], no_wrap=True, overflow="ellipsis")
+    for r in rows:
+        table.add_row(*(Text(r[i], no_wrap=True, overflow="ellipsis") for i in keep))
+    return table
+
+
+COLUMNS = ("name", "aliases", "system", "tools", "reasoning", "stop", "description")
+
+
+def _escaped(stop: str) -> str:
+    """A stop string on one line: newlines and tabs as ``\\n`` / ``\\t``."""
+    return stop.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t").replace("\r", "\\r")
+
+
+def _plain_cell(text: str) -> str:
+    """A cell of a tab-separated row: no tab or line break inside."""
+    return " ".join(text.split()) if any(c in text for c in "\t\n\r") else text

@@ -25,8 +25,7 @@ from rich.text import Text
 from ..messages import PARSERS
 from ..train.pipeline import ENGINES, TRAIN_ON, TRUNCATIONS, prepare
 from ..train.writers import OUTPUT_FORMATS
-from .common import fail, user_errors
-
+from .common import fail, user_errors, warn
 
 #: exit code of a run that wrote no example (2 is a usage or input error, 128 + N a signal)
 EXIT_NOTHING_WRITTEN = 1
@@ -191,3 +190,8 @@ def prepare_cmd(
         with suppress(OSError, ValueError):
             typer.echo(f"chatfmt: prepare wrote nothing: {why}", err=True)
         raise typer.Exit(EXIT_NOTHING_WRITTEN)
+    for name, n in sorted(report.not_rendered.items()):
+        warn(
+            f"chat format {format!r} does not render {name}: {n} record(s) were written with their {name} left "
+            "out of the prompt (the model is trained without seeing them)"
+        )

@@ -12,8 +12,8 @@ import typer
 from .. import messages as msgs
 from ..formats.base import ChatFormat
 from ..formats.jinja import JinjaFormat
-from ..formats.loader import load_format
-from .common import fail, read_json_input, user_errors
+from ..formats.loader import load_format, with_tokenizer_tokens
+from .common import chatfmt_warnings, fail, read_json_input, user_errors
 
 
 def _example() -> Any:
@@ -44,10 +44,17 @@ def render(
     segments: bool = typer.Option(False, "--segments", help="With --json, include the segments."),
     example: bool = typer.Option(False, "--example", help="Render the bundled example conversation."),
     strict: bool = typer.Option(False, "--strict", help="Jinja: no retry with a normalised payload."),
+    tokenizer: str = typer.Option(
+        None, "--tokenizer", "-t", help="Jinja: take the special tokens the template reads (bos_token, ...) from this tokenizer."
+    ),
 ) -> None:
     """Render a conversation into the exact prompt text of a chat format."""
-    with user_errors():
+    with user_errors(), chatfmt_warnings():
         fmt = load_format(format, template=template, **({"strict": True} if strict else {}))
+        if tokenizer is not None:
+            from ..tokenizers import load_tokenizer
+
+            fmt = with_tokenizer_tokens(fmt, load_tokenizer(tokenizer))
         if example:
             data, name = _example(), "<example>"
         elif file is None and sys.stdin.isatty():

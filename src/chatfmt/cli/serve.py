@@ -32,7 +32,7 @@ def build_engine(
     each other (see :mod:`chatfmt.compat`) are refused before any model is loaded, unless
     ``allow_missing_tokens``."""
     from ..compat import check_tokenizer
-    from ..formats.loader import load_format
+    from ..formats.loader import load_format, with_tokenizer_tokens
     from ..server.engines import LocalEngine, UpstreamEngine
 
     if upstream:
@@ -41,7 +41,7 @@ def build_engine(
         from ..tokenizers import load_tokenizer
 
         tok = load_tokenizer(tokenizer)
-        fmt = load_format(chat_format or tokenizer)
+        fmt = with_tokenizer_tokens(load_format(chat_format or tokenizer), tok)
         check_tokenizer(fmt, tok, allow_missing_tokens=allow_missing_tokens)
         return UpstreamEngine(
             upstream,
@@ -77,7 +77,7 @@ def build_engine(
         from ..tokenizers import load_tokenizer
 
         tok = load_tokenizer(tokenizer)
-    fmt = load_format(chat_format) if chat_format else None
+    fmt = with_tokenizer_tokens(load_format(chat_format), tok or be.tokenizer) if chat_format else None
     return LocalEngine(be, format=fmt, tokenizer=tok, model_id=model_name)
 
 

@@ -107,7 +107,7 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-        raise FormatError(f"invalid JSON: {e.msg}", source=str(path), line=e.lineno) from None
+        raise FormatError(f"invalid JSON: {e.msg} (column {e.colno})", source=str(path), line=e.lineno) from None
     except OSError as e:
         raise FormatError(f"cannot read: {e.strerror}", source=str(path)) from None
     if not isinstance(data, dict):
@@ -207,6 +207,39 @@ def _load_gguf(path: Path, template: str | None, **opts: Any) -> JinjaFormat:
     )
 
 
+def _sibling_tokens(template: Path) -> dict[str, str]:
+    """The special tokens of the tokenizer_config.json (and special_tokens_map.json) beside a bare
+    template file, if there are any (an unreadable one gives none)."""
+    tokens: dict[str, str] = {}
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        f = template.parent / name
+        if f.is_file():
+            try:
+                for k, v in _special_tokens_from_config(_read_json(f)).items():
+                    tokens.setdefault(k, v)
+            except FormatError:
+                pass
+    return tokens
+
+
+def tokenizer_special_tokens(tokenizer: Any) -> dict[str, str]:
+    """``bos_token`` / ``eos_token`` (and ``unk_token`` / ``pad_token`` where known) of a tokenizer."""
+    out = {}
+    for key in ("bos_token", "eos_token", "unk_token", "pad_token"):
+        value = getattr(tokenizer, key, None)
+        if isinstance(value, str) and value:
+            out[key] = value
+    return out
+
+
+def with_tokenizer_tokens(fmt: ChatFormat, tokenizer: Any) -> ChatFormat:
+    """``fmt`` with the special tokens a Jinja template reads taken from ``tokenizer`` where the
+    format has none of its own (a bare .jinja); other formats are returned as they are."""
+    if not isinstance(fmt, JinjaFormat) or tokenizer is None:
+        return fmt
+    return fmt.with_special_tokens(tokenizer_special_tokens(tokenizer))
+
+
 def load_format(name_or_path: str | Path, *, template: str | None = None, **options: Any) -> ChatFormat:
     """Load a chat format.
 
@@ -245,7 +278,7 @@ def load_format(name_or_path: str | Path, *, template: str | None = None, **opti
             source = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise FormatError(f"cannot read template: {e}", source=str(path)) from None
-        return JinjaFormat(source, name=path.stem, source=str(path), **options)
+        return JinjaFormat(source, name=path.stem, source=str(path), special_tokens=_sibling_tokens(path), **options)
     if is_pathlike:
         raise FormatError("no such file or directory", source=text)
     return registry.get(text)  # raises UnknownFormatError with suggestions
@@ -256,4 +289,4 @@ def list_formats() -> list[ChatFormat]:
     return [registry.get(n) for n in registry.names()]
 
 
-__all__ = ["from_template", "list_formats", "load_format", "UnknownFormatError"]
+__all__ = ["from_template", "list_formats", "load_format", "with_tokenizer_tokens", "UnknownFormatError"]

@@ -117,6 +117,9 @@ class Chat:
             from ..tokenizers import load_tokenizer
 
             self.tokenizer = load_tokenizer(tokenizer)
+        from ..formats.loader import with_tokenizer_tokens
+
+        self.format = with_tokenizer_tokens(self.format, self.tokenizer)  # a bare .jinja reads them
         self.params = GenerationParams(max_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k, seed=seed)
         self.extra_stop = tuple(stop)
         self.max_tool_rounds = max_tool_rounds
@@ -158,6 +161,9 @@ class Chat:
             from ..formats.loader import load_format
 
             fmt = load_format(fmt)
+        from ..formats.loader import with_tokenizer_tokens
+
+        fmt = with_tokenizer_tokens(fmt, self.tokenizer)
         encoder = IncrementalEncoder(fmt, self.tokenizer, allow_missing_tokens=self.allow_missing_tokens)  # checks first
         self.format, self.encoder = fmt, encoder
 

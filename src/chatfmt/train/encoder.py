@@ -20,6 +20,7 @@ from typing import Any
 
 from ..encode import LengthError, encode_batch
 from ..errors import ChatfmtError, TemplateError, ValidationError
+from ..formats.base import TOOLS, not_rendered_warnings_off
 from ..messages import PARSERS, parse_record
 from .readers import RawRecord, decode
 
@@ -78,6 +79,8 @@ class Outcome:
     rule: str | None = None
     message: str | None = None
     fatal: bool = False
+    #: what the format left out of this record's prompt (``"tools"``): written, and counted in the report
+    not_rendered: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -135,15 +138,32 @@ def encode_records(fmt: Any, tokenizer: Any, records: Sequence[RawRecord], opts:
         parsed.append((len(out), rec, conv))
         out.append(None)
     if parsed:
-        try:
-            encs = encode_batch(fmt, [c for _, _, c in parsed], tokenizer, **opts.encode_kwargs())
-        except (ValidationError, TemplateError):
-            for i, rec, conv in parsed:
-                out[i] = _one(fmt, tokenizer, rec, conv, opts)
-        else:
-            for (i, rec, _), enc in zip(parsed, encs):
-                out[i] = _encoded(rec, enc)
+        with not_rendered_warnings_off():  # counted per record below, not warned per process
+            try:
+                encs = encode_batch(fmt, [c for _, _, c in parsed], tokenizer, **opts.encode_kwargs())
+            except (ValidationError, TemplateError):
+                for i, rec, conv in parsed:
+                    out[i] = _one(fmt, tokenizer, rec, conv, opts)
+            else:
+                for (i, rec, _), enc in zip(parsed, encs):
+                    out[i] = _encoded(rec, enc)
+            for i, _, conv in parsed:
+                o = out[i]
+                if o is not None and o.ok and conv.tools:
+                    o.not_rendered = _tools_left_out(fmt, conv)
     return out  # type: ignore[return-value]
+
+
+def _tools_left_out(fmt: Any, conv: Any) -> tuple[str, ...]:
+    """``("tools",)`` when the format leaves this conversation's tools out of its prompt (decided
+    per format where it can be, else by rendering the record once more without them)."""
+    verdict = fmt.renders(TOOLS)
+    if verdict is None:
+        try:
+            return tuple(n for n in fmt.unrendered(conv, tools=conv.tools) if n == TOOLS)
+        except (ValidationError, TemplateError, ValueError):
+            return ()
+    return () if verdict else (TOOLS,)
 
 
 def without_keys(data: Any, keys: Sequence[str]) -> Any:
@@ -167,11 +187,13 @@ class Loader:
     """A format or tokenizer that can cross to another process: its name/path, or the pickled
     object. :meth:`get` loads it (once per process)."""
 
-    def __init__(self, what: str, spec: Any) -> None:
+    def __init__(self, what: str, spec: Any, *, tokens_from: Loader | None = None) -> None:
         self.what = what
         self.spec: str | None = str(spec) if isinstance(spec, (str, Path)) else None
         self.obj: Any = None if self.spec is not None else spec
         self.blob: bytes | None = None
+        #: a format's tokenizer: a bare .jinja takes the special tokens it reads from it
+        self.tokens_from = tokens_from
 
     def picklable(self) -> bool:
         """True when :meth:`get` works in another process."""
@@ -188,9 +210,11 @@ class Loader:
             if self.blob is not None:
                 self.obj = pickle.loads(self.blob)
             elif self.what == "format":
-                from ..formats.loader import load_format
+                from ..formats.loader import load_format, with_tokenizer_tokens
 
                 self.obj = load_format(self.spec)  # type: ignore[arg-type]
+                if self.tokens_from is not None:
+                    self.obj = with_tokenizer_tokens(self.obj, self.tokens_from.get())
             else:
                 from ..tokenizers import load_tokenizer
 
@@ -202,7 +226,8 @@ class Loader:
             raise ChatfmtError(
                 f"this {self.what} object cannot be sent to worker processes; give it as a name or path"
             )
-        return {"what": self.what, "spec": self.spec, "blob": self.blob}
+        return {"what": self.what, "spec": self.spec, "blob": self.blob, "tokens_from": self.tokens_from}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.what, self.spec, self.blob, self.obj = state["what"], state["spec"], state["blob"], None
+        self.tokens_from = state.get("tokens_from")

@@ -336,11 +336,14 @@ def rich_view(view: ExampleView) -> Any:
                 Text(f"── example {k}: {seq.where}  length {len(seq.tokens)}  trained {seq.trained}  ({span})",
                      style="yellow")
             )
-        parts.append(_tokens_text(seq.tokens, view.decoded))
+        parts.append(tokens_text(seq.tokens, view.decoded))
     return Group(*parts)
 
 
-def _tokens_text(tokens: Sequence[TokenView], decoded: bool) -> Any:
+def tokens_text(tokens: Sequence[TokenView], decoded: bool = True) -> Any:
+    """Tokens as one Rich ``Text`` (the terminal view of ``chatfmt inspect`` and ``chatfmt
+    encode``): trained ones on green, control tokens bold, underlined and magenta, whitespace
+    visible, a character split over byte tokens shown once, on the token that completes it."""
     from rich.text import Text
 
     text = Text()

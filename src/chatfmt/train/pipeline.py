@@ -45,6 +45,7 @@ from typing import IO, Any, Literal
 
 from ..compat import check_tokenizer
 from ..errors import ChatfmtError
+from ..formats.loader import with_tokenizer_tokens
 from .encoder import TRAIN_ON, TRUNCATIONS, EncodeOptions, Loader, Outcome, encode_records
 from .readers import RawRecord, expand_inputs, iter_raw_records
 from .report import Rejection, Report
@@ -441,6 +442,8 @@ class _Writer:
                     "record": o.record,
                 })
             r.written += 1
+            for name in o.not_rendered:
+                r.not_rendered[name] = r.not_rendered.get(name, 0) + 1
             r.tokens_total += n
             r.tokens_trained += len(labels) - labels.count(-100)
             r.truncated += o.truncated
@@ -578,8 +581,10 @@ def prepare(
     rejects = rejects_path(output)
     _check_output(output, rejects)  # before any work: a bad output path is found now, not at the end
     _remove_stale(output, rejects)
-    fmt_l, tok_l = Loader("format", format), Loader("tokenizer", tokenizer)
-    fmt_l.obj, tok_l.obj = _loaded("format", format), _loaded("tokenizer", tokenizer)
+    tok_l = Loader("tokenizer", tokenizer)
+    fmt_l = Loader("format", format, tokens_from=tok_l)  # a bare .jinja takes the tokenizer's special tokens
+    tok_l.obj = _loaded("tokenizer", tokenizer)
+    fmt_l.obj = with_tokenizer_tokens(_loaded("format", format), tok_l.obj)
     check_tokenizer(fmt_l.obj, tok_l.obj, allow_missing_tokens=allow_missing_tokens)
     if allow_missing_tokens:
         opts = dataclasses.replace(opts, allow_missing_tokens=True)

@@ -58,7 +58,9 @@ def _read_files(batch: Any) -> Iterator[Any]:
         yield _records_table(out)
 
 
-_OUTCOME_FIELDS = ("source", "record", "input_ids", "labels", "attention_mask", "truncated", "rule", "message", "fatal")
+_OUTCOME_FIELDS = (
+    "source", "record", "input_ids", "labels", "attention_mask", "truncated", "rule", "message", "fatal", "not_rendered"
+)
 
 
 class _Encode:
@@ -79,7 +81,7 @@ class _Encode:
         schema = pa.schema([
             ("source", pa.string()), ("record", pa.int64()), ("input_ids", ids), ("labels", ids),
             ("attention_mask", pa.list_(pa.int8())), ("truncated", pa.bool_()), ("rule", pa.string()),
-            ("message", pa.string()), ("fatal", pa.bool_()),
+            ("message", pa.string()), ("fatal", pa.bool_()), ("not_rendered", pa.list_(pa.string())),
         ])
         return pa.Table.from_pylist([o.to_dict() for o in outcomes], schema=schema)
 
@@ -115,7 +117,9 @@ def ray_engine(
         )
         pending: list[Outcome] = []
         for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-            pending += [Outcome(**row) for row in table.select(list(_OUTCOME_FIELDS)).to_pylist()]
+            for row in table.select(list(_OUTCOME_FIELDS)).to_pylist():
+                row["not_rendered"] = tuple(row["not_rendered"] or ())
+                pending.append(Outcome(**row))
             while len(pending) >= batch_size:
                 yield pending[:batch_size]
                 del pending[:batch_size]

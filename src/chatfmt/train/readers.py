@@ -192,13 +192,18 @@ def read_json(path: Path) -> Iterator[RawRecord]:
     utf8 = codecs.getincrementaldecoder("utf-8")()
     with path.open("rb") as f:
         buf, pos, eof, consumed = "", 0, False, 0
+        lines, line_start = 0, 0  # line breaks before buf[0]; where the line of buf[0] starts
 
         def more(size: int = JSON_CHUNK) -> bool:
-            nonlocal buf, pos, eof, consumed
+            nonlocal buf, pos, eof, consumed, lines, line_start
             if eof:
                 return False
             chunk = f.read(size)
             eof = not chunk
+            n = buf.count("\n", 0, pos)
+            if n:
+                lines += n
+                line_start = consumed + buf.rindex("\n", 0, pos) + 1
             consumed += pos
             try:
                 text = utf8.decode(chunk, final=eof)
@@ -217,8 +222,12 @@ def read_json(path: Path) -> Iterator[RawRecord]:
                 if pos < len(buf) or not more():
                     return buf[pos] if pos < len(buf) else ""
 
-        def where() -> str:
-            return f"character {consumed + pos + 1}"
+        def where(at: int | None = None) -> str:
+            """``line L, column C`` of ``buf[at]`` (default: ``pos``) in the file, both from 1."""
+            at = pos if at is None else at
+            n = buf.count("\n", 0, at)
+            column = at - buf.rindex("\n", 0, at) if n else consumed + at - line_start + 1
+            return f"line {lines + n + 1}, column {column}"
 
         def value() -> tuple[Any, str | None]:
             """Decode the value at pos (reading more while it is cut off by the buffer's end)."""
@@ -232,7 +241,7 @@ def read_json(path: Path) -> Iterator[RawRecord]:
                     if more(size):
                         size = max(size, len(buf))  # doubling: linear time for a huge element
                         continue
-                    raise ValueError(f"bad JSON at {where()}: {e.msg}") from None
+                    raise ValueError(f"bad JSON at {where(e.pos)}: {e.msg}") from None
                 if end == len(buf) and more(size):  # a number cut by the buffer's end parses too
                     continue
                 pos = end

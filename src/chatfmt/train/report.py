@@ -39,6 +39,9 @@ class Report:
     #: worker processes (local engine) or Ray (``"ray"``) that encoded the records
     engine: str = "local"
     workers: int = 1
+    #: records written whose prompt lacks something they carry, by what: ``{"tools": n}`` (the
+    #: format does not render tools)
+    not_rendered: dict[str, int] = field(default_factory=dict)
 
     @property
     def rejected(self) -> int:
@@ -87,6 +90,7 @@ class Report:
             "length_histogram": dict(sorted(self.length_histogram.items(), key=lambda kv: int(kv[0][2:]))),
             "engine": self.engine,
             "workers": self.workers,
+            "not_rendered": dict(sorted(self.not_rendered.items())),
         }
 
     def summary(self) -> str:
