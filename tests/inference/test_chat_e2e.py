@@ -284,3 +284,43 @@ def test_tool_results_fed_back_without_the_model_asking(backend: Any) -> None:
         reply = chat.send(None)
     assert chat.messages[n:] == [reply.message()] and reply.content.strip()
     _check_reply(chat, reply, chat.messages[:n], 16)
+
+
+def test_an_empty_chat_refuses_every_prompt_in_one_line(backend: Any, tmp_path: Path) -> None:
+    from chatfmt.errors import EmptyConversationError
+
+    chat = _chat(backend)
+    calls = {
+        "prompt_text": chat.prompt_text,
+        "prompt_ids": chat.prompt_ids,
+        "send()": lambda: chat.send(),
+        "stream()": lambda: list(chat.stream()),
+        "generate([])": lambda: chat.generate([]),
+    }
+    for name, call in calls.items():
+        with pytest.raises(EmptyConversationError) as info:
+            call()
+        text = str(info.value)
+        assert "\n" not in text and "empty" in text, name
+        assert info.value.rule == "empty-conversation"
+    assert chat.messages == [] and chat.last_reply is None
+    # what an empty chat can do: be saved, take a system prompt (then it has a prompt), be reset
+    chat.save(tmp_path / "empty.json")
+    assert json.loads((tmp_path / "empty.json").read_text()) == {"messages": []}
+    chat.system = "You are brief."
+    assert chat.prompt_text().startswith("<|im_start|>system\nYou are brief.<|im_end|>\n")
+    chat.reset()
+    assert chat.messages == [{"role": "system", "content": "You are brief."}]
+
+
+def test_generating_shows_no_dependency_warning(backend: Any, capfd: pytest.CaptureFixture[str]) -> None:
+    """transformers 5 renamed ``generate``'s ``past_key_values`` to ``cache``; passing the old name
+    warned on every reply. Every warning is let through here (``always``), none comes."""
+    chat = _chat(backend, max_new_tokens=3)
+    capfd.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        chat.send("Hi!")
+        chat.send("And again?")  # the second turn continues the kept KV cache
+    assert [f"{w.category.__name__}: {w.message}" for w in caught] == []
+    assert capfd.readouterr().err == ""

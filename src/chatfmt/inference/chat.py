@@ -19,10 +19,12 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ChatfmtError
+from ..errors import ChatfmtError, EmptyConversationError
 from .backends import Backend, GenerationParams, load_backend
 from .prompt import FittedPrompt, IncrementalEncoder, fit_history
 from .stream import Reply, ReplyStream
+
+_EMPTY_CHAT = "the chat is empty, so there is no prompt yet: send a message first (chat.send(text)) or add one to chat.messages"
 
 
 def stop_tokens(fmt: Any, tokenizer: Any, extra: Sequence[str] = ()) -> tuple[frozenset[int], tuple[str, ...]]:
@@ -198,7 +200,10 @@ class Chat:
         return budget
 
     def prompt_ids(self, params: GenerationParams | None = None) -> list[int]:
-        """The ids the model sees for the next reply (fitted to the context)."""
+        """The ids the model sees for the next reply (fitted to the context). An empty chat has no
+        prompt yet: :class:`~chatfmt.errors.EmptyConversationError`."""
+        if not self.messages:
+            raise EmptyConversationError(_EMPTY_CHAT)
         fitted = fit_history(
             self.encoder, self.messages, self._budget(params or self.params), tools=self.tools or None, **self.template_kwargs
         )
@@ -206,7 +211,8 @@ class Chat:
         return fitted.ids
 
     def prompt_text(self) -> str:
-        """The prompt text of the next reply (after :meth:`prompt_ids` fitted it)."""
+        """The prompt text of the next reply (after :meth:`prompt_ids` fitted it); an empty chat:
+        :class:`~chatfmt.errors.EmptyConversationError`."""
         ids = self.prompt_ids()
         del ids
         return self.encoder.last_text
@@ -276,6 +282,8 @@ class Chat:
         ``stream=True`` a :class:`ReplyStream`."""
         from ..toolcalls import parser_for_format
 
+        if not messages:
+            raise EmptyConversationError("generate() got an empty conversation: give it at least one message")
         params = self._params(dict(overrides))
         fitted = fit_history(self.encoder, list(messages), self._budget(params), tools=list(tools) if tools else None, **self.template_kwargs)
         _, stop_texts = stop_tokens(self.format, self.tokenizer, self.extra_stop)

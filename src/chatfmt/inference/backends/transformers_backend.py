@@ -14,6 +14,7 @@ import contextlib
 import os
 import queue
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,45 @@ from typing import Any
 from .base import Backend, BackendError, GenerationParams, GenerationResult, register_backend
 
 _DONE = object()
+
+
+#: dependency warnings that tell a chatfmt user nothing (they concern how chatfmt calls the library),
+#: ignored only where chatfmt's own calls raise them: (category, message regex, module regex).
+#: Everything else is shown as Python shows it (once per place).
+HARMLESS_WARNINGS: tuple[tuple[type[Warning], str, str], ...] = (
+    # the KV cache argument's rename in transformers 5; chatfmt passes the new name where generate
+    # takes it (see _cache_kwarg), this covers versions that warn on both
+    (FutureWarning, r"`past_key_values` is deprecated", __name__.replace(".", r"\.") + "$"),
+)
+
+
+def _ignore_harmless_warnings() -> None:
+    for category, message, module in HARMLESS_WARNINGS:
+        # inserting an equal filter again replaces it, so repeated loads add nothing
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)
+
+
+def _cache_kwarg() -> str:
+    """The name ``generate`` takes the KV cache under: ``cache`` since transformers 5 renamed it
+    (the old ``past_key_values`` warns on every generation there), ``past_key_values`` before."""
+    import inspect
+
+    from transformers import GenerationMixin
+
+    try:
+        params = inspect.signature(GenerationMixin.prepare_inputs_for_generation).parameters
+    except (TypeError, ValueError):  # pragma: no cover - depends on the transformers version
+        return "past_key_values"
+    return "cache" if "cache" in params else "past_key_values"
+
+
+def _reemit(caught: list[warnings.WarningMessage], registry: dict[Any, Any]) -> None:
+    """Show warnings recorded while stderr was silenced, as Python would have (once per place)."""
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno, registry=registry)
+
+
+_LOAD_WARNINGS_SHOWN: dict[Any, Any] = {}
 
 
 class TransformersBackend(Backend):
@@ -55,15 +95,22 @@ class TransformersBackend(Backend):
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()
+        _ignore_harmless_warnings()
         try:
-            # transformers' GGUF dequantization prints a tqdm bar of its own
-            with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
+            # transformers' GGUF dequantization prints a tqdm bar of its own; warnings raised
+            # meanwhile are recorded and shown afterwards, not silenced with the bar
+            with (
+                warnings.catch_warnings(record=True) as caught,
+                open(os.devnull, "w") as devnull,
+                contextlib.redirect_stderr(devnull),
+            ):
                 if path.is_file() and path.suffix == ".gguf":
                     self.model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, **kwargs)
                 else:
                     self.model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
         except (OSError, ValueError) as e:
             raise BackendError(f"transformers could not load {path}: {e}") from e
+        _reemit(caught, _LOAD_WARNINGS_SHOWN)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.model.to(self.device)
         self.model.eval()
@@ -72,6 +119,7 @@ class TransformersBackend(Backend):
         self._tokenizer = tokenizer
         self._format = chat_format
         self.cache_prefix = cache_prefix
+        self._cache_kwarg = _cache_kwarg()
         self._cache: Any = None
         self._cached_ids: list[int] = []
         self._lock = threading.Lock()
@@ -175,7 +223,7 @@ class TransformersBackend(Backend):
                 do_sample=params.temperature > 0,
                 streamer=_Stream(),
                 stopping_criteria=StoppingCriteriaList([_Cancel()]),
-                past_key_values=cache,
+                **{self._cache_kwarg: cache},
                 eos_token_id=stop_ids or None,
                 pad_token_id=stop_ids[0] if stop_ids else 0,
                 repetition_penalty=params.repeat_penalty,
@@ -229,6 +277,12 @@ class TransformersBackend(Backend):
             self._lock.release()
 
 
-@register_backend("transformers")
+def _installed() -> bool:
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("torch", "transformers"))
+
+
+@register_backend("transformers", available=_installed, rank=50)
 def _factory(model_path: str | Path, **options: Any) -> Backend:
     return TransformersBackend(model_path, **options)
