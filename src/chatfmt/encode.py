@@ -361,6 +361,22 @@ def encode_rendered_many(
     return out
 
 
+def _flagged(msgs: Sequence[Any]) -> list[int]:
+    """Indices of the messages that say themselves whether they are trained (``loss`` set, from any
+    of the loss keys, or a ``train_detail``)."""
+    out = []
+    for k, m in enumerate(msgs):
+        if isinstance(m, dict):
+            from .messages import DETAIL_KEYS, LOSS_KEYS, parse_message
+
+            if not any(m.get(key) is not None for key in (*LOSS_KEYS, *DETAIL_KEYS)):
+                continue
+            m = parse_message(m, k)
+        if getattr(m, "loss", None) is not None or getattr(m, "train_detail", None) is not None:
+            out.append(k)
+    return out
+
+
 # -- axolotl's train_detail: character spans of a message's content, trained or not ----------------
 
 
@@ -521,10 +537,19 @@ def _finish(
 
     def post(res: tuple, msgs: list[Any]) -> tuple[list[int], list[int], dict[int, tuple[int, int]]]:
         ids, labels, spans = res
+        if train_on == "all_assistant":
+            return ids, labels, spans
+        own = labels
         if train_on == "last_assistant":
             labels = _only_last_assistant(labels, spans, msgs)
-        elif train_on == "all":
+        else:  # all
             labels = list(ids)
+        # a message's own loss flag (loss, weight, train, train_detail, ...) decides its tokens:
+        # train_on only sets what messages without one get
+        for k in _flagged(msgs):
+            if k in spans:
+                a, b = spans[k]
+                labels[a:b] = own[a:b]
         return ids, labels, spans
 
     ids, labels, spans = post(result, msg_list)

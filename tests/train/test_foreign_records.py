@@ -339,3 +339,17 @@ def test_ignore_keys_lets_a_key_that_means_something_else_through(pair, tmp_path
     assert prepare(inp, fmt, tok, tmp_path / "a.jsonl").rejected_by_rule == {"loss_key": 1}
     report = prepare(inp, fmt, tok, tmp_path / "b.jsonl", ignore_keys=["mask", "weight"])
     assert report.written == 1
+
+
+@pytest.mark.parametrize("train_on", ["all", "last_assistant"])
+def test_a_messages_own_loss_flag_wins_over_train_on(pair, train_on):
+    fmt, tok = pair
+    conv = parse_record({"messages": [U("first question", train=True), A("first answer", weight=0), U("again?"), A("second answer", weight=0)]})
+    enc = encode(fmt, conv, tok, train_on=train_on)
+    text = {k: trained_text(tok, enc.input_ids[a:b], enc.labels[a:b]) for k, (a, b) in enc.message_spans.items()}
+    assert "first question" in text[0]  # train: true, though not the last assistant
+    assert text[1] == "" and text[3] == ""  # weight 0, though train_on says all / last
+    if train_on == "all":
+        assert "again?" in text[2]  # no flag of its own: train_on decides
+    else:
+        assert text[2] == ""
