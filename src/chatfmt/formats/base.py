@@ -363,9 +363,13 @@ class NativeFormat(ChatFormat):
         continue_final_message: bool,
         kwargs: dict[str, Any],
     ) -> Rendered:
-        if continue_final_message and add_generation_prompt:
-            raise ValueError("continue_final_message and add_generation_prompt cannot both be set")
+        check_continue_options(continue_final_message, add_generation_prompt)
         conv = self.prepare(messages, tools)
+        if continue_final_message and conv.messages and is_empty_answer(conv.messages[-1]):
+            # nothing to continue: the open assistant turn is the generation prompt after the rest
+            # (what Baichuan2's build_chat_input gives for a conversation ending in an empty answer)
+            conv = replace(conv, messages=list(conv.messages[:-1]))
+            add_generation_prompt, continue_final_message = True, False
         out = SegmentBuilder()
         self.build(conv, out, add_generation_prompt=add_generation_prompt, **kwargs)
         rendered = out.build()
@@ -386,11 +390,45 @@ def _known_kwargs(cls: type) -> frozenset[str]:
 
 def cut_after_final_content(rendered: Rendered, last_index: int) -> Rendered:
     """Drop every segment after the last content segment of message ``last_index``."""
+    from ..errors import ValidationError
+
     segs = rendered.segments
     for k in range(len(segs) - 1, -1, -1):
         s = segs[k]
         if s.kind == CONTENT and s.message == last_index:
             return Rendered(list(segs[: k + 1]))
-    raise ValueError(
-        f"continue_final_message is set but the final message ({last_index}) has no content to continue"
+    raise ValidationError(
+        "continue_final_message is set but the final message has no content this format renders to "
+        "continue (an empty final assistant message gives the open assistant turn)",
+        index=last_index,
+        rule="continue_final_message",
     )
+
+
+def is_empty_answer(message: Any) -> bool:
+    """A final assistant message with nothing to continue: no text (``None``, ``""`` or only empty
+    text parts), no tool calls, no reasoning. ``continue_final_message`` on it gives the open
+    assistant turn (the generation prompt after the messages before it). Takes a
+    :class:`~chatfmt.messages.Message` or an OpenAI-style dict."""
+    get = message.get if isinstance(message, dict) else lambda k, d=None: getattr(message, k, d)
+    if get("role") != "assistant" or get("tool_calls") or any(get(k) for k in ("reasoning_content", "reasoning", "thinking")):
+        return False
+    content = get("content")
+    if content is None or content == "":
+        return True
+    if isinstance(content, list):
+        return all(isinstance(p, dict) and p.get("type", "text") == "text" and not p.get("text") for p in content)
+    return False
+
+
+def check_continue_options(continue_final_message: bool, add_generation_prompt: bool) -> None:
+    """``continue_final_message`` and ``add_generation_prompt`` together are refused (as transformers
+    refuses them): one continues the final message, the other opens a new one."""
+    if continue_final_message and add_generation_prompt:
+        from ..errors import ValidationError
+
+        raise ValidationError(
+            "continue_final_message and add_generation_prompt cannot both be set: one continues the final "
+            "message, the other opens a new assistant turn",
+            rule="continue_final_message",
+        )

@@ -178,6 +178,32 @@ def _alias_reasoning(msg: dict[str, Any]) -> dict[str, Any]:
     return msg
 
 
+def _open_turn(messages: Any, tools: Any, add_generation_prompt: bool, continue_final_message: bool) -> tuple[Any, Any, bool, bool]:
+    """``continue_final_message`` on an empty final answer (:func:`~chatfmt.formats.base.is_empty_answer`):
+    the messages before it with the generation prompt, i.e. the open assistant turn (Baichuan2's
+    ``build_chat_input`` on a conversation ending in an empty answer). Other arguments pass through."""
+    from .base import check_continue_options, is_empty_answer
+
+    if not continue_final_message:
+        return messages, tools, add_generation_prompt, continue_final_message
+    check_continue_options(continue_final_message, add_generation_prompt)
+    msgs, tools = _messages_as_dicts(messages, tools)
+    if msgs and is_empty_answer(msgs[-1]):
+        return msgs[:-1], tools, True, False
+    return messages, tools, add_generation_prompt, continue_final_message
+
+
+def _nothing_to_continue(index: int, why: str) -> Exception:
+    from ..errors import ValidationError
+
+    return ValidationError(
+        f"continue_final_message is set but {why} to continue (an empty final assistant message gives the "
+        "open assistant turn)",
+        index=index,
+        rule="continue_final_message",
+    )
+
+
 def _messages_as_dicts(messages: Any, tools: Any) -> tuple[list[dict[str, Any]], Any]:
     if isinstance(messages, Conversation):
         return messages.to_dicts(), (tools if tools is not None else messages.tools)
@@ -474,7 +500,12 @@ class JinjaFormat(ChatFormat):
         documents: list[dict[str, Any]] | None = None,
         **template_kwargs: Any,
     ) -> str:
-        """Render exactly as ``apply_chat_template(..., tokenize=False)`` would."""
+        """Render exactly as ``apply_chat_template(..., tokenize=False)`` would
+        (``continue_final_message`` on an empty final answer: the open assistant turn, the generation
+        prompt after the messages before it)."""
+        messages, tools, add_generation_prompt, continue_final_message = _open_turn(
+            messages, tools, add_generation_prompt, continue_final_message
+        )
         if (
             tools is None
             and documents is None
@@ -514,7 +545,9 @@ class JinjaFormat(ChatFormat):
         kwargs: dict,
     ) -> tuple[str, list[dict[str, Any]], tuple, list[tuple[int, int]]]:
         if continue_final_message and add_generation_prompt:
-            raise ValueError("continue_final_message and add_generation_prompt cannot both be set")
+            from .base import check_continue_options
+
+            check_continue_options(continue_final_message, add_generation_prompt)
         msgs, tools = self._prepare(messages, tools)
         if not msgs:
             raise TemplateError("cannot render an empty conversation")
@@ -561,7 +594,7 @@ class JinjaFormat(ChatFormat):
         last = dict(msgs[-1])
         content = last.get("content")
         if content is None:
-            raise ValueError('continue_final_message is set but the final message has no "content" to continue')
+            raise _nothing_to_continue(len(msgs) - 1, 'the final message has no "content"')
         if isinstance(content, list):
             parts = [dict(p) if isinstance(p, dict) else p for p in content]
             for p in reversed(parts):
@@ -570,7 +603,7 @@ class JinjaFormat(ChatFormat):
                     p["text"] = p["text"] + _CONTINUE_TAG
                     break
             else:
-                raise ValueError("continue_final_message is set but the final message has no text to continue")
+                raise _nothing_to_continue(len(msgs) - 1, "the final message has no text part")
             last["content"] = parts
         else:
             final = content
@@ -600,6 +633,9 @@ class JinjaFormat(ChatFormat):
         documents: list[dict[str, Any]] | None = None,
         **template_kwargs: Any,
     ) -> Rendered:
+        messages, tools, add_generation_prompt, continue_final_message = _open_turn(
+            messages, tools, add_generation_prompt, continue_final_message
+        )
         rendered, missing = self._render_segments(
             messages, tools, add_generation_prompt, continue_final_message, documents, template_kwargs,
             check=not not_rendered_quiet(),
@@ -621,6 +657,9 @@ class JinjaFormat(ChatFormat):
         """:meth:`render_segments` without a warning, and what of the given inputs it leaves out:
         ``"tools"`` / ``"documents"`` when the template never reads them or renders the same without
         them, and the keyword arguments the template never reads."""
+        messages, tools, add_generation_prompt, continue_final_message = _open_turn(
+            messages, tools, add_generation_prompt, continue_final_message
+        )
         return self._render_segments(
             messages, tools, add_generation_prompt, continue_final_message, documents, template_kwargs, check=True
         )
