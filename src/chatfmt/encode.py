@@ -398,11 +398,11 @@ def _details(conv: Any) -> list[tuple[int, Any]]:
 _DETAIL_KEYS = ("train_detail", "training_detail")
 
 
-def _with_train_detail(rendered: Rendered, details: list[tuple[int, Any]], *, check: bool = False) -> Rendered:
+def _with_train_detail(rendered: Rendered, details: list[tuple[int, Any]], *, only: bool | None = None) -> Rendered:
     """``rendered`` with the content of each detailed message split by its spans: characters in a
-    ``train`` span trained, the rest not. With ``check``, only the characters the spans leave
-    untrained are marked trained (and nothing else): a token trained in both renders mixes trained
-    and untrained characters (see :func:`_render_and_encode`).
+    ``train`` span trained, the rest not. With ``only=True`` (``False``), just the content characters
+    the spans train (leave untrained) are marked trained, and nothing else: the probes
+    :func:`_render_and_encode` uses to find tokens that hold both.
 
     The content must appear in the render as written (or stripped of edge whitespace, as templates
     that ``trim`` do); otherwise the offsets cannot be placed and the record is refused."""
@@ -436,7 +436,7 @@ def _with_train_detail(rendered: Rendered, details: list[tuple[int, Any]], *, ch
     for seg in rendered.segments:
         m = seg.message
         if not (seg.kind == CONTENT and m in masks and seg.token_ids is None):
-            segs.append(seg._replace(trained=False) if check else seg)
+            segs.append(seg if only is None else seg._replace(trained=False))
             continue
         mask, start = masks[m], pos.get(m, 0)
         pos[m] = start + len(seg.text)
@@ -446,7 +446,7 @@ def _with_train_detail(rendered: Rendered, details: list[tuple[int, Any]], *, ch
             flag = mask[start + i]
             while j < len(seg.text) and mask[start + j] == flag:
                 j += 1
-            segs.append(seg._replace(text=seg.text[i:j], trained=(not flag) if check else flag))
+            segs.append(seg._replace(text=seg.text[i:j], trained=flag if only is None else flag == only))
             i = j
     return Rendered(segs)
 
@@ -454,31 +454,39 @@ def _with_train_detail(rendered: Rendered, details: list[tuple[int, Any]], *, ch
 def _render_and_encode(fmt: Any, convs: list[Any], tokenizer: Tokenizer, opts: dict[str, Any]) -> list[tuple[list[int], list[int], dict[int, tuple[int, int]]]]:
     """Render and encode ``convs``; messages with a ``train_detail`` are labelled by their spans.
 
-    chatfmt trains a token when any of its characters is trained, so a token holding characters a
-    ``train_detail`` trains and characters it does not (a span boundary inside a token, or an
-    untrained character merged with a trained end-of-turn text) has no exact label: such a record
-    is refused (rule ``train_detail``) rather than labelled by a rounding rule."""
+    A token that holds content characters a ``train_detail`` leaves untrained is not trained, even
+    when it also holds trained text of the format (a space before the reply merged into its first
+    word); a token that holds characters the spans train *and* characters they do not (a span
+    boundary inside a token) has no exact label, and the record is refused (rule ``train_detail``)
+    rather than labelled by a rounding rule."""
     rendereds = [fmt.render_segments(c, **opts["render"]) for c in convs]
-    checks: dict[int, Rendered] = {}
+    probes: dict[int, tuple[Rendered, Rendered]] = {}
     for k, c in enumerate(convs):
         details = _details(c)
         if details:
-            checks[k] = _with_train_detail(rendereds[k], details, check=True)
+            probes[k] = (
+                _with_train_detail(rendereds[k], details, only=True),
+                _with_train_detail(rendereds[k], details, only=False),
+            )
             rendereds[k] = _with_train_detail(rendereds[k], details)
     results = encode_rendered_many(rendereds, tokenizer, **opts["encode"])
-    if checks:
-        idx = list(checks)
-        for k, (_, check_labels, _) in zip(idx, encode_rendered_many([checks[k] for k in idx], tokenizer, **opts["encode"])):
-            labels = results[k][1]
-            both = next((t for t, (x, y) in enumerate(zip(labels, check_labels)) if x != IGNORE_INDEX and y != IGNORE_INDEX), None)
+    if probes:
+        idx = list(probes)
+        encs = encode_rendered_many([r for k in idx for r in probes[k]], tokenizer, **opts["encode"])
+        for n, k in enumerate(idx):
+            yes, no = encs[2 * n][1], encs[2 * n + 1][1]
+            ids, labels, spans = results[k]
+            both = next((t for t, (x, y) in enumerate(zip(yes, no)) if x != IGNORE_INDEX and y != IGNORE_INDEX), None)
             if both is not None:
-                owner = next((m for m, (a, b) in results[k][2].items() if a <= both < b), None)
+                owner = next((m for m, (a, b) in spans.items() if a <= both < b), None)
                 raise ValidationError(
-                    f"train_detail: token {both} (id {results[k][0][both]}) holds characters that are trained and "
-                    "characters that are not; put the span boundary between tokens",
+                    f"train_detail: token {both} (id {ids[both]}) holds characters the spans train and characters "
+                    "they do not; put the span boundary between tokens",
                     index=owner,
                     rule="train_detail",
                 )
+            labels = [IGNORE_INDEX if y != IGNORE_INDEX else x for x, y in zip(labels, no)]
+            results[k] = (ids, labels, spans)
     return results
 
 

@@ -312,7 +312,7 @@ def test_a_train_detail_boundary_inside_a_token_is_refused_not_rounded(pair, tmp
     report = prepare(write_jsonl(tmp_path / "in.jsonl", [rec]), fmt, tok, out)
     assert report.written == 0 and report.rejected_by_rule == {"train_detail": 1}
     [rej] = read_jsonl(Path(report.rejects))
-    assert "holds characters that are trained and characters that are not" in rej["message"]
+    assert "holds characters the spans train and characters they do not" in rej["message"]
 
 
 def test_foreign_rejections_name_their_rule_in_the_rejects_file(pair, tmp_path):
@@ -353,3 +353,21 @@ def test_a_messages_own_loss_flag_wins_over_train_on(pair, train_on):
         assert "again?" in text[2]  # no flag of its own: train_on decides
     else:
         assert text[2] == ""
+
+
+def test_train_detail_on_a_sentencepiece_template_that_trims_content(testdata):
+    # Llama-2 trims the reply and writes the space before it as trained text of the turn, which
+    # merges into the reply's first token: untrained content wins, the span's tokens are trained
+    tok = chatfmt.load_tokenizer(testdata("llama2"))
+    fmt = chatfmt.load_format("llama2")
+    reply = "  I'm doing very well, thank you!"
+    detail = [{"begin_offset": 11, "end_offset": 20, "train": True}]  # " very well"
+    whole = encode(fmt, parse_record({"messages": [U("How are you?"), A(reply)]}), tok)
+    enc = encode(fmt, parse_record({"messages": [U("How are you?"), A(reply, train_detail=detail)]}), tok)
+    assert enc.input_ids == whole.input_ids
+    a, b = enc.message_spans[1]
+    first = next(t for t in range(a, b) if whole.labels[t] != IGNORE_INDEX)
+    assert tok.decode([whole.input_ids[first]]).strip() == "I" and enc.labels[first] == IGNORE_INDEX
+    text = trained_text(tok, enc.input_ids[a:b], enc.labels[a:b])
+    assert text.startswith("very well") and not any(w in text for w in ("I'm", "doing", "thank"))
+    assert trained_text(tok, enc.input_ids, enc.labels) == text  # nothing else trained
