@@ -180,3 +180,15 @@ def test_tokenizers_without_stripping_tokens_keep_the_whitespace(stripping) -> N
     assert plain.control_strip == {}
     ids = fmt.encode([{"role": "user", "content": "hi"}], plain).input_ids
     assert ids == [plain.special_tokens["<|u|>"], 2, 3, 1, 3, 2, plain.special_tokens["<|e|>"]]
+
+
+def test_bridge_ids_of_a_rollout_follow_the_space_rule(fmt, tok) -> None:
+    """The next prompt built from ids (no re-render of history) equals the whole conversation's ids:
+    the run after ``[INST]`` in the new turn gets no second prefix either."""
+    from chatfmt.inference import bridge_ids
+
+    history, answer, new = [{"role": "user", "content": "What is 2+2?"}], {"role": "assistant", "content": "4."}, [{"role": "user", "content": "And 3+3?"}]
+    prompt = fmt.encode(history, tok, add_generation_prompt=True).input_ids
+    completion = fmt.encode([*history, answer], tok).input_ids[len(prompt) :]
+    got = bridge_ids(fmt, tok, prompt, completion, history, answer, new)
+    assert got == fmt.encode([*history, answer, *new], tok, add_generation_prompt=True).input_ids == CASES["multi_turn"]["ids"]
