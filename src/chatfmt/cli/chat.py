@@ -85,7 +85,7 @@ def not_rendered_lines(chat: Any) -> list[str]:
     """What the chat's format leaves out of its prompts (the tools, template keywords), one line each."""
     from ..formats.base import not_rendered_message
 
-    if not chat.tools and not chat.template_kwargs:
+    if (not chat.tools and not chat.template_kwargs) or not hasattr(chat.format, "unrendered"):
         return []
     probe = [*chat.messages, {"role": "user", "content": "Hello!"}]
     try:

@@ -205,9 +205,12 @@ class ServerState:
         kwargs = dict(req.chat_template_kwargs or {})
         try:
             with self._encode_lock:
-                rendered, missing = fmt.render_checked(
-                    messages, tools=tools, add_generation_prompt=add_generation_prompt, **kwargs
-                )
+                if hasattr(fmt, "render_checked"):
+                    rendered, missing = fmt.render_checked(
+                        messages, tools=tools, add_generation_prompt=add_generation_prompt, **kwargs
+                    )
+                else:  # a format object of the caller's own that cannot tell what it leaves out
+                    rendered, missing = fmt.render_segments(messages, tools=tools, add_generation_prompt=add_generation_prompt, **kwargs), ()
                 ids = self.encoder.encode_rendered(rendered)
                 text = self.encoder.last_text
         except ValidationError as e:
@@ -537,13 +540,24 @@ class _JobStream(StreamingResponse):
 # -- the app ----------------------------------------------------------------------------------------
 
 
-def _validation_message(errors: Iterable[dict[str, Any]]) -> tuple[str, str | None, str]:
+def _json_position(doc: Any, pos: Any) -> str:
+    """`` (line L, column C)`` of character ``pos`` of a request body, or ``""``."""
+    if isinstance(doc, bytes):
+        doc = doc.decode("utf-8", "replace")
+    if not isinstance(doc, str) or not isinstance(pos, int) or not 0 <= pos <= len(doc):
+        return ""
+    return f" (line {doc.count(chr(10), 0, pos) + 1}, column {pos - doc.rfind(chr(10), 0, pos)})"
+
+
+def _validation_message(errors: Iterable[dict[str, Any]], body: Any = None) -> tuple[str, str | None, str]:
     errs = list(errors)
     if not errs:
         return "invalid request", None, "invalid_request"
     e = errs[0]
     if e.get("type") == "json_invalid":
-        return f"the body is not valid JSON: {e.get('ctx', {}).get('error', e.get('msg'))}", None, "invalid_json"
+        loc = tuple(e.get("loc") or ())
+        where = _json_position(body, loc[1] if len(loc) > 1 else None)
+        return f"the body is not valid JSON: {e.get('ctx', {}).get('error', e.get('msg'))}{where}", None, "invalid_json"
     # a union field fails once per member: report the location those errors share
     common = tuple(e.get("loc") or ())
     for other in errs[1:]:
@@ -597,7 +611,7 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None,
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        msg, param, code = _validation_message(exc.errors())
+        msg, param, code = _validation_message(exc.errors(), exc.body)
         return JSONResponse(APIError(400, msg, param=param, code=code).body(), status_code=400)
 
     @app.exception_handler(StarletteHTTPException)

@@ -157,7 +157,8 @@ def encode_records(fmt: Any, tokenizer: Any, records: Sequence[RawRecord], opts:
 def _tools_left_out(fmt: Any, conv: Any) -> tuple[str, ...]:
     """``("tools",)`` when the format leaves this conversation's tools out of its prompt (decided
     per format where it can be, else by rendering the record once more without them)."""
-    verdict = fmt.renders(TOOLS)
+    renders = getattr(fmt, "renders", None)
+    verdict = renders(TOOLS) if renders is not None else True  # a format object that cannot tell
     if verdict is None:
         try:
             return tuple(n for n in fmt.unrendered(conv, tools=conv.tools) if n == TOOLS)
