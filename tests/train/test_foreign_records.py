@@ -371,3 +371,44 @@ def test_train_detail_on_a_sentencepiece_template_that_trims_content(testdata):
     text = trained_text(tok, enc.input_ids[a:b], enc.labels[a:b])
     assert text.startswith("very well") and not any(w in text for w in ("I'm", "doing", "thank"))
     assert trained_text(tok, enc.input_ids, enc.labels) == text  # nothing else trained
+
+
+# -- any mix of loss keys: trained as every key says, or refused ------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_MEANING = {
+    "loss": {True: True, False: False},
+    "training": {True: True, False: False},
+    "train": {True: True, False: False},
+    "weight": {1: True, 0: False},
+    "loss_weight": {1.0: True, 0.0: False},
+}
+_JUNK = st.sampled_from([0.5, 2, "1", "true", [1], {"x": 1}])
+
+
+@st.composite
+def loss_keys(draw):
+    keys = draw(st.lists(st.sampled_from(sorted(_MEANING)), unique=True, max_size=4))
+    return {k: draw(st.one_of(st.sampled_from(list(_MEANING[k])), _JUNK)) for k in keys}
+
+
+@settings(max_examples=300, deadline=None)
+@given(loss_keys(), st.sampled_from(["user", "assistant"]))
+def test_any_mix_of_loss_keys_is_trained_as_every_key_says_or_refused(keys, role):
+    msg = {"role": role, "content": "x", **keys}
+    meanings = []
+    for k, v in keys.items():
+        valid = type(v) in (bool, int, float) and (type(v) is bool) == (k in ("loss", "training", "train"))
+        meanings.append(_MEANING[k].get(v) if valid else None)
+    try:
+        m = parse_message(msg, 0)
+    except ValidationError as e:
+        assert e.rule in ("loss", "weight", "loss_conflict")
+        invalid = None in meanings or (role != "assistant" and "weight" in keys)
+        assert invalid or len(set(meanings)) > 1
+        return
+    assert None not in meanings and len(set(meanings)) <= 1
+    assert not (role != "assistant" and "weight" in keys)
+    assert m.trained == (meanings[0] if meanings else role == "assistant")
