@@ -192,3 +192,22 @@ def test_bridge_ids_of_a_rollout_follow_the_space_rule(fmt, tok) -> None:
     completion = fmt.encode([*history, answer], tok).input_ids[len(prompt) :]
     got = bridge_ids(fmt, tok, prompt, completion, history, answer, new)
     assert got == fmt.encode([*history, answer, *new], tok, add_generation_prompt=True).input_ids == CASES["multi_turn"]["ids"]
+
+
+def test_a_byte_level_prefix_space_is_not_a_dummy_prefix() -> None:
+    """The space rule is for sentencepiece's word marker only: with a byte-level ``add_prefix_space``
+    tokenizer a lone space between control tokens is a character, encoded as ``Ġ``."""
+    tokenizers = pytest.importorskip("tokenizers")
+    from tokenizers import AddedToken, decoders, models, pre_tokenizers
+
+    vocab = {"Ġ": 0, "h": 1, "i": 2, "Ġh": 3, "Ġhi": 4}
+    raw = tokenizers.Tokenizer(models.BPE(vocab, [("Ġ", "h"), ("Ġh", "i")]))
+    raw.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=True)
+    raw.decoder = decoders.ByteLevel()
+    raw.add_special_tokens([AddedToken("<|c|>", special=True)])
+    tok = chatfmt.load_tokenizer(raw)
+    c = tok.special_tokens["<|c|>"]
+    assert tok.add_prefix_space
+    ctrl = Segment("<|c|>", CONTROL, None, False, (c,))
+    assert _ids(tok, ctrl, Segment(" ", CONTROL), ctrl) == [c, 0, c]
+    assert _ids(tok, ctrl, Segment(" ", CONTROL), Segment("hi", CONTENT, 0)) == [c, 4]

@@ -133,7 +133,7 @@ def _encode_run(tokenizer: Tokenizer, text: str, at_start: bool, compat: Compat,
     wrote (control text), which is then the run's dummy prefix (the space rule, see the module doc)."""
     if compat == "transformers" and not at_start and tokenizer.add_prefix_space:
         enc = tokenizer.encode_text_with_offsets(text, prefix_space=False)  # type: ignore[call-arg]
-    elif control_space and not at_start and tokenizer.add_prefix_space and text.startswith(" "):
+    elif control_space and not at_start and tokenizer.add_prefix_space and text.startswith(" ") and _metaspace(tokenizer):
         if text == " ":
             return [], []  # the prefix of an empty string: the vendor encodes "" to nothing
         if getattr(tokenizer, "removes_extra_whitespace", False):
@@ -174,6 +174,22 @@ def _strip_run(run: Sequence[_Piece], before: tuple[int, ...] | None, after: tup
             q.text = q.text.rstrip(_WHITESPACE)
             if q.text:
                 break
+
+
+def _metaspace(tokenizer: Tokenizer) -> bool:
+    """Whether the tokenizer's dummy prefix is sentencepiece's word marker (a space alone encodes to the
+    piece ``▁``): sentencepiece models, their ``tokenizer.json`` conversions (Metaspace or
+    ``Prepend("▁")``), GGUF SPM vocabularies. Not a byte-level ``add_prefix_space`` (``Ġ``), where a
+    space is a character like any other. Computed once per tokenizer."""
+    cached = getattr(tokenizer, "_chatfmt_metaspace", None)
+    if cached is None:
+        try:
+            ids = tokenizer.encode_text(" ", prefix_space=False)  # type: ignore[call-arg]
+            cached = len(ids) == 1 and tokenizer.id_to_token(ids[0]) == "\u2581"
+        except Exception:  # an adapter that cannot say: keep the plain run-by-run encoding
+            cached = False
+        tokenizer._chatfmt_metaspace = cached  # type: ignore[attr-defined]
+    return bool(cached)
 
 
 def _control_space(run: Sequence[_Piece]) -> bool:
