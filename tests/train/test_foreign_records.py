@@ -412,3 +412,44 @@ def test_any_mix_of_loss_keys_is_trained_as_every_key_says_or_refused(keys, role
     assert None not in meanings and len(set(meanings)) <= 1
     assert not (role != "assistant" and "weight" in keys)
     assert m.trained == (meanings[0] if meanings else role == "assistant")
+
+
+# -- records exactly as the tools' docs show them ---------------------------------------------------
+
+# OpenAI's fine-tuning guide: multi-turn chat examples, "weight" to skip fine-tuning on a message
+OPENAI_DOC = {"messages": [
+    {"role": "system", "content": "Marv is a factual chatbot that is also sarcastic."},
+    {"role": "user", "content": "What's the capital of France?"},
+    {"role": "assistant", "content": "Paris", "weight": 0},
+    {"role": "user", "content": "Can you be more sarcastic?"},
+    {"role": "assistant", "content": "Paris, as if everyone doesn't know that already.", "weight": 1},
+]}
+# LLaMA-Factory's data/README: a ShareGPT record with a system prompt and tools (JSON text), and the
+# KTO and preference shapes
+LF_SHAREGPT = {
+    "conversations": [
+        {"from": "human", "value": "What is the weather in Paris?"},
+        {"from": "function_call", "value": '{"name": "get_weather", "arguments": {"city": "Paris"}}'},
+        {"from": "observation", "value": '{"temp": 21}'},
+        {"from": "gpt", "value": "It is 21 degrees in Paris."},
+    ],
+    "system": "You are a weather bot.",
+    "tools": '[{"name": "get_weather", "description": "Weather of a city", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]',
+}
+LF_KTO = {"instruction": "human instruction", "input": "human input", "output": "model response", "kto_tag": False}
+LF_PREFERENCE = {
+    "conversations": [{"from": "human", "value": "human instruction"}],
+    "chosen": {"from": "gpt", "value": "chosen answer"},
+    "rejected": {"from": "gpt", "value": "rejected answer"},
+}
+
+
+def test_records_as_the_docs_show_them_through_prepare(pair, tmp_path):
+    fmt, tok = pair
+    out = tmp_path / "o.jsonl"
+    report = prepare(write_jsonl(tmp_path / "in.jsonl", [OPENAI_DOC, LF_SHAREGPT, LF_KTO, LF_PREFERENCE]), fmt, tok, out)
+    assert report.written == 2 and [r["rule"] for r in read_jsonl(Path(report.rejects))] == ["preference", "preference"]
+    openai, sharegpt = read_jsonl(out)
+    trained = trained_text(tok, openai["input_ids"], openai["labels"])
+    assert "as if everyone" in trained and "Paris" not in trained.replace("Paris, as if", "")
+    assert "21 degrees" in trained_text(tok, sharegpt["input_ids"], sharegpt["labels"])
