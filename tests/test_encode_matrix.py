@@ -349,6 +349,19 @@ def _tokenizer(*parts: str) -> Callable[[Path], Any]:
     return lambda tmp: chatfmt.load_tokenizer(need(*parts))
 
 
+def _phi3_sentencepiece(tmp: Path) -> Any:
+    """Phi-3 as its model directory also ships it: a tokenizer.model (Phi-3's 32000 pieces are
+    Llama-2's) with its tokenizer_config.json (the added tokens past them, rstrip on the role markers)."""
+    import shutil
+
+    d = tmp / "phi-3-spm"
+    if not d.is_dir():
+        d.mkdir()
+        shutil.copy(need("llama2", "tokenizer.model"), d / "tokenizer.model")
+        shutil.copy(need("phi-3-mini", "tokenizer_config.json"), d / "tokenizer_config.json")
+    return chatfmt.load_tokenizer(d)
+
+
 def _llama2_template() -> Any:
     return chatfmt.from_template(need("llama2", "chat_template.jinja").read_text(), bos_token="<s>", eos_token="</s>")
 
@@ -384,6 +397,7 @@ PAIRS = [
     Pair("llama-4-template/tiktoken", _llama4_template, _tokenizer("llama4", "tokenizer.model"), llama4_ids),
     Pair("qwen2.5-template/vocab-merges", _jinja_dir("qwen2.5"), _tokenizer("qwen2.5"), lambda m, t: hf_ids("qwen2.5", m, t)),
     Pair("phi-3-template/tokenizer.json", _jinja_dir("phi-3-mini"), _tokenizer("phi-3-mini", "tokenizer.json"), llamacpp_phi3_ids, skip=(NO_TOOLS,)),
+    Pair("phi-3-template/tokenizer.model+config", _jinja_dir("phi-3-mini"), _phi3_sentencepiece, llamacpp_phi3_ids, skip=(NO_TOOLS,)),
     Pair("phi-3-template/gguf-spm", _jinja_dir("phi-3-mini"), _tokenizer("ggml-vocab", "ggml-vocab-phi-3.gguf"), llamacpp_phi3_ids, skip=(NO_TOOLS,)),
     Pair(
         "phi-3-template/tokenizer.json/compat-transformers",
@@ -412,6 +426,7 @@ DEFAULT_PAIRS = {
     "mistral-v0.3-template/tokenizer.model",
     "mistral-v0.3-template/tokenizer.json",
     "phi-3-template/tokenizer.json/compat-transformers",
+    "phi-3-template/tokenizer.model+config",
     "llama-2-template/tokenizer.model",
 }
 

@@ -168,6 +168,13 @@ class SentencePieceTokenizer(Tokenizer):
         )
         self._control = control
         self._control_id_set = frozenset(control.values())
+        # lstrip/rstrip of control tokens in added_tokens_decoder (Phi-3's tokenizer_config.json:
+        # rstrip on <|user|>, <|end|>, ...), applied by the encoder as tokenizers applies them
+        self._strip = {
+            spec.id: (spec.lstrip, spec.rstrip)
+            for spec in config.added.values()
+            if (spec.lstrip or spec.rstrip) and control.get(spec.content) == spec.id
+        }
         self._plain = plain
         self._prefix = info.add_dummy_prefix
         self._strips = info.remove_extra_whitespaces
@@ -236,6 +243,10 @@ class SentencePieceTokenizer(Tokenizer):
         (``remove_extra_whitespaces``; off in the chat models' tokenizers: Llama-2, Mistral, ChatGLM3,
         Baichuan2). The encoder's space rule then encodes what follows a format's space with the prefix."""
         return self._strips
+
+    @property
+    def control_strip(self) -> dict[int, tuple[bool, bool]]:
+        return self._strip
 
     # -- encoding
 
