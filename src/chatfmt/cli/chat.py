@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ..errors import ChatfmtError, ChatfmtWarning
-from .common import fail, read_json_input, user_errors, warn
+from .common import chatfmt_warnings, fail, read_json_input, user_errors, warn
 
 USER_STYLE = "bold green"
 ASSISTANT_STYLE = "bold cyan"
@@ -66,7 +66,7 @@ def _make_chat(
     from ..inference import Chat
 
     options: dict[str, Any] = {"n_ctx": ctx} if ctx is not None else {}
-    with user_errors():
+    with user_errors(), chatfmt_warnings():  # auto skipping a backend that crashes here: one line
         return Chat(
             model,
             backend=backend,

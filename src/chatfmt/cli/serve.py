@@ -92,7 +92,8 @@ def _is_ip(host: str) -> bool:
 
 
 class _JSONLines(logging.Formatter):
-    """Access records are JSON already; other records become ``{"level", "logger", "message"}``."""
+    """Access records are JSON already; other records become ``{"level", "logger", "message"}``
+    (a Python warning also has ``category`` and ``where``, its file and line)."""
 
     def format(self, record: logging.LogRecord) -> str:
         import json
@@ -100,19 +101,63 @@ class _JSONLines(logging.Formatter):
         if record.name == "chatfmt.server.access":
             return record.getMessage()
         out = {"level": record.levelname.lower(), "logger": record.name, "message": record.getMessage()}
+        for key in ("category", "where"):
+            if hasattr(record, f"warning_{key}"):
+                out[key] = getattr(record, f"warning_{key}")
         if record.exc_info:
             out["exception"] = self.formatException(record.exc_info)
-        return json.dumps(out)
+        return json.dumps(out, ensure_ascii=False)
 
 
-def _setup_logging(quiet: bool) -> None:
+def _log_warning(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    """``warnings.showwarning`` for the server: a record on ``py.warnings`` (Python's filters still
+    decide what is shown: by default once per place)."""
+    logging.getLogger("py.warnings").warning(
+        "%s", message, extra={"warning_category": category.__name__, "warning_where": f"{filename}:{lineno}"}
+    )
+
+
+#: loggers whose records the server log shows (the root catches everything else that propagates)
+_LOGGERS = ("chatfmt.server", "uvicorn", "uvicorn.error", "uvicorn.access", "py.warnings")
+
+
+def _setup_logging(quiet: bool) -> logging.Handler:
+    """Every line on stderr is one JSON object: chatfmt's, uvicorn's, Python warnings and libraries'
+    log records. ``quiet`` drops the access log only."""
+    import warnings
+
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_JSONLines())
-    for name in ("chatfmt.server", "uvicorn.error"):
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(logging.WARNING)
+    for name in _LOGGERS:
         lg = logging.getLogger(name)
         lg.handlers = [handler]
-        lg.setLevel(logging.WARNING if quiet else logging.INFO)
+        lg.setLevel(logging.INFO)
         lg.propagate = False
+    logging.getLogger("chatfmt.server.access").setLevel(logging.WARNING if quiet else logging.INFO)
+    warnings.showwarning = _log_warning
+    _route_library_logs(handler)
+    return handler
+
+
+def _route_library_logs(handler: logging.Handler) -> None:
+    """Libraries that attach a stderr handler of their own (transformers, when installed: its
+    logging module is light, the models are not imported) log through ``handler`` instead."""
+    import importlib.util
+
+    if importlib.util.find_spec("transformers") is None:
+        return
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_default_handler()
+    except (ImportError, AttributeError):  # pragma: no cover - an older transformers
+        return
+    lg = logging.getLogger("transformers")
+    lg.handlers = [handler]
+    lg.propagate = False
 
 
 # repeatable options (module-level: a list default is mutable)
@@ -154,7 +199,7 @@ def serve_cmd(
     max_connections: int = typer.Option(256, "--max-connections", help="Open connections at most; one more is answered 503 and closed."),
     cors_allow_origin: list[str] = _CORS_ALLOW_ORIGIN,
     allowed_hosts: list[str] = _ALLOWED_HOSTS,
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No access log."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No access log (the startup line, warnings and errors stay)."),
 ) -> None:
     """Serve the OpenAI API (chat and text completions, models, health) plus /v1/render, /v1/tokenize
     and /v1/detokenize, rendering every prompt in the exact chat format and parsing replies into
@@ -203,7 +248,7 @@ def serve_cmd(
 
         config = uvicorn_config(app, host=host, port=port, header_timeout=header_timeout, max_connections=max_connections,
                                 timeout_graceful_shutdown=5)
-    logging.getLogger("chatfmt.server").warning(
+    logging.getLogger("chatfmt.server").info(
         "serving %s (%s) on http://%s:%d", engine.model_id, engine.format.info.name, host, port
     )
     uvicorn.Server(config).run()
