@@ -4,6 +4,10 @@ raw completion endpoint of an engine already running.
 
     from chatfmt.server import create_app, LocalEngine
     app = create_app(LocalEngine(load_backend()), api_key="secret")   # any ASGI server runs it
+
+    import uvicorn
+    from chatfmt.server import uvicorn_config
+    uvicorn.Server(uvicorn_config(app, port=8000)).run()   # as chatfmt serve: header deadline, connection cap
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from .engines import (
 )
 from .errors import APIError
 from .scheduler import Scheduler
+from .transport import uvicorn_config
 
 __all__ = [
     "UPSTREAM_KINDS",
@@ -40,4 +45,5 @@ __all__ = [
     "UpstreamKind",
     "create_app",
     "register_upstream_kind",
+    "uvicorn_config",
 ]
