@@ -326,6 +326,18 @@ def test_prepare_with_a_bare_jinja_takes_the_tokens_from_the_tokenizer(tmp_path,
         assert row["input_ids"][0] == 1 and row["input_ids"][-1] == 2
 
 
+def test_a_bare_jinja_that_prints_bos_token_alone_says_it_rendered_nothing(tmp_path, testdata):
+    template = tmp_path / "b.jinja"
+    template.write_text("{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{{ eos_token }}{% endfor %}")
+    conv = write(tmp_path / "c.json", [{"role": "user", "content": "Hi"}])
+    res = runner.invoke(app, ["render", str(conv), "-f", str(template)])
+    assert res.exit_code == 0 and res.stdout == "<user>Hi"
+    assert res.stderr.count("chatfmt: warning:") == 1
+    assert "reads 'bos_token' and 'eos_token', which it was not given: rendered as nothing" in res.stderr
+    res = runner.invoke(app, ["render", str(conv), "-f", str(template), "-t", str(testdata("llama2"))])
+    assert res.exit_code == 0 and res.stdout == "<s><user>Hi</s>" and res.stderr == ""
+
+
 # -- chatfmt formats ---------------------------------------------------------------------------------
 
 

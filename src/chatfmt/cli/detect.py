@@ -13,7 +13,7 @@ from rich.text import Text
 from ..formats.base import ChatFormat
 from ..formats.detect import DetectResult, detect
 from ..formats.loader import from_template, load_format
-from .common import fail, user_errors
+from .common import chatfmt_warnings, fail, user_errors
 
 
 def load_target(path: str, template: str | None = None) -> ChatFormat:
@@ -63,7 +63,7 @@ def detect_cmd(
 ) -> None:
     """Tell which built-in format a chat template is, by rendering probe conversations with it and with
     every built-in: identical, equivalent except some cases, or unknown (with the closest built-ins)."""
-    with user_errors():
+    with user_errors(), chatfmt_warnings():
         fmt = load_target(path, template)
         result = detect(fmt)
     if as_json:

@@ -14,7 +14,7 @@ from rich.text import Text
 from ..formats.base import ChatFormat
 from ..formats.detect import ProbeComparison, compare_formats
 from ..formats.jinja import _TOKEN_LITERAL_RE
-from .common import EXIT_USER_ERROR, user_errors
+from .common import EXIT_USER_ERROR, chatfmt_warnings, user_errors
 from .detect import load_target
 
 #: characters of unchanged text shown before and after a differing region
@@ -115,7 +115,7 @@ def diff(
 ) -> None:
     """Render the probe conversations with two formats and show, side by side, where they differ.
     Exit code 0 if they render every probe the same, 1 if not, 2 on errors (like diff(1))."""
-    with user_errors():
+    with user_errors(), chatfmt_warnings():
         if a == "-" and b == "-":
             typer.echo("chatfmt: error: only one of A and B can be read from stdin", err=True)
             raise typer.Exit(EXIT_USER_ERROR)

@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.text import Text
 
 from ..formats.lint import lint
-from .common import user_errors
+from .common import chatfmt_warnings, user_errors
 from .detect import load_target
 
 
@@ -26,7 +26,7 @@ def lint_cmd(
     """Lint a chat template: crashes, ignored generation prompt, dropped system message, double BOS,
     prefix instability, Python repr leaks, OpenAI-payload crashes, differences from the closest built-in,
     date dependence. Exit code 1 if any finding is an error, 2 on bad input."""
-    with user_errors():
+    with user_errors(), chatfmt_warnings():
         fmt = load_target(path, template)
         report = lint(fmt, reference=not no_reference)
     if as_json:

@@ -74,6 +74,8 @@ KNOWN_TURN_ENDS = (
 # ``<start_of_turn>``): a fallback search for content never splits one of them
 _TOKEN_LITERAL_RE = re.compile(r"<[|｜][^<>\s]{1,40}?[|｜]>|\[/?[A-Z][A-Z_]{1,20}\]|</?[a-z][a-z_]{0,20}>")
 
+# special tokens a template that reads them must be given (else they render as nothing)
+_TOKEN_VARIABLES = ("bos_token", "eos_token")
 # Jinja's message for a special-token variable the context lacks
 _UNDEFINED_TOKEN_RE = re.compile(r"^'((?:bos|eos|unk|pad|sep|cls|mask)_token)' is undefined$")
 
@@ -533,6 +535,7 @@ class JinjaFormat(ChatFormat):
             missing = self._not_rendered(text, msgs, ctx_args, continue_final_message)
             if missing:
                 warn_not_rendered(self.info.name, missing)
+            self._warn_absent_tokens(template_kwargs)
         return text
 
     def _render_text(
@@ -636,12 +639,15 @@ class JinjaFormat(ChatFormat):
         messages, tools, add_generation_prompt, continue_final_message = _open_turn(
             messages, tools, add_generation_prompt, continue_final_message
         )
+        quiet = not_rendered_quiet()
         rendered, missing = self._render_segments(
             messages, tools, add_generation_prompt, continue_final_message, documents, template_kwargs,
-            check=not not_rendered_quiet(),
+            check=not quiet,
         )
         if missing:
             warn_not_rendered(self.info.name, missing)
+        if not quiet:
+            self._warn_absent_tokens(template_kwargs)
         return rendered
 
     def render_checked(
@@ -735,6 +741,21 @@ class JinjaFormat(ChatFormat):
                     missing.append(name)
         missing += [k for k, v in kwargs.items() if k not in reads and given(v)]
         return tuple(missing)
+
+    def _warn_absent_tokens(self, kwargs: dict[str, Any]) -> None:
+        """A template that reads ``bos_token`` / ``eos_token`` without being given them renders them
+        as nothing: say so (once per format) rather than hand back a prompt without its BOS."""
+        absent = [t for t in _TOKEN_VARIABLES if t in self.template_variables and t not in self.special_tokens and t not in kwargs]
+        if absent and not self.__dict__.get("_warned_absent_tokens"):
+            self.__dict__["_warned_absent_tokens"] = True
+            names = " and ".join(repr(t) for t in absent)
+            warnings.warn(
+                f"chat template {self.info.name!r} reads {names}, which it was not given: rendered as nothing "
+                "(give the tokenizer: --tokenizer, fmt.with_special_tokens({...}); or load the model directory "
+                "or its tokenizer_config.json, or put one beside the .jinja)",
+                ChatfmtWarning,
+                stacklevel=3,
+            )
 
     def _always_renders(self, name: str) -> bool:
         """Whether every probe conversation renders differently with probe tools (or documents)
