@@ -27,11 +27,11 @@ MARGIN = 20
 RENDER = {"messages": [{"role": "user", "content": "hi"}]}
 
 
-def proxy_server(smollm2_gguf: Path, *extra: str) -> ServerProcess:
+def proxy_server(smollm2_gguf: Path, *extra: str, timeout: float = TIMEOUT) -> ServerProcess:
     # nothing listens on the upstream: only routes that do not generate are used here
     return ServerProcess(
         ["--upstream", "http://127.0.0.1:9", "--tokenizer", str(smollm2_gguf),  # the model's own template
-         "--header-timeout", str(TIMEOUT), "--body-timeout", str(TIMEOUT), *extra],
+         "--header-timeout", str(timeout), "--body-timeout", str(timeout), *extra],
         startup=120,
     )
 
@@ -198,7 +198,8 @@ def test_a_slowloris_is_closed_within_the_timeouts_while_others_are_served(serve
 
 
 def test_connections_past_the_limit_are_answered_503_at_once(smollm2_gguf):
-    srv = proxy_server(smollm2_gguf, "--max-connections", "20")
+    held_for = 5  # long enough for the 21st to arrive while the 20 are still held, on a busy machine
+    srv = proxy_server(smollm2_gguf, "--max-connections", "20", timeout=held_for)
     held: list[socket.socket] = []
     try:
         held = [socket.create_connection(("127.0.0.1", srv.port), timeout=10) for _ in range(20)]
@@ -217,7 +218,7 @@ def test_connections_past_the_limit_are_answered_503_at_once(smollm2_gguf):
         refused = log_events(srv, "connection_refused")
         assert refused and refused[0]["limit"] == 20
         # the held ones time out (silently: they sent nothing), then others are served again
-        got = read_until_closed({s: "silent" for s in held}, time.monotonic() + TIMEOUT + MARGIN)
+        got = read_until_closed({s: "silent" for s in held}, time.monotonic() + held_for + MARGIN)
         assert set(got["silent"]) == {b""}
         status, _ = post_json(srv.base, "/v1/render", RENDER, timeout=10)
         assert status == 200
