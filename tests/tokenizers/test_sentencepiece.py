@@ -165,3 +165,12 @@ def test_model_proto_is_patched_without_protobuf():
 def test_auto_prefers_the_vendor_sentencepiece_model_over_tokenizer_json():
     assert load_tokenizer(data("llama2")).kind == "sentencepiece"
     assert load_tokenizer(data("mistral-7b-instruct-v0.3")).kind == "sentencepiece"
+
+
+def test_control_tokens_that_absorb_whitespace_come_from_the_config_beside_the_model(tmp_path):
+    shutil.copy(data("llama2", "tokenizer.model"), tmp_path / "tokenizer.model")
+    shutil.copy(data("phi-3-mini", "tokenizer_config.json"), tmp_path / "tokenizer_config.json")
+    tok = load_sentencepiece(tmp_path / "tokenizer.model")
+    assert tok.control_strip[32010] == (False, True) and tok.control_strip[2] == (False, True)  # <|user|>, </s>
+    assert 32000 not in tok.control_strip and 1 not in tok.control_strip  # <|endoftext|>, <s>
+    assert get_tokenizer("spm:llama2").control_strip == {}

@@ -64,3 +64,16 @@ def test_load_tokenizer_wraps_transformers_objects():
     obj = PreTrainedTokenizerFast(tokenizer_file=str(data("phi-3-mini", "tokenizer.json")))
     assert isinstance(load_tokenizer(obj), TransformersTokenizer)
     assert isinstance(load_tokenizer(baichuan_vendor_tokenizer()), TransformersTokenizer)
+
+
+def test_phi3_role_markers_absorb_the_whitespace_after_them_as_in_its_other_files():
+    """Phi-3's added tokens carry rstrip: a wrapped transformers tokenizer reports it, and Phi-3's own
+    template gives the same ids through it as through its tokenizer.json (and llama.cpp)."""
+    import chatfmt
+
+    tok = get_tokenizer("hf:phi3-fast")
+    assert tok.control_strip[32010] == (False, True) and 1 not in tok.control_strip  # <|user|>, not <s>
+    fmt = chatfmt.load_format(data("phi-3-mini"))
+    messages = [{"role": "user", "content": "  Hello!\n"}, {"role": "assistant", "content": "Hi"}]
+    want = [32010, 15043, 29991, 13, 32007, 32001, 6324, 32007, 32000]
+    assert fmt.encode(messages, tok).input_ids == fmt.encode(messages, get_tokenizer("json:phi3")).input_ids == want

@@ -59,6 +59,13 @@ class TransformersTokenizer(Tokenizer):
                 i = self.token_to_id(text)
                 if i is not None:
                     control[text] = i
+        # control tokens that absorb the whitespace beside them (Phi-3's role markers: rstrip)
+        self._strip = {
+            int(idx): (bool(getattr(at, "lstrip", False)), bool(getattr(at, "rstrip", False)))
+            for idx, at in decoder.items()
+            if (getattr(at, "lstrip", False) or getattr(at, "rstrip", False))
+            and control.get(str(getattr(at, "content", at))) == int(idx)
+        }
         self._delegate: Tokenizer | None = None
         sp_model = getattr(tokenizer, "sp_model", None)
         if not self._fast and sp_model is not None and hasattr(sp_model, "serialized_model_proto"):
@@ -153,6 +160,10 @@ class TransformersTokenizer(Tokenizer):
     @property
     def add_prefix_space(self) -> bool:
         return self._prefix
+
+    @property
+    def control_strip(self) -> dict[int, tuple[bool, bool]]:
+        return self._strip
 
     # -- encoding
 
