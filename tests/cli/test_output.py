@@ -326,6 +326,17 @@ def test_prepare_with_a_bare_jinja_takes_the_tokens_from_the_tokenizer(tmp_path,
         assert row["input_ids"][0] == 1 and row["input_ids"][-1] == 2
 
 
+def test_a_format_with_its_own_tokens_is_kept_as_it_is(smollm2_gguf, testdata):
+    from chatfmt import load_format
+    from chatfmt.formats.loader import with_tokenizer_tokens
+    from chatfmt.tokenizers import load_tokenizer
+
+    fmt = load_format(smollm2_gguf)
+    assert with_tokenizer_tokens(fmt, load_tokenizer(smollm2_gguf)) is fmt
+    qwen = load_format("qwen2.5")  # a built-in has its tokens in its code
+    assert with_tokenizer_tokens(qwen, load_tokenizer(testdata("qwen2.5"))) is qwen
+
+
 def test_a_bare_jinja_that_prints_bos_token_alone_says_it_rendered_nothing(tmp_path, testdata):
     template = tmp_path / "b.jinja"
     template.write_text("{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{{ eos_token }}{% endfor %}")

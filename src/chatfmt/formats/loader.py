@@ -237,7 +237,9 @@ def with_tokenizer_tokens(fmt: ChatFormat, tokenizer: Any) -> ChatFormat:
     format has none of its own (a bare .jinja); other formats are returned as they are."""
     if not isinstance(fmt, JinjaFormat) or tokenizer is None:
         return fmt
-    return fmt.with_special_tokens(tokenizer_special_tokens(tokenizer))
+    reads = fmt.template_variables
+    wanted = {k: v for k, v in tokenizer_special_tokens(tokenizer).items() if k in reads and k not in fmt.special_tokens}
+    return fmt.with_special_tokens(wanted) if wanted else fmt  # the same object when nothing is missing
 
 
 def load_format(name_or_path: str | Path, *, template: str | None = None, **options: Any) -> ChatFormat:
