@@ -321,3 +321,30 @@ def test_timeout_s_term_on_the_installed_command_through_a_pipe(tmp_path, big_co
     assert run.proc.returncode == 143, run.stderr()
     assert (out.read_text(), rejects.read_text()) == ("the old output\n", "the old rejects\n")
     assert leftovers(out_dir) == []
+
+
+@pytest.mark.slow
+def test_a_worker_killed_from_outside_is_one_line_exit_2_and_nothing_left(tmp_path, big_corpus):
+    """What the out-of-memory killer does: SIGKILL to one worker. The run stops with one line
+    (``WorkerError``), exit 2, the other worker gone, no output and no temporary."""
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "o.jsonl"
+    run = Run(prepare_cmd(big_corpus, out), out, stdout=subprocess.DEVNULL)
+    try:
+        at_moment(run, "writing", random.Random())
+        victim = run.workers()[0]
+        victim.kill()
+        code = run.wait(60)
+        deadline = time.monotonic() + GONE_WITHIN
+        while any(is_alive(p) for p in run.seen.values()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        survivors = [p.pid for p in run.seen.values() if is_alive(p)]
+    finally:
+        run.kill_all()
+    assert survivors == []
+    assert code == 2, run.stderr()
+    assert run.stderr().splitlines() == [
+        "chatfmt: error: a prepare worker process ended unexpectedly (killed, or out of memory?); no output written"
+    ]
+    assert not out.exists() and leftovers(out_dir) == []

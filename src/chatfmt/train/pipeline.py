@@ -305,14 +305,36 @@ def _submit(pool: ProcessPoolExecutor, batch: list[RawRecord]) -> Future[list[Ou
 
 
 def _kill_workers(pool: ProcessPoolExecutor) -> None:
-    """SIGKILL the pool's worker processes (they ignore SIGTERM; they hold no file of the run)."""
+    """SIGKILL the pool's worker processes (they ignore SIGTERM; they hold no file of the run), so
+    that ``pool.shutdown(wait=True)`` returns at once.
+
+    A worker killed while it sends a result leaves the pool's manager thread waiting for the rest of
+    that message, for ever: this process holds the other write end of the result pipe. Closing it
+    here makes that read end (EOF), and the pool winds down as for any dead worker."""
     kill = getattr(pool, "kill_workers", None)  # Python 3.14
     if kill is not None:
-        kill()
-        return
+        with suppress(Exception):
+            kill()
     for proc in list((getattr(pool, "_processes", None) or {}).values()):
         with suppress(Exception):
             proc.kill()
+    writer = getattr(getattr(pool, "_result_queue", None), "_writer", None)
+    if writer is not None:
+        with suppress(OSError):
+            writer.close()
+
+
+def _result(future: Future[list[Outcome]], pool: ProcessPoolExecutor) -> list[Outcome]:
+    """``future.result()``, checking every second that no worker has died: one killed from outside
+    while it sent a result would otherwise leave the pool waiting for ever (see :func:`_kill_workers`);
+    then the pool breaks and this raises ``BrokenProcessPool``."""
+    while True:
+        try:
+            return future.result(timeout=1.0)
+        except TimeoutError:
+            procs = list((getattr(pool, "_processes", None) or {}).values())
+            if any(p.exitcode is not None for p in procs):
+                _kill_workers(pool)
 
 
 def _worker_init(fmt: Loader, tok: Loader, opts: EncodeOptions) -> None:
@@ -383,14 +405,14 @@ def local_engine(
         for batch in chain([first], batches):
             pending.append(_submit(pool, batch))
             if len(pending) >= 2 * workers:
-                yield pending.popleft().result()
+                yield _result(pending.popleft(), pool)
         while pending:
-            yield pending.popleft().result()
-    except BrokenProcessPool as e:
-        raise WorkerError("a prepare worker process ended unexpectedly (killed, or out of memory?); "
-                          "no output written") from e
-    except BaseException:  # a signal, an error in the writer, the caller closing us: stop now
-        _kill_workers(pool)
+            yield _result(pending.popleft(), pool)
+    except BaseException as e:  # a signal, an error in the writer, the caller closing us: stop now
+        _kill_workers(pool)  # (they ignore the SIGTERM a broken pool sends them)
+        if isinstance(e, BrokenProcessPool):
+            raise WorkerError("a prepare worker process ended unexpectedly (killed, or out of memory?); "
+                              "no output written") from e
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
