@@ -211,3 +211,11 @@ def test_a_byte_level_prefix_space_is_not_a_dummy_prefix() -> None:
     ctrl = Segment("<|c|>", CONTROL, None, False, (c,))
     assert _ids(tok, ctrl, Segment(" ", CONTROL), ctrl) == [c, 0, c]
     assert _ids(tok, ctrl, Segment(" ", CONTROL), Segment("hi", CONTENT, 0)) == [c, 4]
+
+
+def test_content_whitespace_a_control_token_absorbs_is_said(stripping) -> None:
+    from chatfmt.errors import ChatfmtWarning
+
+    _, tok, fmt = stripping
+    with pytest.warns(ChatfmtWarning, match="message 0: whitespace at the edge of its content is not encoded"):
+        fmt.encode([{"role": "user", "content": "  hi"}], tok)

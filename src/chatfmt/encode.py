@@ -11,7 +11,8 @@ How ids are made (exact and injection-safe):
   sentencepiece models each run is encoded as the vendor encodes a string (dummy prefix ``▁``
   included), ``compat="transformers"`` reproduces transformers instead (no ``▁`` at the start of a
   run that follows a control token);
-* the *space rule* (tokenizers with a dummy prefix): a run after a control token that starts with a
+* the *space rule* (tokenizers whose dummy prefix is sentencepiece's ``▁``; not a byte-level
+  ``add_prefix_space``): a run after a control token that starts with a
   space the *format* wrote (control text, e.g. ``"[INST] "`` in Mistral's templates, ``"<|user|> \\n"``
   in ChatGLM3's) takes that space as its dummy prefix: the run is encoded with no prefix added, so
   the space becomes the ``▁`` (a run that is only that space gives no token: it is the prefix of an
@@ -21,7 +22,11 @@ How ids are made (exact and injection-safe):
   already starts with one). A run that starts with *content* (a message that begins with a space)
   keeps the vendor's prefix, as the vendor encodes that content; a run at the very start of the
   sequence, or one without a leading control space (Meta's Llama-2 ``<s>`` then ``▁[``), is
-  encoded as before.
+  encoded as before;
+* control tokens that absorb whitespace (:attr:`Tokenizer.control_strip`: ``lstrip``/``rstrip`` in a
+  ``tokenizer.json`` or ``added_tokens_decoder``, e.g. Phi-3's role markers; llama.cpp's Phi-3 rule
+  for a GGUF) drop the whitespace beside them, in format text and content alike, as ``tokenizers``
+  and llama.cpp do (Phi-3: ``<|user|>`` then ``▁Hello``, not ``▁``, ``\\n``).
 
 Labels come from the segments in one pass (linear in conversation length): a token is trained when
 any of its characters comes from a trained segment; untrained tokens are ``-100``.
@@ -163,17 +168,37 @@ def _absorbs(ids: tuple[int, ...] | None, strip: dict[int, tuple[bool, bool]], s
 def _strip_run(run: Sequence[_Piece], before: tuple[int, ...] | None, after: tuple[int, ...] | None, strip: dict[int, tuple[bool, bool]]) -> None:
     """Drop the whitespace a neighbouring control token absorbs (see :attr:`Tokenizer.control_strip`):
     at the start of the run after an ``rstrip`` token, at its end before an ``lstrip`` token. The
-    pieces' text is shortened in place, so labels and spans follow what is encoded."""
+    pieces' text is shortened in place, so labels and spans follow what is encoded. Whitespace of a
+    message's *content* dropped this way is said (a :class:`~chatfmt.errors.ChatfmtWarning`)."""
+    dropped: list[_Piece] = []
     if _absorbs(before, strip, 1):
         for q in run:
-            q.text = q.text.lstrip(_WHITESPACE)
-            if q.text:
+            text = q.text.lstrip(_WHITESPACE)
+            if q.content and text != q.text:
+                dropped.append(q)
+            q.text = text
+            if text:
                 break
     if _absorbs(after, strip, 0):
         for q in reversed(run):
-            q.text = q.text.rstrip(_WHITESPACE)
-            if q.text:
+            text = q.text.rstrip(_WHITESPACE)
+            if q.content and text != q.text:
+                dropped.append(q)
+            q.text = text
+            if text:
                 break
+    if dropped:
+        import warnings
+
+        from .errors import ChatfmtWarning
+
+        where = "a message" if dropped[0].message is None else f"message {dropped[0].message}"
+        warnings.warn(
+            f"{where}: whitespace at the edge of its content is not encoded: the control token beside it "
+            "absorbs it (lstrip/rstrip in the tokenizer, as transformers and llama.cpp encode it)",
+            ChatfmtWarning,
+            stacklevel=4,
+        )
 
 
 def _metaspace(tokenizer: Tokenizer) -> bool:
