@@ -5,6 +5,9 @@ with the real model (transformers backend) logs no dependency warning."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,6 +42,51 @@ def test_every_log_line_is_json_and_the_startup_line_is_info(real_server: Server
     assert any(r.get("logger") == "uvicorn.error" for r in records)  # uvicorn's own lines are JSON too
     assert any(r.get("path") == "/v1/chat/completions" for r in records)  # the access log
     assert [r for r in records if r.get("level") == "warning"] == []
+
+
+_LOGGING_SCRIPT = """
+import logging, warnings
+from chatfmt.cli.serve import _setup_logging
+_setup_logging(quiet=False)
+for _ in range(3):
+    warnings.warn("a dependency's warning", FutureWarning)  # one place: shown once
+from transformers.utils import logging as hf_logging
+hf_logging.get_logger("transformers.generation.utils").warning("a transformers record")
+logging.getLogger("some.library").warning("a library record with\\na second line")
+logging.getLogger("uvicorn.error").info("uvicorn's line")
+logging.getLogger("chatfmt.server").info("chatfmt's line")
+"""
+
+
+def test_warnings_and_library_records_are_json_lines() -> None:
+    """The server's logging set-up on its own: a Python warning, transformers' logger (which has a
+    stderr handler of its own), any library's and uvicorn's records each come out as one JSON line."""
+    pytest.importorskip("transformers")
+    proc = subprocess.run([sys.executable, "-c", _LOGGING_SCRIPT], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    records = _records(proc.stderr)
+    assert [(r["logger"], r["level"], r["message"]) for r in records] == [
+        ("py.warnings", "warning", "a dependency's warning"),
+        ("transformers.generation.utils", "warning", "a transformers record"),
+        ("some.library", "warning", "a library record with\na second line"),
+        ("uvicorn.error", "info", "uvicorn's line"),
+        ("chatfmt.server", "info", "chatfmt's line"),
+    ]
+    assert records[0]["category"] == "FutureWarning" and records[0]["where"] == "<string>:6"
+    assert proc.stdout == ""
+
+
+def test_serve_with_an_explicit_backend_that_crashes_exits_2_with_one_line(smollm2_gguf: Path, tmp_path: Path) -> None:
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed")
+    env = {**os.environ, "CHATFMT_CACHE": str(tmp_path), "CHATFMT_TEST_PROBE_CRASH": "SIGILL"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "chatfmt.cli", "serve", "--model", str(smollm2_gguf), "--backend", "llama.cpp", "--port", "9"],
+        capture_output=True, text=True, env=env, timeout=300, stdin=subprocess.DEVNULL,
+    )
+    assert proc.returncode == 2
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("chatfmt: error: llama.cpp (llama-cpp-python ") and "crashed with SIGILL (Illegal instruction)" in line
+    assert "CMAKE_ARGS=" in line
 
 
 @pytest.mark.slow
