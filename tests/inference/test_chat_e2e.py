@@ -1,6 +1,6 @@
 """End to end with the real default model (SmolLM2-135M-Instruct, Q4_1 GGUF): ``Chat`` on the
-transformers backend, and on llama.cpp when llama-cpp-python is installed and generates from a
-multi-token prompt without crashing (checked in a subprocess first; skipped with the reason otherwise).
+transformers backend, and on llama.cpp when llama-cpp-python is installed and works here (chatfmt's
+probe: a child process loads the model and generates; skipped with the reason otherwise).
 
 The model is loaded once per backend (module-scoped fixture) with a 1024-token context; generations
 are short and greedy unless a test is about sampling. The llama.cpp runs are marked ``slow`` (its
@@ -10,9 +10,6 @@ build does not fit CI's time): ``pytest -m slow tests/inference/test_chat_e2e.py
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import textwrap
 import warnings
 from pathlib import Path
 from typing import Any
@@ -26,37 +23,17 @@ from chatfmt.inference import Chat, Reply, stop_tokens
 N_CTX = 1024
 QUESTION = "What is the capital of France?"
 
-_PROBE = textwrap.dedent(
-    """
-    import sys
-    import llama_cpp
-    llm = llama_cpp.Llama(model_path=sys.argv[1], n_ctx=256, verbose=False)
-    ids = llm.tokenize(b"<|im_start|>user\\nWhat is the capital of France?<|im_end|>\\n<|im_start|>assistant\\n", special=True)
-    out = []
-    for t in llm.generate(ids, temp=0.0):
-        out.append(t)
-        if len(out) >= 4:
-            break
-    print(len(ids), len(out))
-    """
-)
-
 
 def _llama_cpp_or_skip(model: Path) -> None:
-    """Skip unless llama-cpp-python imports and generates from a multi-token prompt (a build with the
-    wrong CPU flags segfaults there; the probe runs in a subprocess so that cannot take pytest down)."""
-    import importlib.util
+    """Skip unless llama-cpp-python is installed and works here: chatfmt's own probe (a child process
+    loads the model and evaluates a batch and a token; a build with the wrong CPU flags dies there by
+    a signal, which cannot take pytest down)."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'chatfmt[llama]')")
+    from chatfmt.inference.backends import probe_backend
 
-    if importlib.util.find_spec("llama_cpp") is None:
-        pytest.skip("llama-cpp-python is not installed (pip install 'chatfmt[llama]')")
-    try:
-        proc = subprocess.run([sys.executable, "-c", _PROBE, str(model)], capture_output=True, text=True, timeout=300)
-    except subprocess.TimeoutExpired:
-        pytest.skip("llama-cpp-python did not generate 4 tokens within 300 s")
-    if proc.returncode != 0:
-        why = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit code {proc.returncode}"
-        tail = proc.stderr.strip().splitlines()[-1:] or [""]
-        pytest.skip(f"llama-cpp-python crashes on a multi-token prompt with this build ({why}) {tail[0]}".strip())
+    result = probe_backend("llama.cpp", model)
+    if not result.ok:
+        pytest.skip(f"{result.build} {result.what()} in a test run on this machine")
 
 
 @pytest.fixture(scope="module", params=["transformers", pytest.param("llama.cpp", marks=pytest.mark.slow)])
