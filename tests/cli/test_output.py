@@ -93,6 +93,25 @@ def test_prepare_counts_records_whose_tools_were_left_out(tmp_path, testdata):
     assert "does not render" not in res.stderr
 
 
+def test_prepare_can_reject_records_whose_tools_would_be_left_out(tmp_path, testdata):
+    records = [
+        {"messages": [*ASK, {"role": "assistant", "content": "Sunny."}], "tools": TOOLS},
+        {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]},
+    ]
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in records))
+    out, report = tmp_path / "out.jsonl", tmp_path / "report.json"
+    llama2 = str(testdata("llama2"))
+    res = runner.invoke(app, ["prepare", str(src), "-f", llama2, "-t", llama2, "-o", str(out), "-q", "-w", "1",
+                              "--report", str(report), "--reject-unrendered-tools"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(report.read_text())
+    assert (data["written"], data["rejected_by_rule"], data["not_rendered"]) == (1, {"tools_not_rendered": 1}, {})
+    (rej,) = [json.loads(x) for x in rejects_path(out).read_text().splitlines()]
+    assert (rej["record"], rej["rule"]) == (1, "tools_not_rendered")
+    assert "1 tool(s) would be left out of the prompt" in rej["message"]
+
+
 @pytest.mark.slow
 def test_chat_says_that_the_default_model_leaves_the_tools_out(tmp_path, smollm2_gguf):
     tools = write(tmp_path / "t.json", TOOLS)

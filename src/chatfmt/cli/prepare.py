@@ -117,6 +117,9 @@ def prepare_cmd(
     allow_missing_tokens: bool = typer.Option(
         False, "--allow-missing-tokens", help="Encode even if the tokenizer lacks a token the format relies on (refused by default)."
     ),
+    reject_unrendered_tools: bool = typer.Option(
+        False, "--reject-unrendered-tools", help="Reject records whose tools the format leaves out of the prompt (default: write them, count them in the report, warn)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     ignore_key: Annotated[list[str] | None, typer.Option("--ignore-key", help="Drop this key from every record and message before parsing (repeatable): for data where a key chatfmt acts on (weight, mask, chosen, images, ...) means something else.")] = None,
 ) -> None:
@@ -177,6 +180,7 @@ def prepare_cmd(
                 on_record=lambda n: progress.advance(task, n),
                 allow_missing_tokens=allow_missing_tokens,
                 ignore_keys=ignore_key or (),
+                reject_unrendered_tools=reject_unrendered_tools,
             )
             run.written = True
         if report_file:
@@ -193,5 +197,5 @@ def prepare_cmd(
     for name, n in sorted(report.not_rendered.items()):
         warn(
             f"chat format {format!r} does not render {name}: {n} record(s) were written with their {name} left "
-            "out of the prompt (the model is trained without seeing them)"
+            "out of the prompt (the model is trained without seeing them; --reject-unrendered-tools refuses them)"
         )

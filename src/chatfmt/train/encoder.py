@@ -43,6 +43,9 @@ class EncodeOptions:
     ignore_keys: tuple[str, ...] = ()
     #: encode even when the tokenizer lacks a token the format relies on (see :mod:`chatfmt.compat`)
     allow_missing_tokens: bool = False
+    #: reject a record whose tools the format leaves out of the prompt (rule ``tools_not_rendered``)
+    #: instead of writing it and counting it in the report's ``not_rendered``
+    reject_unrendered_tools: bool = False
 
     def check(self) -> None:
         """Raise ``ValueError`` naming the first option that is not valid."""
@@ -147,10 +150,18 @@ def encode_records(fmt: Any, tokenizer: Any, records: Sequence[RawRecord], opts:
             else:
                 for (i, rec, _), enc in zip(parsed, encs):
                     out[i] = _encoded(rec, enc)
-            for i, _, conv in parsed:
+            for i, rec, conv in parsed:
                 o = out[i]
                 if o is not None and o.ok and conv.tools:
                     o.not_rendered = _tools_left_out(fmt, conv)
+                    if o.not_rendered and opts.reject_unrendered_tools:
+                        out[i] = Outcome(
+                            rec.source,
+                            rec.record,
+                            rule="tools_not_rendered",
+                            message=f"the chat format does not render tools: the record's {len(conv.tools)} tool(s) "
+                            "would be left out of the prompt",
+                        )
     return out  # type: ignore[return-value]
 
 

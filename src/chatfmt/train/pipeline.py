@@ -547,6 +547,7 @@ def prepare(
     on_record: Callable[[int], None] | None = None,
     allow_missing_tokens: bool = False,
     ignore_keys: Iterable[str] = (),
+    reject_unrendered_tools: bool = False,
 ) -> Report:
     """Encode every record of ``inputs`` (JSONL / JSON / Parquet files, directories, globs) with
     ``format`` and ``tokenizer`` into the dataset ``output``; returns the :class:`Report`.
@@ -582,8 +583,14 @@ def prepare(
     A tokenizer that lacks a token the format relies on (a role marker, BOS/EOS, a literal id) is
     refused before any record is read (:class:`~chatfmt.errors.TokenizerMismatchError`), unless
     ``allow_missing_tokens=True``.
+
+    A record with tools the format leaves out of its prompt (a template that never renders tools) is
+    written and counted in the report's ``not_rendered``; ``reject_unrendered_tools=True`` rejects it
+    instead (rule ``tools_not_rendered``).
     """
     opts = EncodeOptions(max_length, truncation, train_on, input_kind, tuple(ignore_keys))
+    if reject_unrendered_tools:
+        opts = dataclasses.replace(opts, reject_unrendered_tools=True)
     opts.check()
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, not {batch_size}")
