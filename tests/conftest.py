@@ -136,3 +136,190 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         f"{len(stats['templates'])} templates, {stats['pairs']} renderable pairs, {verdict} "
         f"({stats['both_raise']} pairs raise in both)"
     )
+
+
+# -- the Hugging Face Hub, offline: its cache layout and a local server speaking its API -------------
+
+
+class FakeHub:
+    """Model repositories held in memory, laid out on disk exactly as huggingface_hub's cache lays
+    them out (``models--ORG--NAME/{blobs,refs,snapshots}``) and served over HTTP the way the Hub
+    answers huggingface_hub (``/api/models/REPO/revision/REV``, ``/api/models/REPO/tree/REV``,
+    HEAD/GET ``/REPO/resolve/REV/FILE`` with ``X-Repo-Commit`` and ``ETag``)."""
+
+    def __init__(self) -> None:
+        self.repos: dict[str, dict] = {}  # repo -> {"refs": {rev: commit}, "commits": {commit: {path: bytes}}, "gated": bool}
+        self.requests: list[tuple[str, str]] = []  # (method, path) the server received
+        self.token = "hf_test_token"
+
+    def add(self, repo: str, files: dict, *, revision: str = "main", gated: bool = False) -> str:
+        """Add a commit of ``files`` (name -> bytes, str or a Path to read) as ``revision``; its hash."""
+        import hashlib
+
+        data = {name: (v.read_bytes() if isinstance(v, Path) else v.encode() if isinstance(v, str) else v) for name, v in files.items()}
+        h = hashlib.sha1(repo.encode() + revision.encode())
+        for name in sorted(data):
+            h.update(name.encode() + hashlib.sha256(data[name]).digest())
+        commit = h.hexdigest()
+        entry = self.repos.setdefault(repo, {"refs": {}, "commits": {}, "gated": gated})
+        entry["refs"][revision] = commit
+        entry["commits"][commit] = data
+        entry["gated"] = gated
+        return commit
+
+    def commit_of(self, repo: str, rev: str | None) -> str | None:
+        entry = self.repos.get(repo)
+        if entry is None:
+            return None
+        rev = rev or "main"
+        return rev if rev in entry["commits"] else entry["refs"].get(rev)
+
+    def write_cache(self, cache: Path, repo: str, *, only: tuple[str, ...] | None = None) -> Path:
+        """Lay ``repo`` out in the Hub cache ``cache`` as huggingface_hub writes it: blobs named by
+        their sha256, snapshot entries as relative symlinks to them, ``refs/REV`` holding the commit."""
+        import hashlib
+        import os
+
+        entry = self.repos[repo]
+        folder = cache / ("models--" + repo.replace("/", "--"))
+        for rev, commit in entry["refs"].items():
+            ref = folder / "refs" / rev
+            ref.parent.mkdir(parents=True, exist_ok=True)
+            ref.write_text(commit)
+            for name, content in entry["commits"][commit].items():
+                if only is not None and name not in only:
+                    continue
+                blob = folder / "blobs" / hashlib.sha256(content).hexdigest()
+                blob.parent.mkdir(parents=True, exist_ok=True)
+                blob.write_bytes(content)
+                link = folder / "snapshots" / commit / name
+                link.parent.mkdir(parents=True, exist_ok=True)
+                if not link.exists():
+                    link.symlink_to(os.path.relpath(blob, link.parent))
+        return folder
+
+    def serve(self) -> tuple[str, object]:
+        """Start the HTTP server on 127.0.0.1; ``(endpoint URL, server)``."""
+        import hashlib
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        from urllib.parse import unquote, urlsplit
+
+        hub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+            def _send(self, status: int, body: bytes = b"", headers: dict | None = None, head: bool = False) -> None:
+                self.send_response(status)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if not head:
+                    self.wfile.write(body)
+
+            def _error(self, status: int, code: str, message: str, head: bool) -> None:
+                body = json.dumps({"error": message}).encode()
+                self._send(status, body, {"X-Error-Code": code, "X-Error-Message": message, "Content-Type": "application/json"}, head)
+
+            def _handle(self, head: bool) -> None:
+                path = unquote(urlsplit(self.path).path)
+                hub.requests.append(("HEAD" if head else "GET", path))
+                m = re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/(revision|tree)/(.+))?", path)
+                if m:
+                    repo, what, rev = m.groups()
+                    return self._api(repo, what or "revision", rev or "main", head)
+                m = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
+                if m:
+                    return self._resolve(*m.groups(), head=head)
+                self._error(404, "RepoNotFound", "Not Found", head)
+
+            def _authorised(self) -> bool:
+                return self.headers.get("Authorization") == f"Bearer {hub.token}"
+
+            def _api(self, repo: str, what: str, rev: str, head: bool) -> None:
+                entry = hub.repos.get(repo)
+                if entry is None:
+                    return self._error(401, "RepoNotFound", "Repository not found", head)
+                commit = hub.commit_of(repo, rev)
+                if commit is None:
+                    return self._error(404, "RevisionNotFound", "Invalid rev id", head)
+                files = entry["commits"][commit]
+                if what == "revision":
+                    data = {"id": repo, "modelId": repo, "sha": commit, "private": False,
+                            "gated": "auto" if entry["gated"] else False,
+                            "siblings": [{"rfilename": n} for n in sorted(files)]}
+                else:
+                    data = [{"type": "file", "path": n, "size": len(c), "oid": hashlib.sha1(c).hexdigest()} for n, c in sorted(files.items())]
+                self._send(200, json.dumps(data).encode(), {"Content-Type": "application/json"}, head)
+
+            def _resolve(self, repo: str, rev: str, name: str, head: bool) -> None:
+                entry = hub.repos.get(repo)
+                if entry is None:
+                    return self._error(401, "RepoNotFound", "Repository not found", head)
+                commit = hub.commit_of(repo, rev)
+                if commit is None:
+                    return self._error(404, "RevisionNotFound", "Invalid rev id", head)
+                if entry["gated"] and not self._authorised():
+                    return self._error(401, "GatedRepo", "Access to model is restricted", head)
+                content = entry["commits"][commit].get(name)
+                if content is None:
+                    body = b'{"error":"Entry not found"}'
+                    return self._send(404, body, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": commit}, head)
+                headers = {"X-Repo-Commit": commit, "ETag": '"' + hashlib.sha256(content).hexdigest() + '"',
+                           "Content-Type": "application/octet-stream"}
+                self._send(200, content, headers, head)
+
+            def do_GET(self) -> None:
+                self._handle(False)
+
+            def do_HEAD(self) -> None:
+                self._handle(True)
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return f"http://127.0.0.1:{server.server_address[1]}", server
+
+
+def _hub_env(monkeypatch: pytest.MonkeyPatch, cache: Path, *, offline: bool) -> None:
+    import huggingface_hub.constants  # imported before the environment changes: its constants stay unset
+
+    for var in ("HF_HOME", "HUGGINGFACE_HUB_CACHE", "HF_ENDPOINT", "HF_TOKEN", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_PROGRESS_BARS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    no_token = str(cache.parent / "no-token")  # never this machine's login
+    monkeypatch.setenv("HF_TOKEN_PATH", no_token)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", no_token)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1" if offline else "0")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", offline)
+
+
+@pytest.fixture
+def hub_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``(hub, cache)``: a :class:`FakeHub` and an empty Hub cache directory, with ``HF_HUB_CACHE``
+    pointing at it and ``HF_HUB_OFFLINE=1``; ``hub.write_cache(cache, repo)`` puts a repo in it."""
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    _hub_env(monkeypatch, cache, offline=True)
+    return FakeHub(), cache
+
+
+@pytest.fixture
+def hub_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``(hub, cache)``: a :class:`FakeHub` served over HTTP on 127.0.0.1 as ``HF_ENDPOINT``, an
+    empty Hub cache as ``HF_HUB_CACHE``, ``HF_HUB_OFFLINE=0``; ``hub.requests`` lists what came in."""
+    cache = tmp_path / "hf-cache"
+    cache.mkdir()
+    _hub_env(monkeypatch, cache, offline=False)
+    hub = FakeHub()
+    endpoint, server = hub.serve()
+    monkeypatch.setenv("HF_ENDPOINT", endpoint)
+    hub.endpoint = endpoint  # type: ignore[attr-defined]
+    yield hub, cache
+    server.shutdown()
+    server.server_close()

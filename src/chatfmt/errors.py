@@ -118,6 +118,27 @@ class BackendCrashError(BackendError):
         super().__init__(message)
 
 
+class HubError(ChatfmtError):
+    """A Hugging Face Hub model id (``ORG/NAME[@REVISION][:FILE]``, see :mod:`chatfmt.hub`) could not
+    be made local: the source is the id as given, the message one line saying why."""
+
+
+class HubRepoNotFoundError(HubError):
+    """No such model repository (or revision) on the Hub, or a private one without a token."""
+
+
+class HubFileNotFoundError(HubError):
+    """The repository holds no such file (a ``:FILE`` named, or one its index lists)."""
+
+
+class HubGatedRepoError(HubError):
+    """A gated repository and no token with access (``HF_TOKEN`` or ``hf auth login``)."""
+
+
+class HubNotCachedError(HubError):
+    """``HF_HUB_OFFLINE`` is set and the id (or the files it needs) is not in the Hub cache."""
+
+
 class ServerConfigError(ChatfmtError, ValueError):
     """A server option that cannot work: an origin that is not ``scheme://host[:port]``, a timeout or
     limit below what it needs."""

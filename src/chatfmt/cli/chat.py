@@ -484,7 +484,10 @@ def _tokens(repl: Repl, arg: str) -> None:
 
 
 def chat_cmd(
-    model: str = typer.Option(None, "--model", "-m", help="A .gguf file or a model directory (default: SmolLM2-135M-Instruct)."),
+    model: str = typer.Option(
+        None, "--model", "-m", help="A .gguf file, a model directory or a Hub id ORG/NAME[@REV][:FILE.gguf] (default: SmolLM2-135M-Instruct)."
+    ),
+    gguf_file: str = typer.Option(None, "--gguf-file", help="The GGUF file to run in --model's directory or Hub repository."),
     backend: str = typer.Option("auto", "--backend", "-b", help="auto | transformers | llama.cpp"),
     format: str = typer.Option(
         None, "--format", "-f", help="Chat format: built-in name, .jinja, .toml, tokenizer_config.json, dir or .gguf (default: the model's)."
@@ -516,6 +519,11 @@ def chat_cmd(
     if question is None and as_json:
         fail("--json needs a question: -p QUESTION or one on stdin")
     tool_list = _load_tools(tools)
+    if gguf_file is not None:
+        from ..hub import with_gguf_file
+
+        with user_errors():
+            model = with_gguf_file(model, gguf_file)  # type: ignore[assignment]
     if question is None:
         Console(stderr=True, highlight=False).print(Text("loading the model ...", style=NOTICE_STYLE))
     chat = _make_chat(model, backend, format, system, tool_list, max_new_tokens, temperature, seed, ctx, allow_missing_tokens)

@@ -55,8 +55,20 @@ def build_engine(
             api_key=upstream_api_key,
             slots=upstream_concurrency,
         )
+    from ..hub import hub_ref, local
     from ..inference.backends import load_backend
 
+    if hub_ref(model) is not None:
+        # a Hub id: its files are fetched once, here (a log record, not a progress bar, in the
+        # JSON log), and the model, its format and tokenizer all come from that snapshot
+        try:
+            from huggingface_hub.utils import disable_progress_bars
+
+            disable_progress_bars()
+        except ImportError:
+            pass  # resolving says what to install
+        logging.getLogger("chatfmt.server").info("fetching %s from the Hub (or its cache)", model)
+        model = str(local(model, "model", backend=backend))
     options: dict[str, Any] = {}
     if n_ctx:
         options["n_ctx"] = n_ctx
@@ -171,13 +183,16 @@ _ALLOWED_HOSTS = typer.Option(
 
 
 def serve_cmd(
-    model: str = typer.Option(None, "--model", "-m", help="A GGUF file or model dir (default: SmolLM2-135M-Instruct)."),
+    model: str = typer.Option(
+        None, "--model", "-m", help="A GGUF file, a model dir or a Hub id ORG/NAME[@REV][:FILE.gguf] (default: SmolLM2-135M-Instruct)."
+    ),
+    gguf_file: str = typer.Option(None, "--gguf-file", help="The GGUF file to run in --model's directory or Hub repository."),
     backend: str = typer.Option("auto", "--backend", help="auto, transformers or llama.cpp."),
     chat_format: str = typer.Option(
         None, "--chat-format", "-f", help="Built-in name, .toml, .jinja, tokenizer_config.json or model dir (default: the model's own)."
     ),
     tokenizer: str = typer.Option(None, "--tokenizer", "-t", help="Tokenizer (required with --upstream; default: the model's)."),
-    model_name: str = typer.Option(None, "--model-name", help="The model id clients send (default: the model file's name)."),
+    model_name: str = typer.Option(None, "--model-name", help="The model id clients send (default: the model file's name, or the Hub repo id)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: loopback only)."),
     port: int = typer.Option(8000, "--port", help="Port to bind."),
     api_key: str = typer.Option(None, "--api-key", envvar="CHATFMT_API_KEY", help="Require 'Authorization: Bearer KEY' on /v1/*."),
@@ -218,6 +233,10 @@ def serve_cmd(
 
         check_options(header_timeout=header_timeout, body_timeout=body_timeout, max_connections=max_connections)
         check_origins(cors_allow_origin or ())  # before the model loads
+        if gguf_file is not None:
+            from ..hub import with_gguf_file
+
+            model = with_gguf_file(model, gguf_file)  # type: ignore[assignment]
         try:
             engine = build_engine(
                 model=model,

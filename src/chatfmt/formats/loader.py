@@ -180,7 +180,11 @@ def _load_directory(path: Path, template: str | None, **opts: Any) -> JinjaForma
             source=str(path),
         )
     tname, text = _pick_template(templates, template, str(path))
-    name = path.name if tname == "default" else f"{path.name}:{tname}"
+    from ..hub import origin
+
+    # a Hub cache snapshot (models--ORG--NAME/snapshots/<commit>) is named NAME, as a clone would be
+    base = (origin(path) or path.name).rsplit("/", 1)[-1]
+    name = base if tname == "default" else f"{base}:{tname}"
     return JinjaFormat(
         text, name=name, special_tokens=tokens, source=str(path), tool_use_template=_tool_use_of(templates, template, tname), **opts
     )
@@ -250,6 +254,8 @@ def load_format(name_or_path: str | Path, *, template: str | None = None, **opti
     directory (``chat_template.jinja``, ``additional_chat_templates/*.jinja`` or
     ``tokenizer_config.json``), a ``.gguf`` file (metadata only, no weights loaded) or a ``.toml``
     declarative format (:mod:`chatfmt.formats.spec`; the Jinja options do not apply to it).
+    A Hugging Face Hub id (``ORG/NAME[@REVISION][:FILE.gguf]``, not a local path) is read from the
+    Hub or its cache: the tokenizer and config files only (see :mod:`chatfmt.hub`).
     ``template`` picks a named template (e.g. ``"tool_use"``). Options for Jinja formats:
     ``strict``, ``timeout``, ``max_output``.
     """
@@ -262,6 +268,14 @@ def load_format(name_or_path: str | Path, *, template: str | None = None, **opti
         if template is not None:
             raise FormatError(f"built-in format {text!r} has no named templates")
         return registry.get(text)
+    from ..hub import hub_ref, resolve
+
+    ref = None if isinstance(name_or_path, Path) else hub_ref(text)
+    if ref is not None:  # ORG/NAME[@REV][:FILE] that is not a local path: the Hub (see chatfmt.hub)
+        local = resolve(ref, "tokenizer")
+        if local.is_dir():
+            return _load_directory(local, template, **options)
+        return _load_gguf(local, template, **options)
     if path.exists():
         if path.is_dir():
             return _load_directory(path, template, **options)

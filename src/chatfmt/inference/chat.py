@@ -75,6 +75,11 @@ def _checked_pair(model: Any, format: Any, tokenizer: Any, allow_missing_tokens:
 class Chat:
     """A chat session with a model. See the module docstring.
 
+    ``model`` is a GGUF file, a model directory or a Hugging Face Hub id
+    (``ORG/NAME[@REVISION][:FILE.gguf]``; ``gguf_file="..."`` names the GGUF in a directory or
+    repository); a Hub id's tokenizer, config and the weights the backend runs are fetched into the
+    Hub cache (see :mod:`chatfmt.hub`). ``format`` and ``tokenizer`` take Hub ids too.
+
     A ``format`` or ``tokenizer`` of the caller's is checked against the other before the model is
     loaded: a tokenizer that lacks a token the format relies on (a role marker, BOS/EOS, a literal
     id) is refused with :class:`~chatfmt.errors.TokenizerMismatchError`, here and in
@@ -101,6 +106,14 @@ class Chat:
         **backend_options: Any,
     ) -> None:
         self.allow_missing_tokens = allow_missing_tokens
+        if not isinstance(backend, Backend):
+            # a Hub id (ORG/NAME[@REV][:FILE.gguf]) becomes its local snapshot once, here: the model,
+            # its format and its tokenizer all come from that one download (see chatfmt.hub)
+            from ..hub import local, with_gguf_file
+
+            gguf_file = backend_options.pop("gguf_file", None)
+            if gguf_file is not None or model is not None:
+                model = local(with_gguf_file(model, gguf_file), "model", backend=backend)
         if not isinstance(backend, Backend) and (format is not None or tokenizer is not None):
             # the caller's format or tokenizer: check the pair before the model is loaded
             model, format, tokenizer = _checked_pair(model, format, tokenizer, allow_missing_tokens)

@@ -126,7 +126,10 @@ class LocalEngine(Engine):
         self.backend = backend
         self.format = format if format is not None else backend.default_format()
         self.tokenizer = tokenizer if tokenizer is not None else backend.tokenizer
-        self.model_id = model_id or Path(backend.model_path).stem or "chatfmt"
+        from ..hub import origin
+
+        # a model from the Hub is known by its repository id, a local one by its file or dir name
+        self.model_id = model_id or origin(backend.model_path) or Path(backend.model_path).stem or "chatfmt"
         self.slots = 1
 
     @property

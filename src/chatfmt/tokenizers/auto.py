@@ -160,7 +160,9 @@ def _is_transformers_tokenizer(obj: Any) -> bool:
 
 
 def load_tokenizer(source: Any, *, prefer: str | None = None, **options: Any) -> Tokenizer:
-    """Load a tokenizer from a file, a model directory, or wrap a tokenizer object.
+    """Load a tokenizer from a file, a model directory, a Hugging Face Hub id
+    (``ORG/NAME[@REVISION][:FILE.gguf]`` that is not a local path: its tokenizer files are fetched
+    into the Hub cache, see :mod:`chatfmt.hub`), or wrap a tokenizer object.
 
     ``options`` go to the chosen loader: ``control_tokens`` (extra control texts: sentencepiece,
     transformers), ``pattern`` / ``special_tokens`` / ``flavor`` (tiktoken), ``tokenizer_class``
@@ -178,6 +180,10 @@ def load_tokenizer(source: Any, *, prefer: str | None = None, **options: Any) ->
 
             return TransformersTokenizer(source, control_tokens=options.get("control_tokens", ()))
         raise TokenizerError(f"cannot make a tokenizer from a {type(source).__name__}")
+    if isinstance(source, str):
+        from ..hub import local
+
+        source = local(source, "tokenizer")  # a Hub id (ORG/NAME[@REV][:FILE]): its tokenizer files
     p = Path(source).expanduser()
     formats = list(FORMATS)
     if prefer is not None:

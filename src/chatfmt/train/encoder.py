@@ -201,6 +201,10 @@ class Loader:
 
     def __init__(self, what: str, spec: Any, *, tokens_from: Loader | None = None) -> None:
         self.what = what
+        if isinstance(spec, str):
+            from ..hub import local
+
+            spec = local(spec, "tokenizer")  # a Hub id is fetched once, here; workers read the cache
         self.spec: str | None = str(spec) if isinstance(spec, (str, Path)) else None
         self.obj: Any = None if self.spec is not None else spec
         self.blob: bytes | None = None

@@ -23,12 +23,20 @@ from .probe import ProbeResult, check_backend, crash_error, fallback_message, pr
 
 
 def load_backend(model: str | Path | None = None, backend: str = "auto", **options: Any) -> Backend:
-    """Load ``model`` (a GGUF file, a model directory; ``None``: the built-in default model) with
-    ``backend`` (chosen as :func:`choose_backend` says; ``options`` go to the backend's factory)."""
-    if model is None:
+    """Load ``model`` (a GGUF file, a model directory, a Hugging Face Hub id
+    ``ORG/NAME[@REVISION][:FILE.gguf]``; ``None``: the built-in default model) with ``backend``
+    (chosen as :func:`choose_backend` says; ``options`` go to the backend's factory, except
+    ``gguf_file``: the GGUF file to run in a directory or Hub repository). A Hub id fetches the
+    weights that backend runs (see :mod:`chatfmt.hub`)."""
+    from ...hub import local, with_gguf_file
+
+    gguf_file = options.pop("gguf_file", None)
+    if model is None and gguf_file is None:
         from ...models import default_model_path
 
         model = default_model_path()
+    model = with_gguf_file(model, gguf_file)
+    model = local(model, "model", backend=backend)
     path = Path(model)
     if not path.exists():
         raise BackendError(f"{path}: no such model file or directory")
