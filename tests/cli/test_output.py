@@ -345,6 +345,13 @@ def test_prepare_with_a_bare_jinja_takes_the_tokens_from_the_tokenizer(tmp_path,
         assert row["input_ids"][0] == 1 and row["input_ids"][-1] == 2
 
 
+def test_python_encode_of_a_bare_jinja_takes_the_tokens_from_its_tokenizer(bare_llama2, testdata):
+    from chatfmt import load_format
+
+    enc = load_format(bare_llama2).encode([{"role": "user", "content": "Hi"}], testdata("llama2"))
+    assert enc.input_ids[:2] == [1, 518]
+
+
 def test_a_format_with_its_own_tokens_is_kept_as_it_is(smollm2_gguf, testdata):
     from chatfmt import load_format
     from chatfmt.formats.loader import with_tokenizer_tokens

@@ -203,15 +203,18 @@ class ChatFormat(ABC):
         ``tokenizer`` is a :class:`chatfmt.tokenizers.Tokenizer` or anything
         :func:`chatfmt.load_tokenizer` accepts (a path, a transformers tokenizer). One that lacks a
         token this format relies on is refused (:class:`~chatfmt.errors.TokenizerMismatchError`)
-        unless ``allow_missing_tokens=True``.
+        unless ``allow_missing_tokens=True``. A Jinja template that reads ``bos_token`` /
+        ``eos_token`` it was not given (a bare .jinja) takes them from ``tokenizer``.
         """
         from ..encode import encode
         from ..tokenizers import load_tokenizer
+        from .loader import with_tokenizer_tokens
 
+        tok = load_tokenizer(tokenizer)
         return encode(
-            self,
+            with_tokenizer_tokens(self, tok),  # a bare .jinja reads bos_token/eos_token from its tokenizer
             messages,
-            load_tokenizer(tokenizer),
+            tok,
             tools=tools,
             add_generation_prompt=add_generation_prompt,
             max_length=max_length,
