@@ -17,7 +17,9 @@ from .compat import check_tokenizer
 from .encode import Encoded, encode_batch
 from .errors import (
     ChatfmtError,
+    ChatfmtWarning,
     FormatError,
+    NotRenderedWarning,
     TemplateError,
     TemplateLimitError,
     TokenizerMismatchError,
@@ -39,6 +41,8 @@ __all__ = [
     "load_backend",
     "ChatFormat",
     "ChatfmtError",
+    "ChatfmtWarning",
+    "NotRenderedWarning",
     "Conversation",
     "FormatError",
     "FormatInfo",
