@@ -356,3 +356,11 @@ def test_prepare_workers_read_a_hub_id_from_the_cache(hub_server, qwen_dir, tmp_
 
     loader = Loader("tokenizer", "Qwen/Qwen2.5-0.5B-Instruct")
     assert loader.spec is not None and os.path.isdir(loader.spec) and hub.origin(loader.spec) == "Qwen/Qwen2.5-0.5B-Instruct"
+
+
+def test_a_gated_repo_with_a_token_that_has_no_access_says_so(hub_server, qwen_dir, monkeypatch):
+    fake, _ = hub_server
+    fake.add("meta-llama/Gated", _files(qwen_dir, QWEN_FILES), gated=True)
+    monkeypatch.setenv("HF_TOKEN", "hf_someone_else")
+    with pytest.raises(HubGatedRepoError, match=r"^meta-llama/Gated: a gated repository: the token in use has no access"):
+        chatfmt.load_format("meta-llama/Gated")

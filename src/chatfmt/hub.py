@@ -275,13 +275,7 @@ def _hub_error(e: BaseException, ref: HubRef, *, endpoint: str, cache: Path, off
 
     spec = str(ref)
     if isinstance(e, hf.GatedRepoError):
-        token = bool(os.environ.get("HF_TOKEN")) or _has_token()
-        how = (
-            "the token in use has no access: accept its conditions with that account"
-            if token
-            else "accept its conditions on the Hub and set HF_TOKEN (or run `hf auth login`)"
-        )
-        return HubGatedRepoError(f"a gated repository: {how} ({endpoint}/{ref.repo})", source=spec)
+        return HubGatedRepoError(_gated_message(ref, endpoint, token=_has_token()), source=spec)
     if isinstance(e, hf.RevisionNotFoundError):
         return HubRepoNotFoundError(f"no revision {ref.revision!r} in the repository {ref.repo}", source=spec)
     if isinstance(e, hf.RepositoryNotFoundError):
@@ -304,6 +298,15 @@ def _hub_error(e: BaseException, ref: HubRef, *, endpoint: str, cache: Path, off
         "(HF_HUB_OFFLINE=1 uses the cache only)",
         source=spec,
     )
+
+
+def _gated_message(ref: HubRef, endpoint: str, *, token: bool) -> str:
+    how = (
+        "the token in use has no access: accept its conditions with that account"
+        if token
+        else "accept its conditions on the Hub and set HF_TOKEN (or run `hf auth login`)"
+    )
+    return f"a gated repository: {how} ({endpoint}/{ref.repo})"
 
 
 def _first_line(e: BaseException) -> str:
@@ -394,6 +397,8 @@ def resolve(source: str | HubRef, kind: Kind = "tokenizer", *, backend: str = "a
                 files = [s.rfilename for s in (info.siblings or [])]
                 sha = info.sha
                 folder = None
+                if getattr(info, "gated", False) and not _has_token():
+                    raise HubGatedRepoError(_gated_message(ref, endpoint, token=False), source=str(ref))
             except _network_errors() + (_offline_errors()[1],) as net:
                 local_only = True  # as huggingface_hub does: no Hub, so the cache
                 try:

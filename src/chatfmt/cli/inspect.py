@@ -37,8 +37,10 @@ def inspect_cmd(
         if tokenizer is None:
             # a Parquet output records the tokenizer it was made with
             recorded = read_metadata(output).get("tokenizer")
-            if recorded and Path(recorded).exists():
-                tokenizer = recorded
+            from ..hub import is_hub_id
+
+            if recorded and (Path(recorded).exists() or is_hub_id(recorded)):
+                tokenizer = recorded  # a path, or the Hub id it was made with (read from the Hub cache)
         tok = load_tokenizer(tokenizer) if tokenizer is not None else None
         views = inspect_rows(output, tok, start=start, limit=limit)
     if not views:
