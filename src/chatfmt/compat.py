@@ -47,6 +47,7 @@ from typing import Any
 
 from .errors import TokenizerMismatchError
 from .segments import CONTENT
+from .tokenizers.base import looks_like_control
 
 #: how the opt-out is spelled, in the error message
 OPT_OUT = "allow_missing_tokens=True (CLI: --allow-missing-tokens)"
@@ -54,10 +55,17 @@ OPT_OUT = "allow_missing_tokens=True (CLI: --allow-missing-tokens)"
 # a template with no token information of its own: control text shaped like a control token
 _TOKEN_SHAPED = re.compile(r"<[|｜][^<>\s]{1,60}?[|｜]>|</?s>|<unk>|<pad>|<reserved_\d+>|<unused_?\d+>")
 _BYTE_PIECE = re.compile(r"<0x[0-9A-Fa-f]{2}>")
+#: tags that the vocabularies holding them (Qwen2.5 and 3, Hermes, MiniCPM, ...) keep as ordinary added
+#: tokens, not special ones: such a tokenizer reads the text as one token, any other as text, which is
+#: how a model without them reads them. A format that writes them does not rely on them.
+PLAIN_ADDED_TOKENS = frozenset(
+    {"<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<tools>", "</tools>", "<think>", "</think>"}
+)
+
 #: the probe conversations rendered (the others add no token: the same roles with other contents)
 _PROBE_IDS = ("user+gen", "system+user+gen", "multi-turn-system", "tools", "tool-call", "tool-call-answered", "reasoning", "reasoning-last")
-# GGUF token types: 3 control, 4 user-defined
-_GGUF_ADDED_TYPES = (3, 4)
+# GGUF token types
+_GGUF_CONTROL, _GGUF_USER_DEFINED = 3, 4
 
 
 @dataclass(frozen=True)
@@ -110,49 +118,54 @@ def _texts(value: Any) -> Iterable[str]:
             yield from _texts(v)
 
 
-def _config_tokens(config: Any) -> tuple[set[str], bool]:
-    """The added and special tokens a ``tokenizer_config.json`` declares, and whether that is all of
-    them (it has an ``added_tokens_decoder``; older configs list them only in ``tokenizer.json``)."""
-    out: set[str] = set()
-    if not isinstance(config, dict):
-        return out, False
-    for key in ("bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token", "mask_token", "additional_special_tokens"):
-        out.update(_texts(config.get(key)))
-    decoder = config.get("added_tokens_decoder")
-    if not isinstance(decoder, dict):
-        return out, False
-    for entry in decoder.values():
-        out.update(_texts(entry))
-    return out, True
+_SPECIAL_KEYS = ("bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token", "mask_token", "additional_special_tokens")
+
+
+def _entries(entries: Iterable[Any]) -> Iterable[str]:
+    """The control tokens among added-token entries (``{"content", "special"}``): the ones marked
+    special, and the others that look like control tokens (the rule chatfmt's tokenizers apply)."""
+    for e in entries:
+        text = e.get("content") if isinstance(e, dict) else None
+        if isinstance(text, str) and (e.get("special") or looks_like_control(text)):
+            yield text
 
 
 def _dir_tokens(folder: Path, config_path: Path | None) -> tuple[frozenset[str], bool] | None:
-    """Tokens declared by the tokenizer files in ``folder`` and whether the list is complete (an
-    ``added_tokens_decoder`` or a ``tokenizer.json`` was read); ``None`` when there are no such files."""
+    """The control tokens declared by the tokenizer files in ``folder`` and whether the list is
+    complete (an ``added_tokens_decoder`` or a ``tokenizer.json`` was read); ``None`` when there are
+    no such files."""
     found: set[str] = set()
     known = complete = False
     if config_path is not None and config_path.is_file():
         config = _json(config_path)
         if isinstance(config, dict):
-            tokens, complete = _config_tokens(config)
-            found |= tokens
             known = True
-    for name in ("special_tokens_map.json", "added_tokens.json"):
-        data = _json(folder / name)
-        if isinstance(data, dict):
-            known = True
-            found.update(data if name == "added_tokens.json" else (t for v in data.values() for t in _texts(v)))
+            for key in _SPECIAL_KEYS:
+                found.update(_texts(config.get(key)))
+            decoder = config.get("added_tokens_decoder")
+            if isinstance(decoder, dict):
+                found.update(_entries(decoder.values()))
+                complete = True
+    stm = _json(folder / "special_tokens_map.json")
+    if isinstance(stm, dict):
+        known = True
+        found.update(t for v in stm.values() for t in _texts(v))
+    added = _json(folder / "added_tokens.json")
+    if isinstance(added, dict):
+        known = True
+        found.update(t for t in added if isinstance(t, str) and looks_like_control(t))
     tj = folder / "tokenizer.json"
     if not complete and tj.is_file():
         data = _json(tj)
         if isinstance(data, dict) and isinstance(data.get("added_tokens"), list):
-            known = True
-            found.update(_texts(data["added_tokens"]))
-            complete = True
+            known = complete = True
+            found.update(_entries(data["added_tokens"]))
     return (frozenset(found), complete) if known else None
 
 
 def _gguf_tokens(path: Path) -> tuple[frozenset[str], bool] | None:
+    """The control tokens of a GGUF vocabulary (token type CONTROL, or USER_DEFINED and looking like
+    control)."""
     from .tokenizers._gguf_kv import read_gguf_kv
 
     try:
@@ -162,11 +175,16 @@ def _gguf_tokens(path: Path) -> tuple[frozenset[str], bool] | None:
     tokens, types = kv.get("tokenizer.ggml.tokens"), kv.get("tokenizer.ggml.token_type")
     if not isinstance(tokens, list) or not isinstance(types, list):
         return None
-    return frozenset(t for t, k in zip(tokens, types) if k in _GGUF_ADDED_TYPES and isinstance(t, str)), True
+    found = {
+        t for t, k in zip(tokens, types)
+        if isinstance(t, str) and (k == _GGUF_CONTROL or (k == _GGUF_USER_DEFINED and looks_like_control(t)))
+    }
+    return frozenset(found), True
 
 
 def own_tokens(fmt: Any) -> tuple[frozenset[str], bool] | None:
-    """The tokens a Jinja format's own tokenizer files declare (added and special tokens), read from
+    """The control tokens a Jinja format's own tokenizer files declare (special tokens, and added
+    tokens that look like control tokens), read from
     where it was loaded (a model directory, a ``tokenizer_config.json``, a GGUF, or the files beside a
     ``.jinja``), and whether that list is complete (an old ``tokenizer_config.json`` alone names only
     BOS/EOS/UNK/PAD); ``None`` when there are no such files."""
@@ -191,9 +209,12 @@ def own_tokens(fmt: Any) -> tuple[frozenset[str], bool] | None:
 
 
 def _declared(fmt: Any) -> set[str]:
-    """The tokens ``fmt`` declares (see the module doc)."""
-    info = fmt.info
-    out = {t for t in (*info.special_tokens.values(), info.bos_token, info.eos_token) if _token_like(t)}
+    """The control tokens ``fmt`` declares (see the module doc); an object with no ``info`` declares
+    none."""
+    info = getattr(fmt, "info", None)
+    if info is None:
+        return set()
+    out = {t for t in (*info.special_tokens.values(), info.bos_token, info.eos_token) if _token_like(t) and t not in PLAIN_ADDED_TOKENS}
     from .formats.jinja import JinjaFormat
 
     if not isinstance(fmt, JinjaFormat):
@@ -269,8 +290,8 @@ def _compute_required(fmt: Any) -> tuple[RequiredToken, ...]:
                     found.setdefault(key, RequiredToken(text, tuple(ids)))
             elif not is_content and text:
                 scan(text)
-    info = fmt.info
-    for t in (info.bos_token, info.eos_token):
+    info = getattr(fmt, "info", None)
+    for t in (getattr(info, "bos_token", None), getattr(info, "eos_token", None)):
         if _token_like(t):
             found.setdefault(t, RequiredToken(t))
     return tuple(found.values())
@@ -304,6 +325,7 @@ class _ObjectCache:
 
 
 _required = _ObjectCache()
+_computing = threading.RLock()
 _pairs = _ObjectCache()  # format -> {id(tokenizer): (weakref-or-object, missing)}
 
 
@@ -312,8 +334,11 @@ def required_tokens(fmt: Any) -> tuple[RequiredToken, ...]:
     Computed once per format object."""
     hit = _required.get(fmt)
     if hit is None:
-        hit = _compute_required(fmt)
-        _required.set(fmt, hit)
+        with _computing:  # one computation at a time (it renders, with warnings silenced)
+            hit = _required.get(fmt)
+            if hit is None:
+                hit = _compute_required(fmt)
+                _required.set(fmt, hit)
     return hit
 
 
@@ -381,16 +406,25 @@ def missing_tokens(fmt: Any, tokenizer: Any) -> list[MissingToken]:
 
 
 def _first_missing(fmt: Any, tokenizer: Any) -> MissingToken | None:
+    """The first token of ``fmt`` that ``tokenizer`` lacks, or ``None``; cached per pair (by identity,
+    without keeping either alive)."""
+    per_fmt = _pairs.get(fmt)
+    key = id(tokenizer)
+    hit = per_fmt.get(key) if per_fmt is not None else None
+    if hit is not None:
+        ref, result = hit
+        if (ref() if isinstance(ref, weakref.ref) else ref) is tokenizer:
+            return result
+    with _computing:
+        return _first_missing_computed(fmt, tokenizer)
+
+
+def _first_missing_computed(fmt: Any, tokenizer: Any) -> MissingToken | None:
     per_fmt = _pairs.get(fmt)
     if per_fmt is None:
         per_fmt = {}
         _pairs.set(fmt, per_fmt)
     key = id(tokenizer)
-    hit = per_fmt.get(key)
-    if hit is not None:
-        ref, result = hit
-        if (ref() if isinstance(ref, weakref.ref) else ref) is tokenizer:
-            return result
     missing = missing_tokens(fmt, tokenizer)
     result = missing[0] if missing else None
     try:

@@ -123,7 +123,9 @@ def _prepare_case(tmp_path, tok, fmt_name: str, data) -> None:
     src = tmp_path / "in.jsonl"
     src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
     out = tmp_path / "out.jsonl"
-    report = chatfmt.prepare(src, fmt, tok, out)
+    # some formats are paired with a tokenizer that lacks their tokens, on purpose: content must stay
+    # content whatever the pairing
+    report = chatfmt.prepare(src, fmt, tok, out, allow_missing_tokens=True)
     rows = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
     assert report.read == len(records) == report.written + sum(report.rejected_by_rule.values())
     by_record = {r["record"]: r for r in rows}
@@ -183,7 +185,7 @@ def _conversation_steps(data, tok, fmt_name: str, n: int) -> list[list[dict]]:
 def _check_prompt(fmt, tok, messages, ids) -> None:
     rendered, ref_ids, _, owners = reference(fmt, messages, tok, add_generation_prompt=True)
     assert ids == ref_ids
-    assert ids == encode_conv(fmt, messages, tok, add_generation_prompt=True).input_ids
+    assert ids == encode_conv(fmt, messages, tok, add_generation_prompt=True, allow_missing_tokens=True).input_ids
     check_controls(rendered, ids, tok)
     check_decodes(rendered, ids, owners, tok)
 
@@ -197,7 +199,7 @@ def test_incremental_encoder_turn_after_turn(qwen_tok, fmt_name):
     @settings(max_examples=6, **SETTINGS)
     @given(data=st.data())
     def prop(data):
-        enc = IncrementalEncoder(fmt, qwen_tok)
+        enc = IncrementalEncoder(fmt, qwen_tok, allow_missing_tokens=True)  # every format with Qwen's tokenizer
         for messages in _conversation_steps(data, qwen_tok, fmt_name, 5):
             try:
                 ids = enc.encode(messages)
