@@ -364,3 +364,41 @@ def test_a_gated_repo_with_a_token_that_has_no_access_says_so(hub_server, qwen_d
     monkeypatch.setenv("HF_TOKEN", "hf_someone_else")
     with pytest.raises(HubGatedRepoError, match=r"^meta-llama/Gated: a gated repository: the token in use has no access"):
         chatfmt.load_format("meta-llama/Gated")
+
+
+@pytest.mark.slow
+def test_transformers_runs_a_safetensors_repo_downloaded_from_the_hub_as_its_local_copy(hub_server, smollm2_gguf, tmp_path):
+    """SmolLM2 saved by transformers (safetensors, config, tokenizer, template) and served as a Hub
+    repo beside a pickle decoy: Chat(model=REPO, backend="transformers") downloads the safetensors and
+    the tokenizer files only and answers as the same directory on disk does."""
+    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("torch")
+    saved = tmp_path / "SmolLM2-135M-Instruct"
+    model = transformers.AutoModelForCausalLM.from_pretrained(str(smollm2_gguf.parent), gguf_file=smollm2_gguf.name)
+    # transformers will not save a model it dequantized from a GGUF: write the weights and config itself
+    from safetensors.torch import save_model
+
+    saved.mkdir()
+    save_model(model, str(saved / "model.safetensors"), metadata={"format": "pt"})
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)
+    (saved / "config.json").write_text(json.dumps(config))
+    tok = transformers.AutoTokenizer.from_pretrained(str(smollm2_gguf.parent), gguf_file=smollm2_gguf.name)
+    tok.save_pretrained(saved)
+    if not any((saved / n).is_file() for n in ("chat_template.jinja", "chat_template.json")) and "chat_template" not in json.loads((saved / "tokenizer_config.json").read_text()):
+        from chatfmt.gguf_meta import read_gguf_chat_metadata
+
+        (saved / "chat_template.jinja").write_text(read_gguf_chat_metadata(smollm2_gguf).templates["default"])
+    fake, cache = hub_server
+    files = {p.relative_to(saved).as_posix(): p for p in saved.rglob("*") if p.is_file()}
+    assert any(n.endswith(".safetensors") for n in files)
+    fake.add("HuggingFaceTB/SmolLM2-135M-Instruct", {**files, "pytorch_model.bin": b"decoy", "onnx/model.onnx": b"decoy"})
+    opts = {"backend": "transformers", "max_new_tokens": 8, "temperature": 0.0, "seed": 0}
+    from_hub = chatfmt.Chat("HuggingFaceTB/SmolLM2-135M-Instruct", **opts)
+    local = chatfmt.Chat(saved, **opts)
+    fetched = {p.split("/resolve/", 1)[1].split("/", 1)[1] for m, p in fake.requests if m == "GET" and "/resolve/" in p}
+    assert "pytorch_model.bin" not in fetched and "onnx/model.onnx" not in fetched
+    assert any(n.endswith(".safetensors") for n in fetched)
+    question = "What is the capital of France?"
+    assert from_hub.send(question).content == local.send(question).content
+    assert from_hub.encoder.last_text == local.encoder.last_text
