@@ -56,7 +56,7 @@ def print_result(result: DetectResult, console: Console) -> None:
 
 def detect_cmd(
     path: str = typer.Argument(
-        ..., help="A .jinja, tokenizer_config.json, model dir, .gguf, or - for a template on stdin."
+        ..., help="A .jinja, tokenizer_config.json, model dir, .gguf, Hub id ORG/NAME[@REV], or - for a template on stdin."
     ),
     template: str = typer.Option(None, "--template", help="Pick a named template (e.g. tool_use)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),

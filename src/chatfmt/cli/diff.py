@@ -108,7 +108,7 @@ def print_diff(
 
 def diff(
     a: str = typer.Argument(
-        ..., help="A built-in name, .jinja, tokenizer_config.json, model dir, .gguf or .toml (- for stdin)."
+        ..., help="A built-in name, .jinja, tokenizer_config.json, model dir, .gguf, .toml or Hub id ORG/NAME[@REV] (- for stdin)."
     ),
     b: str = typer.Argument(..., help="The other format, same kinds."),
     as_json: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),

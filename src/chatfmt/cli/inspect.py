@@ -21,7 +21,7 @@ def inspect_cmd(
     index: int = typer.Option(None, "--index", "-i", help="First row to show (0-based); alone, shows that row only."),
     limit: int = typer.Option(None, "--limit", "-n", help=f"Rows to show (default {DEFAULT_LIMIT}, or 1 with --index)."),
     tokenizer: str = typer.Option(
-        None, "--tokenizer", "-t", help="The tokenizer the data was prepared with; without it, ids only."
+        None, "--tokenizer", "-t", help="The tokenizer the data was prepared with (a path or Hub id); without it, ids only."
     ),
     html: str = typer.Option(None, "--html", help="Write a self-contained HTML page to this file instead."),
 ) -> None:

@@ -15,7 +15,7 @@ from .detect import load_target
 
 def lint_cmd(
     path: str = typer.Argument(
-        ..., help="A .jinja, tokenizer_config.json, model dir, .gguf, built-in name, or - for stdin."
+        ..., help="A .jinja, tokenizer_config.json, model dir, .gguf, built-in name, Hub id ORG/NAME[@REV], or - for stdin."
     ),
     template: str = typer.Option(None, "--template", help="Pick a named template (e.g. tool_use)."),
     as_json: bool = typer.Option(False, "--json", help="Print the findings as JSON."),
