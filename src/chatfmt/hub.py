@@ -15,15 +15,19 @@ The rule, in this order:
 
 Only the files needed are downloaded, through ``huggingface_hub`` and its cache and conventions
 (``HF_HUB_CACHE`` / ``HF_HOME``, ``HF_HUB_OFFLINE=1`` = the cache only, ``HF_TOKEN``, ``HF_ENDPOINT``,
-read when an id is resolved; huggingface_hub's own progress bar): for a format or a tokenizer the
-tokenizer and config files (``tokenizer.json``, ``tokenizer_config.json``,
-``special_tokens_map.json``, ``chat_template.jinja`` / ``.json``, ``additional_chat_templates/``,
-``tokenizer.model``, ``tekken.json``, ``vocab.json`` + ``merges.txt``, ``*.tiktoken``,
-``added_tokens.json``, ``config.json``, ``generation_config.json``; ``original/tokenizer.model``
-only when there is nothing else), for a model those plus the weights the backend reads: the named
-GGUF file for llama.cpp (or the repository's only GGUF), else the safetensors shards for
-transformers (those the ``model.safetensors.index.json`` lists, or ``model.safetensors``). Pickle
-``*.bin`` weights are never downloaded.
+read when an id is resolved; huggingface_hub's own progress bar):
+
+- for a format or a tokenizer, the tokenizer and config files (``tokenizer.json``,
+  ``tokenizer_config.json``, ``special_tokens_map.json``, ``chat_template.jinja`` / ``.json``,
+  ``additional_chat_templates/*.jinja``, ``tokenizer.model``, ``tekken.json``, ``vocab.json`` +
+  ``merges.txt``, ``*.tiktoken``, ``added_tokens.json``, ``config.json``,
+  ``generation_config.json``; ``original/tokenizer.model`` only when there is nothing else), or the
+  named ``:FILE.gguf`` (a GGUF-only repository must name one: the whole file is downloaded);
+- for a model, those plus the weights its backend runs: the named GGUF (``:FILE.gguf`` or
+  ``gguf_file=`` / ``--gguf-file``); else, unless the backend is llama.cpp, the safetensors
+  transformers reads (the shards ``model.safetensors.index.json`` lists, or ``model.safetensors``;
+  Mistral's duplicate ``consolidated*.safetensors`` is skipped); else the repository's only GGUF
+  (several: name one). Pickle ``*.bin`` weights are never downloaded.
 
 Every failure is a :class:`~chatfmt.errors.HubError` with one line: a missing repository, revision
 or file, a gated repository without a token, an id not in the cache while offline, an unreachable
