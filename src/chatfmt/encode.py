@@ -662,7 +662,9 @@ def encode(
 
     A tokenizer that lacks a token the format relies on (a role marker, BOS/EOS, a literal id) is
     refused first (:class:`~chatfmt.errors.TokenizerMismatchError`, see :mod:`chatfmt.compat`);
-    ``allow_missing_tokens=True`` encodes anyway."""
+    ``allow_missing_tokens=True`` encodes anyway. Template keyword arguments go to the render, as
+    keywords or as one ``template_kwargs={...}`` mapping; one the format does not read is reported
+    (:class:`~chatfmt.errors.NotRenderedWarning`)."""
     return encode_batch(
         fmt,
         [messages],
@@ -695,7 +697,12 @@ def encode_batch(
     **template_kwargs: Any,
 ) -> list[Encoded]:
     """:func:`encode` for many conversations: rendered one by one, tokenized in one batch where the
-    tokenizer allows it (see :func:`encode_rendered_many`)."""
+    tokenizer allows it (see :func:`encode_rendered_many`). Template keyword arguments
+    (``enable_thinking=False``) go to every render, as keywords or as one ``template_kwargs={...}``
+    mapping."""
+    from .formats.base import merge_template_kwargs
+
+    template_kwargs = merge_template_kwargs(template_kwargs)
     _check_options(train_on, truncation)
     check_tokenizer(fmt, tokenizer, allow_missing_tokens=allow_missing_tokens)
     opts = {

@@ -24,7 +24,15 @@ from rich.console import Console
 from rich.text import Text
 
 from ..errors import ChatfmtError, ChatfmtWarning
-from .common import chatfmt_warnings, fail, read_json_input, user_errors, warn
+from .common import (
+    TemplateKwargOption,
+    chatfmt_warnings,
+    fail,
+    read_json_input,
+    template_kwargs_option,
+    user_errors,
+    warn,
+)
 
 USER_STYLE = "bold green"
 ASSISTANT_STYLE = "bold cyan"
@@ -62,6 +70,7 @@ def _make_chat(
     seed: int | None,
     ctx: int | None,
     allow_missing_tokens: bool = False,
+    template_kwargs: dict[str, Any] | None = None,
 ) -> Any:
     from ..inference import Chat
 
@@ -77,6 +86,7 @@ def _make_chat(
             temperature=temperature,
             seed=seed,
             allow_missing_tokens=allow_missing_tokens,
+            template_kwargs=template_kwargs,
             **options,
         )
 
@@ -503,6 +513,7 @@ def chat_cmd(
     allow_missing_tokens: bool = typer.Option(
         False, "--allow-missing-tokens", help="Chat even if the model's tokenizer lacks a token the format relies on (refused by default)."
     ),
+    template_kwarg: TemplateKwargOption = None,
 ) -> None:
     """Chat with a model in its exact format: interactive, or one question with -p (or on stdin)."""
     if max_new_tokens < 1:
@@ -518,6 +529,7 @@ def chat_cmd(
             fail("no question: stdin is empty (give one with -p, or run in a terminal to chat)")
     if question is None and as_json:
         fail("--json needs a question: -p QUESTION or one on stdin")
+    template_kwargs = template_kwargs_option(template_kwarg)
     tool_list = _load_tools(tools)
     if gguf_file is not None:
         from ..hub import with_gguf_file
@@ -526,7 +538,9 @@ def chat_cmd(
             model = with_gguf_file(model, gguf_file)  # type: ignore[assignment]
     if question is None:
         Console(stderr=True, highlight=False).print(Text("loading the model ...", style=NOTICE_STYLE))
-    chat = _make_chat(model, backend, format, system, tool_list, max_new_tokens, temperature, seed, ctx, allow_missing_tokens)
+    chat = _make_chat(
+        model, backend, format, system, tool_list, max_new_tokens, temperature, seed, ctx, allow_missing_tokens, template_kwargs
+    )
     for line in not_rendered_lines(chat):
         warn(line)
     if question is not None:

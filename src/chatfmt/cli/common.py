@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -61,6 +61,37 @@ def chatfmt_warnings() -> Iterator[None]:
 
         warnings.showwarning = show
         yield
+
+
+#: help of ``--template-kwarg`` (render, encode, prepare, chat, serve)
+TEMPLATE_KWARG_HELP = (
+    "A template keyword argument KEY=VALUE (repeatable); VALUE is read as JSON when it parses "
+    "(false, 3, \"x\", [1]), else taken as a string: --template-kwarg enable_thinking=false."
+)
+#: the ``--template-kwarg`` option of a command (values for :func:`template_kwargs_option`)
+TemplateKwargOption = Annotated[list[str] | None, typer.Option("--template-kwarg", help=TEMPLATE_KWARG_HELP)]
+
+
+def template_kwargs_option(values: list[str] | None, option: str = "--template-kwarg") -> dict[str, Any]:
+    """``KEY=VALUE`` strings -> ``{KEY: VALUE}``, VALUE parsed as JSON when it parses (``false``,
+    ``0.5``, ``[\"a\"]``, ``null``), else kept as the string; a malformed item or a key given twice
+    with different values is one line, exit 2."""
+    out: dict[str, Any] = {}
+    for item in values or ():
+        key, sep, raw = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            fail(f"{option} takes KEY=VALUE (e.g. enable_thinking=false), got {item!r}")
+        if not key.isidentifier():
+            fail(f"{option}: {key!r} is not a keyword name (letters, digits and _, not starting with a digit)")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        if key in out and out[key] != value:
+            fail(f"{option}: {key!r} is given twice, with different values")
+        out[key] = value
+    return out
 
 
 def read_json_input(path: str | None) -> tuple[Any, str]:

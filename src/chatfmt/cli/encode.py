@@ -14,7 +14,14 @@ from ..encode import IGNORE_INDEX, encode
 from ..formats.loader import load_format, with_tokenizer_tokens
 from ..tokenizers import load_tokenizer
 from ..train.inspect import legend_text, row_view, tokens_text
-from .common import chatfmt_warnings, fail, read_json_input, user_errors
+from .common import (
+    TemplateKwargOption,
+    chatfmt_warnings,
+    fail,
+    read_json_input,
+    template_kwargs_option,
+    user_errors,
+)
 from .render import _example, conversation_input
 
 
@@ -35,8 +42,10 @@ def encode_cmd(
     allow_missing_tokens: bool = typer.Option(
         False, "--allow-missing-tokens", help="Encode even if the tokenizer lacks a token the format relies on (refused by default)."
     ),
+    template_kwarg: TemplateKwargOption = None,
 ) -> None:
     """Encode a conversation into token ids and loss labels (-100 = not trained)."""
+    template_kwargs = template_kwargs_option(template_kwarg)
     with user_errors(), chatfmt_warnings():
         tok = load_tokenizer(tokenizer)
         fmt = with_tokenizer_tokens(load_format(format, template=template), tok)
@@ -66,6 +75,7 @@ def encode_cmd(
             train_on=train_on,  # type: ignore[arg-type]
             compat=compat,  # type: ignore[arg-type]
             allow_missing_tokens=allow_missing_tokens,
+            template_kwargs=template_kwargs,
         )
     if as_json:
         out: dict[str, Any] = {"input_ids": enc.input_ids, "labels": enc.labels}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import signal
 import threading
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
@@ -22,10 +23,12 @@ from rich.console import Console
 from rich.progress import Progress, ProgressColumn, SpinnerColumn, Task, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
+from ..errors import NotRenderedWarning
+from ..formats.base import not_rendered_message
 from ..messages import PARSERS
 from ..train.pipeline import ENGINES, TRAIN_ON, TRUNCATIONS, prepare
 from ..train.writers import OUTPUT_FORMATS
-from .common import fail, user_errors, warn
+from .common import TemplateKwargOption, fail, template_kwargs_option, user_errors, warn
 
 #: exit code of a run that wrote no example (2 is a usage or input error, 128 + N a signal)
 EXIT_NOTHING_WRITTEN = 1
@@ -98,6 +101,15 @@ def _stopped_by(signum: int, run: _Run) -> None:
     raise typer.Exit(128 + signum)
 
 
+@contextmanager
+def _not_rendered_said_below() -> Iterator[None]:
+    """Template keywords the format does not read are said once after the run, as a ``chatfmt:
+    warning:`` line (from the report), not as a Python warning over the progress bar."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotRenderedWarning)
+        yield
+
+
 def prepare_cmd(
     inputs: Annotated[list[str], typer.Argument(help="JSONL / JSON / Parquet files, directories or globs.")],
     format: str = typer.Option(..., "--format", "-f", help="Built-in name, .jinja, tokenizer_config.json, model dir or .gguf."),
@@ -121,6 +133,7 @@ def prepare_cmd(
         False, "--reject-unrendered-tools", help="Reject records whose tools the format leaves out of the prompt (default: write them, count them in the report, warn)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    template_kwarg: TemplateKwargOption = None,
     ignore_key: Annotated[list[str] | None, typer.Option("--ignore-key", help="Drop this key from every record and message before parsing (repeatable): for data where a key chatfmt acts on (weight, mask, chosen, images, ...) means something else.")] = None,
 ) -> None:
     """Validate and encode training records into input_ids / labels rows.
@@ -150,8 +163,9 @@ def prepare_cmd(
         fail(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     if ray_address is not None and engine != "ray":
         fail("--ray-address needs --engine ray")
+    template_kwargs = template_kwargs_option(template_kwarg)
     console = Console(stderr=True)
-    with _stoppable() as run, user_errors():
+    with _stoppable() as run, user_errors(), _not_rendered_said_below():
         with Progress(
             SpinnerColumn(),
             TextColumn("prepare"),
@@ -181,6 +195,7 @@ def prepare_cmd(
                 allow_missing_tokens=allow_missing_tokens,
                 ignore_keys=ignore_key or (),
                 reject_unrendered_tools=reject_unrendered_tools,
+                template_kwargs=template_kwargs,
             )
             run.written = True
         if report_file:
@@ -194,6 +209,8 @@ def prepare_cmd(
         with suppress(OSError, ValueError):
             typer.echo(f"chatfmt: prepare wrote nothing: {why}", err=True)
         raise typer.Exit(EXIT_NOTHING_WRITTEN)
+    for name in report.template_kwargs_not_read:
+        warn(not_rendered_message(format, name) + " on any record")
     for name, n in sorted(report.not_rendered.items()):
         warn(
             f"chat format {format!r} does not render {name}: {n} record(s) were written with their {name} left "

@@ -13,7 +13,14 @@ from .. import messages as msgs
 from ..formats.base import ChatFormat
 from ..formats.jinja import JinjaFormat
 from ..formats.loader import load_format, with_tokenizer_tokens
-from .common import chatfmt_warnings, fail, read_json_input, user_errors
+from .common import (
+    TemplateKwargOption,
+    chatfmt_warnings,
+    fail,
+    read_json_input,
+    template_kwargs_option,
+    user_errors,
+)
 
 
 def _example() -> Any:
@@ -47,8 +54,10 @@ def render(
     tokenizer: str = typer.Option(
         None, "--tokenizer", "-t", help="Jinja: take the special tokens the template reads (bos_token, ...) from this tokenizer."
     ),
+    template_kwarg: TemplateKwargOption = None,
 ) -> None:
     """Render a conversation into the exact prompt text of a chat format."""
+    template_kwargs = template_kwargs_option(template_kwarg)
     with user_errors(), chatfmt_warnings():
         fmt = load_format(format, template=template, **({"strict": True} if strict else {}))
         if tokenizer is not None:
@@ -73,6 +82,7 @@ def render(
             "tools": record_tools,
             "add_generation_prompt": generation_prompt,
             "continue_final_message": continue_final,
+            **template_kwargs,
         }
         if as_json and segments:
             rendered = fmt.render_segments(messages, **kwargs)

@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from .common import fail, user_errors
+from .common import TemplateKwargOption, fail, template_kwargs_option, user_errors
 
 
 def build_engine(
@@ -231,6 +231,7 @@ def serve_cmd(
     cors_allow_origin: list[str] = _CORS_ALLOW_ORIGIN,
     allowed_hosts: list[str] = _ALLOWED_HOSTS,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No access log (the startup line, warnings and errors stay)."),
+    template_kwarg: TemplateKwargOption = None,
 ) -> None:
     """Serve the OpenAI API (chat and text completions, models, health) plus /v1/render, /v1/tokenize
     and /v1/detokenize, rendering every prompt in the exact chat format and parsing replies into
@@ -242,6 +243,7 @@ def serve_cmd(
         fail("chatfmt serve needs the serve extra: pip install 'chatfmt[serve]'")
     from ..server import create_app
 
+    template_kwargs = template_kwargs_option(template_kwarg)  # defaults; a request's chat_template_kwargs win
     _setup_logging(quiet)
     with user_errors():
         from ..server.middleware import check_origins
@@ -278,6 +280,7 @@ def serve_cmd(
             engine, api_key=api_key, max_queue=max_queue, max_body_bytes=max_body_bytes, max_tokens_limit=max_tokens_limit,
             allow_missing_tokens=allow_missing_tokens,
             allowed_hosts=hosts, cors_allow_origins=tuple(cors_allow_origin or ()), body_timeout=body_timeout,
+            template_kwargs=template_kwargs,
         )
         from ..server.transport import uvicorn_config
 

@@ -7,7 +7,7 @@ import inspect
 import json
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -58,6 +58,42 @@ def warn_not_rendered(format_name: str, names: Sequence[str], *, stacklevel: int
         warnings.warn(
             NotRenderedWarning(not_rendered_message(format_name, name), (name,)), stacklevel=stacklevel + 1
         )
+
+
+#: the keyword that carries template keyword arguments as one mapping (``template_kwargs={...}``),
+#: beside or instead of passing them as keywords (transformers' ``apply_chat_template(**kwargs)``)
+TEMPLATE_KWARGS = "template_kwargs"
+
+
+def merge_template_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` with a ``template_kwargs`` mapping among them merged in: ``f(x, template_kwargs={"a":
+    1})`` is ``f(x, a=1)``. A name given both ways with different values is a ``TypeError``."""
+    if TEMPLATE_KWARGS not in kwargs:
+        return kwargs
+    kwargs = dict(kwargs)
+    extra = kwargs.pop(TEMPLATE_KWARGS)
+    if extra is None:
+        return kwargs
+    if not isinstance(extra, Mapping):
+        raise TypeError(f"template_kwargs must be a mapping of keyword names to values, not {type(extra).__name__}")
+    for key, value in extra.items():
+        if not isinstance(key, str):
+            raise TypeError(f"template_kwargs keys must be strings, not {key!r}")
+        if key in kwargs and kwargs[key] != value:
+            raise TypeError(f"template keyword argument {key!r} is given twice, with different values")
+        kwargs[key] = value
+    return kwargs
+
+
+def unread_template_kwargs(fmt: Any, kwargs: Mapping[str, Any]) -> tuple[str, ...]:
+    """The names of ``kwargs`` that ``fmt`` never reads whatever the conversation (a template that
+    does not mention them, a built-in whose ``build`` does not take them): what a caller that renders
+    many conversations with the same keywords (``prepare``, ``serve``'s defaults, a chat session)
+    reports once up front. A format object that cannot tell reports nothing."""
+    renders = getattr(fmt, "renders", None)
+    if renders is None:
+        return ()
+    return tuple(k for k, v in kwargs.items() if given(v) and renders(k) is False)
 
 
 def given(value: Any) -> bool:
@@ -320,6 +356,7 @@ class NativeFormat(ChatFormat):
         continue_final_message: bool = False,
         **kwargs: Any,
     ) -> str:
+        kwargs = merge_template_kwargs(kwargs)
         if continue_final_message:
             return self.render_segments(
                 messages, tools=tools, continue_final_message=True, add_generation_prompt=add_generation_prompt, **kwargs
@@ -340,6 +377,7 @@ class NativeFormat(ChatFormat):
         continue_final_message: bool = False,
         **kwargs: Any,
     ) -> Rendered:
+        kwargs = merge_template_kwargs(kwargs)
         if kwargs and not _QUIET.get():
             warn_not_rendered(self.info.name, self._not_read(kwargs))
         return self._render_segments(messages, tools, add_generation_prompt, continue_final_message, kwargs)
@@ -355,6 +393,7 @@ class NativeFormat(ChatFormat):
     ) -> tuple[Rendered, tuple[str, ...]]:
         # tools always render (in the format's own syntax, or as the system message); keyword
         # arguments render when build() reads them
+        kwargs = merge_template_kwargs(kwargs)
         rendered = self._render_segments(messages, tools, add_generation_prompt, continue_final_message, kwargs)
         return rendered, self._not_read(kwargs)
 

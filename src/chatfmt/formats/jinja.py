@@ -29,7 +29,16 @@ from typing import Any
 from ..errors import ChatfmtWarning, TemplateError
 from ..messages import Conversation
 from ..segments import CONTENT, CONTROL, Rendered, Segment
-from .base import DOCUMENTS, TOOLS, ChatFormat, FormatInfo, given, not_rendered_quiet, warn_not_rendered
+from .base import (
+    DOCUMENTS,
+    TOOLS,
+    ChatFormat,
+    FormatInfo,
+    given,
+    merge_template_kwargs,
+    not_rendered_quiet,
+    warn_not_rendered,
+)
 from .sandbox import (
     DEFAULT_MAX_OUTPUT,
     DEFAULT_TIMEOUT,
@@ -505,6 +514,7 @@ class JinjaFormat(ChatFormat):
         """Render exactly as ``apply_chat_template(..., tokenize=False)`` would
         (``continue_final_message`` on an empty final answer: the open assistant turn, the generation
         prompt after the messages before it)."""
+        template_kwargs = merge_template_kwargs(template_kwargs)
         messages, tools, add_generation_prompt, continue_final_message = _open_turn(
             messages, tools, add_generation_prompt, continue_final_message
         )
@@ -636,6 +646,7 @@ class JinjaFormat(ChatFormat):
         documents: list[dict[str, Any]] | None = None,
         **template_kwargs: Any,
     ) -> Rendered:
+        template_kwargs = merge_template_kwargs(template_kwargs)
         messages, tools, add_generation_prompt, continue_final_message = _open_turn(
             messages, tools, add_generation_prompt, continue_final_message
         )
@@ -663,6 +674,7 @@ class JinjaFormat(ChatFormat):
         """:meth:`render_segments` without a warning, and what of the given inputs it leaves out:
         ``"tools"`` / ``"documents"`` when the template never reads them or renders the same without
         them, and the keyword arguments the template never reads."""
+        template_kwargs = merge_template_kwargs(template_kwargs)
         messages, tools, add_generation_prompt, continue_final_message = _open_turn(
             messages, tools, add_generation_prompt, continue_final_message
         )

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import ChatfmtError, ServerConfigError, ValidationError
-from ..formats.base import not_rendered_message
+from ..formats.base import not_rendered_message, unread_template_kwargs, warn_not_rendered
 from ..inference.chat import stop_tokens
 from ..inference.prompt import IncrementalEncoder
 from ..segments import Rendered, Segment
@@ -65,6 +65,9 @@ class ServerConfig:
     #: seconds a request body may take to arrive after its headers (408 and the connection closed);
     #: None: no limit
     body_timeout: float | None = 30.0
+    #: template keyword arguments every prompt is rendered with (``{"enable_thinking": False}``);
+    #: a request's ``chat_template_kwargs`` are merged over them (the request wins per key)
+    template_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclass
@@ -202,7 +205,7 @@ class ServerState:
                 raise bad_request(f"tool_choice names {name!r}, which is not among the tools", param="tool_choice")
             tools = picked
             messages = _tool_instruction(messages, f"You must answer by calling the tool {name}.", fmt)
-        kwargs = dict(req.chat_template_kwargs or {})
+        kwargs = {**self.config.template_kwargs, **(req.chat_template_kwargs or {})}
         try:
             with self._encode_lock:
                 if hasattr(fmt, "render_checked"):
@@ -596,6 +599,9 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None,
     if config.body_timeout is not None and not config.body_timeout > 0:
         raise ServerConfigError(f"body_timeout must be more than 0 seconds (None: no limit), got {config.body_timeout}")
     state = ServerState(engine, config)
+    unread = unread_template_kwargs(engine.format, config.template_kwargs)
+    if unread:  # a default that changes no prompt: said once, at start (and per request in X-Chatfmt-Warning)
+        warn_not_rendered(engine.format.info.name, unread)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

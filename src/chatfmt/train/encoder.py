@@ -46,6 +46,19 @@ class EncodeOptions:
     #: reject a record whose tools the format leaves out of the prompt (rule ``tools_not_rendered``)
     #: instead of writing it and counting it in the report's ``not_rendered``
     reject_unrendered_tools: bool = False
+    #: template keyword arguments every record is rendered with (``{"enable_thinking": False}``), as
+    #: ``(name, value)`` pairs in the order given; see :meth:`with_template_kwargs`
+    template_kwargs: tuple[tuple[str, Any], ...] = ()
+
+    def with_template_kwargs(self, kwargs: Any) -> EncodeOptions:
+        """These options with ``kwargs`` (a mapping, or ``None``) as the template keyword arguments."""
+        from dataclasses import replace
+
+        items = tuple(dict(kwargs or {}).items())
+        bad = [k for k, _ in items if not isinstance(k, str) or not k]
+        if bad:
+            raise ValueError(f"template keyword names must be non-empty strings, not {bad[0]!r}")
+        return replace(self, template_kwargs=items)
 
     def check(self) -> None:
         """Raise ``ValueError`` naming the first option that is not valid."""
@@ -64,6 +77,7 @@ class EncodeOptions:
             "truncation": "error" if self.truncation == "skip" else self.truncation,
             "train_on": self.train_on,
             "allow_missing_tokens": self.allow_missing_tokens,
+            **({"template_kwargs": dict(self.template_kwargs)} if self.template_kwargs else {}),
         }
 
 

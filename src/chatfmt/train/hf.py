@@ -15,9 +15,11 @@ because the batch changes length.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from ..formats.base import unread_template_kwargs, warn_not_rendered
 from .encoder import EncodeOptions, Loader, encode_records
 from .readers import RawRecord, _drop_nulls
 
@@ -33,8 +35,22 @@ class DatasetMapFunction:
         self.tokenizer = Loader("tokenizer", tokenizer)
         self.opts = opts
         self.rejected = rejected
+        self._checked = False
+
+    def check_template_kwargs(self) -> None:
+        """Warn (:class:`~chatfmt.errors.NotRenderedWarning`) about template keyword arguments the
+        format never reads, once per process."""
+        if self._checked:
+            return
+        self._checked = True
+        fmt = self.format.get()
+        unread = unread_template_kwargs(fmt, dict(self.opts.template_kwargs))
+        if unread:
+            warn_not_rendered(getattr(getattr(fmt, "info", None), "name", str(fmt)), unread, stacklevel=3)
 
     def __call__(self, batch: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        if self.opts.template_kwargs and not self._checked:
+            self.check_template_kwargs()
         columns = list(batch)
         n = len(batch[columns[0]]) if columns else 0
         records = [
@@ -60,6 +76,7 @@ class DatasetMapFunction:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.format, self.tokenizer = state["format"], state["tokenizer"]
         self.opts, self.rejected = state["opts"], state["rejected"]
+        self._checked = False
 
 
 def dataset_map_function(
@@ -72,11 +89,17 @@ def dataset_map_function(
     input_kind: str | None = None,
     rejected: Literal["column", "drop"] = "column",
     ignore_keys: tuple[str, ...] | list[str] = (),
+    template_kwargs: Mapping[str, Any] | None = None,
 ) -> DatasetMapFunction:
     """A function for ``datasets.Dataset.map(fn, batched=True, ...)`` that encodes each row (a
     record) into ``input_ids``, ``labels``, ``attention_mask``, ``length`` and ``error`` (see the
     module doc for rejected records). Options as :func:`chatfmt.prepare` (``ignore_keys`` too); ``truncation="error"``
     raises :class:`~chatfmt.encode.LengthError` for an over-length record, ``"skip"`` rejects it.
+
+    ``template_kwargs`` (``{"enable_thinking": False}``) go to the render of every row (in every
+    ``num_proc`` process); one the format never reads is reported here, once (a
+    :class:`~chatfmt.errors.NotRenderedWarning`), when the format is given as an object, else on
+    first use.
 
     ``format`` / ``tokenizer``: objects or names/paths (loaded on first use in each process)::
 
@@ -86,9 +109,13 @@ def dataset_map_function(
         ds = ds.filter(lambda e: e["error"] is None)
     """
     opts = EncodeOptions(max_length, truncation, train_on, input_kind, tuple(ignore_keys))
+    opts = opts.with_template_kwargs(template_kwargs)
     opts.check()
     if rejected not in ("column", "drop"):
         raise ValueError(f"rejected must be 'column' or 'drop', not {rejected!r}")
     if isinstance(format, Path):
         format = str(format)
-    return DatasetMapFunction(format, tokenizer, opts, rejected)
+    fn = DatasetMapFunction(format, tokenizer, opts, rejected)
+    if opts.template_kwargs and not isinstance(format, str):
+        fn.check_template_kwargs()
+    return fn

@@ -35,7 +35,7 @@ import sys
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import ExitStack, contextmanager, suppress
@@ -45,6 +45,7 @@ from typing import IO, Any, Literal
 
 from ..compat import check_tokenizer
 from ..errors import ChatfmtError
+from ..formats.base import unread_template_kwargs, warn_not_rendered
 from ..formats.loader import with_tokenizer_tokens
 from .encoder import TRAIN_ON, TRUNCATIONS, EncodeOptions, Loader, Outcome, encode_records
 from .readers import RawRecord, expand_inputs, iter_raw_records
@@ -522,6 +523,11 @@ def _provenance(format: Any, tokenizer: Any, fmt: Any, tok: Any) -> dict[str, An
     }
 
 
+def _format_name(fmt: Any, spec: Any) -> str:
+    info = getattr(fmt, "info", None)
+    return str(getattr(info, "name", None) or spec)
+
+
 def _version() -> str:
     from .. import __version__
 
@@ -548,6 +554,7 @@ def prepare(
     allow_missing_tokens: bool = False,
     ignore_keys: Iterable[str] = (),
     reject_unrendered_tools: bool = False,
+    template_kwargs: Mapping[str, Any] | None = None,
 ) -> Report:
     """Encode every record of ``inputs`` (JSONL / JSON / Parquet files, directories, globs) with
     ``format`` and ``tokenizer`` into the dataset ``output``; returns the :class:`Report`.
@@ -587,8 +594,14 @@ def prepare(
     A record with tools the format leaves out of its prompt (a template that never renders tools) is
     written and counted in the report's ``not_rendered``; ``reject_unrendered_tools=True`` rejects it
     instead (rule ``tools_not_rendered``).
+
+    ``template_kwargs`` (``{"enable_thinking": False}``) go to the render of every record, in this
+    process, the worker processes and on Ray alike. One the format never reads is reported, once,
+    before any record is read (a :class:`~chatfmt.errors.NotRenderedWarning`; the report's
+    ``template_kwargs_not_read``), not ignored in silence.
     """
     opts = EncodeOptions(max_length, truncation, train_on, input_kind, tuple(ignore_keys))
+    opts = opts.with_template_kwargs(template_kwargs)
     if reject_unrendered_tools:
         opts = dataclasses.replace(opts, reject_unrendered_tools=True)
     opts.check()
@@ -615,6 +628,9 @@ def prepare(
     tok_l.obj = _loaded("tokenizer", tokenizer)
     fmt_l.obj = with_tokenizer_tokens(_loaded("format", format), tok_l.obj)
     check_tokenizer(fmt_l.obj, tok_l.obj, allow_missing_tokens=allow_missing_tokens)
+    kwargs_not_read = unread_template_kwargs(fmt_l.obj, dict(opts.template_kwargs))
+    if kwargs_not_read:
+        warn_not_rendered(_format_name(fmt_l.obj, format), kwargs_not_read)
     if allow_missing_tokens:
         opts = dataclasses.replace(opts, allow_missing_tokens=True)
     if (workers > 1 or engine == "ray") and not (fmt_l.picklable() and tok_l.picklable()):
@@ -628,7 +644,8 @@ def prepare(
 
     tmp_out, tmp_rej = _tmp_path(output), _tmp_path(rejects)
     records = iter_raw_records(inputs)  # a generator: checked for missing inputs on first use
-    report = Report(output=str(output), rejects=str(rejects), engine=engine, workers=workers)
+    report = Report(output=str(output), rejects=str(rejects), engine=engine, workers=workers,
+                    template_kwargs=dict(opts.template_kwargs), template_kwargs_not_read=kwargs_not_read)
     started = time.perf_counter()
     try:
         with ExitStack() as stack:

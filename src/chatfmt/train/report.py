@@ -42,6 +42,10 @@ class Report:
     #: records written whose prompt lacks something they carry, by what: ``{"tools": n}`` (the
     #: format does not render tools)
     not_rendered: dict[str, int] = field(default_factory=dict)
+    #: the template keyword arguments given (``template_kwargs``) and the ones of them the format
+    #: never reads (they have no effect on any record; a NotRenderedWarning said so at the start)
+    template_kwargs: dict[str, Any] = field(default_factory=dict)
+    template_kwargs_not_read: tuple[str, ...] = ()
 
     @property
     def rejected(self) -> int:
@@ -91,6 +95,8 @@ class Report:
             "engine": self.engine,
             "workers": self.workers,
             "not_rendered": dict(sorted(self.not_rendered.items())),
+            "template_kwargs": dict(self.template_kwargs),
+            "template_kwargs_not_read": list(self.template_kwargs_not_read),
         }
 
     def summary(self) -> str:
