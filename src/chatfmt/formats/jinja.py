@@ -403,6 +403,17 @@ class JinjaFormat(ChatFormat):
         self._compiled = compile_template(template, max_output)
         self._native: ChatFormat | None | bool = False  # False = not looked up yet
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable (worker processes, ``datasets.map``): the compiled template and the caches stay
+        behind and are rebuilt on the other side."""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_compiled", "_renders_cache", "_warned_absent_tokens")}
+        state["_native"] = False
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._compiled = compile_template(self.template, self.options.max_output)
+
     # -- known templates -------------------------------------------------------------------------
 
     def _known_native(self) -> ChatFormat | None:
