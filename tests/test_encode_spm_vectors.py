@@ -219,3 +219,27 @@ def test_content_whitespace_a_control_token_absorbs_is_said(stripping) -> None:
     _, tok, fmt = stripping
     with pytest.warns(ChatfmtWarning, match="message 0: whitespace at the edge of its content is not encoded"):
         fmt.encode([{"role": "user", "content": "  hi"}], tok)
+
+
+def test_the_space_rule_on_a_model_that_removes_extra_whitespace(model_path: Path) -> None:
+    """A sentencepiece model whose normalizer drops leading whitespace (``remove_extra_whitespaces``,
+    off in every chat model here) would drop the format's space itself without a prefix: what follows
+    the space is encoded with the prefix instead, which is what the vendor gets for the content."""
+    import sentencepiece
+
+    from chatfmt.tokenizers import _spm_proto as proto
+    from chatfmt.tokenizers.sentencepiece import SentencePieceTokenizer
+
+    fields = proto.parse(model_path.read_bytes())
+    patched = []
+    for num, wt, v in fields:
+        if num == 3 and wt == 2:  # NormalizerSpec: remove_extra_whitespaces (field 4) on
+            v = proto.serialize([f for f in proto.parse(bytes(v)) if f[0] != 4] + [(4, 0, 1)])
+        patched.append((num, wt, v))
+    model = proto.serialize(patched)
+    tok = SentencePieceTokenizer(model)
+    sp = sentencepiece.SentencePieceProcessor(model_proto=model)
+    assert tok.removes_extra_whitespace and tok.add_prefix_space
+    assert _ids(tok, INST, Segment(" ", CONTROL), Segment("Hello", CONTENT, 0)) == [3, *sp.encode("Hello")]
+    assert sp.encode("Hello") == sp.encode(" Hello") == [23325]
+    assert tok.encode_text(" Hello", prefix_space=False) != [23325]  # what a plain no-prefix run would give
