@@ -241,7 +241,11 @@ class Repl:
 
     def banner(self) -> None:
         chat = self.chat
-        name = Path(chat.backend.model_path).name or chat.backend.model_path
+        from ..hub import origin
+
+        path = Path(chat.backend.model_path)
+        repo = origin(path)  # a Hub snapshot: the repo id, not the commit hash
+        name = (f"{repo}:{path.name}" if path.is_file() else repo) if repo else (path.name or chat.backend.model_path)
         self.console.print(
             Text.assemble(
                 ("chatfmt chat", "bold"),
