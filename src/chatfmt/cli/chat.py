@@ -504,7 +504,7 @@ def chat_cmd(
     gguf_file: str = typer.Option(None, "--gguf-file", help="The GGUF file to run in --model's directory or Hub repository."),
     backend: str = typer.Option("auto", "--backend", "-b", help="auto | transformers | llama.cpp"),
     format: str = typer.Option(
-        None, "--format", "-f", help="Chat format: built-in name, .jinja, .toml, tokenizer_config.json, dir or .gguf (default: the model's)."
+        None, "--format", "-f", help="Chat format: built-in name, .jinja, .toml, tokenizer_config.json, dir, .gguf or Hub id (default: the model's)."
     ),
     system: str = typer.Option(None, "--system", "-s", help="System prompt."),
     tools: str = typer.Option(None, "--tools", help="A JSON file with tool definitions to offer (calls are shown, not run)."),

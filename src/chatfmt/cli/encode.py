@@ -27,8 +27,8 @@ from .render import _example, conversation_input
 
 def encode_cmd(
     file: str = typer.Argument(None, help="A JSON file with one conversation (any record kind), or - for stdin."),
-    format: str = typer.Option(..., "--format", "-f", help="Built-in name, .jinja, tokenizer_config.json, model dir or .gguf."),
-    tokenizer: str = typer.Option(..., "--tokenizer", "-t", help="tokenizer.json, tokenizer.model, a model dir, a .gguf, ..."),
+    format: str = typer.Option(..., "--format", "-f", help="Built-in name, .jinja, tokenizer_config.json, model dir, .gguf or Hub id ORG/NAME[@REV][:FILE.gguf]."),
+    tokenizer: str = typer.Option(..., "--tokenizer", "-t", help="tokenizer.json, tokenizer.model, a model dir, a .gguf, a Hub id ORG/NAME[@REV], ..."),
     tools: str = typer.Option(None, "--tools", help="A JSON file with a list of tool definitions."),
     generation_prompt: bool = typer.Option(False, "--generation-prompt", "-g", help="Append the assistant header."),
     max_length: int = typer.Option(None, "--max-length", help="Token limit."),

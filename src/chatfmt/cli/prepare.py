@@ -112,8 +112,8 @@ def _not_rendered_said_below() -> Iterator[None]:
 
 def prepare_cmd(
     inputs: Annotated[list[str], typer.Argument(help="JSONL / JSON / Parquet files, directories or globs.")],
-    format: str = typer.Option(..., "--format", "-f", help="Built-in name, .jinja, tokenizer_config.json, model dir or .gguf."),
-    tokenizer: str = typer.Option(..., "--tokenizer", "-t", help="tokenizer.json, tokenizer.model, a model dir, a .gguf, ..."),
+    format: str = typer.Option(..., "--format", "-f", help="Built-in name, .jinja, tokenizer_config.json, model dir, .gguf or Hub id ORG/NAME[@REV][:FILE.gguf]."),
+    tokenizer: str = typer.Option(..., "--tokenizer", "-t", help="tokenizer.json, tokenizer.model, a model dir, a .gguf, a Hub id ORG/NAME[@REV], ..."),
     output: str = typer.Option(..., "--output", "-o", help="The dataset to write: .parquet -> Parquet, else JSONL (rejects go to OUTPUT.rejects.jsonl)."),
     output_format: str = typer.Option(None, "--output-format", help="parquet | jsonl (default: from the OUTPUT name)."),
     pack: int = typer.Option(None, "--pack", help="Pack examples greedily into sequences of at most N tokens."),

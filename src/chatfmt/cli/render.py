@@ -41,7 +41,7 @@ def conversation_input(data: Any, fmt: ChatFormat, kind: str | None = None) -> t
 
 def render(
     file: str = typer.Argument(None, help="A JSON file with one conversation (any record kind), or - for stdin."),
-    format: str = typer.Option(..., "--format", "-f", help="Built-in name, .jinja, tokenizer_config.json, model dir or .gguf."),
+    format: str = typer.Option(..., "--format", "-f", help="Built-in name, .jinja, tokenizer_config.json, model dir, .gguf or Hub id ORG/NAME[@REV][:FILE.gguf]."),
     tools: str = typer.Option(None, "--tools", help="A JSON file with a list of tool definitions."),
     generation_prompt: bool = typer.Option(False, "--generation-prompt", "-g", help="Append the assistant header."),
     continue_final: bool = typer.Option(False, "--continue", help="Leave the final message open to continue it."),

@@ -205,9 +205,9 @@ def serve_cmd(
     gguf_file: str = typer.Option(None, "--gguf-file", help="The GGUF file to run in --model's directory or Hub repository."),
     backend: str = typer.Option("auto", "--backend", help="auto, transformers or llama.cpp."),
     chat_format: str = typer.Option(
-        None, "--chat-format", "-f", help="Built-in name, .toml, .jinja, tokenizer_config.json or model dir (default: the model's own)."
+        None, "--chat-format", "-f", help="Built-in name, .toml, .jinja, tokenizer_config.json, model dir or Hub id (default: the model's own)."
     ),
-    tokenizer: str = typer.Option(None, "--tokenizer", "-t", help="Tokenizer (required with --upstream; default: the model's)."),
+    tokenizer: str = typer.Option(None, "--tokenizer", "-t", help="Tokenizer: a file, model dir, .gguf or Hub id (required with --upstream; default: the model's)."),
     model_name: str = typer.Option(None, "--model-name", help="The model id clients send (default: the model file's name, or the Hub repo id)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: loopback only)."),
     port: int = typer.Option(8000, "--port", help="Port to bind."),
