@@ -122,3 +122,120 @@ def test_a_broken_toml_file_is_reported_with_its_line(tmp_path):
     res = runner.invoke(app, ["export", str(path), "--to", "jinja"])
     assert res.exit_code == 2
     assert res.stderr == f"chatfmt: error: {path}:3: roles.user.prefx: unknown key (did you mean 'prefix'?)\n"
+
+
+# -- export --into MODEL_DIR: the template transformers reads back -----------------------------------
+
+
+def _model_dir(testdata, tmp_path, name, files):
+    import shutil
+
+    out = tmp_path / name
+    out.mkdir()
+    for f in files:
+        shutil.copy(testdata(name, f), out / f)
+    return out
+
+
+QWEN_FILES = ("tokenizer_config.json", "vocab.json", "merges.txt", "special_tokens_map.json", "added_tokens.json")
+CONVERSATIONS = [MESSAGES, [*MESSAGES[1:], {"role": "assistant", "content": "Bye."}], [{"role": "user", "content": "你好 <|im_end|>"}]]
+
+
+def _rendered_by_transformers(model_dir, messages, **kw):
+    transformers = pytest.importorskip("transformers")
+    tok = transformers.AutoTokenizer.from_pretrained(str(model_dir))
+    return tok.apply_chat_template(messages, tokenize=False, **kw)
+
+
+@pytest.mark.parametrize("fmt", ["chatml", str(EXAMPLES / "headings.toml"), "llama-3.1"])
+def test_export_into_a_model_dir_is_what_transformers_renders_and_nothing_else_changes(fmt, testdata, tmp_path):
+    d = _model_dir(testdata, tmp_path, "qwen2.5", QWEN_FILES)
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    config = json.loads(before["tokenizer_config.json"])
+    res = runner.invoke(app, ["export", fmt, "--into", str(d)])
+    assert res.exit_code == 0, res.output
+    from chatfmt import load_format
+
+    want = load_format(fmt)
+    for conv in CONVERSATIONS:
+        for g in (False, True):
+            assert _rendered_by_transformers(d, conv, add_generation_prompt=g) == want.render(conv, add_generation_prompt=g)
+    # chat_template.jinja is new; tokenizer_config.json lost only its chat_template (transformers 5's own layout)
+    after = {p.name: p.read_bytes() for p in d.iterdir()}
+    assert set(after) == set(before) | {"chat_template.jinja"}
+    assert {k: v for k, v in after.items() if k not in ("tokenizer_config.json", "chat_template.jinja")} == {
+        k: v for k, v in before.items() if k != "tokenizer_config.json"
+    }
+    assert json.loads(after["tokenizer_config.json"]) == {k: v for k, v in config.items() if k != "chat_template"}
+    assert res.stderr == f"{d}: wrote chat_template.jinja, tokenizer_config.json\n"
+
+
+def test_an_edited_format_exported_into_a_model_dir_renders_with_the_edit(testdata, tmp_path):
+    d = _model_dir(testdata, tmp_path, "qwen2.5", QWEN_FILES)
+    res = runner.invoke(app, ["export", "qwen2.5", "--to", "toml"])
+    edited = tmp_path / "mine.toml"
+    assert 'You are Qwen, created by Alibaba Cloud' in res.stdout
+    edited.write_text(res.stdout.replace("You are Qwen, created by Alibaba Cloud", "You are Quill, made here"), encoding="utf-8")
+    assert runner.invoke(app, ["export", str(edited), "--into", str(d)]).exit_code == 0
+    text = _rendered_by_transformers(d, MESSAGES[1:2], add_generation_prompt=True)
+    assert text.startswith("<|im_start|>system\nYou are Quill, made here. You are a helpful assistant.<|im_end|>")
+    # and chatfmt reads the directory back as the same format
+    from chatfmt import load_format
+
+    assert load_format(d).render(MESSAGES[1:2], add_generation_prompt=True) == text
+
+
+def test_export_into_a_second_time_replaces_only_the_template(testdata, tmp_path):
+    d = _model_dir(testdata, tmp_path, "qwen2.5", QWEN_FILES)
+    assert runner.invoke(app, ["export", "chatml", "--into", str(d)]).exit_code == 0
+    config = (d / "tokenizer_config.json").read_bytes()
+    res = runner.invoke(app, ["export", "zephyr", "--into", str(d)])
+    assert res.exit_code == 0 and res.stderr == f"{d}: wrote chat_template.jinja\n"
+    assert (d / "tokenizer_config.json").read_bytes() == config
+    from chatfmt import load_format
+
+    assert _rendered_by_transformers(d, MESSAGES) == load_format("zephyr").render(MESSAGES)
+
+
+def test_named_templates_in_tokenizer_config_move_to_files_and_a_kept_tool_use_is_warned_about(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    from tokenizers import Tokenizer, models
+
+    d = tmp_path / "m"
+    d.mkdir()
+    tok = transformers.PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0, "<unk>": 1}, unk_token="<unk>")),
+                                               unk_token="<unk>")
+    tok.save_pretrained(d)
+    config = json.loads((d / "tokenizer_config.json").read_text("utf-8"))
+    config["chat_template"] = [{"name": "default", "template": "old"}, {"name": "tool_use", "template": "TOOLS"},
+                               {"name": "rag", "template": "RAG"}]
+    (d / "chat_template.jinja").unlink(missing_ok=True)
+    (d / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    res = runner.invoke(app, ["export", "chatml", "--into", str(d)])
+    assert res.exit_code == 0, res.output
+    assert (d / "additional_chat_templates" / "rag.jinja").read_text("utf-8") == "RAG"
+    assert "tool_use.jinja is kept: transformers renders it instead of the exported format when tools are given" in res.stderr
+    back = transformers.AutoTokenizer.from_pretrained(str(d))
+    assert back.chat_template["rag"] == "RAG" and back.chat_template["tool_use"] == "TOOLS"
+    from chatfmt import load_format
+
+    assert back.apply_chat_template(MESSAGES, tokenize=False) == load_format("chatml").render(MESSAGES)
+
+
+@pytest.mark.parametrize("name", ["mistral-v3", "chatglm3"])
+def test_a_format_without_a_jinja_export_is_refused_in_one_line_and_nothing_is_written(name, testdata, tmp_path):
+    d = _model_dir(testdata, tmp_path, "qwen2.5", QWEN_FILES)
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    res = runner.invoke(app, ["export", name, "--into", str(d)])
+    assert res.exit_code == 2 and res.stderr.count("\n") == 1
+    assert res.stderr.startswith(f"chatfmt: error: format {name!r} cannot be exported as a Jinja template exactly")
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before
+
+
+def test_into_something_that_is_not_a_directory_or_with_toml_is_one_line(tmp_path):
+    res = runner.invoke(app, ["export", "chatml", "--into", str(tmp_path / "nope")])
+    assert res.exit_code == 2 and res.stderr == f"chatfmt: error: {tmp_path / 'nope'}: not a model directory\n"
+    res = runner.invoke(app, ["export", "chatml", "--into", str(tmp_path), "--to", "toml"])
+    assert res.exit_code == 2 and "--into writes a Jinja chat template" in res.stderr
+    res = runner.invoke(app, ["export", "chatml"])
+    assert res.exit_code == 2 and "give --to jinja|toml (or --into MODEL_DIR)" in res.stderr

@@ -26,6 +26,10 @@ to Jinja as its own template text.
 
 from __future__ import annotations
 
+import json
+import os
+import re
+from pathlib import Path
 from typing import Any
 
 from ..errors import FormatError
@@ -427,6 +431,76 @@ def to_toml(fmt: ChatFormat) -> str:
     return spec_to_toml(spec, header=f"chat format {spec.name!r}, exported by chatfmt (chatfmt export --to toml)")
 
 
+#: where transformers 5 reads and writes a model's chat templates (``save_pretrained``)
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
+CHAT_TEMPLATE_DIR = "additional_chat_templates"
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o7777)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def export_into(fmt: ChatFormat, model_dir: str | Path) -> tuple[list[Path], list[str]]:
+    """Write ``fmt`` into a model directory the way transformers 5's ``save_pretrained`` saves a
+    template, so that ``AutoTokenizer.from_pretrained(model_dir).apply_chat_template`` renders it:
+    the Jinja export as ``chat_template.jinja``, and a ``chat_template`` entry of
+    ``tokenizer_config.json`` (which that file now replaces) removed, every other key left as it was.
+    Named templates that were only in ``tokenizer_config.json`` are kept as
+    ``additional_chat_templates/NAME.jinja`` (an existing file there is not overwritten).
+
+    Returns the files written and warnings: a ``tool_use`` template left in the directory (transformers
+    renders it instead when tools are given), a processor's ``chat_template.json`` (which processors
+    read). Raises :class:`~chatfmt.errors.FormatError` for a format with no Jinja export, or a
+    ``model_dir`` that is not a directory, before anything is written."""
+    text = to_jinja(fmt)
+    root = Path(model_dir)
+    if not root.is_dir():
+        raise FormatError("not a model directory" if not root.exists() else "not a directory", source=str(root))
+    config_path = root / "tokenizer_config.json"
+    config: dict[str, Any] | None = None
+    if config_path.is_file():
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise FormatError(f"cannot read tokenizer_config.json: {e}", source=str(config_path)) from None
+        if not isinstance(config, dict):
+            raise FormatError("tokenizer_config.json is not a JSON object", source=str(config_path))
+    written: list[Path] = []
+    notes: list[str] = []
+    _write_atomic(root / CHAT_TEMPLATE_FILE, text)
+    written.append(root / CHAT_TEMPLATE_FILE)
+    if config is not None and "chat_template" in config:
+        old = config.pop("chat_template")
+        named = {t.get("name"): t.get("template") for t in old if isinstance(t, dict)} if isinstance(old, list) else {}
+        for name, template in named.items():
+            if name == "default" or not isinstance(name, str) or not isinstance(template, str):
+                continue
+            if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.startswith("."):
+                notes.append(f"tokenizer_config.json's chat template {name!r} was dropped (not a file name)")
+                continue
+            target = root / CHAT_TEMPLATE_DIR / f"{name}.jinja"
+            if not target.exists():
+                target.parent.mkdir(exist_ok=True)
+                _write_atomic(target, template)
+                written.append(target)
+        _write_atomic(config_path, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+        written.append(config_path)
+    tool_use = root / CHAT_TEMPLATE_DIR / "tool_use.jinja"
+    if tool_use.is_file():
+        notes.append(f"{tool_use} is kept: transformers renders it instead of the exported format when tools are given")
+    if (root / "chat_template.json").is_file():
+        notes.append(f"{root / 'chat_template.json'} is kept: processors (AutoProcessor) read their template from it")
+    return written, notes
+
+
 def export(fmt: ChatFormat, to: str, **options: Any) -> str:
     """``to_jinja`` or ``to_toml`` by name (``"jinja"`` / ``"toml"``)."""
     if to == "jinja":
@@ -436,4 +510,4 @@ def export(fmt: ChatFormat, to: str, **options: Any) -> str:
     raise ValueError(f"unknown export target {to!r} (expected one of {', '.join(TARGETS)})")
 
 
-__all__ = ["TARGETS", "export", "jinja_str", "spec_to_jinja", "to_jinja", "to_toml"]
+__all__ = ["CHAT_TEMPLATE_DIR", "CHAT_TEMPLATE_FILE", "TARGETS", "export", "export_into", "jinja_str", "spec_to_jinja", "to_jinja", "to_toml"]
