@@ -13,6 +13,7 @@ Public API::
 
 from __future__ import annotations
 
+from . import hf
 from .compat import check_tokenizer
 from .encode import Encoded, encode_batch
 from .errors import (
@@ -37,6 +38,7 @@ from .train import prepare
 __version__ = "0.1.0"
 
 __all__ = [
+    "hf",
     "Chat",
     "load_backend",
     "ChatFormat",
