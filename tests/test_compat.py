@@ -446,3 +446,49 @@ def test_the_check_is_computed_once_per_format_and_per_pair(smol):
     with pytest.raises(TokenizerMismatchError):
         check_tokenizer(fmt, smol)
     assert compat._pairs.get(fmt)[id(smol)] is cached
+
+
+# -- tags vocabularies keep as plain added tokens are not required ---------------------------------
+
+
+def test_plain_added_tags_are_not_required(smol):
+    """Qwen2.5's <tool_call> and Qwen3's <think> are ordinary (non-special) added tokens in the
+    vocabularies that have them: the ChatML markers are what these formats rely on."""
+    check_tokenizer(chatfmt.load_format("qwen2.5"), smol)
+    assert [r.text for r in required_tokens(chatfmt.load_format("qwen3"))] == ["<|im_start|>", "<|im_end|>"]
+    check_tokenizer(chatfmt.load_format("qwen3"), tok("qwen2.5"))
+
+
+@pytest.mark.slow
+def test_chat_set_format_refuses_and_keeps_the_format_it_had(smollm2_gguf):
+    """A loaded model: switching to a format its vocabulary cannot hold is refused and changes
+    nothing (the REPL's /format shows the error line); the opt-out chats in that format anyway."""
+    from chatfmt.inference.backends import load_backend
+
+    backend = load_backend(smollm2_gguf, "transformers", n_ctx=256)
+    chat = chatfmt.Chat(backend=backend)
+    before, encoder = chat.format, chat.encoder
+    with pytest.raises(TokenizerMismatchError, match="format 'baichuan2' does not fit"):
+        chat.set_format("baichuan2")
+    assert chat.format is before and chat.encoder is encoder
+    with pytest.raises(TokenizerMismatchError):
+        chatfmt.Chat(backend=backend, format="baichuan2")
+    forced = chatfmt.Chat(backend=backend, format="baichuan2", allow_missing_tokens=True, max_new_tokens=8)
+    forced.messages.append({"role": "user", "content": "Hi"})
+    assert forced.prompt_ids()[0] == 195
+    chat.set_format("chatml")
+    assert chat.format.name == "chatml"
+
+
+def test_dataset_map_function_refuses_and_the_opt_out_encodes(smollm2_gguf, smol):
+    from chatfmt.train import dataset_map_function
+
+    batch = {"messages": [[*CONV, {"role": "assistant", "content": "Hello"}]]}
+    with pytest.raises(TokenizerMismatchError):  # objects: at once
+        dataset_map_function(chatfmt.load_format("baichuan2"), smol)
+    fn = dataset_map_function("baichuan2", str(smollm2_gguf))  # names: on first use
+    with pytest.raises(TokenizerMismatchError):
+        fn(batch)
+    out = dataset_map_function("baichuan2", str(smollm2_gguf), allow_missing_tokens=True)(batch)
+    assert out["error"] == [None] and out["input_ids"][0][0] == 195
+    assert dataset_map_function("smollm2", smol)(batch)["error"] == [None]

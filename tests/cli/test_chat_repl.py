@@ -223,6 +223,8 @@ def test_repl_in_a_terminal(smollm2_gguf, tmp_path):
         # formats: a built-in, a bad name (an error, nothing changes), the GGUF's own back
         s.step("/format chatml", "format: chatml")
         out = s.step("/format no-such-format-xyz", "error: ")
+        out = s.step("/format baichuan2", "error: ")  # ids 195/196 mean something else in this vocabulary
+        assert "format 'baichuan2' does not fit the tokenizer" in " ".join(out.split())
         s.step("/format", "format: chatml")
         s.step(f"/format {smollm2_gguf}", "format: SmolLM2-135M-Instruct")
 

@@ -141,7 +141,8 @@ def prepare_cmd(
     Exit codes: 0 = at least one example written (rejected records are listed in
     OUTPUT.rejects.jsonl); 1 = nothing written: every record was rejected, or the inputs hold no
     records (the empty output and the rejects file are still written); 2 = a usage or input error
-    (a bad option, a missing input, a format or tokenizer that does not load, an output or --report
+    (a bad option, a missing input, a format or tokenizer that does not load, a tokenizer that lacks
+    a token the format relies on (without --allow-missing-tokens), an output or --report
     file that cannot be written, an over-length record with --truncation error); 128 + N =
     stopped by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP), the output left as it was.
     """

@@ -16,6 +16,7 @@ because the batch changes length.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -89,11 +90,14 @@ def dataset_map_function(
     input_kind: str | None = None,
     rejected: Literal["column", "drop"] = "column",
     ignore_keys: tuple[str, ...] | list[str] = (),
+    allow_missing_tokens: bool = False,
     template_kwargs: Mapping[str, Any] | None = None,
 ) -> DatasetMapFunction:
     """A function for ``datasets.Dataset.map(fn, batched=True, ...)`` that encodes each row (a
     record) into ``input_ids``, ``labels``, ``attention_mask``, ``length`` and ``error`` (see the
-    module doc for rejected records). Options as :func:`chatfmt.prepare` (``ignore_keys`` too); ``truncation="error"``
+    module doc for rejected records). Options as :func:`chatfmt.prepare` (``ignore_keys`` and
+    ``allow_missing_tokens`` too: a tokenizer lacking a token the format relies on is refused, here for
+    objects, on first use for names and paths); ``truncation="error"``
     raises :class:`~chatfmt.encode.LengthError` for an over-length record, ``"skip"`` rejects it.
 
     ``template_kwargs`` (``{"enable_thinking": False}``) go to the render of every row (in every
@@ -109,6 +113,13 @@ def dataset_map_function(
         ds = ds.filter(lambda e: e["error"] is None)
     """
     opts = EncodeOptions(max_length, truncation, train_on, input_kind, tuple(ignore_keys))
+    if allow_missing_tokens:
+        opts = replace(opts, allow_missing_tokens=True)
+    elif not isinstance(format, (str, Path)) and not isinstance(tokenizer, (str, Path)):
+        # objects: refused now; names and paths are loaded (and checked) on first use in each process
+        from ..compat import check_tokenizer
+
+        check_tokenizer(format, tokenizer)
     opts = opts.with_template_kwargs(template_kwargs)
     opts.check()
     if rejected not in ("column", "drop"):
