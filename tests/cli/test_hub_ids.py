@@ -160,3 +160,25 @@ def test_chat_answers_from_a_hub_gguf_as_from_the_local_file(hub_cache, smollm2_
     local_res = runner.invoke(app, ["chat", "--model", str(smollm2_gguf), *args])
     assert hub_res.exit_code == 0, hub_res.output
     assert json.loads(hub_res.stdout)["content"] == json.loads(local_res.stdout)["content"]
+
+
+def test_serve_upstream_takes_a_hub_tokenizer_without_progress_bars_in_its_json_log(hub_server, testdata, capfd):
+    from huggingface_hub.utils import enable_progress_bars
+
+    from chatfmt.cli.serve import build_engine
+
+    fake, _ = hub_server
+    src = testdata("qwen2.5")
+    fake.add(REPO, {n: src / n for n in QWEN_FILES})
+    try:
+        engine = build_engine(
+            model=None, backend="auto", chat_format=None, tokenizer=REPO, model_name="m", upstream="http://127.0.0.1:9",
+            upstream_kind="llama.cpp", upstream_model=None, upstream_prompt="ids", upstream_api_key=None,
+            upstream_concurrency=1, n_ctx=None,
+        )
+    finally:
+        err = capfd.readouterr().err
+        enable_progress_bars()
+    assert engine.format.info.name == "Qwen2.5-0.5B-Instruct"
+    assert any("/resolve/" in p for _, p in fake.requests)  # it did download
+    assert "Fetching" not in err and "it/s" not in err

@@ -33,11 +33,20 @@ def build_engine(
     ``allow_missing_tokens``."""
     from ..compat import check_tokenizer
     from ..formats.loader import load_format, with_tokenizer_tokens
+    from ..hub import hub_ref
     from ..server.engines import LocalEngine, UpstreamEngine
 
+    if any(hub_ref(x) is not None for x in (model, chat_format, tokenizer)):
+        # the log is JSON lines: huggingface_hub's progress bars would break it
+        try:
+            from huggingface_hub.utils import disable_progress_bars
+
+            disable_progress_bars()
+        except ImportError:
+            pass  # resolving says what to install
     if upstream:
         if not tokenizer:
-            fail("--upstream needs --tokenizer (the upstream model's tokenizer: a file, a model dir or a .gguf)")
+            fail("--upstream needs --tokenizer (the upstream model's tokenizer: a file, a model dir, a .gguf or a Hub id)")
         from ..tokenizers import load_tokenizer
 
         tok = load_tokenizer(tokenizer)
@@ -55,18 +64,12 @@ def build_engine(
             api_key=upstream_api_key,
             slots=upstream_concurrency,
         )
-    from ..hub import hub_ref, local
+    from ..hub import local
     from ..inference.backends import load_backend
 
     if hub_ref(model) is not None:
-        # a Hub id: its files are fetched once, here (a log record, not a progress bar, in the
-        # JSON log), and the model, its format and tokenizer all come from that snapshot
-        try:
-            from huggingface_hub.utils import disable_progress_bars
-
-            disable_progress_bars()
-        except ImportError:
-            pass  # resolving says what to install
+        # a Hub id: its files are fetched once, here, and the model, its format and tokenizer all
+        # come from that snapshot
         logging.getLogger("chatfmt.server").info("fetching %s from the Hub (or its cache)", model)
         model = str(local(model, "model", backend=backend))
     options: dict[str, Any] = {}
