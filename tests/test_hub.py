@@ -78,6 +78,21 @@ def test_a_name_ending_in_a_file_suffix_stays_a_path(text):
     assert hub.parse_hub_id(text) is None
 
 
+_name = st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,20}[A-Za-z0-9_])?", fullmatch=True).filter(lambda n: ".." not in n and "--" not in n)
+
+
+@given(
+    org=_name,
+    name=_name.filter(lambda n: Path(n).suffix.lower() not in hub.PATH_SUFFIXES),
+    rev=st.none() | st.from_regex(r"[A-Za-z0-9_]([A-Za-z0-9_.-]{0,10}[A-Za-z0-9_])?(/[A-Za-z0-9_]{1,5})?", fullmatch=True).filter(lambda r: ".." not in r),
+    file=st.none() | st.from_regex(r"[A-Za-z0-9_]{1,10}\.gguf", fullmatch=True),
+)
+def test_any_well_formed_hub_id_parses_and_prints_back_the_same(org, name, rev, file):
+    text = f"{org}/{name}" + (f"@{rev}" if rev else "") + (f":{file}" if file else "")
+    ref = hub.parse_hub_id(text)
+    assert ref is not None and str(ref) == text and ref.repo == f"{org}/{name}" and ref.revision == rev and ref.filename == file
+
+
 def test_an_existing_local_path_wins_over_the_same_hub_id(hub_cache, qwen_dir, tmp_path, monkeypatch):
     fake, cache = hub_cache
     fake.add("org/model", {"chat_template.jinja": "HUB {{ messages[0]['content'] }}"})
