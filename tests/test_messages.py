@@ -443,10 +443,16 @@ def test_detect_kind_tells_record_kinds_apart(record, kind):
     assert parse_record(record) == PARSERS[kind](record)
 
 
-@pytest.mark.parametrize("record", [{"text": "x"}, "plain", 3, None])
+@pytest.mark.parametrize("record", [{"body": "x"}, {"text": 3}, "plain", 3, None])
 def test_detect_kind_rejects_unknown_shapes(record):
     with raises("kind"):
         detect_kind(record)
+
+
+def test_a_plain_text_record_is_told_apart_and_refused_as_not_a_conversation():
+    assert detect_kind({"text": "The sky is blue."}) == "text"
+    with raises("not_conversational"):
+        parse_record({"text": "The sky is blue."})
 
 
 def test_parse_record_with_an_explicit_kind_skips_detection():

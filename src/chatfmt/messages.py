@@ -13,7 +13,10 @@ Record kinds (:func:`parse_record` detects the kind with :func:`detect_kind` and
   becomes an assistant tool call plus a tool result;
 - ``sharegpt``: ``{"conversations": [{"from", "value"}], "system"?, "tools"?}`` (LLaMA-Factory);
 - ``alpaca``: ``instruction``/``input``/``output`` with optional ``system`` and ``history``;
-- ``prompt_response``: ``prompt``/``response`` with optional ``system`` and ``history``.
+- ``prompt_response``: ``prompt``/``response`` with optional ``system`` and ``history``;
+- ``prompt_completion``: TRL's conversational prompt-completion, ``prompt`` and ``completion``
+  message lists (+ ``tools``); only the completion is trained;
+- ``text``: a plain text record, refused (``not_conversational``): nothing for a chat format to render.
 
 Tool definitions in records are validated and normalised to the OpenAI shape
 ``{"type": "function", "function": {"name", "description"?, "parameters"?}}`` (the bare
@@ -220,7 +223,7 @@ MEDIA_KEYS = ("images", "videos", "audios")
 RECORD_LOSS_KEYS = ("loss", "weight", "loss_weight", "sample_weight", "training", "train", "mask", "loss_mask")
 _ANY_LOSS_KEY = frozenset((*LOSS_KEYS, *DETAIL_KEYS, *UNKNOWN_LOSS_KEYS))
 _LOSS_ONLY = frozenset(("loss",))
-_ANY_RECORD_KEY = frozenset((*PREFERENCE_KEYS, *MEDIA_KEYS, *RECORD_LOSS_KEYS, "functions"))
+_ANY_RECORD_KEY = frozenset((*PREFERENCE_KEYS, *MEDIA_KEYS, *RECORD_LOSS_KEYS, "functions", "chat_template_kwargs"))
 
 
 def _zero_one(key: str, value: Any, index: int | None, *, integer: bool) -> bool:
@@ -949,6 +952,69 @@ def parse_alpaca(obj: Any, *, strict_tools: bool = True) -> Conversation:
     return b.finish(rec.get("tools"), strict_tools)
 
 
+def parse_prompt_completion(obj: Any, *, strict_tools: bool = True) -> Conversation:
+    """TRL's conversational prompt-completion record ``{"prompt": [messages], "completion":
+    [messages], "tools"?: list or JSON text}``: the conversation is the prompt's messages then the
+    completion's, and as TRL trains only the completion, the prompt's messages are not trained (a
+    loss flag that would train one is refused, rule ``loss_key``) and the completion's are, each
+    one (tool results and all, as TRL's completion mask covers them), unless its own loss flag says
+    otherwise. Message indices in errors count the prompt's messages, then the completion's.
+
+    Refused: TRL's *standard* form (``prompt`` and ``completion`` strings: plain text language
+    modelling, no chat template; rule ``not_conversational``), an unpaired preference (KTO) record
+    (a ``label``; rule ``preference``), an empty completion (rule ``empty``)."""
+    rec = _record(obj, "prompt_completion")
+    if rec.get("label") is not None:
+        raise ValidationError(
+            "an unpaired preference (KTO) record ('label'): supervised fine-tuning would train the completion "
+            "whatever its label says; use a KTO trainer, or --ignore-key label",
+            rule="preference",
+        )
+    prompt, completion = rec.get("prompt"), rec.get("completion")
+    if isinstance(prompt, str) or isinstance(completion, str):
+        raise ValidationError(
+            "TRL's standard prompt/completion (strings) is plain text language modelling, which no chat format "
+            "renders; give the prompt and the completion as lists of messages (TRL's conversational form), or the "
+            "turn as 'prompt'/'response' to render it as a user/assistant exchange",
+            rule="not_conversational",
+        )
+    for key, value in (("prompt", prompt), ("completion", completion)):
+        if not isinstance(value, list):
+            got = "it is missing" if value is None else f"got {_kind_of(value)}"
+            raise ValidationError(f"a prompt/completion record needs a {key!r} list of messages; {got}", rule="shape")
+    if not completion:
+        raise ValidationError("the completion is empty: nothing would be trained", index=len(prompt), rule="empty")
+    b = _Builder()
+    for i, m in enumerate(prompt):
+        msg = _record_message(m, i)
+        if msg.loss is True or msg.train_detail is not None:
+            raise ValidationError(
+                "a loss flag trains this prompt message, but TRL trains only the completion; move the message to "
+                "the completion, or drop the flag",
+                index=i,
+                rule="loss_key",
+            )
+        msg.loss = False
+        b.add(msg, i)
+    for j, m in enumerate(completion, len(prompt)):
+        msg = _record_message(m, j)
+        if msg.loss is None and msg.train_detail is None:
+            msg.loss = True
+        b.add(msg, j)
+    return b.finish(rec.get("tools"), strict_tools)
+
+
+def parse_text(obj: Any, *, strict_tools: bool = True) -> Conversation:
+    """A plain text record ``{"text": ...}`` (TRL's standard language modelling, LLaMA-Factory's
+    pre-training data) has no messages for a chat format to render: refused, rule
+    ``not_conversational``."""
+    raise ValidationError(
+        "a plain text record ('text') is language modelling without a chat format; chatfmt renders conversations "
+        "('messages', 'conversations', 'prompt'/'completion' message lists, ...)",
+        rule="not_conversational",
+    )
+
+
 RecordParser = Callable[..., Conversation]
 
 #: record kind -> parser; each parser takes the record and ``strict_tools=`` and returns a validated
@@ -959,6 +1025,8 @@ PARSERS: dict[str, RecordParser] = {
     "prompt_response": parse_prompt_response,
     "sharegpt": parse_sharegpt,
     "alpaca": parse_alpaca,
+    "prompt_completion": parse_prompt_completion,
+    "text": parse_text,
 }
 
 
@@ -982,6 +1050,8 @@ DETECTORS: list[tuple[str, Callable[[dict[str, Any]], bool]]] = [
     ("conversations", lambda o: "conversations" in o),
     ("alpaca", lambda o: "instruction" in o),
     ("prompt_response", lambda o: "prompt" in o and "response" in o),
+    ("prompt_completion", lambda o: "prompt" in o and "completion" in o),
+    ("text", lambda o: isinstance(o.get("text"), str)),
 ]
 
 
@@ -1025,7 +1095,9 @@ def check_record_keys(obj: dict[str, Any]) -> None:
       chatfmt encodes text only, so the media would be dropped and placeholders trained as text;
     - ``loss_key``: a record-level loss flag or weight (``weight``, ``loss``, ``mask``, ...): no tool
       chatfmt knows puts one there, and chatfmt does not weigh examples;
-    - ``tools``: OpenAI's legacy ``functions`` list (its ``tools`` replaced it).
+    - ``tools``: OpenAI's legacy ``functions`` list (its ``tools`` replaced it);
+    - ``chat_template_kwargs``: TRL's per-record template keyword arguments; chatfmt renders a run
+      with one set (``--template-kwarg`` / ``template_kwargs=``), so a record's own would be ignored.
 
     ``--ignore-key KEY`` (``ignore_keys=`` in Python) drops a key before parsing, for data where it
     means something else."""
@@ -1051,6 +1123,12 @@ def check_record_keys(obj: dict[str, Any]) -> None:
             "OpenAI's legacy 'functions' list is not read (the model would be trained without them); give "
             "the definitions as 'tools': [{\"type\": \"function\", \"function\": {...}}]",
             rule="tools",
+        )
+    if obj.get("chat_template_kwargs"):
+        raise ValidationError(
+            "per-record 'chat_template_kwargs' are not read (the record would render without them); give them for "
+            "the whole run with --template-kwarg KEY=VALUE (template_kwargs= in Python)",
+            rule="chat_template_kwargs",
         )
     loss = [k for k in RECORD_LOSS_KEYS if obj.get(k) is not None]
     if loss:

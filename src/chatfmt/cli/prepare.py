@@ -111,7 +111,7 @@ def _not_rendered_said_below() -> Iterator[None]:
 
 
 def prepare_cmd(
-    inputs: Annotated[list[str], typer.Argument(help="JSONL / JSON / Parquet files, directories or globs.")],
+    inputs: Annotated[list[str] | None, typer.Argument(help="JSONL / JSON / Parquet files, directories or globs (with --dataset: the directory holding dataset_info.json).")] = None,
     format: str = typer.Option(..., "--format", "-f", help="Built-in name, .jinja, tokenizer_config.json, model dir, .gguf or Hub id ORG/NAME[@REV][:FILE.gguf]."),
     tokenizer: str = typer.Option(..., "--tokenizer", "-t", help="tokenizer.json, tokenizer.model, a model dir, a .gguf, a Hub id ORG/NAME[@REV], ..."),
     output: str = typer.Option(..., "--output", "-o", help="The dataset to write: .parquet -> Parquet, else JSONL (rejects go to OUTPUT.rejects.jsonl)."),
@@ -134,6 +134,8 @@ def prepare_cmd(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
     template_kwarg: TemplateKwargOption = None,
+    dataset: Annotated[list[str] | None, typer.Option("--dataset", help="A dataset of LLaMA-Factory's dataset_info.json (repeatable, or NAME,NAME): its files, read with its formatting, columns and tags.")] = None,
+    dataset_info: Annotated[str | None, typer.Option("--dataset-info", help="LLaMA-Factory's dataset_info.json (default: the one in the input directory).")] = None,
     ignore_key: Annotated[list[str] | None, typer.Option("--ignore-key", help="Drop this key from every record and message before parsing (repeatable): for data where a key chatfmt acts on (weight, mask, chosen, images, ...) means something else.")] = None,
 ) -> None:
     """Validate and encode training records into input_ids / labels rows.
@@ -165,6 +167,12 @@ def prepare_cmd(
     if ray_address is not None and engine != "ray":
         fail("--ray-address needs --engine ray")
     template_kwargs = template_kwargs_option(template_kwarg)
+    if dataset_info is not None and not dataset:
+        fail("--dataset-info needs --dataset NAME (the datasets to read from it)")
+    if dataset and input_kind is not None:
+        fail("--input-kind and --dataset: the dataset description's formatting decides the record kind")
+    if not inputs and not (dataset and dataset_info):
+        fail("give input files (or, with --dataset, the directory holding dataset_info.json or --dataset-info)")
     console = Console(stderr=True)
     with _stoppable() as run, user_errors(), _not_rendered_said_below():
         with Progress(
@@ -197,6 +205,8 @@ def prepare_cmd(
                 ignore_keys=ignore_key or (),
                 reject_unrendered_tools=reject_unrendered_tools,
                 template_kwargs=template_kwargs,
+                dataset=dataset or None,
+                dataset_info=dataset_info,
             )
             run.written = True
         if report_file:

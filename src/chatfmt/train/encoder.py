@@ -49,6 +49,17 @@ class EncodeOptions:
     #: template keyword arguments every record is rendered with (``{"enable_thinking": False}``), as
     #: ``(name, value)`` pairs in the order given; see :meth:`with_template_kwargs`
     template_kwargs: tuple[tuple[str, Any], ...] = ()
+    #: ``(source file, layout)``: records of that file are mapped by a LLaMA-Factory
+    #: ``dataset_info.json`` description (:class:`~chatfmt.train.dataset_info.Layout`) and parsed as
+    #: its formatting
+    layouts: tuple[tuple[str, Any], ...] = ()
+
+    def layout_for(self, source: str) -> Any:
+        """The layout of the records of ``source``, if a dataset description maps them."""
+        for name, layout in self.layouts:
+            if name == source:
+                return layout
+        return None
 
     def with_template_kwargs(self, kwargs: Any) -> EncodeOptions:
         """These options with ``kwargs`` (a mapping, or ``None``) as the template keyword arguments."""
@@ -148,7 +159,11 @@ def encode_records(fmt: Any, tokenizer: Any, records: Sequence[RawRecord], opts:
             continue
         try:
             data = without_keys(rec.data, opts.ignore_keys) if opts.ignore_keys else rec.data
-            conv = parse_record(data, kind=opts.input_kind)
+            layout = opts.layout_for(rec.source) if opts.layouts else None
+            if layout is not None:
+                conv = parse_record(layout.convert(data), kind=layout.kind)
+            else:
+                conv = parse_record(data, kind=opts.input_kind)
         except ValidationError as e:
             out.append(Outcome(rec.source, rec.record, rule=e.rule, message=_message(e)))
             continue

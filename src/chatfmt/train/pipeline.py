@@ -523,6 +523,31 @@ def _provenance(format: Any, tokenizer: Any, fmt: Any, tok: Any) -> dict[str, An
     }
 
 
+def _datasets(inputs: Any, dataset: str | Iterable[str], info: str | Path | None,
+              opts: EncodeOptions) -> tuple[list[Path], EncodeOptions]:
+    """The files of the named datasets of a ``dataset_info.json`` and the options that map them."""
+    from .dataset_info import DatasetInfoError, load_dataset_info
+
+    names = [n.strip() for item in ([dataset] if isinstance(dataset, str) else dataset) for n in str(item).split(",")]
+    names = [n for n in names if n]
+    if not names:
+        raise DatasetInfoError("no dataset named")
+    if opts.input_kind is not None:
+        raise DatasetInfoError("input_kind and dataset: the dataset description's formatting decides the record kind")
+    if info is None:
+        given = [inputs] if isinstance(inputs, (str, Path)) else list(inputs or ())
+        if len(given) != 1:
+            raise DatasetInfoError("give the directory holding dataset_info.json (or the file) as the one input, "
+                                   "or dataset_info=")
+        info = given[0]
+    elif inputs not in (None, [], ()):
+        raise DatasetInfoError("with dataset_info and dataset, the inputs are the datasets' files: give no other")
+    found = load_dataset_info(info, names)
+    files = [f for d in found for f in d.files]
+    layouts = tuple((str(f), d.layout) for d in found for f in d.files)
+    return files, dataclasses.replace(opts, layouts=layouts)
+
+
 def _format_name(fmt: Any, spec: Any) -> str:
     info = getattr(fmt, "info", None)
     return str(getattr(info, "name", None) or spec)
@@ -555,6 +580,8 @@ def prepare(
     ignore_keys: Iterable[str] = (),
     reject_unrendered_tools: bool = False,
     template_kwargs: Mapping[str, Any] | None = None,
+    dataset: str | Iterable[str] | None = None,
+    dataset_info: str | Path | None = None,
 ) -> Report:
     """Encode every record of ``inputs`` (JSONL / JSON / Parquet files, directories, globs) with
     ``format`` and ``tokenizer`` into the dataset ``output``; returns the :class:`Report`.
@@ -599,9 +626,21 @@ def prepare(
     process, the worker processes and on Ray alike. One the format never reads is reported, once,
     before any record is read (a :class:`~chatfmt.errors.NotRenderedWarning`; the report's
     ``template_kwargs_not_read``), not ignored in silence.
+
+    ``dataset`` names datasets of LLaMA-Factory's ``dataset_info.json`` (a name, ``"a,b"`` or a
+    list): their files are the inputs, each read with its description's formatting, column and tag
+    mapping (see :mod:`chatfmt.train.dataset_info`). The file is ``dataset_info``, else the
+    ``dataset_info.json`` in ``inputs`` (a directory, as LLaMA-Factory's ``dataset_dir``, or the
+    file itself).
     """
     opts = EncodeOptions(max_length, truncation, train_on, input_kind, tuple(ignore_keys))
     opts = opts.with_template_kwargs(template_kwargs)
+    if dataset is not None:
+        inputs, opts = _datasets(inputs, dataset, dataset_info, opts)
+    elif dataset_info is not None:
+        from .dataset_info import DatasetInfoError
+
+        raise DatasetInfoError("dataset_info needs dataset: the names of the datasets to read from it")
     if reject_unrendered_tools:
         opts = dataclasses.replace(opts, reject_unrendered_tools=True)
     opts.check()

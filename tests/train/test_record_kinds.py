@@ -1,0 +1,421 @@
+"""Record kinds users have, in files written the way their tools' docs show them, through prepare:
+TRL's conversational prompt/completion (only the completion trained; the standard string form,
+unpaired preference and per-record chat_template_kwargs refused with a rule), TRL's messages with a
+tools column (a list, or JSON text as TRL now writes it), OpenAI's fine-tuning JSONL with tools,
+parallel tool calls and weight, and LLaMA-Factory's dataset_info.json (alpaca and sharegpt, the
+column and tag mappings, system/tools columns, its turn-order rule, mask_history as --train-on
+last_assistant); descriptions chatfmt cannot read exactly are one line, exit 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+import chatfmt
+from chatfmt.cli import app
+from chatfmt.encode import IGNORE_INDEX, encode_batch
+from chatfmt.messages import parse_record
+from chatfmt.train import prepare
+from chatfmt.train.dataset_info import DatasetInfoError, load_dataset_info
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def qwen(testdata):
+    return chatfmt.load_format("qwen2.5"), chatfmt.load_tokenizer(testdata("qwen2.5"))
+
+
+@pytest.fixture(scope="module")
+def qwen_dir(testdata) -> Path:
+    return testdata("qwen2.5")
+
+
+def write_jsonl(path: Path, records: list) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def trained_text(tok, ids, labels) -> str:
+    return tok.decode([i for i, lab in zip(ids, labels) if lab != IGNORE_INDEX])
+
+
+def encoded(qwen, records: list, **kw) -> list[tuple[list[int], list[int]]]:
+    fmt, tok = qwen
+    return [(e.input_ids, e.labels) for e in encode_batch(fmt, [parse_record(r) for r in records], tok, **kw)]
+
+
+def rows(path: Path) -> list[tuple[list[int], list[int]]]:
+    return [(r["input_ids"], r["labels"]) for r in read_jsonl(path)]
+
+
+# -- TRL: prompt / completion ---------------------------------------------------------------------------
+
+TRL_PROMPT_COMPLETION = {
+    "prompt": [{"role": "user", "content": "What color is the sky?"}],
+    "completion": [{"role": "assistant", "content": "It is blue."}],
+}
+TRL_MULTI_TURN_PROMPT = {
+    "prompt": [
+        {"role": "system", "content": "You answer in one sentence."},
+        {"role": "user", "content": "What color is the sky?"},
+        {"role": "assistant", "content": "It is blue."},
+        {"role": "user", "content": "And the grass?"},
+    ],
+    "completion": [{"role": "assistant", "content": "It is green."}],
+}
+TRL_STANDARD = {"prompt": "The sky is", "completion": " blue."}
+TRL_TEXT = {"text": "The sky is blue."}
+TRL_UNPAIRED = {
+    "prompt": [{"role": "user", "content": "What color is the sky?"}],
+    "completion": [{"role": "assistant", "content": "It is green."}],
+    "label": False,
+}
+
+
+def test_trl_prompt_completion_trains_only_the_completion(qwen, tmp_path):
+    src = write_jsonl(tmp_path / "trl.jsonl", [TRL_PROMPT_COMPLETION, TRL_MULTI_TURN_PROMPT])
+    out = tmp_path / "o.jsonl"
+    report = prepare(src, *qwen, out)
+    assert report.written == 2 and report.rejected == 0
+    single, multi = rows(out)
+    _, tok = qwen
+    # the same as the conversation with its prompt's assistant turn not trained (OpenAI's weight 0)
+    as_messages = [
+        {"messages": TRL_PROMPT_COMPLETION["prompt"] + TRL_PROMPT_COMPLETION["completion"]},
+        {"messages": [*TRL_MULTI_TURN_PROMPT["prompt"][:2], {**TRL_MULTI_TURN_PROMPT["prompt"][2], "weight": 0},
+                      TRL_MULTI_TURN_PROMPT["prompt"][3], *TRL_MULTI_TURN_PROMPT["completion"]]},
+    ]
+    assert [single, multi] == encoded(qwen, as_messages)
+    assert "It is blue" not in trained_text(tok, *multi) and "It is green." in trained_text(tok, *multi)
+    # train_on=all does not train the prompt's messages either (their own flags win; TRL never trains them)
+    out_all = tmp_path / "all.jsonl"
+    prepare(src, *qwen, out_all, train_on="all")
+    everything = trained_text(tok, *rows(out_all)[1])
+    assert "It is blue" not in everything and "And the grass?" not in everything and "one sentence" not in everything
+
+
+def test_trl_prompt_completion_with_a_tool_round_trains_the_whole_completion(qwen, tmp_path):
+    rec = {
+        "prompt": [{"role": "user", "content": "Turn on the living room lights."}],
+        "completion": [
+            {"role": "assistant", "tool_calls": [
+                {"type": "function", "function": {"name": "control_light", "arguments": {"room": "living room", "state": "on"}}}]},
+            {"role": "tool", "name": "control_light", "content": "The lights in the living room are now on."},
+            {"role": "assistant", "content": "Done!"},
+        ],
+        "tools": [CONTROL_LIGHT],
+    }
+    out = tmp_path / "o.jsonl"
+    prepare(write_jsonl(tmp_path / "in.jsonl", [rec]), *qwen, out)
+    (ids, labels), = rows(out)
+    trained = trained_text(qwen[1], ids, labels)
+    assert "control_light" in trained and "are now on" in trained and "Done!" in trained  # TRL's completion mask
+    assert "Turn on the living room lights." not in trained
+
+
+@pytest.mark.parametrize("record, rule", [
+    (TRL_STANDARD, "not_conversational"),
+    (TRL_TEXT, "not_conversational"),
+    (TRL_UNPAIRED, "preference"),
+    ({**TRL_PROMPT_COMPLETION, "chat_template_kwargs": {"enable_thinking": False}}, "chat_template_kwargs"),
+    ({"prompt": [{"role": "user", "content": "q"}], "completion": []}, "empty"),
+    ({"prompt": [{"role": "user", "content": "q", "loss": True}], "completion": [{"role": "assistant", "content": "a"}]},
+     "loss_key"),
+    ({"prompt": [{"role": "user", "content": "q"}], "completion": "a"}, "not_conversational"),
+])
+def test_trl_records_chatfmt_cannot_train_exactly_are_rejected_with_their_rule(qwen, tmp_path, record, rule):
+    out = tmp_path / "o.jsonl"
+    report = prepare(write_jsonl(tmp_path / "in.jsonl", [record, TRL_PROMPT_COMPLETION]), *qwen, out)
+    assert report.written == 1
+    (rejection,) = read_jsonl(Path(report.rejects))
+    assert (rejection["record"], rejection["rule"]) == (1, rule)
+
+
+def test_a_completion_message_can_still_opt_out_of_training(qwen):
+    conv = parse_record({"prompt": [{"role": "user", "content": "q"}],
+                         "completion": [{"role": "assistant", "content": "draft", "weight": 0},
+                                        {"role": "user", "content": "again"},
+                                        {"role": "assistant", "content": "final"}]})
+    assert [m.trained for m in conv] == [False, False, True, True]
+
+
+# -- TRL: messages + tools --------------------------------------------------------------------------------
+
+CONTROL_LIGHT = {
+    "type": "function",
+    "function": {
+        "name": "control_light",
+        "description": "Controls the lights in a room.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "room": {"type": "string", "description": "The name of the room."},
+                "state": {"type": "string", "description": 'The desired state of the light ("on" or "off").'},
+            },
+            "required": ["room", "state"],
+        },
+        "return": {"type": "string", "description": "str: A message indicating the new state of the lights."},
+    },
+}
+TRL_TOOL_MESSAGES = [
+    {"role": "user", "content": "Turn on the living room lights."},
+    {"role": "assistant", "tool_calls": [
+        {"type": "function", "function": {"name": "control_light", "arguments": {"room": "living room", "state": "on"}}}]},
+    {"role": "tool", "name": "control_light", "content": "The lights in the living room are now on."},
+    {"role": "assistant", "content": "Done!"},
+]
+
+
+def test_trl_messages_with_a_tools_column_render_the_tools(qwen, tmp_path):
+    as_list = {"messages": TRL_TOOL_MESSAGES, "tools": [CONTROL_LIGHT]}
+    as_text = {"messages": TRL_TOOL_MESSAGES, "tools": json.dumps([CONTROL_LIGHT])}  # TRL's JSON-string schema
+    out = tmp_path / "o.jsonl"
+    report = prepare(write_jsonl(tmp_path / "in.jsonl", [as_list, as_text]), *qwen, out)
+    assert report.written == 2 and report.not_rendered == {}
+    a, b = rows(out)
+    assert a == b
+    _, tok = qwen
+    text = tok.decode(a[0])
+    assert "# Tools" in text and '"name": "control_light"' in text and '"return"' in text
+    assert '<tool_call>\n{"name": "control_light", "arguments": {"room": "living room", "state": "on"}}\n</tool_call>' in text
+    trained = trained_text(tok, *a)
+    assert "<tool_call>" in trained and "Done!" in trained and "are now on" not in trained
+
+
+def test_trl_messages_with_tools_through_datasets_map(qwen):
+    datasets = pytest.importorskip("datasets")
+    from chatfmt.train import dataset_map_function
+
+    ds = datasets.Dataset.from_list([{"messages": TRL_TOOL_MESSAGES, "tools": json.dumps([CONTROL_LIGHT])}])
+    out = ds.map(dataset_map_function(*qwen), batched=True, remove_columns=ds.column_names)
+    assert out["error"] == [None]
+    assert (out["input_ids"][0], out["labels"][0]) == encoded(qwen, [{"messages": TRL_TOOL_MESSAGES, "tools": [CONTROL_LIGHT]}])[0]
+
+
+# -- OpenAI fine-tuning: tools, parallel tool calls, weight -------------------------------------------------
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_current_weather",
+        "description": "Get the current weather",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "location": {"type": "string", "description": "The city and country, eg. San Francisco, USA"},
+                "format": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            },
+            "required": ["location", "format"],
+        },
+    },
+}
+OPENAI_TOOLS = {
+    "messages": [
+        {"role": "user", "content": "What is the weather in San Francisco?"},
+        {"role": "assistant", "tool_calls": [{"id": "call_id", "type": "function", "function": {
+            "name": "get_current_weather", "arguments": '{"location": "San Francisco, USA", "format": "celsius"}'}}]},
+    ],
+    "parallel_tool_calls": False,
+    "tools": [WEATHER],
+}
+OPENAI_PARALLEL = {
+    "messages": [
+        {"role": "system", "content": "You are a weather bot."},
+        {"role": "user", "content": "Weather in Paris and in Rome?"},
+        {"role": "assistant", "content": "Let me look.", "weight": 0},
+        {"role": "user", "content": "Go on."},
+        {"role": "assistant", "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "get_current_weather",
+                                                              "arguments": '{"location": "Paris, France", "format": "celsius"}'}},
+            {"id": "call_2", "type": "function", "function": {"name": "get_current_weather",
+                                                              "arguments": '{"location": "Rome, Italy", "format": "celsius"}'}},
+        ], "weight": 1},
+        {"role": "tool", "tool_call_id": "call_1", "content": '{"temperature": 18}'},
+        {"role": "tool", "tool_call_id": "call_2", "content": '{"temperature": 24}'},
+        {"role": "assistant", "content": "Paris 18 °C, Rome 24 °C.", "weight": 1},
+    ],
+    "tools": [WEATHER],
+}
+
+
+def test_openai_fine_tuning_records_with_tools_and_parallel_calls_pass(qwen, tmp_path):
+    out = tmp_path / "o.jsonl"
+    report = prepare(write_jsonl(tmp_path / "in.jsonl", [OPENAI_TOOLS, OPENAI_PARALLEL]), *qwen, out)
+    assert report.written == 2 and report.rejected == 0 and report.not_rendered == {}
+    _, tok = qwen
+    first, parallel = rows(out)
+    assert "San Francisco, USA" in trained_text(tok, *first)
+    trained = trained_text(tok, *parallel)
+    assert trained.count("<tool_call>") == 2 and "Rome, Italy" in trained and "Paris 18 °C, Rome 24 °C." in trained
+    assert "Let me look." not in trained and '"temperature"' not in trained
+    assert tok.decode(parallel[0]).count("<tool_response>") == 2
+
+
+# -- LLaMA-Factory: dataset_info.json ------------------------------------------------------------------------
+
+ALPACA = [
+    {"instruction": "Translate to French", "input": "Good morning", "output": "Bonjour",
+     "system": "You translate.", "history": [["Hi", "Hello! What can I translate?"]]},
+    {"instruction": "Name a primary color", "input": "", "output": "Red"},
+]
+ALPACA_CUSTOM = [{"question": "What is 2+2?", "answer": "4", "sys": "Be brief."}]
+GLAIVE = [{
+    "conversations": [
+        {"from": "human", "value": "What is the weather in Paris?"},
+        {"from": "function_call", "value": '{"name": "get_current_weather", "arguments": {"location": "Paris, France", "format": "celsius"}}'},
+        {"from": "observation", "value": '{"temperature": 18}'},
+        {"from": "gpt", "value": "It is 18 °C in Paris."},
+    ],
+    "system": "You are a weather bot.",
+    "tools": json.dumps([WEATHER["function"]]),
+}]
+OPENAI_SHAREGPT = [{"messages": [
+    {"role": "system", "content": "system prompt"},
+    {"role": "user", "content": "human instruction"},
+    {"role": "assistant", "content": "model response"},
+    {"role": "user", "content": "second instruction"},
+    {"role": "assistant", "content": "second response"},
+]}]
+CUSTOM_TAGS = [{"dialog": [
+    {"speaker": "customer", "text": "Is the shop open?"},
+    {"speaker": "agent", "text": "Yes, until 6 pm."},
+]}]
+BAD_SHAREGPT = [
+    {"conversations": [{"from": "human", "value": "a"}, {"from": "human", "value": "b"}, {"from": "gpt", "value": "c"}]},
+    {"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}, {"from": "human", "value": "c"}]},
+    {"conversations": [{"from": "user", "value": "a"}, {"from": "gpt", "value": "b"}]},
+    {"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}], "kto_tag": True},
+    {"conversations": [{"from": "human", "value": "<image>a"}, {"from": "gpt", "value": "b"}], "images": ["x.png"]},
+    {"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}]},
+]
+INFO = {
+    "alpaca_demo": {"file_name": "alpaca.json", "columns": {
+        "prompt": "instruction", "query": "input", "response": "output", "system": "system", "history": "history"}},
+    "alpaca_custom": {"file_name": "custom.jsonl", "columns": {"prompt": "question", "response": "answer", "system": "sys"}},
+    "glaive_demo": {"file_name": "glaive.json", "formatting": "sharegpt",
+                    "columns": {"messages": "conversations", "system": "system", "tools": "tools"}},
+    "openai_demo": {"file_name": "openai.json", "formatting": "sharegpt", "columns": {"messages": "messages"},
+                    "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
+                             "assistant_tag": "assistant", "system_tag": "system"}},
+    "shop": {"file_name": "shop", "formatting": "sharegpt", "columns": {"messages": "dialog"},
+             "tags": {"role_tag": "speaker", "content_tag": "text", "user_tag": "customer", "assistant_tag": "agent"}},
+    "broken": {"file_name": "broken.jsonl", "formatting": "sharegpt",
+               "columns": {"messages": "conversations", "kto_tag": "kto_tag", "images": "images"}},
+    "hub": {"hf_hub_url": "llamafactory/alpaca_en"},
+    "pairs": {"file_name": "alpaca.json", "ranking": True, "columns": {"prompt": "instruction", "chosen": "c", "rejected": "r"}},
+    "sampled": {"file_name": "alpaca.json", "num_samples": 1},
+    "csv": {"file_name": "data.csv"},
+    "odd_column": {"file_name": "alpaca.json", "columns": {"instruction": "instruction"}},
+}
+
+
+@pytest.fixture
+def lf_dir(tmp_path) -> Path:
+    d = tmp_path / "data"
+    d.mkdir()
+    (d / "dataset_info.json").write_text(json.dumps(INFO, indent=2))
+    (d / "alpaca.json").write_text(json.dumps(ALPACA, indent=2, ensure_ascii=False))
+    write_jsonl(d / "custom.jsonl", ALPACA_CUSTOM)
+    (d / "glaive.json").write_text(json.dumps(GLAIVE, indent=2, ensure_ascii=False))
+    (d / "openai.json").write_text(json.dumps(OPENAI_SHAREGPT, indent=2))
+    (d / "shop").mkdir()
+    write_jsonl(d / "shop" / "part-0.jsonl", CUSTOM_TAGS)
+    write_jsonl(d / "broken.jsonl", BAD_SHAREGPT)
+    (d / "data.csv").write_text("instruction,output\nq,a\n")
+    return d
+
+
+def test_dataset_info_reads_each_dataset_with_its_own_mapping(qwen, qwen_dir, lf_dir, tmp_path):
+    out = tmp_path / "o.jsonl"
+    r = runner.invoke(app, ["prepare", str(lf_dir), "--dataset", "alpaca_demo,alpaca_custom", "--dataset", "glaive_demo",
+                            "--dataset", "openai_demo", "--dataset", "shop", "-f", "qwen2.5", "-t", str(qwen_dir),
+                            "-o", str(out), "-q"])
+    assert r.exit_code == 0, r.output
+    native = [
+        *ALPACA,
+        {"instruction": "What is 2+2?", "output": "4", "system": "Be brief."},
+        *GLAIVE,
+        {"messages": OPENAI_SHAREGPT[0]["messages"]},
+        {"messages": [{"role": "user", "content": "Is the shop open?"}, {"role": "assistant", "content": "Yes, until 6 pm."}]},
+    ]
+    assert rows(out) == encoded(qwen, native)
+    got = read_jsonl(out)
+    assert [Path(g["source"]).name for g in got] == ["alpaca.json", "alpaca.json", "custom.jsonl", "glaive.json",
+                                                     "openai.json", "part-0.jsonl"]
+    _, tok = qwen
+    glaive = tok.decode(got[3]["input_ids"])
+    assert "You are a weather bot." in glaive and '"name": "get_current_weather"' in glaive  # system and tools columns
+    assert "Paris, France" in trained_text(tok, got[3]["input_ids"], got[3]["labels"])  # the function call is trained
+    assert "Hello! What can I translate?" in trained_text(tok, got[0]["input_ids"], got[0]["labels"])  # history learned
+
+
+def test_dataset_info_rejects_what_llamafactory_would_skip_or_misread_with_a_rule(qwen, lf_dir, tmp_path):
+    report = prepare(lf_dir, *qwen, tmp_path / "o.jsonl", dataset="broken")
+    assert report.written == 1
+    assert [(r["record"], r["rule"]) for r in read_jsonl(Path(report.rejects))] == [
+        (1, "turn_order"), (2, "turn_order"), (3, "role"), (4, "preference"), (5, "media")]
+
+
+def test_mask_history_is_train_on_last_assistant(qwen, lf_dir, tmp_path):
+    report = prepare(lf_dir, *qwen, tmp_path / "o.jsonl", dataset=["openai_demo", "alpaca_demo"], train_on="last_assistant")
+    assert report.written == 3
+    _, tok = qwen
+    trained = [trained_text(tok, ids, labels) for ids, labels in rows(tmp_path / "o.jsonl")]
+    assert trained[0].startswith("second response") and "model response" not in trained[0]
+    assert trained[1].startswith("Bonjour") and "Hello!" not in trained[1]
+
+
+def test_dataset_info_given_as_a_file_with_no_inputs(qwen_dir, lf_dir, tmp_path):
+    out = tmp_path / "o.jsonl"
+    r = runner.invoke(app, ["prepare", "--dataset-info", str(lf_dir / "dataset_info.json"), "--dataset", "shop",
+                            "-f", "qwen2.5", "-t", str(qwen_dir), "-o", str(out), "-q"])
+    assert r.exit_code == 0, r.output
+    assert len(read_jsonl(out)) == 1
+
+
+@pytest.mark.parametrize("name, says", [
+    ("hub", "it is read from hf_hub_url ('llamafactory/alpaca_en'); chatfmt reads local files"),
+    ("pairs", "a preference dataset (ranking)"),
+    ("sampled", "num_samples: LLaMA-Factory draws a random sample"),
+    ("csv", "data.csv: chatfmt reads .json, .jsonl and .parquet files"),
+    ("odd_column", "unknown column 'instruction'"),
+    ("nope", "no dataset 'nope' (it has: alpaca_custom, alpaca_demo,"),
+])
+def test_dataset_descriptions_chatfmt_cannot_read_exactly_are_one_line(qwen_dir, lf_dir, tmp_path, name, says):
+    r = runner.invoke(app, ["prepare", str(lf_dir), "--dataset", name, "-f", "qwen2.5", "-t", str(qwen_dir),
+                            "-o", str(tmp_path / "o.jsonl"), "-q"])
+    assert r.exit_code == 2
+    assert r.stderr.count("\n") == 1 and says in r.stderr and r.stderr.startswith("chatfmt: error: ")
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_dataset_info_options_that_conflict_are_refused(qwen_dir, lf_dir, tmp_path):
+    base = ["-f", "qwen2.5", "-t", str(qwen_dir), "-o", str(tmp_path / "o.jsonl"), "-q"]
+    r = runner.invoke(app, ["prepare", "--dataset-info", str(lf_dir / "dataset_info.json"), *base])
+    assert r.exit_code == 2 and "--dataset-info needs --dataset" in r.stderr
+    r = runner.invoke(app, ["prepare", str(lf_dir), "--dataset", "shop", "--input-kind", "openai", *base])
+    assert r.exit_code == 2 and "--input-kind and --dataset" in r.stderr
+    with pytest.raises(DatasetInfoError, match="the one input"):
+        prepare([lf_dir, lf_dir], "qwen2.5", str(qwen_dir), tmp_path / "x.jsonl", dataset="shop")
+    assert [d.name for d in load_dataset_info(lf_dir, ["shop", "glaive_demo"])] == ["shop", "glaive_demo"]
+
+
+def test_dataset_info_layouts_reach_spawned_workers(qwen_dir, lf_dir, tmp_path, monkeypatch):
+    import chatfmt.train.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "WORKERS_AFTER", 0.0)
+    one = prepare(lf_dir, "qwen2.5", str(qwen_dir), tmp_path / "one.jsonl", dataset="alpaca_demo,glaive_demo,shop,broken",
+                  batch_size=2)
+    two = prepare(lf_dir, "qwen2.5", str(qwen_dir), tmp_path / "two.jsonl", dataset="alpaca_demo,glaive_demo,shop,broken",
+                  batch_size=2, workers=2)
+    assert two.workers == 2 and one.written == two.written == 5
+    assert (tmp_path / "one.jsonl").read_bytes() == (tmp_path / "two.jsonl").read_bytes()
+    assert Path(one.rejects).read_bytes() == Path(two.rejects).read_bytes()
