@@ -417,3 +417,13 @@ def test_transformers_runs_a_safetensors_repo_downloaded_from_the_hub_as_its_loc
     question = "What is the capital of France?"
     assert from_hub.send(question).content == local.send(question).content
     assert from_hub.encoder.last_text == local.encoder.last_text
+
+
+def test_pinned_names_the_commit_a_revision_resolves_to(hub_cache):
+    fake, cache = hub_cache
+    commit = fake.add("org/model", {"chat_template.jinja": "x"})
+    fake.write_cache(cache, "org/model")
+    assert hub.pinned("org/model") == f"org/model@{commit}"
+    assert hub.pinned(f"org/model@{commit}") == f"org/model@{commit}"
+    assert hub.pinned("qwen2.5") is None
+    assert chatfmt.load_format(hub.pinned("org/model")).render([{"role": "user", "content": "y"}]) == "x"

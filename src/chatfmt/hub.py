@@ -453,6 +453,17 @@ def local(source: Any, kind: Kind = "tokenizer", *, backend: str = "auto") -> An
     return source if ref is None else resolve(ref, kind, backend=backend)
 
 
+def pinned(source: Any, kind: Kind = "tokenizer") -> str | None:
+    """A Hub id with its revision replaced by the commit it resolves to (``ORG/NAME@COMMIT[:FILE]``:
+    what a dataset records, so that it names the exact files); ``None`` for anything else."""
+    ref = hub_ref(source)
+    if ref is None:
+        return None
+    path = resolve(ref, kind)
+    snapshot = path if path.is_dir() else path.parent
+    return str(replace(ref, revision=snapshot.name))
+
+
 def with_gguf_file(model: str | Path | None, gguf_file: str | None) -> str | Path | None:
     """``--gguf-file FILE`` joined to ``--model``: ``FILE`` in a local directory, ``ORG/NAME:FILE``
     for a Hub id (one that names another file already is refused)."""
@@ -493,6 +504,7 @@ __all__ = [
     "local",
     "origin",
     "parse_hub_id",
+    "pinned",
     "resolve",
     "tokenizer_files",
     "with_gguf_file",
