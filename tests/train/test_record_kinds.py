@@ -419,3 +419,33 @@ def test_dataset_info_layouts_reach_spawned_workers(qwen_dir, lf_dir, tmp_path, 
     assert two.workers == 2 and one.written == two.written == 5
     assert (tmp_path / "one.jsonl").read_bytes() == (tmp_path / "two.jsonl").read_bytes()
     assert Path(one.rejects).read_bytes() == Path(two.rejects).read_bytes()
+
+
+@pytest.mark.slow
+def test_dataset_info_layouts_reach_ray(qwen_dir, lf_dir, tmp_path):
+    pytest.importorskip("ray")
+    names = "alpaca_demo,glaive_demo,shop,broken"
+    local = prepare(lf_dir, "qwen2.5", str(qwen_dir), tmp_path / "local.jsonl", dataset=names, batch_size=2)
+    ray = prepare(lf_dir, "qwen2.5", str(qwen_dir), tmp_path / "ray.jsonl", dataset=names, batch_size=2, engine="ray")
+    assert local.written == ray.written == 5
+    assert (tmp_path / "local.jsonl").read_bytes() == (tmp_path / "ray.jsonl").read_bytes()
+    assert Path(local.rejects).read_bytes() == Path(ray.rejects).read_bytes()
+
+
+def test_dataset_map_function_reads_rows_with_a_dataset_info_mapping(qwen, lf_dir, tmp_path):
+    datasets = pytest.importorskip("datasets")
+    from chatfmt.train import dataset_map_function
+
+    out = tmp_path / "o.jsonl"
+    prepare(lf_dir, *qwen, out, dataset="alpaca_demo,shop")
+    expected = rows(out)
+    got = []
+    for name, file in (("alpaca_demo", "alpaca.json"), ("shop", "shop/part-0.jsonl")):
+        ds = datasets.load_dataset("json", data_files=str(lf_dir / file), split="train", cache_dir=str(tmp_path / "cache"))
+        fn = dataset_map_function(*qwen, dataset=name, dataset_info=lf_dir / "dataset_info.json")
+        mapped = ds.map(fn, batched=True, remove_columns=ds.column_names)
+        assert all(e is None for e in mapped["error"])
+        got += list(zip(mapped["input_ids"], mapped["labels"]))
+    assert got == expected
+    with pytest.raises(DatasetInfoError, match="together"):
+        dataset_map_function(*qwen, dataset="shop")

@@ -120,7 +120,7 @@ def prepare_cmd(
     max_length: int = typer.Option(None, "--max-length", help="Token limit."),
     truncation: str = typer.Option("error", "--truncation", help="error | right | drop_oldest_turns | skip"),
     train_on: str = typer.Option("all_assistant", "--train-on", help="all_assistant | last_assistant | all"),
-    input_kind: str = typer.Option(None, "--input-kind", help="Force the record kind: openai, conversations, prompt_response, sharegpt, alpaca."),
+    input_kind: str = typer.Option(None, "--input-kind", help="Force the record kind: openai, conversations, prompt_response, prompt_completion, sharegpt, alpaca."),
     report_file: str = typer.Option(None, "--report", help="Write the run report as JSON to this file."),
     batch_size: int = typer.Option(256, "--batch-size", help="Records encoded per batch."),
     workers: int = typer.Option(None, "--workers", "-w", help="Worker processes (default: all cores; 1: none)."),

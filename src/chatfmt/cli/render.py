@@ -46,7 +46,7 @@ def render(
     generation_prompt: bool = typer.Option(False, "--generation-prompt", "-g", help="Append the assistant header."),
     continue_final: bool = typer.Option(False, "--continue", help="Leave the final message open to continue it."),
     template: str = typer.Option(None, "--template", help="Pick a named template (e.g. tool_use)."),
-    input_kind: str = typer.Option(None, "--input-kind", help="Force the record kind: openai, conversations, prompt_response, sharegpt, alpaca."),
+    input_kind: str = typer.Option(None, "--input-kind", help="Force the record kind: openai, conversations, prompt_response, prompt_completion, sharegpt, alpaca."),
     as_json: bool = typer.Option(False, "--json", help='Print {"text": ...} instead of the raw text.'),
     segments: bool = typer.Option(False, "--segments", help="With --json, include the segments."),
     example: bool = typer.Option(False, "--example", help="Render the bundled example conversation."),

@@ -24,6 +24,8 @@ from ..formats.base import unread_template_kwargs, warn_not_rendered
 from .encoder import EncodeOptions, Loader, encode_records
 from .readers import RawRecord, _drop_nulls
 
+#: the source name of a ``datasets`` row (in rejections, and for a dataset's layout)
+DATASET_SOURCE = "<dataset>"
 OUTPUT_COLUMNS = ("input_ids", "labels", "attention_mask", "length", "error")
 
 
@@ -55,7 +57,7 @@ class DatasetMapFunction:
         columns = list(batch)
         n = len(batch[columns[0]]) if columns else 0
         records = [
-            RawRecord("<dataset>", i + 1, _drop_nulls({c: batch[c][i] for c in columns})) for i in range(n)
+            RawRecord(DATASET_SOURCE, i + 1, _drop_nulls({c: batch[c][i] for c in columns})) for i in range(n)
         ]
         out: dict[str, list[Any]] = {c: [] for c in OUTPUT_COLUMNS}
         for o in encode_records(self.format.get(), self.tokenizer.get(), records, self.opts):
@@ -92,6 +94,8 @@ def dataset_map_function(
     ignore_keys: tuple[str, ...] | list[str] = (),
     allow_missing_tokens: bool = False,
     template_kwargs: Mapping[str, Any] | None = None,
+    dataset: str | None = None,
+    dataset_info: str | Path | None = None,
 ) -> DatasetMapFunction:
     """A function for ``datasets.Dataset.map(fn, batched=True, ...)`` that encodes each row (a
     record) into ``input_ids``, ``labels``, ``attention_mask``, ``length`` and ``error`` (see the
@@ -104,6 +108,10 @@ def dataset_map_function(
     ``num_proc`` process); one the format never reads is reported here, once (a
     :class:`~chatfmt.errors.NotRenderedWarning`), when the format is given as an object, else on
     first use.
+
+    ``dataset`` (with ``dataset_info``, LLaMA-Factory's ``dataset_info.json`` or its directory):
+    every row is read with that dataset's formatting, column and tag mapping (see
+    :mod:`chatfmt.train.dataset_info`), as ``prepare --dataset`` reads its files.
 
     ``format`` / ``tokenizer``: objects or names/paths (loaded on first use in each process)::
 
@@ -121,6 +129,13 @@ def dataset_map_function(
 
         check_tokenizer(format, tokenizer)
     opts = opts.with_template_kwargs(template_kwargs)
+    if dataset is not None or dataset_info is not None:
+        from .dataset_info import DatasetInfoError, load_dataset_info
+
+        if dataset is None or dataset_info is None or input_kind is not None:
+            raise DatasetInfoError("dataset_map_function: give dataset and dataset_info together, without input_kind")
+        (found,) = load_dataset_info(dataset_info, [dataset])
+        opts = replace(opts, layouts=((DATASET_SOURCE, found.layout),))
     opts.check()
     if rejected not in ("column", "drop"):
         raise ValueError(f"rejected must be 'column' or 'drop', not {rejected!r}")
