@@ -83,7 +83,11 @@ class Chat:
     A ``format`` or ``tokenizer`` of the caller's is checked against the other before the model is
     loaded: a tokenizer that lacks a token the format relies on (a role marker, BOS/EOS, a literal
     id) is refused with :class:`~chatfmt.errors.TokenizerMismatchError`, here and in
-    :meth:`set_format`, unless ``allow_missing_tokens=True``."""
+    :meth:`set_format`, unless ``allow_missing_tokens=True``.
+
+    ``template_kwargs`` (``{"enable_thinking": False}``) go to every prompt's render; one the format
+    does not read gives a :class:`~chatfmt.errors.NotRenderedWarning` (``chatfmt chat
+    --template-kwarg`` prints it as one line)."""
 
     def __init__(
         self,
