@@ -245,7 +245,7 @@ def test_gguf_file_joins_a_hub_id_or_a_directory(tmp_path):
     assert hub.with_gguf_file("org/name", None) == "org/name"
     with pytest.raises(HubError, match="give one"):
         hub.with_gguf_file("org/name:a.gguf", "b.gguf")
-    with pytest.raises(HubError, match="give --model too"):
+    with pytest.raises(HubError, match=r"give the model \(--model\) too"):
         hub.with_gguf_file(None, "m.gguf")
 
 

@@ -470,16 +470,16 @@ def with_gguf_file(model: str | Path | None, gguf_file: str | None) -> str | Pat
     if gguf_file is None:
         return model
     if model is None:
-        raise HubError("--gguf-file names a file in --model's directory or Hub repository: give --model too")
+        raise HubError("gguf_file (--gguf-file) names a file in the model's directory or Hub repository: give the model (--model) too")
     ref = hub_ref(model) if isinstance(model, str) else None
     if ref is not None:
         if ref.filename is not None and ref.filename != gguf_file:
-            raise HubError(f"names {ref.filename!r} and --gguf-file {gguf_file!r}: give one", source=str(model))
+            raise HubError(f"names {ref.filename!r} and gguf_file (--gguf-file) {gguf_file!r}: give one", source=str(model))
         return str(replace(ref, filename=gguf_file))
     path = Path(model).expanduser()
     if path.is_dir():
         return path / gguf_file
-    raise HubError(f"--gguf-file needs a directory or a Hub id as the model, not a file ({model})")
+    raise HubError(f"gguf_file (--gguf-file) needs a directory or a Hub id as the model, not {model}")
 
 
 def origin(path: str | Path) -> str | None:
