@@ -59,7 +59,7 @@ def test_encode_with_hub_format_and_tokenizer_gives_the_local_ids(qwen_cached, t
     assert json.loads(hub_res.stdout) == json.loads(local_res.stdout)
 
 
-def test_detect_and_lint_take_a_hub_id(qwen_cached):
+def test_detect_lint_and_diff_take_a_hub_id(qwen_cached):
     res = runner.invoke(app, ["detect", REPO, "--json"])
     assert res.exit_code == 0, res.output
     got, want = json.loads(res.stdout), json.loads(runner.invoke(app, ["detect", str(qwen_cached), "--json"]).stdout)
@@ -67,6 +67,8 @@ def test_detect_and_lint_take_a_hub_id(qwen_cached):
     assert got == want
     res = runner.invoke(app, ["lint", REPO, "--no-reference"])
     assert res.exit_code in (0, 1), res.output
+    res = runner.invoke(app, ["diff", REPO, str(qwen_cached), "--json"])
+    assert res.exit_code == 0, res.output
 
 
 def test_prepare_with_hub_ids_writes_the_rows_the_local_dir_writes(qwen_cached, tmp_path):
