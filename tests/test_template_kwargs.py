@@ -13,6 +13,8 @@ import warnings
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import chatfmt
@@ -274,3 +276,30 @@ def test_prepare_on_ray_renders_with_the_template_kwargs(tmp_path, llama3_dir):
     assert local.written == ray.written == 12
     tok = chatfmt.load_tokenizer(llama3_dir)
     assert DATE in tok.decode(_rows(tmp_path / "ray.jsonl")[0]["input_ids"])
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True), value=_JSON)
+def test_cli_template_kwarg_json_values_round_trip(key, value):
+    from chatfmt.cli.common import template_kwargs_option
+
+    assert template_kwargs_option([f"{key}={json.dumps(value)}"]) == {key: value}
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,10}", fullmatch=True), text=st.text(max_size=12))
+def test_cli_template_kwarg_value_that_is_not_json_stays_the_string(key, text):
+    from chatfmt.cli.common import template_kwargs_option
+
+    try:
+        expected = json.loads(text)
+    except ValueError:
+        expected = text
+    assert template_kwargs_option([f"{key}={text}"]) == {key: expected}

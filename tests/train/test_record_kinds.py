@@ -12,6 +12,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import chatfmt
@@ -449,3 +451,44 @@ def test_dataset_map_function_reads_rows_with_a_dataset_info_mapping(qwen, lf_di
     assert got == expected
     with pytest.raises(DatasetInfoError, match="together"):
         dataset_map_function(*qwen, dataset="shop")
+
+
+_NAME = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1, max_size=8)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    keys=st.lists(_NAME, min_size=2, max_size=2, unique=True),
+    tags=st.lists(_NAME, min_size=5, max_size=5, unique=True),
+    column=_NAME,
+    system=st.one_of(st.none(), st.text(max_size=10)),
+    turns=st.lists(st.tuples(st.sampled_from(["human", "observation"]), st.text(max_size=10),
+                             st.sampled_from(["gpt", "function_call"]), st.text(max_size=10)), min_size=1, max_size=4),
+)
+def test_any_sharegpt_tag_mapping_reads_as_the_default_tags_do(keys, tags, column, system, turns):
+    """A sharegpt record written with any role/content keys and role values, described by its tags,
+    parses (or is refused) exactly as the same record with LLaMA-Factory's default tags."""
+    from chatfmt.errors import ValidationError
+    from chatfmt.train.dataset_info import Layout
+
+    names = ["user_tag", "assistant_tag", "observation_tag", "function_tag", "system_tag"]
+    default = {"user_tag": "human", "assistant_tag": "gpt", "observation_tag": "observation",
+               "function_tag": "function_call", "system_tag": "system"}
+    mine = dict(zip(names, tags))
+    to_mine = {default[n]: mine[n] for n in names}
+    call = '{"name": "f", "arguments": {}}'
+    native_turns = ([{"from": "system", "value": system}] if system is not None else [])
+    for u, ut, a, at in turns:
+        native_turns += [{"from": u, "value": ut}, {"from": a, "value": call if a == "function_call" else at}]
+    native = {"conversations": native_turns}
+    record = {column: [{keys[0]: to_mine[t["from"]], keys[1]: t["value"]} for t in native_turns]}
+    layout = Layout("x", "sharegpt", (("messages", column),),
+                    (("role_tag", keys[0]), ("content_tag", keys[1]), *mine.items()))
+
+    def outcome(rec, kind, convert):
+        try:
+            return parse_record(convert(rec), kind)
+        except ValidationError as e:
+            return e.rule
+
+    assert outcome(record, "sharegpt", layout.convert) == outcome(native, "sharegpt", lambda r: r)
