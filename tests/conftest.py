@@ -152,8 +152,9 @@ class FakeHub:
         self.requests: list[tuple[str, str]] = []  # (method, path) the server received
         self.token = "hf_test_token"
 
-    def add(self, repo: str, files: dict, *, revision: str = "main", gated: bool = False) -> str:
-        """Add a commit of ``files`` (name -> bytes, str or a Path to read) as ``revision``; its hash."""
+    def add(self, repo: str, files: dict, *, revision: str = "main", gated: bool = False, status: int = 200) -> str:
+        """Add a commit of ``files`` (name -> bytes, str or a Path to read) as ``revision``; its hash.
+        ``status``: what the server answers every request for this repo with (500: the Hub is down)."""
         import hashlib
 
         data = {name: (v.read_bytes() if isinstance(v, Path) else v.encode() if isinstance(v, str) else v) for name, v in files.items()}
@@ -165,6 +166,7 @@ class FakeHub:
         entry["refs"][revision] = commit
         entry["commits"][commit] = data
         entry["gated"] = gated
+        entry["status"] = status
         return commit
 
     def commit_of(self, repo: str, rev: str | None) -> str | None:
@@ -245,6 +247,8 @@ class FakeHub:
                 entry = hub.repos.get(repo)
                 if entry is None:
                     return self._error(401, "RepoNotFound", "Repository not found", head)
+                if entry["status"] != 200:
+                    return self._send(entry["status"], b"Internal Error", {}, head)
                 commit = hub.commit_of(repo, rev)
                 if commit is None:
                     return self._error(404, "RevisionNotFound", "Invalid rev id", head)

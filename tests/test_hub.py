@@ -427,3 +427,12 @@ def test_pinned_names_the_commit_a_revision_resolves_to(hub_cache):
     assert hub.pinned(f"org/model@{commit}") == f"org/model@{commit}"
     assert hub.pinned("qwen2.5") is None
     assert chatfmt.load_format(hub.pinned("org/model")).render([{"role": "user", "content": "y"}]) == "x"
+
+
+def test_a_hub_that_answers_with_an_error_status_is_one_line_naming_it(hub_server):
+    fake, _ = hub_server
+    fake.add("org/down", {"chat_template.jinja": "x"}, status=500)
+    with pytest.raises(HubError) as info:
+        chatfmt.load_format("org/down")
+    text = str(info.value)
+    assert "\n" not in text and text.startswith(f"org/down: the Hub ({fake.endpoint}) answered 500 for org/down")

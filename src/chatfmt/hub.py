@@ -288,7 +288,7 @@ def _hub_error(e: BaseException, ref: HubRef, *, endpoint: str, cache: Path, off
             source=spec,
         )
     if isinstance(e, hf.EntryNotFoundError) and not isinstance(e, hf.LocalEntryNotFoundError):
-        return HubFileNotFoundError(f"a file is missing from the repository {ref.repo}: {_first_line(e)}", source=spec)
+        return HubFileNotFoundError(f"a file is missing from the repository {ref.repo}: {_gist(e)}", source=spec)
     if offline or isinstance(e, hf.OfflineModeIsEnabled):
         return HubNotCachedError(
             f"not a local path, and not in the Hub cache {cache} (HF_HUB_OFFLINE is set, so nothing is downloaded)",
@@ -296,7 +296,7 @@ def _hub_error(e: BaseException, ref: HubRef, *, endpoint: str, cache: Path, off
         )
     if isinstance(e, hf.HfHubHTTPError) and getattr(e, "response", None) is not None:
         status = e.response.status_code
-        return HubError(f"the Hub ({endpoint}) answered {status} for {ref.repo}: {_first_line(e)}", source=spec)
+        return HubError(f"the Hub ({endpoint}) answered {status} for {ref.repo}: {_gist(e)}", source=spec)
     return HubError(
         f"cannot reach the Hub ({endpoint}: {type(e).__name__}) and {ref.repo} is not in the cache {cache} "
         "(HF_HUB_OFFLINE=1 uses the cache only)",
@@ -313,10 +313,13 @@ def _gated_message(ref: HubRef, endpoint: str, *, token: bool) -> str:
     return f"a gated repository: {how} ({endpoint}/{ref.repo})"
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    return lines[-1] if lines else type(e).__name__
+def _gist(e: BaseException) -> str:
+    """The informative line of a huggingface_hub error (it names the URL), else its first line."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    for ln in lines:
+        if "url" in ln.lower():
+            return ln
+    return lines[0] if lines else type(e).__name__
 
 
 def _has_token() -> bool:
