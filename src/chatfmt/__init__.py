@@ -33,7 +33,7 @@ from .inference import Chat, load_backend
 from .messages import Conversation, Message, ToolCall, as_conversation
 from .segments import Rendered, Segment
 from .tokenizers import Tokenizer, load_tokenizer
-from .train import prepare
+from .train import prepare, prepare_dataset
 
 __version__ = "0.1.0"
 
@@ -67,4 +67,5 @@ __all__ = [
     "encode_batch",
     "check_tokenizer",
     "prepare",
+    "prepare_dataset",
 ]

@@ -704,3 +704,16 @@ def test_arbitrary_conversations_render_like_transformers_with_consistent_segmen
                 )
 
     check()
+
+
+def test_a_jinja_format_pickles_and_renders_the_same_after(testdata):
+    import pickle
+
+    from chatfmt import load_format
+
+    fmt = load_format(testdata("qwen2.5", "tokenizer_config.json"))
+    msgs = [{"role": "user", "content": "Hi <|im_end|>"}, {"role": "assistant", "content": "Hello."}]
+    before = fmt.render_segments(msgs, add_generation_prompt=False)
+    fmt.renders("tools")  # caches are left behind and rebuilt
+    other = pickle.loads(pickle.dumps(fmt))
+    assert other.render_segments(msgs).segments == before.segments and other.template == fmt.template

@@ -99,7 +99,10 @@ def test_over_length_in_a_worker_stops_the_run_naming_the_record_and_leaves_noth
 
 def test_a_format_object_that_does_not_pickle_runs_in_process_with_a_warning(tmp_path, qwen, workers_at_once):
     _, tok = qwen
-    jinja = chatfmt.load_format(QWEN / "tokenizer_config.json")  # a Jinja environment: not picklable
+    import threading
+
+    jinja = chatfmt.load_format(QWEN / "tokenizer_config.json")
+    jinja.guard = threading.Lock()  # an attribute that cannot cross to another process
     src = write_jsonl(tmp_path / "in.jsonl", mixed_records(12))
     with pytest.warns(UserWarning, match="cannot be sent to worker processes"):
         r = prepare(src, jinja, tok, tmp_path / "o.jsonl", workers=2, batch_size=4)

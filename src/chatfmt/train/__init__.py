@@ -4,11 +4,12 @@
 and :func:`chatfmt.encode_batch` into a JSONL or Parquet dataset (optionally packed), on this
 machine (``workers`` processes) or on Ray, with every rejected record written beside it and a
 :class:`Report` of what happened. :func:`dataset_map_function` does the same encoding inside
-``datasets.Dataset.map``.
+``datasets.Dataset.map``; :func:`prepare_dataset` returns the prepared rows as a ``datasets.Dataset``.
 """
 
 from __future__ import annotations
 
+from .datasets_out import prepare_dataset
 from .encoder import EncodeOptions, Outcome, encode_records
 from .hf import dataset_map_function
 from .pipeline import prepare
@@ -26,5 +27,6 @@ __all__ = [
     "encode_records",
     "expand_inputs",
     "prepare",
+    "prepare_dataset",
     "read_records",
 ]

@@ -510,7 +510,9 @@ def _provenance(format: Any, tokenizer: Any, fmt: Any, tok: Any) -> dict[str, An
         if isinstance(spec, (str, Path)) and Path(spec).exists():
             return str(Path(spec).resolve())
         if isinstance(spec, str):
-            return spec
+            from ..hub import pinned
+
+            return pinned(spec) or spec  # a Hub id as ORG/NAME@COMMIT: the exact files
         src = getattr(getattr(obj, "obj", obj), "source", None) or getattr(obj, "source", None)
         return str(src) if src else None
 
@@ -632,7 +634,17 @@ def prepare(
     mapping (see :mod:`chatfmt.train.dataset_info`). The file is ``dataset_info``, else the
     ``dataset_info.json`` in ``inputs`` (a directory, as LLaMA-Factory's ``dataset_dir``, or the
     file itself).
+
+    ``output_format="arrow"``: ``output`` is a directory written as ``datasets``' ``save_to_disk``
+    writes a ``DatasetDict`` with a ``train`` split (``datasets.load_from_disk``, LLaMA-Factory's
+    ``tokenized_path``), with the columns trainers take as they are (see
+    :mod:`chatfmt.train.datasets_out`).
     """
+    if output_format == "arrow":  # first: locals() are the arguments as given
+        arguments = dict(locals())
+        from .datasets_out import prepare_arrow
+
+        return prepare_arrow(prepare, arguments)
     opts = EncodeOptions(max_length, truncation, train_on, input_kind, tuple(ignore_keys))
     opts = opts.with_template_kwargs(template_kwargs)
     if dataset is not None:

@@ -29,7 +29,8 @@ from typing import IO, Any
 
 from ..errors import ChatfmtError
 
-OUTPUT_FORMATS = ("jsonl", "parquet")
+#: ``arrow``: a ``datasets`` ``save_to_disk`` directory, written from Parquet (:mod:`chatfmt.train.datasets_out`)
+OUTPUT_FORMATS = ("jsonl", "parquet", "arrow")
 IGNORE_INDEX = -100
 
 
