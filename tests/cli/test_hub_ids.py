@@ -184,3 +184,20 @@ def test_serve_upstream_takes_a_hub_tokenizer_without_progress_bars_in_its_json_
     assert engine.format.info.name == "Qwen2.5-0.5B-Instruct"
     assert any("/resolve/" in p for _, p in fake.requests)  # it did download
     assert "Fetching" not in err and "it/s" not in err
+
+
+def test_prepare_records_the_hub_commit_and_inspect_reads_the_tokenizer_from_it(qwen_cached, hub_cache, tmp_path):
+    pytest.importorskip("pyarrow")
+    from chatfmt.train.writers import read_metadata
+
+    fake, _ = hub_cache
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps(CONV) + "\n")
+    out = tmp_path / "out.parquet"
+    res = runner.invoke(app, ["prepare", str(src), "-f", REPO, "-t", REPO, "-o", str(out), "-w", "1", "-q"])
+    assert res.exit_code == 0, res.output
+    commit = fake.commit_of(REPO, "main")
+    assert read_metadata(str(out))["tokenizer"] == f"{REPO}@{commit}"
+    res = runner.invoke(app, ["inspect", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "hello" in res.stdout  # decoded text, not ids only
