@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import chatfmt
@@ -492,3 +494,45 @@ def test_dataset_map_function_refuses_and_the_opt_out_encodes(smollm2_gguf, smol
     out = dataset_map_function("baichuan2", str(smollm2_gguf), allow_missing_tokens=True)(batch)
     assert out["error"] == [None] and out["input_ids"][0][0] == 195
     assert dataset_map_function("smollm2", smol)(batch)["error"] == [None]
+
+
+# -- a pair that passes encodes every token it relies on as that one token -------------------------
+
+_BUILTINS = [f.name for f in chatfmt.list_formats()]
+_SHIPPED = ["mc:tokenizer.model.v1", "mc:mistral_instruct_tokenizer_240323.model.v3", "mc:mistral_instruct_tokenizer_241114.model.v7", "mc:tekken_240911.json"]
+_TEXT = st.text(st.sampled_from(list("abc xyz\n你好é🙂")), max_size=12)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    fmt_name=st.sampled_from(_BUILTINS),
+    tok_where=st.sampled_from(["smol", *_SHIPPED]),
+    system=st.none() | _TEXT,
+    turns=st.lists(_TEXT, min_size=1, max_size=4),
+)
+def test_a_pair_that_passes_writes_every_required_token_as_that_one_token(smollm2_gguf, fmt_name, tok_where, system, turns):
+    from chatfmt.compat import _text_id
+
+    t = chatfmt.load_tokenizer(smollm2_gguf) if tok_where == "smol" else tok(tok_where)
+    fmt = chatfmt.load_format(fmt_name)
+    msgs = ([{"role": "system", "content": system}] if system is not None else []) + [
+        {"role": "user" if k % 2 == 0 else "assistant", "content": x} for k, x in enumerate(turns)
+    ]
+    if msgs[-1]["role"] != "user":
+        msgs.append({"role": "user", "content": "?"})
+    if missing_tokens(fmt, t):
+        with pytest.raises(TokenizerMismatchError):
+            fmt.encode(msgs, t, add_generation_prompt=True)
+        return
+    try:
+        rendered = fmt.render_segments(msgs, add_generation_prompt=True)
+    except ChatfmtError:
+        return  # the format refuses this conversation
+    ids = fmt.encode(msgs, t, add_generation_prompt=True).input_ids
+    for seg in rendered.segments:
+        if seg.token_ids is not None and len(seg.token_ids) == 1:
+            assert t.id_to_token(seg.token_ids[0]) == seg.text or _text_id(t, seg.text) == seg.token_ids[0]
+    control = "".join(s.text for s in rendered.segments if s.kind == "control" and s.token_ids is None)
+    for req in required_tokens(fmt):
+        if req.ids is None and req.text in control:
+            assert ids.count(_text_id(t, req.text)) >= control.count(req.text), req.text
