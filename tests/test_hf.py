@@ -342,3 +342,23 @@ def test_trl_tokenizes_with_worker_processes(qwen, tmp_path):
     trainer = _trainer(hf.wrap(qwen), RECORDS * 2, tmp_path, assistant_only_loss=True, dataset_num_proc=2)
     for row, rec in zip(trainer.train_dataset, RECORDS * 2):
         assert row["labels"] == _labels(qwen, rec["messages"]).labels
+
+
+def test_wrap_takes_a_hub_id_from_the_hub_cache_offline(hub_cache, testdata, qwen):
+    fake, cache = hub_cache
+    files = ("tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt", "added_tokens.json")
+    fake.add("Qwen/Qwen2.5-0.5B-Instruct", {n: testdata("qwen2.5", n) for n in files})
+    fake.write_cache(cache, "Qwen/Qwen2.5-0.5B-Instruct")
+    w = hf.wrap("Qwen/Qwen2.5-0.5B-Instruct")
+    assert w.apply_chat_template(INJECTED, return_assistant_tokens_mask=True) == hf.wrap(qwen).apply_chat_template(
+        INJECTED, return_assistant_tokens_mask=True
+    )
+
+
+def test_a_format_without_a_jinja_export_renders_through_chatfmt_and_saves_with_a_warning(mistral, tmp_path):
+    w = hf.wrap(mistral, "mistral-v3")
+    conv = ORDINARY[1]
+    assert w.apply_chat_template(conv, tokenize=False) == chatfmt.load_format("mistral-v3").render(conv)
+    with pytest.warns(chatfmt.errors.ChatfmtWarning, match="'mistral-v3' has no Jinja export"):
+        w.save_pretrained(tmp_path)
+    assert transformers.AutoTokenizer.from_pretrained(tmp_path).chat_template == mistral.chat_template
