@@ -500,7 +500,7 @@ def _render_and_encode(fmt: Any, convs: list[Any], tokenizer: Tokenizer, opts: d
     word); a token that holds characters the spans train *and* characters they do not (a span
     boundary inside a token) has no exact label, and the record is refused (rule ``train_detail``)
     rather than labelled by a rounding rule."""
-    rendereds = [fmt.render_segments(c, **opts["render"]) for c in convs]
+    rendereds = [fmt.render_segments(c, **_render_options(opts["render"], c)) for c in convs]
     probes: dict[int, tuple[Rendered, Rendered]] = {}
     for k, c in enumerate(convs):
         details = _details(c)
@@ -529,6 +529,13 @@ def _render_and_encode(fmt: Any, convs: list[Any], tokenizer: Tokenizer, opts: d
             labels = [IGNORE_INDEX if y != IGNORE_INDEX else x for x, y in zip(labels, no)]
             results[k] = (ids, labels, spans)
     return results
+
+
+def _render_options(render: dict[str, Any], conv: Any) -> dict[str, Any]:
+    """The render options of one conversation: a record's own template keyword arguments (TRL's
+    ``chat_template_kwargs``, :attr:`Conversation.template_kwargs`) over the call's."""
+    own = getattr(conv, "template_kwargs", None)
+    return {**render, **own} if own else render
 
 
 def _role(m: Any) -> str | None:

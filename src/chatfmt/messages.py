@@ -141,11 +141,14 @@ class Conversation:
     ``tools`` are OpenAI ``{"type": "function", "function": {...}}`` specs when they came through a
     record parser (validated), or whatever the caller passed to :func:`as_conversation`.
     ``raw_tools`` is the record's tool list exactly as given (a JSON string parsed), or ``None``.
+    ``template_kwargs`` are the record's own template keyword arguments (TRL's per-example
+    ``chat_template_kwargs``), rendered over the run's (the record's win per key).
     """
 
     messages: list[Message] = field(default_factory=list)
     tools: list[dict[str, Any]] | None = None
     raw_tools: list[Any] | None = None
+    template_kwargs: dict[str, Any] | None = None
 
     def __len__(self) -> int:
         return len(self.messages)
@@ -164,6 +167,8 @@ class Conversation:
         d: dict[str, Any] = {"messages": self.to_dicts(normalize=normalize)}
         if self.tools:
             d["tools"] = self.tools
+        if self.template_kwargs:
+            d["chat_template_kwargs"] = dict(self.template_kwargs)
         return d
 
     @property
@@ -223,7 +228,7 @@ MEDIA_KEYS = ("images", "videos", "audios")
 RECORD_LOSS_KEYS = ("loss", "weight", "loss_weight", "sample_weight", "training", "train", "mask", "loss_mask")
 _ANY_LOSS_KEY = frozenset((*LOSS_KEYS, *DETAIL_KEYS, *UNKNOWN_LOSS_KEYS))
 _LOSS_ONLY = frozenset(("loss",))
-_ANY_RECORD_KEY = frozenset((*PREFERENCE_KEYS, *MEDIA_KEYS, *RECORD_LOSS_KEYS, "functions", "chat_template_kwargs"))
+_ANY_RECORD_KEY = frozenset((*PREFERENCE_KEYS, *MEDIA_KEYS, *RECORD_LOSS_KEYS, "functions"))
 
 
 def _zero_one(key: str, value: Any, index: int | None, *, integer: bool) -> bool:
@@ -733,7 +738,39 @@ def parse_openai(obj: Any, *, strict_tools: bool = True) -> Conversation:
     b = _Builder()
     for i, m in enumerate(messages):
         b.add(_record_message(m, i))
-    return b.finish(tools, strict_tools)
+    conv = b.finish(tools, strict_tools)
+    if not isinstance(obj, list):
+        conv.template_kwargs = _record_template_kwargs(obj)
+    return conv
+
+
+#: the record kinds whose records may carry their own ``chat_template_kwargs`` (TRL's)
+TEMPLATE_KWARGS_KINDS = ("openai", "prompt_completion")
+
+
+def _record_template_kwargs(rec: dict[str, Any]) -> dict[str, Any] | None:
+    """A record's ``chat_template_kwargs`` (TRL): an object of keyword names, or absent."""
+    value = rec.get("chat_template_kwargs")
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and k.isidentifier() for k in value):
+        raise ValidationError(
+            f"'chat_template_kwargs' must be an object of keyword names, got {_kind_of(value)}",
+            rule="chat_template_kwargs",
+        )
+    reserved = sorted(set(value) & _RESERVED_KWARGS)
+    if reserved:
+        raise ValidationError(
+            f"'chat_template_kwargs' sets {reserved[0]!r}, which is not a template keyword but a rendering option",
+            rule="chat_template_kwargs",
+        )
+    return dict(value) or None
+
+
+_RESERVED_KWARGS = frozenset({
+    "messages", "conversation", "tools", "documents", "add_generation_prompt", "continue_final_message",
+    "template_kwargs", "chat_template", "tokenize", "return_dict", "return_assistant_tokens_mask",
+})
 
 
 def parse_conversations(obj: Any, *, strict_tools: bool = True) -> Conversation:
@@ -1001,7 +1038,9 @@ def parse_prompt_completion(obj: Any, *, strict_tools: bool = True) -> Conversat
         if msg.loss is None and msg.train_detail is None:
             msg.loss = True
         b.add(msg, j)
-    return b.finish(rec.get("tools"), strict_tools)
+    conv = b.finish(rec.get("tools"), strict_tools)
+    conv.template_kwargs = _record_template_kwargs(rec)
+    return conv
 
 
 def parse_text(obj: Any, *, strict_tools: bool = True) -> Conversation:
@@ -1096,8 +1135,8 @@ def check_record_keys(obj: dict[str, Any]) -> None:
     - ``loss_key``: a record-level loss flag or weight (``weight``, ``loss``, ``mask``, ...): no tool
       chatfmt knows puts one there, and chatfmt does not weigh examples;
     - ``tools``: OpenAI's legacy ``functions`` list (its ``tools`` replaced it);
-    - ``chat_template_kwargs``: TRL's per-record template keyword arguments; chatfmt renders a run
-      with one set (``--template-kwarg`` / ``template_kwargs=``), so a record's own would be ignored.
+    - ``chat_template_kwargs``: TRL's per-record template keyword arguments, read on the kinds TRL
+      reads them on (:data:`TEMPLATE_KWARGS_KINDS`) and refused on any other, where they would be ignored.
 
     ``--ignore-key KEY`` (``ignore_keys=`` in Python) drops a key before parsing, for data where it
     means something else."""
@@ -1144,6 +1183,12 @@ def parse_record(obj: Any, kind: str | None = None, *, strict_tools: bool = True
     kind = kind or detect_kind(obj)
     if isinstance(obj, dict):
         check_record_keys(obj)
+        if obj.get("chat_template_kwargs") and kind not in TEMPLATE_KWARGS_KINDS:
+            raise ValidationError(
+                f"'chat_template_kwargs' in a {kind} record are not read (it would render without them); give them "
+                "for the whole run with --template-kwarg KEY=VALUE (template_kwargs= in Python)",
+                rule="chat_template_kwargs",
+            )
     parser = PARSERS.get(kind)
     if parser is None:
         raise ValidationError(f"unknown record kind {kind!r} (known: {', '.join(PARSERS)})", rule="kind")

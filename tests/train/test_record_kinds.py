@@ -127,7 +127,10 @@ def test_trl_prompt_completion_with_a_tool_round_trains_the_whole_completion(qwe
     (TRL_STANDARD, "not_conversational"),
     (TRL_TEXT, "not_conversational"),
     (TRL_UNPAIRED, "preference"),
-    ({**TRL_PROMPT_COMPLETION, "chat_template_kwargs": {"enable_thinking": False}}, "chat_template_kwargs"),
+    ({"conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}],
+      "chat_template_kwargs": {"enable_thinking": False}}, "chat_template_kwargs"),
+    ({**TRL_PROMPT_COMPLETION, "chat_template_kwargs": "enable_thinking=false"}, "chat_template_kwargs"),
+    ({**TRL_PROMPT_COMPLETION, "chat_template_kwargs": {"add_generation_prompt": True}}, "chat_template_kwargs"),
     ({"prompt": [{"role": "user", "content": "q"}], "completion": []}, "empty"),
     ({"prompt": [{"role": "user", "content": "q", "loss": True}], "completion": [{"role": "assistant", "content": "a"}]},
      "loss_key"),
@@ -139,6 +142,41 @@ def test_trl_records_chatfmt_cannot_train_exactly_are_rejected_with_their_rule(q
     assert report.written == 1
     (rejection,) = read_jsonl(Path(report.rejects))
     assert (rejection["record"], rejection["rule"]) == (1, rule)
+
+
+def test_trl_per_record_chat_template_kwargs_are_rendered_over_the_runs(testdata, tmp_path):
+    llama3 = str(testdata("llama3"))
+    tok = chatfmt.load_tokenizer(llama3)
+    recs = [
+        {**TRL_PROMPT_COMPLETION, "chat_template_kwargs": {"date_string": "01 Jan 2025"}},
+        {"messages": TRL_PROMPT_COMPLETION["prompt"] + TRL_PROMPT_COMPLETION["completion"]},
+        {"messages": TRL_PROMPT_COMPLETION["prompt"] + TRL_PROMPT_COMPLETION["completion"],
+         "chat_template_kwargs": {"date_string": "02 Feb 2026"}},
+    ]
+    out = tmp_path / "o.jsonl"
+    report = prepare(write_jsonl(tmp_path / "in.jsonl", recs), "llama-3.1", llama3, out,
+                     template_kwargs={"date_string": "26 Jul 2024"})
+    assert report.written == 3 and report.not_rendered == {}
+    dates = [tok.decode(ids).split("Today Date: ")[1][:11] for ids, _ in rows(out)]
+    assert dates == ["01 Jan 2025", "26 Jul 2024", "02 Feb 2026"]
+    expected = encode_batch(chatfmt.load_format("llama-3.1"), [parse_record(recs[0])], tok)[0]
+    assert rows(out)[0] == (expected.input_ids, expected.labels)
+    assert parse_record(recs[2]).to_dict()["chat_template_kwargs"] == {"date_string": "02 Feb 2026"}
+
+
+def test_a_per_record_keyword_the_format_does_not_read_is_counted_and_said(qwen_dir, tmp_path):
+    rec = {**TRL_PROMPT_COMPLETION, "chat_template_kwargs": {"enable_thinking": False}}
+    out = tmp_path / "o.jsonl"
+    src = write_jsonl(tmp_path / "in.jsonl", [rec, rec, TRL_PROMPT_COMPLETION])
+    r = runner.invoke(app, ["prepare", str(src), "-f", "qwen2.5", "-t", str(qwen_dir), "-o", str(out), "-q"])
+    assert r.exit_code == 0, r.output
+    assert r.stderr == (
+        "chatfmt: warning: chat format 'qwen2.5' does not read the template keyword argument 'enable_thinking': "
+        "it has no effect: 2 record(s) give it in their chat_template_kwargs\n"
+    )
+    r = runner.invoke(app, ["prepare", str(src), "-f", "qwen2.5", "-t", str(qwen_dir), "-o", str(out), "-q",
+                            "--reject-unrendered-tools"])
+    assert r.exit_code == 0 and len(read_jsonl(out)) == 3  # tools only: keywords are not tools
 
 
 def test_a_completion_message_can_still_opt_out_of_training(qwen):

@@ -223,6 +223,9 @@ def prepare_cmd(
     for name in report.template_kwargs_not_read:
         warn(not_rendered_message(format, name) + " on any record")
     for name, n in sorted(report.not_rendered.items()):
+        if name not in ("tools", "documents"):  # a record's own chat_template_kwargs
+            warn(not_rendered_message(format, name) + f": {n} record(s) give it in their chat_template_kwargs")
+            continue
         warn(
             f"chat format {format!r} does not render {name}: {n} record(s) were written with their {name} left "
             "out of the prompt (the model is trained without seeing them; --reject-unrendered-tools refuses them)"

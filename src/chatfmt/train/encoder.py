@@ -20,7 +20,7 @@ from typing import Any
 
 from ..encode import LengthError, encode_batch
 from ..errors import ChatfmtError, TemplateError, ValidationError
-from ..formats.base import TOOLS, not_rendered_warnings_off
+from ..formats.base import TOOLS, not_rendered_warnings_off, unread_template_kwargs
 from ..messages import PARSERS, parse_record
 from .readers import RawRecord, decode
 
@@ -181,9 +181,12 @@ def encode_records(fmt: Any, tokenizer: Any, records: Sequence[RawRecord], opts:
                     out[i] = _encoded(rec, enc)
             for i, rec, conv in parsed:
                 o = out[i]
+                if o is not None and o.ok and conv.template_kwargs:
+                    # a record's own template keywords (TRL's chat_template_kwargs) the format never reads
+                    o.not_rendered = unread_template_kwargs(fmt, conv.template_kwargs)
                 if o is not None and o.ok and conv.tools:
-                    o.not_rendered = _tools_left_out(fmt, conv)
-                    if o.not_rendered and opts.reject_unrendered_tools:
+                    o.not_rendered = _tools_left_out(fmt, conv) + o.not_rendered
+                    if TOOLS in o.not_rendered and opts.reject_unrendered_tools:
                         out[i] = Outcome(
                             rec.source,
                             rec.record,
