@@ -1163,12 +1163,6 @@ def check_record_keys(obj: dict[str, Any]) -> None:
             "the definitions as 'tools': [{\"type\": \"function\", \"function\": {...}}]",
             rule="tools",
         )
-    if obj.get("chat_template_kwargs"):
-        raise ValidationError(
-            "per-record 'chat_template_kwargs' are not read (the record would render without them); give them for "
-            "the whole run with --template-kwarg KEY=VALUE (template_kwargs= in Python)",
-            rule="chat_template_kwargs",
-        )
     loss = [k for k in RECORD_LOSS_KEYS if obj.get(k) is not None]
     if loss:
         raise ValidationError(
