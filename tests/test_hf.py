@@ -8,6 +8,8 @@ import pickle
 import warnings
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import chatfmt
 import chatfmt.hf as hf
@@ -66,10 +68,16 @@ def smollm2(smollm2_gguf):
     return _load(smollm2_gguf.parent, gguf_file=smollm2_gguf.name)
 
 
+_REFERENCE: dict[int, tuple] = {}
+
+
 def _labels(tok, messages, **kw):
     """chatfmt's own labels for ``messages`` with the tokenizer's template (the reference for masks)."""
-    fmt = chatfmt.from_template(tok.chat_template, **{k: v for k, v in tok.special_tokens_map.items() if isinstance(v, str)})
-    return chatfmt.encode_batch(fmt, [messages], chatfmt.load_tokenizer(tok), compat="transformers", **kw)[0]
+    if id(tok) not in _REFERENCE:
+        tokens = {k: v for k, v in tok.special_tokens_map.items() if isinstance(v, str)}
+        _REFERENCE[id(tok)] = (tok, chatfmt.from_template(tok.chat_template, **tokens), chatfmt.load_tokenizer(tok))
+    _, fmt, ctok = _REFERENCE[id(tok)]
+    return chatfmt.encode_batch(fmt, [messages], ctok, compat="transformers", **kw)[0]
 
 
 # -- the bug being fixed, and the fix -----------------------------------------------------------
@@ -102,6 +110,27 @@ def test_wrapped_ids_and_text_equal_transformers_for_ordinary_conversations(requ
             assert w.apply_chat_template(conv, add_generation_prompt=agp)["input_ids"] == tok.apply_chat_template(
                 conv, add_generation_prompt=agp
             )["input_ids"]
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30).filter(lambda s: "<|" not in s and "|>" not in s)
+
+
+@pytest.fixture(scope="module")
+def wrapped_qwen(qwen):
+    return hf.wrap(qwen)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(turns=st.lists(st.tuples(_TEXT, _TEXT), min_size=1, max_size=3), system=st.booleans())
+def test_any_ordinary_conversation_gets_transformers_ids_and_a_mask_over_each_reply(qwen, wrapped_qwen, turns, system):
+    msgs = [{"role": "system", "content": "S"}] if system else []
+    for u, a in turns:
+        msgs += [{"role": "user", "content": u}, {"role": "assistant", "content": a}]
+    out = wrapped_qwen.apply_chat_template(msgs, return_assistant_tokens_mask=True)
+    assert out["input_ids"] == qwen.apply_chat_template(msgs)["input_ids"]
+    assert out["assistant_masks"] == [int(x != IGNORE_INDEX) for x in _labels(qwen, msgs).labels]
+    end = qwen.convert_tokens_to_ids("<|im_end|>")
+    assert sum(1 for i, m in zip(out["input_ids"], out["assistant_masks"]) if m and i == end) == len(turns)
 
 
 @pytest.mark.slow
