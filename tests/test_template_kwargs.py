@@ -303,3 +303,22 @@ def test_cli_template_kwarg_value_that_is_not_json_stays_the_string(key, text):
     except ValueError:
         expected = text
     assert template_kwargs_option([f"{key}={text}"]) == {key: expected}
+
+
+@pytest.mark.parametrize("which", ["builtin", "jinja"])
+def test_cli_render_and_encode_read_a_records_own_chat_template_kwargs(tmp_path, qwen3_jinja, testdata, which):
+    fmt = "qwen3" if which == "builtin" else str(qwen3_jinja)
+    rec = tmp_path / "r.json"
+    rec.write_text(json.dumps({"messages": ASK, "chat_template_kwargs": {"enable_thinking": False}}))
+    r = runner.invoke(app, ["render", str(rec), "-f", fmt, "-g"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.endswith(EMPTY_THINK)
+    r = runner.invoke(app, ["render", str(rec), "-f", fmt, "-g", "--template-kwarg", "enable_thinking=true"])
+    assert r.stdout.endswith(EMPTY_THINK)  # the record's own win, as in prepare
+    r = runner.invoke(app, ["encode", str(rec), "-f", fmt, "-t", str(testdata("qwen2.5")), "-g", "--json"])
+    assert r.exit_code == 0, r.output
+    tok = chatfmt.load_tokenizer(testdata("qwen2.5"))
+    assert tok.decode(json.loads(r.stdout)["input_ids"]).endswith(EMPTY_THINK)
+    rec.write_text(json.dumps({"messages": ASK, "chat_template_kwargs": ["enable_thinking"]}))
+    r = runner.invoke(app, ["render", str(rec), "-f", fmt, "-g"])
+    assert r.exit_code == 2 and "chat_template_kwargs" in r.stderr

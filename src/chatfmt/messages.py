@@ -740,7 +740,7 @@ def parse_openai(obj: Any, *, strict_tools: bool = True) -> Conversation:
         b.add(_record_message(m, i))
     conv = b.finish(tools, strict_tools)
     if not isinstance(obj, list):
-        conv.template_kwargs = _record_template_kwargs(obj)
+        conv.template_kwargs = record_template_kwargs(obj)
     return conv
 
 
@@ -748,7 +748,7 @@ def parse_openai(obj: Any, *, strict_tools: bool = True) -> Conversation:
 TEMPLATE_KWARGS_KINDS = ("openai", "prompt_completion")
 
 
-def _record_template_kwargs(rec: dict[str, Any]) -> dict[str, Any] | None:
+def record_template_kwargs(rec: dict[str, Any]) -> dict[str, Any] | None:
     """A record's ``chat_template_kwargs`` (TRL): an object of keyword names, or absent."""
     value = rec.get("chat_template_kwargs")
     if value is None:
@@ -1039,7 +1039,7 @@ def parse_prompt_completion(obj: Any, *, strict_tools: bool = True) -> Conversat
             msg.loss = True
         b.add(msg, j)
     conv = b.finish(rec.get("tools"), strict_tools)
-    conv.template_kwargs = _record_template_kwargs(rec)
+    conv.template_kwargs = record_template_kwargs(rec)
     return conv
 
 

@@ -22,7 +22,7 @@ from .common import (
     template_kwargs_option,
     user_errors,
 )
-from .render import _example, conversation_input
+from .render import _example, conversation_input, own_template_kwargs
 
 
 def encode_cmd(
@@ -75,7 +75,7 @@ def encode_cmd(
             train_on=train_on,  # type: ignore[arg-type]
             compat=compat,  # type: ignore[arg-type]
             allow_missing_tokens=allow_missing_tokens,
-            template_kwargs=template_kwargs,
+            template_kwargs=own_template_kwargs(data, template_kwargs),
         )
     if as_json:
         out: dict[str, Any] = {"input_ids": enc.input_ids, "labels": enc.labels}

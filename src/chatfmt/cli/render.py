@@ -33,10 +33,18 @@ def conversation_input(data: Any, fmt: ChatFormat, kind: str | None = None) -> t
     detected = kind or msgs.detect_kind(data)
     if detected == "openai" and isinstance(fmt, JinjaFormat):
         if isinstance(data, dict):
+            msgs.record_template_kwargs(data)  # checked as prepare checks them; see own_template_kwargs
             return data.get("messages"), data.get("tools")
         return data, None
     conv = msgs.parse_record(data, kind=detected)
     return conv, conv.tools
+
+
+def own_template_kwargs(data: Any, given: dict[str, Any]) -> dict[str, Any]:
+    """``given`` (``--template-kwarg``) with the record's own ``chat_template_kwargs`` (TRL's) over
+    them, as ``prepare`` renders the record."""
+    own = data.get("chat_template_kwargs") if isinstance(data, dict) else None
+    return {**given, **own} if isinstance(own, dict) and own else given
 
 
 def render(
@@ -82,7 +90,7 @@ def render(
             "tools": record_tools,
             "add_generation_prompt": generation_prompt,
             "continue_final_message": continue_final,
-            **template_kwargs,
+            **own_template_kwargs(data, template_kwargs),
         }
         if as_json and segments:
             rendered = fmt.render_segments(messages, **kwargs)
