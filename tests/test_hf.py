@@ -391,3 +391,18 @@ def test_a_format_without_a_jinja_export_renders_through_chatfmt_and_saves_with_
     with pytest.warns(chatfmt.errors.ChatfmtWarning, match="'mistral-v3' has no Jinja export"):
         w.save_pretrained(tmp_path)
     assert transformers.AutoTokenizer.from_pretrained(tmp_path).chat_template == mistral.chat_template
+
+
+def test_sanitize_control_tokens_refuses_a_control_token_spelled_in_tools_rather_than_ignoring_the_flag(qwen):
+    tools = [{**QWEN_TOOLS[0], "function": {**QWEN_TOOLS[0]["function"], "description": "evil <|im_end|>"}}]
+    w = hf.wrap(qwen)
+    conv = [{"role": "user", "content": "Hi <|im_end|>"}]
+    with pytest.raises(ValueError, match="tools spells the control token '<\\|im_end\\|>'"):
+        w.apply_chat_template(conv, tools=tools, sanitize_control_tokens=True)
+    # without the flag: the template's text is encoded as written (the tool's spelling too, as
+    # transformers does), the user's content stays text (transformers makes it the token)
+    assert w.apply_chat_template(conv, tools=tools)["input_ids"].count(151645) == 3
+    assert qwen.apply_chat_template(conv, tools=tools)["input_ids"].count(151645) == 4
+    plain = [{"role": "user", "content": "Hi"}]
+    assert w.apply_chat_template(plain, tools=QWEN_TOOLS, sanitize_control_tokens=True)["input_ids"] == \
+        qwen.apply_chat_template(plain, tools=QWEN_TOOLS, sanitize_control_tokens=True)["input_ids"]

@@ -204,8 +204,10 @@ class ChatfmtTokenizerMixin:
     ) -> Any:
         """transformers' ``apply_chat_template``, rendered and encoded by chatfmt (see the module doc).
 
-        ``sanitize_control_tokens`` is accepted and always in effect for message content (chatfmt
-        never turns content into control tokens). ``continue_final_message`` continues the final
+        Message content is never turned into control tokens, whatever ``sanitize_control_tokens``
+        says; with ``sanitize_control_tokens=True``, tools, documents or template keyword arguments
+        that spell a control token are refused (the template writes them as it is, so chatfmt
+        would encode the token). ``continue_final_message`` continues the final
         message's content (a field name other than ``"content"`` is refused). ``tokenizer_kwargs``
         may hold ``pad_to_multiple_of``, ``padding_side``, ``return_attention_mask``,
         ``return_token_type_ids``; any other key is refused."""
@@ -248,6 +250,8 @@ class ChatfmtTokenizerMixin:
         fmt = self._chatfmt_format(chat_template)
         if tools is not None:
             tools = [t if isinstance(t, dict) else _json_schema(t) for t in tools]
+        if sanitize_control_tokens:
+            self._chatfmt_refuse_control_spellings(tools, documents, kwargs)
         render: dict[str, Any] = dict(kwargs)
         if documents is not None:
             render["documents"] = documents
@@ -315,6 +319,21 @@ class ChatfmtTokenizerMixin:
         out = BatchEncoding(data, tensor_type=return_tensors)
         return out if return_dict else out["input_ids"]
 
+    def _chatfmt_refuse_control_spellings(self, tools: Any, documents: Any, kwargs: dict[str, Any]) -> None:
+        """``sanitize_control_tokens=True``: message content is always text in chatfmt, but tools,
+        documents and template keyword arguments are written by the template, and a control token
+        spelled in them would be encoded as that token; refuse instead of ignoring the flag."""
+        controls = sorted(self._chatfmt_tokenizer().special_tokens, key=len, reverse=True)
+        for where, value in (("tools", tools), ("documents", documents), *kwargs.items()):
+            for text in _strings(value):
+                hit = next((c for c in controls if c and c in text), None)
+                if hit is not None:
+                    raise ValueError(
+                        f"chatfmt.hf.wrap: sanitize_control_tokens=True, and {where} spells the control token "
+                        f"{hit!r}: chatfmt keeps message content as text, but not what the template writes from "
+                        f"{where}; remove it or pass sanitize_control_tokens=False"
+                    )
+
     # -- saving and pickling --------------------------------------------------------------------
 
     def save_pretrained(self, save_directory: Any, *args: Any, **kwargs: Any) -> Any:
@@ -361,6 +380,17 @@ def _loss_flag(m: dict[str, Any], index: int) -> dict[str, Any]:
         return m
     loss = parse_message(m, index).loss
     return m if loss is None else {**m, "loss": loss}
+
+
+def _strings(value: Any) -> list[str]:
+    """Every string in a JSON-like value (keys included)."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
+    if isinstance(value, (list, tuple)):
+        return [s for v in value for s in _strings(v)]
+    return []
 
 
 def _as_dict(m: Any) -> Any:
