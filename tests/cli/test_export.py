@@ -239,3 +239,10 @@ def test_into_something_that_is_not_a_directory_or_with_toml_is_one_line(tmp_pat
     assert res.exit_code == 2 and "--into writes a Jinja chat template" in res.stderr
     res = runner.invoke(app, ["export", "chatml"])
     assert res.exit_code == 2 and "give --to jinja|toml (or --into MODEL_DIR)" in res.stderr
+
+
+def test_into_a_gguf_only_directory_says_that_the_gguf_keeps_its_own_template(tmp_path):
+    (tmp_path / "m.gguf").write_bytes(b"GGUF")
+    res = runner.invoke(app, ["export", "chatml", "--into", str(tmp_path)])
+    assert res.exit_code == 0 and (tmp_path / "chat_template.jinja").is_file()
+    assert "holds a .gguf and no tokenizer_config.json" in res.stderr

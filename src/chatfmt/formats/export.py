@@ -496,6 +496,9 @@ def export_into(fmt: ChatFormat, model_dir: str | Path) -> tuple[list[Path], lis
     tool_use = root / CHAT_TEMPLATE_DIR / "tool_use.jinja"
     if tool_use.is_file():
         notes.append(f"{tool_use} is kept: transformers renders it instead of the exported format when tools are given")
+    if config is None and any(root.glob("*.gguf")):
+        notes.append(f"{root} holds a .gguf and no tokenizer_config.json: AutoTokenizer.from_pretrained(..., "
+                     "gguf_file=...) and llama.cpp read the GGUF's own template, not chat_template.jinja")
     if (root / "chat_template.json").is_file():
         notes.append(f"{root / 'chat_template.json'} is kept: processors (AutoProcessor) read their template from it")
     return written, notes
