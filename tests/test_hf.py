@@ -329,6 +329,10 @@ def _trainer(tok, records, tmp_path, **cfg):
 
 
 def _check_trl_rows(tok, tmp_path):
+    from trl.chat_template_utils import is_chat_template_stop_token_trained
+
+    # TRL's own check that the end-of-turn token is trained (else it warns the model may not stop)
+    assert is_chat_template_stop_token_trained(hf.wrap(tok))
     trainer = _trainer(hf.wrap(tok), RECORDS, tmp_path, assistant_only_loss=True)
     rows = list(trainer.train_dataset)
     assert len(rows) == len(RECORDS)
