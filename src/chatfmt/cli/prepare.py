@@ -115,7 +115,7 @@ def prepare_cmd(
     format: str = typer.Option(..., "--format", "-f", help="Built-in name, .jinja, tokenizer_config.json, model dir, .gguf or Hub id ORG/NAME[@REV][:FILE.gguf]."),
     tokenizer: str = typer.Option(..., "--tokenizer", "-t", help="tokenizer.json, tokenizer.model, a model dir, a .gguf, a Hub id ORG/NAME[@REV], ..."),
     output: str = typer.Option(..., "--output", "-o", help="The dataset to write: .parquet -> Parquet, else JSONL (rejects go to OUTPUT.rejects.jsonl)."),
-    output_format: str = typer.Option(None, "--output-format", help="parquet | jsonl (default: from the OUTPUT name)."),
+    output_format: str = typer.Option(None, "--output-format", help="parquet | jsonl | arrow (a datasets save_to_disk directory: load_from_disk, LLaMA-Factory tokenized_path; default: from the OUTPUT name)."),
     pack: int = typer.Option(None, "--pack", help="Pack examples greedily into sequences of at most N tokens."),
     max_length: int = typer.Option(None, "--max-length", help="Token limit."),
     truncation: str = typer.Option("error", "--truncation", help="error | right | drop_oldest_turns | skip"),
