@@ -717,3 +717,16 @@ def test_a_jinja_format_pickles_and_renders_the_same_after(testdata):
     fmt.renders("tools")  # caches are left behind and rebuilt
     other = pickle.loads(pickle.dumps(fmt))
     assert other.render_segments(msgs).segments == before.segments and other.template == fmt.template
+
+
+@pytest.mark.parametrize("key, value", [("weight", 0), ("loss_weight", 0.0), ("training", False), ("train", False)])
+def test_a_loss_key_on_a_message_dict_turns_its_training_off_as_in_the_builtin(testdata, key, value):
+    import chatfmt
+
+    tok = chatfmt.load_tokenizer(testdata("qwen2.5"))
+    msgs = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b", key: value},
+            {"role": "user", "content": "c"}, {"role": "assistant", "content": "d"}]
+    jinja = chatfmt.load_format(testdata("qwen2.5", "tokenizer_config.json")).encode(msgs, tok)
+    builtin = chatfmt.load_format("qwen2.5").encode(msgs, tok)
+    assert jinja.input_ids == builtin.input_ids and jinja.labels == builtin.labels
+    assert tok.decode([i for i, x in zip(jinja.input_ids, jinja.labels) if x != -100]) == "d<|im_end|>"

@@ -723,7 +723,7 @@ class JinjaFormat(ChatFormat):
             messages, tools, add_generation_prompt, continue_final_message, documents, template_kwargs
         )
         spans = self._locate(text, msgs, ctx_args, continue_final_message)
-        trained_flags = [_trained(m) for m in msgs]
+        trained_flags = [_trained(m, i) for i, m in enumerate(msgs)]
         rendered = self._segment(text, spans, trained_flags, gen_spans if gen_spans else None)
         missing = self._not_rendered(text, msgs, ctx_args, continue_final_message) if check else ()
         return rendered, missing
@@ -865,7 +865,7 @@ class JinjaFormat(ChatFormat):
         for i in range(n):
             if i in found or (cont and i == n - 1):
                 continue
-            trained = _trained(msgs[i])
+            trained = _trained(msgs[i], i)
             head = msgs[:i] if trained else msgs[: i + 1]
             if not head:
                 continue
@@ -1015,10 +1015,20 @@ def _find_outside_tokens(text: str, needle: str, start: int, end: int, tokens: l
     return -1
 
 
-def _trained(msg: dict[str, Any]) -> bool:
+def _trained(msg: dict[str, Any], index: int = 0) -> bool:
+    """Whether a message's tokens are trained: its own loss flag, from any loss key (``loss``,
+    OpenAI's ``weight``, axolotl's ``training``/``train``, LLaMA-Factory's ``loss_weight``, read as
+    :func:`~chatfmt.messages.parse_message` reads them, as the built-in formats do), else whether it
+    is an assistant message."""
     loss = msg.get("loss")
     if isinstance(loss, bool):
         return loss
+    from ..messages import LOSS_KEYS, parse_message
+
+    if any(msg.get(k) is not None for k in LOSS_KEYS):
+        flag = parse_message(msg, index).loss
+        if flag is not None:
+            return flag
     return msg.get("role") == "assistant"
 
 
