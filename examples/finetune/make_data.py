@@ -186,7 +186,7 @@ def write(out: Path, *, records: int = 300, eval_records: int = 24, seed: int = 
     paths = {name: out / name for name in ("train.jsonl", "eval.jsonl", "heldout.json", "tools.json")}
     for name, rows in (("train.jsonl", train), ("eval.jsonl", evals)):
         paths[name].write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    paths["heldout.json"].write_text(json.dumps(heldout_prompts(rng), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    paths["heldout.json"].write_text(json.dumps(heldout_prompts(random.Random(seed + 1)), ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     paths["tools.json"].write_text(json.dumps(TOOLS, indent=1) + "\n", encoding="utf-8")
     return paths
 

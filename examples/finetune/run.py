@@ -1,7 +1,7 @@
 """A real fine-tune, end to end, on CPU: teach SmolLM2-135M-Instruct to answer weather questions with
 a tool call (and other questions in plain text), then ask it held-out questions before and after.
 
-    python examples/finetune/run.py [--out build/finetune] [--max-steps 24] [--records 300]
+    python examples/finetune/run.py [--out build/finetune] [--max-steps 12] [--records 300]
 
 1. ``make_data.py`` writes the records (``conversations`` + ``tools`` + ``loss``) and held-out questions.
 2. The base model: SmolLM2-135M-Instruct's GGUF (``python -m chatfmt.models``) loaded with transformers
@@ -22,6 +22,7 @@ Everything runs on the CPU; the GGUF conversion (step 2) is cached in ``OUT/base
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -39,6 +40,9 @@ sys.path.insert(0, str(HERE))
 import make_data  # noqa: E402
 
 BIN = Path(sys.executable).parent
+# generation with a 135M model is many small operations: one torch thread each for the server and the
+# CLI is faster than two threads waiting for each other on a busy machine (and leaves a core free)
+ONE_THREAD = {**os.environ, "OMP_NUM_THREADS": "1"}
 CHATFMT = [str(BIN / "chatfmt")] if (BIN / "chatfmt").exists() else [sys.executable, "-m", "chatfmt.cli"]
 
 
@@ -140,7 +144,7 @@ def ask_served(model_dir: Path, questions: list[dict], tools: list[dict], max_to
 
     port = _free_port()
     cmd = [*CHATFMT, "serve", "--model", str(model_dir), "--backend", "transformers", "--port", str(port), "--quiet"]
-    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=ONE_THREAD)
     try:
         deadline = time.monotonic() + 600
         while True:
@@ -182,7 +186,7 @@ def ask_cli(model_dir: Path, question: dict, tools_file: Path, max_tokens: int) 
     """One question through ``chatfmt chat --model DIR -p ... --json``."""
     cmd = [*CHATFMT, "chat", "--model", str(model_dir), "--backend", "transformers", "--system", make_data.SYSTEM,
            "--tools", str(tools_file), "--temperature", "0", "--max-new-tokens", str(max_tokens), "--json", "-p", question["question"]]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=ONE_THREAD)
     reply = json.loads(out.stdout)
     calls = [{"name": c["function"]["name"], "arguments": c["function"]["arguments"]} for c in reply.get("tool_calls") or []]
     return {**question, "content": reply.get("content") or "", "tool_calls": calls, "ok": judge(question["expect"], calls, reply.get("content") or "")}
@@ -234,7 +238,8 @@ def train(base: Path, train_file: Path, eval_file: Path, tuned: Path, args) -> d
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
     n_layers = model.config.num_hidden_layers
     lora = LoraConfig(
-        r=args.lora_rank, lora_alpha=2 * args.lora_rank, lora_dropout=0.0, target_modules="all-linear",
+        r=args.lora_rank, lora_alpha=2 * args.lora_rank, lora_dropout=0.0,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         # the top layers only: the backward pass stops there, which is most of the saving on a CPU
         layers_to_transform=list(range(n_layers - args.lora_layers, n_layers)), task_type="CAUSAL_LM",
     )
@@ -245,9 +250,13 @@ def train(base: Path, train_file: Path, eval_file: Path, tuned: Path, args) -> d
     ev = load_dataset("parquet", data_files=str(eval_file), split="train")
     ev = ev.remove_columns([c for c in ev.column_names if c not in keep])
     config = SFTConfig(
-        output_dir=str(tuned.parent / "checkpoints"), max_steps=args.max_steps, per_device_train_batch_size=1,
-        per_device_eval_batch_size=8, learning_rate=args.lr, lr_scheduler_type="cosine", warmup_steps=2,
-        logging_steps=1, save_strategy="no", report_to=[], padding_free=True, dataset_kwargs={"skip_prepare_dataset": True},
+        output_dir=str(tuned.parent / "checkpoints"), max_steps=args.max_steps, per_device_train_batch_size=args.batch_size,
+        per_device_eval_batch_size=2, learning_rate=args.lr, lr_scheduler_type="cosine", warmup_steps=2,
+        logging_steps=1, save_strategy="no", report_to=[], dataset_kwargs={"skip_prepare_dataset": True},
+        # the rows are chatfmt's packed rows, at most --pack tokens: TRL's padding-free collator joins a
+        # batch into one sequence and transformers keeps attention inside each example (position_ids)
+        padding_free=True, max_length=None,
+        activation_checkpointing=False,  # recomputing activations costs a third more CPU; 135M fits
         use_cpu=True, seed=args.seed, dataloader_num_workers=0, remove_unused_columns=False, disable_tqdm=True,
     )
     trainer = SFTTrainer(model=model, args=config, train_dataset=ds, eval_dataset=ev, processing_class=tok)
@@ -299,27 +308,40 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description="Fine-tune SmolLM2-135M-Instruct to call a weather tool (CPU).")
     ap.add_argument("--out", type=Path, default=Path("build/finetune"))
     ap.add_argument("--records", type=int, default=300, help="training records generated")
-    ap.add_argument("--max-steps", type=int, default=24, help="optimizer steps (one packed row each)")
-    ap.add_argument("--pack", type=int, default=1024, help="tokens per packed row")
+    ap.add_argument("--eval-records", type=int, default=8, help="held-out records for the eval loss")
+    ap.add_argument("--max-steps", type=int, default=12, help="optimizer steps")
+    ap.add_argument("--pack", type=int, default=512, help="tokens per packed row at most")
+    ap.add_argument("--batch-size", type=int, default=2, help="packed rows per step")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--lora-rank", type=int, default=16)
     ap.add_argument("--lora-layers", type=int, default=12, help="LoRA on this many top layers")
     ap.add_argument("--max-new-tokens", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # the trainer's per-step lines as they come
 
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     wall0, cpu0, load0 = time.monotonic(), cpu_seconds(), os.getloadavg()
     timings: dict = {}
     with Phase(timings, "data"):
-        data = make_data.write(out / "data", records=args.records, seed=args.seed)
+        data = make_data.write(out / "data", records=args.records, eval_records=args.eval_records, seed=args.seed)
     with Phase(timings, "base model"):
         base = base_model(out)
     with Phase(timings, "prepare"):
         train_file, eval_file = prepare(data, base, out, args.pack)
     with Phase(timings, "before"):
-        before = evaluate("before", base, data, args.max_new_tokens)
+        # the base model's answers depend only on it and the questions: kept in OUT/before.json
+        key = hashlib.sha256(b"".join(p.read_bytes() for p in (base / "model.safetensors", base / "chat_template.jinja",
+                                                               data["heldout.json"], data["tools.json"]))).hexdigest()
+        key += f":{args.max_new_tokens}"
+        cached = out / "before.json"
+        before = json.loads(cached.read_text(encoding="utf-8")) if cached.is_file() else {}
+        if before.get("key") != key:
+            before = {"key": key, **evaluate("before", base, data, args.max_new_tokens)}
+            cached.write_text(json.dumps(before, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+        else:
+            log("  before: the base model's answers from OUT/before.json (same model, questions and settings)")
     with Phase(timings, "train"):
         fit = train(base, train_file, eval_file, out / "tuned", args)
     with Phase(timings, "after"):
@@ -345,7 +367,7 @@ def main(argv: list[str] | None = None) -> dict:
     (out / "summary.json").write_text(json.dumps({**summary, "before": before, "after": after, "curve": fit["curve"]},
                                                  ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     print()
-    print(f"steps {summary['steps']} ({summary['train_rows']} packed rows of <= {args.pack} tokens from {args.records} records)")
+    print(f"steps {summary['steps']} x {args.batch_size} packed rows of <= {args.pack} tokens ({summary['train_rows']} rows from {args.records} records)")
     print(f"training {summary['train_minutes']} min wall, {summary['train_cpu_minutes']} min CPU; "
           f"everything {summary['total_minutes']} min wall, {summary['total_cpu_minutes']} min CPU "
           f"(load average {summary['loadavg_start'][0]} -> {summary['loadavg_end'][0]} on {summary['cores']} cores)")
