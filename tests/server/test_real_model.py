@@ -146,4 +146,5 @@ def test_load_200_requests_16_concurrent(real_server):
     time.sleep(1)
     rss1 = proc.memory_info().rss
     assert rss1 - rss0 < 300 * 2**20, (rss0, rss1)
-    assert get_json(real_server.base, "/health")[1]["queue"] == {"running": 0, "waiting": 0, "max_queue": 32, "slots": 1}
+    assert get_json(real_server.base, "/health")[1]["queue"] == {"running": 0, "waiting": 0, "max_queue": 32, "slots": 1,
+                                                                "expected_wait_s": 0.0}

@@ -157,8 +157,10 @@ def test_a_10_mb_record_and_200k_tiny_records_are_encoded_with_bounded_memory(tm
     r = run_child(src, tmp_path / "o.parquet")
     assert (r["read"], r["written"], r["rejected"]) == (200_001, 200_000, 1)
     # The 10 MB record is 2.4 M tokens; raw `tokenizers` alone peaks at ~1.4 GB encoding it (offsets,
-    # words, ... per token), chatfmt's run at ~2.6 GB measured. The bound is on the run as a whole.
-    assert r["maxrss_kb"] / 1024 < 4000, f"peak RSS {r['maxrss_kb'] / 1024:.0f} MB"
+    # words, ... per token), chatfmt's run at ~2.6-2.8 GB measured alone (the same before and after
+    # the 2026-12-05 changes), once 4.0 GB inside the slow suite on a busy machine. The bound is on
+    # the run as a whole: reading the whole input into memory would show as far more.
+    assert r["maxrss_kb"] / 1024 < 5000, f"peak RSS {r['maxrss_kb'] / 1024:.0f} MB"
 
 
 # -- atomic output ---------------------------------------------------------------------------------
