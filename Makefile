@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-slow lint venv install install-dev install-chat install-finetune model finetune clean
+.PHONY: run test test-slow test-finetune lint venv install install-dev install-chat install-finetune model finetune clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,11 @@ test: install-dev model lint
 	$(BIN)/python -m pytest -q -m "not slow"
 
 test-slow: install-dev model
-	$(BIN)/python -m pytest -q -m slow
+	$(BIN)/python -m pytest -q -m "slow and not finetune"
+
+# the real fine-tune (examples/finetune) as a test: trains, then checks held-out answers
+test-finetune: install-dev model
+	$(BIN)/python -m pytest -q -m finetune tests/examples/test_finetune.py
 
 # a real fine-tune on the CPU (examples/finetune): data -> chatfmt prepare -> TRL + LoRA -> chat/serve,
 # held-out questions before and after; about 10 minutes on 2 cores, output in build/finetune

@@ -79,6 +79,7 @@ def test_prepared_rows_are_packed_for_trls_padding_free_collator(tmp_path, smoll
 
 
 @pytest.mark.slow
+@pytest.mark.finetune
 def test_fine_tuned_smollm2_calls_the_weather_tool_on_held_out_questions(tmp_path, smollm2_gguf):
     pytest.importorskip("trl")
     pytest.importorskip("peft")
