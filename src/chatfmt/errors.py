@@ -167,6 +167,12 @@ class TokenizerMismatchError(ChatfmtError, ValueError):
         super().__init__(message)
 
 
+class PluginError(ChatfmtError):
+    """A plugin (an installed package's entry point) could not be loaded, declares something
+    malformed, or a name no registry knows was asked for; the message names the distribution and
+    the entry point."""
+
+
 class ChatfmtWarning(UserWarning):
     """Something worked only after a documented adjustment: a template rendered after its input was
     normalised, a conversation was shortened to fit the context, malformed model output was kept as
@@ -186,3 +192,8 @@ class NotRenderedWarning(ChatfmtWarning):
     def __init__(self, message: str, names: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.names = names
+
+
+class PluginWarning(ChatfmtWarning):
+    """An installed plugin failed to load; chatfmt goes on without it (the message names the
+    distribution, the entry point and the failure)."""
