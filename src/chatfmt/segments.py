@@ -125,6 +125,20 @@ class SegmentBuilder:
         if text:
             self._items.append((text, CONTENT, message, trained, None, None))
 
+    def turn(self, message: int, header: str, text: str, end: str, trained: bool, after: str = "") -> None:
+        """One message's turn, the shape every format shares: ``header`` (control, not trained),
+        ``text`` (the content, trained as the message is), ``end`` (control, trained with the
+        message: what the model must learn to emit) and ``after`` (control, not trained)."""
+        items = self._items
+        if header:
+            items.append((header, CONTROL, message, False, None, None))
+        if text:
+            items.append((text, CONTENT, message, trained, None, None))
+        if end:
+            items.append((end, CONTROL, message, trained, None, None))
+        if after:
+            items.append((after, CONTROL, message, False, None, None))
+
     def ids(
         self,
         text: str,

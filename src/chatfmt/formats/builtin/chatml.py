@@ -28,11 +28,7 @@ class ChatML(NativeFormat):
 
     def build(self, conv: Conversation, out: SegmentBuilder, *, add_generation_prompt: bool, **kwargs: Any) -> None:
         for i, m in enumerate(conv.messages):
-            trained = m.trained
-            out.control(f"<|im_start|>{m.role}\n", i)
-            out.content(m.text, i, trained)
-            out.control("<|im_end|>", i, trained)
-            out.control("\n", i)
+            out.turn(i, f"<|im_start|>{m.role}\n", m.text, "<|im_end|>", m.trained, "\n")
         if add_generation_prompt:
             out.control("<|im_start|>assistant\n")
 
