@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-slow test-finetune lint venv install install-dev install-chat install-finetune model finetune clean
+.PHONY: run test test-slow test-finetune lint typecheck venv install install-dev install-chat install-finetune model finetune clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,12 @@ run: install-chat
 model: install
 	$(BIN)/python -m chatfmt.models
 
-lint: install-dev
+lint: install-dev typecheck
 	$(BIN)/ruff check src tests
+
+# mypy --strict over src/chatfmt (the settings are pyproject.toml's [tool.mypy])
+typecheck: install-dev
+	$(BIN)/mypy
 
 test: install-dev model lint
 	$(BIN)/python -m pytest -q -m "not slow"
