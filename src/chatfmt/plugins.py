@@ -121,13 +121,18 @@ class Registry(Generic[T]):
         return self.register(name, value, aliases, origin=origin)
 
     def unregister(self, name: str) -> None:
+        self.pop(name)
+
+    def pop(self, name: str, default: T | None = None) -> T | None:
+        """Remove ``name`` (and its aliases); the object it was registered with, or ``default``."""
         key = self.resolve(name)
         if key is None:
-            return
-        self._items.pop(key, None)
+            return default
+        obj = self._items.pop(key)
         self._origins.pop(key, None)
         for a in [a for a, k in self._aliases.items() if k == key]:
             del self._aliases[a]
+        return obj
 
     # -- loading ----------------------------------------------------------------------------------
 
@@ -201,6 +206,16 @@ class Registry(Generic[T]):
     def items(self) -> Iterator[tuple[str, T]]:
         self.ensure_loaded()
         return iter(list(self._items.items()))
+
+    def values(self) -> list[T]:
+        """The registered objects, in registration order (built-ins first, then plugins)."""
+        self.ensure_loaded()
+        return list(self._items.values())
+
+    def broken(self) -> dict[str, str]:
+        """Entry points of this group that failed to load: name -> the reason (as warned)."""
+        self.ensure_loaded()
+        return dict(self._broken)
 
     def origin(self, name: str) -> Origin:
         key = self.resolve(name)

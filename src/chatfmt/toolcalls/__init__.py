@@ -16,11 +16,13 @@ from typing import Any
 from ..toolschema import function_schema
 from .bodies import BodyError, Call
 from .families import (
+    OUTPUT_PARSERS,
     ParserSpec,
     get_parser,
     list_parsers,
     parser_for_format,
     parser_name_for_format,
+    parser_spec,
     register_parser,
 )
 from .parser import Block, Grammar, OutputParser, ParserError, Segments, ToolCallWarning
@@ -34,6 +36,7 @@ def function_to_tool(fn: Callable[..., Any]) -> dict[str, Any]:
 
 
 __all__ = [
+    "OUTPUT_PARSERS",
     "Block",
     "BodyError",
     "Call",
@@ -52,5 +55,6 @@ __all__ = [
     "merge_deltas",
     "parser_for_format",
     "parser_name_for_format",
+    "parser_spec",
     "register_parser",
 ]

@@ -25,10 +25,11 @@ Facts per family (what the model emits; the built-in formats render the same whe
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
+from ..plugins import Origin, Registry, import_modules
 from . import bodies
 from .parser import Block, Grammar, OutputParser, ParserError, Segments
 
@@ -39,19 +40,58 @@ _THINK_KEYS = ("think_start", "think_end")
 @dataclass(frozen=True)
 class ParserSpec:
     """A registered output grammar: ``factory(tools)`` builds it (some families parse bare calls only
-    when tools were given)."""
+    when tools were given).
+
+    A format names its parser in its declaration (:attr:`chatfmt.formats.family.Family.parser`, a
+    TOML format's ``parser`` key); ``template_markers`` choose a parser for a Jinja template no family
+    is pinned against (the parsers with markers are tried by ``priority``, lower first), and
+    ``formats`` lets a plugin parser name the formats it serves when their own declaration does not."""
 
     name: str
     factory: Callable[[list[Any] | None], Grammar]
     description: str = ""
-    #: built-in format names (``FormatInfo.name``) this parser serves
+    #: format names (``FormatInfo.name``) this parser serves, for formats that name no parser
     formats: tuple[str, ...] = ()
-    #: substrings of a Jinja template that select this parser, most specific registrations first
+    #: substrings of a Jinja template (or of a TOML format's tool-call syntax) that select this parser
     template_markers: tuple[str, ...] = ()
+    #: the order in which parsers' ``template_markers`` are tried (lower first; most specific first)
+    priority: int = 100
 
 
-_registry: dict[str, ParserSpec] = {}
-_defaults_loaded = False
+def _as_parser_spec(name: str, obj: object) -> tuple[ParserSpec, tuple[str, ...]]:
+    """What a ``chatfmt.parsers`` entry point (or a built-in module's ``PARSERS``) holds, as a
+    :class:`ParserSpec` named ``name``: a ``ParserSpec``, a ``Grammar`` or a ``factory(tools)``."""
+    if isinstance(obj, ParserSpec):
+        return (obj if obj.name == name else replace(obj, name=name)), ()
+    if isinstance(obj, Grammar):
+        grammar = obj
+        return ParserSpec(name, lambda tools: grammar), ()
+    if callable(obj):
+        return ParserSpec(name, obj), ()
+    raise ParserError(f"parser plugin {name!r}: expected a ParserSpec, a Grammar or a factory(tools) -> Grammar, "
+                      f"got {type(obj).__name__}")
+
+
+def _builtin_parsers(reg: Registry[ParserSpec]) -> None:
+    for spec in _default_specs():
+        reg.add(spec.name, spec)
+    for mod in import_modules(BUILTIN_FORMATS):  # a built-in format module may declare its grammar
+        for spec in getattr(mod, "PARSERS", ()):
+            reg.add(spec.name, spec)
+
+
+def _unknown_parser(name: str, known: list[str]) -> Exception:
+    return ParserError(f"unknown output parser {name!r}; known: {', '.join(known)}")
+
+
+BUILTIN_FORMATS = "chatfmt.formats.builtin"
+
+#: every output parser: chatfmt's grammars (and ``PARSERS`` of the built-in format modules), then the
+#: ``chatfmt.parsers`` entry points
+OUTPUT_PARSERS: Registry[ParserSpec] = Registry(
+    "parsers", builtins=_builtin_parsers, adapt=_as_parser_spec, unknown=_unknown_parser
+)
+_registry = OUTPUT_PARSERS  # the older private name (tests pop registrations from it)
 
 
 def register_parser(
@@ -61,36 +101,25 @@ def register_parser(
     description: str = "",
     formats: tuple[str, ...] = (),
     template_markers: tuple[str, ...] = (),
+    priority: int = 100,
 ) -> None:
-    """Register an output grammar (or a ``factory(tools) -> Grammar``) under ``name``; later
-    registrations win."""
-    if isinstance(factory, Grammar):
-        grammar = factory
-        factory = lambda tools: grammar  # noqa: E731
-    _registry[name] = ParserSpec(name, factory, description, formats, template_markers)
-
-
-def _ensure_defaults() -> None:
-    global _defaults_loaded
-    if not _defaults_loaded:
-        _defaults_loaded = True
-        for spec in _default_specs():
-            _registry.setdefault(spec.name, spec)
+    """Register an output grammar (or a ``factory(tools) -> Grammar``) under ``name`` in this process;
+    later registrations win. To reach every process, declare a ``chatfmt.parsers`` entry point."""
+    spec, _ = _as_parser_spec(name, factory)
+    spec = replace(spec, description=description, formats=formats, template_markers=template_markers,
+                   priority=priority)
+    OUTPUT_PARSERS.register(name, spec, origin=Origin("runtime"))
 
 
 def list_parsers() -> list[str]:
     """Names of the registered output parsers, sorted."""
-    _ensure_defaults()
-    return sorted(_registry)
+    return OUTPUT_PARSERS.names()
 
 
 def parser_spec(name: str) -> ParserSpec:
-    """The registered spec ``name``; raises :class:`ParserError` naming the known ones."""
-    _ensure_defaults()
-    try:
-        return _registry[name]
-    except KeyError:
-        raise ParserError(f"unknown output parser {name!r}; known: {', '.join(sorted(_registry))}") from None
+    """The registered spec ``name``; raises :class:`ParserError` naming the known ones (or a
+    :class:`~chatfmt.errors.PluginError` carrying the import failure of a plugin that declared it)."""
+    return OUTPUT_PARSERS.get(name)
 
 
 def get_parser(
@@ -292,71 +321,113 @@ def _default_specs() -> list[ParserSpec]:
     S = ParserSpec
     return [
         S("plain", _plain, "content only"),
-        S("think", _think, "<think>...</think> reasoning, no tool calls", template_markers=("<think>",)),
-        S("hermes", _hermes, "<tool_call>{json}</tool_call>", ("qwen2.5", "hermes-2-pro", "falcon3"), ("<tool_call>",)),
+        S("think", _think, "<think>...</think> reasoning, no tool calls", template_markers=("<think>",), priority=140),
+        S("hermes", _hermes, "<tool_call>{json}</tool_call>", ("qwen2.5", "hermes-2-pro", "falcon3"), ("<tool_call>",),
+          priority=120),
         S("qwen3", _qwen3, "<think> + <tool_call>", ("qwen3",)),
         S("qwq", _qwq, "reasoning from the prompt's <think>\\n + <tool_call>", ("qwq",)),
         S("llama3", _llama3, "bare JSON calls (with tools), <|python_tag|>", ("llama-3", "llama-3.1", "llama-3.2"),
-          ("<|python_tag|>", "<|eom_id|>")),
-        S("llama4", _llama4_always, "<|python_start|> JSON / pythonic calls", ("llama-4",), ("<|python_start|>",)),
+          ("<|python_tag|>", "<|eom_id|>"), priority=90),
+        S("llama4", _llama4_always, "<|python_start|> JSON / pythonic calls", ("llama-4",), ("<|python_start|>",),
+          priority=80),
         S("mistral", _mistral, "[TOOL_CALLS][{...}] or name[ARGS]{...}",
-          ("mistral-v2", "mistral-v3", "mistral-v7", "mistral-tekken"), ("[TOOL_CALLS]",)),
-        S("chatglm3", _chatglm3, "name\\n```python\\ntool_call(...)```", ("chatglm3",), ("tool_call(",)),
-        S("glm4", _glm4, "name\\n{json}", ("glm-4",), ("<|observation|>",)),
+          ("mistral-v2", "mistral-v3", "mistral-v7", "mistral-tekken"), ("[TOOL_CALLS]",), priority=70),
+        S("chatglm3", _chatglm3, "name\\n```python\\ntool_call(...)```", ("chatglm3",), ("tool_call(",), priority=110),
+        S("glm4", _glm4, "name\\n{json}", ("glm-4",), ("<|observation|>",), priority=130),
         S("functionary-v3.1", _functionary_v31, "<function=name>{json}</function>", ("functionary-v3.1",),
-          ("<function=",)),
-        S("functionary-v3.2", _functionary_v32, ">>>name\\n{json}", ("functionary-v3.2",), (">>>",)),
-        S("granite-3.3", _granite33, "<|tool_call|>[{...}]", ("granite-3.3",), ("<|tool_call|>",)),
+          ("<function=",), priority=40),
+        S("functionary-v3.2", _functionary_v32, ">>>name\\n{json}", ("functionary-v3.2",), (">>>",), priority=50),
+        S("granite-3.3", _granite33, "<|tool_call|>[{...}]", ("granite-3.3",), ("<|tool_call|>",), priority=95),
         S("granite-4.0", _granite40, "<tool_call> blocks", ("granite-4.0",)),
-        S("command-r7b", _command_r7b, "<|START_ACTION|>[...]<|END_ACTION|>", ("command-r7b",), ("<|START_ACTION|>",)),
+        S("command-r7b", _command_r7b, "<|START_ACTION|>[...]<|END_ACTION|>", ("command-r7b",), ("<|START_ACTION|>",),
+          priority=30),
         S("deepseek-r1", _deepseek_r1, "<think> + <｜tool▁call▁begin｜>function<｜tool▁sep｜>...", ("deepseek-r1",),
-          ("<｜tool▁call▁begin｜>function",)),
+          ("<｜tool▁call▁begin｜>function",), priority=10),
         S("deepseek-v3", _deepseek_v3, "<｜tool▁call▁begin｜>function<｜tool▁sep｜>name + json block, no reasoning",
           ("deepseek-v3",)),
         S("deepseek-v3.1", _deepseek_v31, "<think> + <｜tool▁call▁begin｜>name<｜tool▁sep｜>{...}",
-          ("deepseek-v3.1",), ("<｜tool▁calls▁begin｜>",)),
-        S("minicpm5", _minicpm5, '<function name="f"><param ...>', ("minicpm5",), ("<function name=",)),
+          ("deepseek-v3.1",), ("<｜tool▁calls▁begin｜>",), priority=20),
+        S("minicpm5", _minicpm5, '<function name="f"><param ...>', ("minicpm5",), ("<function name=",), priority=60),
     ]
 
 
 # -- choosing a parser for a format ------------------------------------------------------------------
 
-#: checked in this order against a Jinja template's text (most specific first)
-_TEMPLATE_ORDER = (
-    "deepseek-r1", "deepseek-v3.1", "command-r7b", "functionary-v3.1", "functionary-v3.2", "minicpm5",
-    "mistral", "llama4", "llama3", "granite-3.3", "chatglm3", "hermes", "glm4", "think",
-)
-
 
 def parser_name_for_format(fmt: Any) -> str:
-    """The registered parser name for a chatfmt format: built-ins by name, Jinja templates by what
-    they contain (``<tool_call>`` -> hermes (+ think), ``[TOOL_CALLS]`` -> mistral, ``<|python_tag|>``
-    -> llama3, ...), else ``think`` when the template mentions ``<think>``, else ``plain``."""
-    _ensure_defaults()
+    """The registered parser name for a chatfmt format, from what its declaration says:
+
+    1. the format's family (:func:`chatfmt.formats.registry.family_of`: a built-in or plugin format
+       by name, a Jinja template by the official template a family is pinned against) names it;
+    2. a registered parser says it serves the format (``ParserSpec.formats``);
+    3. a TOML format's ``parser`` key, or else its tool-call syntax matched against the parsers'
+       ``template_markers``; a Jinja template by what it contains (``<tool_call>`` -> hermes, with
+       ``<think>`` qwen3, ``[TOOL_CALLS]`` -> mistral, ``<|python_tag|>`` -> llama3, ...);
+    4. ``think`` for a format that supports reasoning, else ``plain``."""
+    from ..formats import registry
+
+    fam = registry.family_of(fmt)
+    if fam is not None and fam.parser:
+        return fam.parser
     info = getattr(fmt, "info", None)
     name = getattr(info, "name", "") or ""
-    for spec in _registry.values():
-        if name in spec.formats:
-            return spec.name
-    template = getattr(fmt, "template", None)
-    if isinstance(template, str):
-        tool_use = getattr(getattr(fmt, "_tool_use", None), "template", "") or ""
-        text = template + tool_use
-        known = _known_builtin(template)
-        if known is not None:
-            for spec in _registry.values():
-                if known in spec.formats:
-                    return spec.name
-        for pname in _TEMPLATE_ORDER:
-            spec = _registry.get(pname)
-            if spec and any(m in text for m in spec.template_markers):
-                if pname == "hermes" and "<think>" in text:
-                    return "qwen3"
-                return pname
-        return "plain"
+    served = _served_by(name) or (_served_by(fam.name) if fam is not None else None)
+    if served is not None:
+        return served
+    if fam is None:
+        spec = _declared_spec(fmt)
+        if spec is not None:
+            if spec.parser:
+                return spec.parser
+            calls = spec.tool_calls
+            found = _by_markers(calls.prefix + calls.template + calls.suffix) if calls is not None else None
+            if found is not None:
+                return found
+        template = getattr(fmt, "template", None)
+        if isinstance(template, str):
+            known = _known_builtin(template)
+            if known is not None:
+                by_known = registry.family(known).parser if known in registry.FAMILIES else None
+                by_known = by_known or _served_by(known)
+                if by_known is not None:
+                    return by_known
+            tool_use = getattr(getattr(fmt, "_tool_use", None), "template", "") or ""
+            return _by_markers(template + tool_use) or "plain"
     if getattr(info, "supports_reasoning", False):
         return "think"
     return "plain"
+
+
+def _served_by(name: str) -> str | None:
+    """The parser that names format ``name`` among the formats it serves, if any."""
+    if not name:
+        return None
+    for spec in OUTPUT_PARSERS.values():
+        if name in spec.formats:
+            return spec.name
+    return None
+
+
+def _by_markers(text: str) -> str | None:
+    """The parser whose template markers ``text`` contains, most specific (lowest priority) first;
+    a hermes ``<tool_call>`` text that also opens ``<think>`` blocks is qwen3's."""
+    if not text:
+        return None
+    with_markers = sorted((s for s in OUTPUT_PARSERS.values() if s.template_markers), key=lambda s: s.priority)
+    for spec in with_markers:
+        if any(m in text for m in spec.template_markers):
+            if spec.name == "hermes" and "<think>" in text:
+                return "qwen3"
+            return spec.name
+    return None
+
+
+def _declared_spec(fmt: Any) -> Any:
+    """The :class:`~chatfmt.formats.spec.FormatSpec` a declarative (TOML) format renders from, if any."""
+    from ..formats.spec import FormatSpec
+
+    spec = getattr(fmt, "spec", None)
+    return spec if isinstance(spec, FormatSpec) else None
 
 
 def _known_builtin(template: str) -> str | None:
@@ -364,10 +435,11 @@ def _known_builtin(template: str) -> str | None:
     try:
         import hashlib
 
-        from ..formats.jinja import _known_templates
+        from ..formats.jinja import _known_templates  # type: ignore[attr-defined]
 
-        return _known_templates().get(hashlib.sha256(template.encode("utf-8")).hexdigest())
-    except Exception:  # noqa: BLE001 - the table is an optimisation
+        known: str | None = _known_templates().get(hashlib.sha256(template.encode("utf-8")).hexdigest())
+        return known
+    except Exception:  # noqa: BLE001 - the table is an optimisation (and goes once families pin templates)
         return None
 
 
