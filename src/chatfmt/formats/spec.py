@@ -30,6 +30,8 @@ Keys (TOML spelling; every key is optional except where noted, unknown keys are 
                        and including the first of them (default: [eos] when eos is written, else the
                        assistant suffix without surrounding whitespace, if any)
     stop               stop strings for generation (default: end_of_turn plus eos)
+    parser             the registered output parser for what its models generate ("hermes"; default:
+                       chosen from the [tool_calls] syntax by the parsers' template markers)
 
     [roles.system] [roles.user] [roles.assistant] [roles.tool]
     prefix             text before the message's content ("")
@@ -195,6 +197,7 @@ class FormatSpec:
     alternating: bool = _key(False, "boolean")
     end_of_turn: tuple[str, ...] | None = _key(None, "strings")
     stop: tuple[str, ...] | None = _key(None, "strings")
+    parser: str | None = _key(None, "string")
     roles: Roles = _table(Roles)
     system: SystemSpec = _table(SystemSpec)
     tools: ToolsSpec | None = _table(ToolsSpec, optional=True)

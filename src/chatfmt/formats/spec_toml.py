@@ -1,6 +1,9 @@
 """Declarative formats in TOML: loading (with errors that name file, line and key path), ``extends``
 and writing a spec back as TOML.
 
+``parser = "hermes"`` names the registered output parser for what the format's models generate (tool
+calls, reasoning); without it one is chosen from the ``[tool_calls]`` syntax.
+
 ``load_spec("my.toml")`` parses the file with :mod:`tomllib`, resolves ``extends`` (a built-in of
 :data:`~chatfmt.formats.spec.BUILTIN_SPECS`, a built-in registered as a
 :class:`~chatfmt.formats.spec.SpecFormat`, or another TOML file relative to this one) by a deep merge
@@ -306,7 +309,19 @@ def _spec_from_layers(layers: list[_Layer], data: dict[str, Any]) -> FormatSpec:
     for key, message in spec.problems():
         path = tuple(re.findall(r"[^.\[]+|\[\d+\]", key))
         raise _error(layers, path, message)
+    if spec.parser is not None:
+        _check_parser(spec.parser, layers)
     return spec
+
+
+def _check_parser(name: str, layers: list[_Layer]) -> None:
+    """``parser`` must name a registered output parser (a built-in or an installed plugin's)."""
+    from ..toolcalls.families import OUTPUT_PARSERS
+
+    if name in OUTPUT_PARSERS:
+        return
+    known = OUTPUT_PARSERS.names()
+    raise _error(layers, ("parser",), "unknown output parser" + _suggest(name, known).replace("known keys here", "known"))
 
 
 def _default_of(f: Any) -> Any:
