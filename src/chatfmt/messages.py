@@ -5,7 +5,9 @@ Roles are ``system``, ``user``, ``assistant`` and ``tool`` (``observation`` is a
 ChatGLM3's name for a tool result).
 
 Record kinds (:func:`parse_record` detects the kind with :func:`detect_kind` and dispatches through
-:data:`PARSERS`; every parser returns a validated conversation):
+:data:`RECORD_KINDS`, a :class:`~chatfmt.plugins.Registry` of :class:`RecordKind`: the built-ins
+below, then the ``chatfmt.record_kinds`` entry points; :data:`PARSERS` is its kind -> parser view;
+every parser returns a validated conversation):
 
 - ``openai``: ``{"messages": [...], "tools": [...]}`` or a bare list of messages;
 - ``conversations``: the ChatGLM3 fine-tuning format ``{"conversations": [{"role", "content",
@@ -33,11 +35,13 @@ otherwise the position in the built conversation; a bad tool definition sets ``t
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+import warnings
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ValidationError
+from .errors import PluginError, ValidationError
+from .plugins import Origin, Registry
 
 ROLES = ("system", "user", "assistant", "tool")
 ROLE_ALIASES = {"observation": "tool"}
@@ -1055,18 +1059,19 @@ def parse_text(obj: Any, *, strict_tools: bool = True) -> Conversation:
 
 
 RecordParser = Callable[..., Conversation]
+RecordDetector = Callable[[dict[str, Any]], bool]
 
-#: record kind -> parser; each parser takes the record and ``strict_tools=`` and returns a validated
-#: conversation
-PARSERS: dict[str, RecordParser] = {
-    "openai": parse_openai,
-    "conversations": parse_conversations,
-    "prompt_response": parse_prompt_response,
-    "sharegpt": parse_sharegpt,
-    "alpaca": parse_alpaca,
-    "prompt_completion": parse_prompt_completion,
-    "text": parse_text,
-}
+
+@dataclass(frozen=True)
+class RecordKind:
+    """A record kind: ``parse(record, strict_tools=...)`` returns a validated conversation;
+    ``detect(record_object)``, if given, tells a record of this kind by its keys (a plugin's is
+    consulted before the built-in rules)."""
+
+    name: str
+    parse: RecordParser
+    detect: RecordDetector | None = None
+    description: str = ""
 
 
 def _first_turn(obj: dict[str, Any]) -> dict[str, Any] | None:
@@ -1082,26 +1087,99 @@ def _is_sharegpt(obj: dict[str, Any]) -> bool:
     return first is not None and ("from" in first or "value" in first) and "role" not in first
 
 
+#: chatfmt's own record kinds, in the order they are listed
+BUILTIN_KINDS: tuple[RecordKind, ...] = (
+    RecordKind("openai", parse_openai, lambda o: "messages" in o, "OpenAI messages (+ tools)"),
+    RecordKind("conversations", parse_conversations, lambda o: "conversations" in o,
+               "ChatGLM3 fine-tuning conversations"),
+    RecordKind("prompt_response", parse_prompt_response, lambda o: "prompt" in o and "response" in o,
+               "prompt/response (+ system, history)"),
+    RecordKind("sharegpt", parse_sharegpt, _is_sharegpt, "ShareGPT from/value turns (LLaMA-Factory)"),
+    RecordKind("alpaca", parse_alpaca, lambda o: "instruction" in o, "instruction/input/output"),
+    RecordKind("prompt_completion", parse_prompt_completion, lambda o: "prompt" in o and "completion" in o,
+               "TRL conversational prompt/completion"),
+    RecordKind("text", parse_text, lambda o: isinstance(o.get("text"), str), "plain text (refused)"),
+)
+
+#: the order in which the built-in kinds' ``detect`` rules are tried
+_DETECT_ORDER = ("sharegpt", "openai", "conversations", "alpaca", "prompt_response", "prompt_completion", "text")
+
+
+def _as_record_kind(name: str, obj: object) -> tuple[RecordKind, tuple[str, ...]]:
+    """What a ``chatfmt.record_kinds`` entry point holds, as a :class:`RecordKind` named ``name``:
+    a ``RecordKind`` or a parser callable ``parse(record, strict_tools=...)``."""
+    if isinstance(obj, RecordKind):
+        return (obj if obj.name == name else RecordKind(name, obj.parse, obj.detect, obj.description)), ()
+    if callable(obj):
+        return RecordKind(name, obj), ()
+    raise PluginError(f"record kind plugin {name!r}: expected a RecordKind or a parser callable, got {type(obj).__name__}")
+
+
+def _builtin_kinds(reg: Registry[RecordKind]) -> None:
+    for kind in BUILTIN_KINDS:
+        reg.add(kind.name, kind)
+
+
+def _unknown_kind(kind: str, known: list[str]) -> Exception:
+    return ValidationError(f"unknown record kind {kind!r} (known: {', '.join(PARSERS)})", rule="kind")
+
+
+#: every record kind: the built-ins, then the ``chatfmt.record_kinds`` entry points
+RECORD_KINDS: Registry[RecordKind] = Registry(
+    "record_kinds", builtins=_builtin_kinds, adapt=_as_record_kind, unknown=_unknown_kind, normalize_names=False
+)
+
+
+class _KindParsers(MutableMapping[str, RecordParser]):
+    """record kind -> its parser, a live view of :data:`RECORD_KINDS` (setting a key registers a kind)."""
+
+    def __getitem__(self, kind: str) -> RecordParser:
+        if kind not in RECORD_KINDS:
+            raise KeyError(kind)
+        return RECORD_KINDS.get(kind).parse
+
+    def __setitem__(self, kind: str, parser: RecordParser) -> None:
+        register_record_kind(kind, parser)
+
+    def __delitem__(self, kind: str) -> None:
+        if RECORD_KINDS.pop(kind) is None:
+            raise KeyError(kind)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter([name for name, _ in RECORD_KINDS.items()])
+
+    def __len__(self) -> int:
+        return len(RECORD_KINDS.names())
+
+    def __repr__(self) -> str:
+        return f"PARSERS({list(self)})"
+
+
+#: record kind -> parser; each parser takes the record and ``strict_tools=`` and returns a validated
+#: conversation (a view of :data:`RECORD_KINDS`, plugins' kinds included)
+PARSERS: MutableMapping[str, RecordParser] = _KindParsers()
+
 #: ``(kind, predicate)`` in order: the first predicate that holds names the kind of a record object
-DETECTORS: list[tuple[str, Callable[[dict[str, Any]], bool]]] = [
-    ("sharegpt", _is_sharegpt),
-    ("openai", lambda o: "messages" in o),
-    ("conversations", lambda o: "conversations" in o),
-    ("alpaca", lambda o: "instruction" in o),
-    ("prompt_response", lambda o: "prompt" in o and "response" in o),
-    ("prompt_completion", lambda o: "prompt" in o and "completion" in o),
-    ("text", lambda o: isinstance(o.get("text"), str)),
+#: (the built-in rules; kinds registered by plugins or :func:`register_record_kind` come first)
+DETECTORS: list[tuple[str, RecordDetector]] = [
+    (k.name, k.detect) for name in _DETECT_ORDER for k in BUILTIN_KINDS if k.name == name and k.detect is not None
 ]
+
+
+def _detectors() -> list[tuple[str, RecordDetector]]:
+    added = [(name, k.detect) for name, k in RECORD_KINDS.items()
+             if k.detect is not None and not RECORD_KINDS.origin(name).builtin]
+    return [*reversed(added), *DETECTORS]
 
 
 def detect_kind(obj: Any) -> str:
     """The record kind of ``obj``: a list is ``openai``; an object is told by its keys (a
     ``conversations`` list of ``from``/``value`` turns is ShareGPT, of ``role``/``content``
-    messages the fine-tuning format)."""
+    messages the fine-tuning format; a plugin's kinds are asked first)."""
     if isinstance(obj, list):
         return "openai"
     if isinstance(obj, dict):
-        for kind, matches in DETECTORS:
+        for kind, matches in _detectors():
             if matches(obj):
                 return kind
         keys = ", ".join(repr(k) for k in list(obj)[:8]) or "none"
@@ -1115,13 +1193,24 @@ def detect_kind(obj: Any) -> str:
     )
 
 
-def register_parser(
-    kind: str, parser: RecordParser, detect: Callable[[dict[str, Any]], bool] | None = None
+def register_record_kind(
+    kind: str, parser: RecordParser, detect: RecordDetector | None = None, *, description: str = ""
 ) -> None:
-    """Add (or replace) a record kind; ``detect``, if given, is consulted before the built-in rules."""
-    PARSERS[kind] = parser
-    if detect is not None:
-        DETECTORS.insert(0, (kind, detect))
+    """Add (or replace) a record kind in this process; ``detect``, if given, is consulted before the
+    built-in rules. To reach every process (``prepare --workers``, Ray), declare a
+    ``chatfmt.record_kinds`` entry point."""
+    RECORD_KINDS.register(kind, RecordKind(kind, parser, detect, description), origin=Origin("runtime"))
+
+
+def register_parser(
+    kind: str, parser: RecordParser, detect: RecordDetector | None = None
+) -> None:
+    """Deprecated name of :func:`register_record_kind` (``chatfmt.toolcalls.register_parser``
+    registers an output parser)."""
+    warnings.warn(
+        "chatfmt.messages.register_parser is deprecated: use register_record_kind", DeprecationWarning, stacklevel=2
+    )
+    register_record_kind(kind, parser, detect)
 
 
 def check_record_keys(obj: dict[str, Any]) -> None:
@@ -1183,7 +1272,5 @@ def parse_record(obj: Any, kind: str | None = None, *, strict_tools: bool = True
                 "for the whole run with --template-kwarg KEY=VALUE (template_kwargs= in Python)",
                 rule="chat_template_kwargs",
             )
-    parser = PARSERS.get(kind)
-    if parser is None:
-        raise ValidationError(f"unknown record kind {kind!r} (known: {', '.join(PARSERS)})", rule="kind")
-    return parser(obj, strict_tools=strict_tools)
+    parse = RECORD_KINDS.get(kind).parse  # an unknown kind: ValidationError (rule kind)
+    return parse(obj, strict_tools=strict_tools)
