@@ -41,6 +41,7 @@ from dataclasses import dataclass, field, is_dataclass, replace
 from typing import Any, Literal
 
 from .compat import check_tokenizer
+from .errors import LengthError as LengthError
 from .errors import ValidationError
 from .segments import CONTENT, Rendered
 from .tokenizers.base import Tokenizer
@@ -50,10 +51,6 @@ IGNORE_INDEX = -100
 Truncation = Literal["error", "right", "drop_oldest_turns"]
 TrainOn = Literal["all_assistant", "last_assistant", "all"]
 Compat = Literal["vendor", "transformers"] | None
-
-
-class LengthError(ValidationError):
-    """A conversation does not fit ``max_length`` under the chosen truncation strategy."""
 
 
 @dataclass(slots=True)

@@ -2,6 +2,48 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+__all__ = [
+    "ChatfmtError",
+    "ValidationError",
+    "FormatError",
+    "UnknownFormatError",
+    "TemplateError",
+    "TemplateLimitError",
+    "SpecError",
+    "EmptyConversationError",
+    "BackendError",
+    "BackendCrashError",
+    "HubError",
+    "HubRepoNotFoundError",
+    "HubFileNotFoundError",
+    "HubGatedRepoError",
+    "HubNotCachedError",
+    "ServerConfigError",
+    "TokenizerMismatchError",
+    "PluginError",
+    "ChatfmtWarning",
+    "BackendFallbackWarning",
+    "NotRenderedWarning",
+    "PluginWarning",
+    "LengthError",
+    "ContextOverflowError",
+    "TokenizerError",
+    "ProtoError",
+    "ParserError",
+    "BodyError",
+    "InputError",
+    "OutputError",
+    "WorkerError",
+    "InspectError",
+    "DatasetInfoError",
+    "APIError",
+    "ToolCallWarning",
+    "RenderDeadline",
+    "StopSignal",
+]
+
 
 class ChatfmtError(Exception):
     """Base class of every error chatfmt raises on bad input."""
@@ -197,3 +239,96 @@ class NotRenderedWarning(ChatfmtWarning):
 class PluginWarning(ChatfmtWarning):
     """An installed plugin failed to load; chatfmt goes on without it (the message names the
     distribution, the entry point and the failure)."""
+
+
+class LengthError(ValidationError):
+    """A conversation does not fit ``max_length`` under the chosen truncation strategy."""
+
+
+class ContextOverflowError(ChatfmtError):
+    """The conversation cannot fit the context even with only the system prompt and the newest round."""
+
+
+class TokenizerError(ChatfmtError, ValueError):
+    """A tokenizer could not be loaded (unknown or malformed file, missing library) or could not
+    encode a text under the contract (a control id would have come out of plain text)."""
+
+
+class ProtoError(ChatfmtError, ValueError):
+    """Bytes that are not a sentencepiece model."""
+
+
+class ParserError(ChatfmtError, ValueError):
+    """An output parser was misconfigured (unknown parser name, marker key missing from a grammar)."""
+
+
+class BodyError(ChatfmtError, ValueError):
+    """A tool-call body could not be parsed (bad JSON, no name, not a call)."""
+
+
+class InputError(ChatfmtError):
+    """An input path that does not exist or names no dataset files."""
+
+
+class OutputError(ChatfmtError):
+    """The output (or its rejects file) cannot be written: missing or read-only directory, full disk."""
+
+
+class WorkerError(ChatfmtError):
+    """A worker process of the local engine died (killed from outside, or by the out-of-memory killer)."""
+
+
+class InspectError(ChatfmtError, ValueError):
+    """A file or row that is not a readable ``chatfmt prepare`` output (names the file and row)."""
+
+
+class DatasetInfoError(ChatfmtError):
+    """A ``dataset_info.json`` (or a dataset named in it) that cannot be read exactly."""
+
+
+class APIError(ChatfmtError):
+    """An error answered to a client of ``chatfmt serve`` (status, OpenAI error type, the offending
+    parameter, a code); :mod:`chatfmt.server.errors` builds them and turns them into response bodies."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.status = status
+        self.type = type
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+        super().__init__(message)
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class ToolCallWarning(ChatfmtWarning):
+    """Issued (besides ``ParsedOutput.warnings``) when ``warn=True`` and output was malformed."""
+
+
+# Control-flow signals. They never reach a caller, and derive from BaseException on purpose: code
+# between the raise and the handler (a template's own error handling, a library's ``except
+# Exception``) must not swallow them, so they cannot sit under ChatfmtError.
+
+
+class RenderDeadline(BaseException):
+    """Raised asynchronously inside a template render that ran past its deadline; the sandbox turns
+    it into :class:`TemplateLimitError`."""
+
+
+class StopSignal(BaseException):
+    """A stop signal (SIGTERM, SIGHUP) arrived during ``chatfmt prepare``: raised in the main thread by
+    the handler, so that cleanup runs on the way out."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

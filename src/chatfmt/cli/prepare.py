@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.progress import Progress, ProgressColumn, SpinnerColumn, Task, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from ..errors import NotRenderedWarning
+from ..errors import NotRenderedWarning, StopSignal
 from ..formats.base import not_rendered_message
 from ..messages import PARSERS
 from ..train.pipeline import ENGINES, TRAIN_ON, TRUNCATIONS, prepare
@@ -43,25 +43,17 @@ class _Rate(ProgressColumn):
         return Text(f"{int(task.completed):,} records, {rate}", style="progress.data.speed")
 
 
-class _Stopped(BaseException):
-    """A stop signal arrived (raised in the main thread by the handler; cleanup runs on the way out)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-
 _stopping = False
 
 
 def _stop(signum: int, frame: Any) -> None:
-    """Raise :class:`_Stopped` once; a repeat is ignored while stopping (``timeout`` sends SIGTERM to
+    """Raise :class:`StopSignal` once; a repeat is ignored while stopping (``timeout`` sends SIGTERM to
     the command and again to its process group; a scheduler escalates to SIGKILL on its own)."""
     global _stopping
     if _stopping:
         return
     _stopping = True
-    raise _Stopped(signum)
+    raise StopSignal(signum)
 
 
 #: the signals that stop a run cleanly (SIGINT arrives as KeyboardInterrupt)
@@ -74,7 +66,7 @@ class _Run:
 
 @contextmanager
 def _stoppable() -> Iterator[_Run]:
-    """SIGTERM / SIGHUP raise :class:`_Stopped` while the run is on (main thread only), then the
+    """SIGTERM / SIGHUP raise :class:`StopSignal` while the run is on (main thread only), then the
     previous handlers are back; Ctrl-C's KeyboardInterrupt and these end as one line and exit
     128 + signal number."""
     global _stopping
@@ -86,7 +78,7 @@ def _stoppable() -> Iterator[_Run]:
         yield run
     except KeyboardInterrupt:
         _stopped_by(signal.SIGINT, run)
-    except _Stopped as e:
+    except StopSignal as e:
         _stopped_by(e.signum, run)
     finally:
         for sig, handler in previous.items():

@@ -46,7 +46,7 @@ import jinja2.nodes
 from jinja2.compiler import CodeGenerator
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from ..errors import TemplateError, TemplateLimitError
+from ..errors import RenderDeadline, TemplateError, TemplateLimitError
 
 DEFAULT_TIMEOUT = 2.0
 DEFAULT_MAX_OUTPUT = 8 * 1024 * 1024
@@ -59,11 +59,6 @@ _ACCOUNT_MIN = 256
 MAX_INT_BITS = 1 << 16
 #: template sources longer than this are refused before they are compiled
 MAX_TEMPLATE_SIZE = 1_000_000
-
-
-class _Deadline(BaseException):
-    """Raised asynchronously inside a render that ran past its deadline (BaseException so that
-    template-level error handling cannot swallow it)."""
 
 
 # --------------------------------------------------------------------------------------------------
@@ -117,7 +112,7 @@ class _Watchdog:
                 heapq.heappop(self._heap)
                 if token in self._live:
                     self._live.discard(token)
-                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid), ctypes.py_object(_Deadline))
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(tid), ctypes.py_object(RenderDeadline))
 
 
 _watchdog = _Watchdog()
@@ -768,7 +763,7 @@ def render_template(
         finally:
             if token is not None:
                 _watchdog.disarm(token)
-    except _Deadline:
+    except RenderDeadline:
         raise TemplateLimitError(f"template rendering took longer than {timeout:g} s") from None
     except TemplateLimitError:
         raise

@@ -18,12 +18,9 @@ from typing import Any
 from ..compat import check_tokenizer
 from ..encode import _control_space, _encode_run, _Piece, _special_pattern, _split_control, _strip_run
 from ..errors import ChatfmtError, ChatfmtWarning
+from ..errors import ContextOverflowError as ContextOverflowError
 from ..messages import as_conversation
 from ..segments import CONTENT, Rendered
-
-
-class ContextOverflowError(ChatfmtError):
-    """The conversation cannot fit the context even with only the system prompt and the newest round."""
 
 
 def _units(

@@ -9,31 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from ..errors import ChatfmtError
-
-
-class APIError(ChatfmtError):
-    """An error answered to the client (status, OpenAI error type, the offending parameter, a code)."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        type: str = "invalid_request_error",
-        param: str | None = None,
-        code: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        self.status = status
-        self.type = type
-        self.param = param
-        self.code = code
-        self.headers = headers or {}
-        super().__init__(message)
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+from ..errors import APIError as APIError
 
 
 def bad_request(message: str, *, param: str | None = None, code: str | None = None) -> APIError:

@@ -13,11 +13,9 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from ..errors import ProtoError as ProtoError
+
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
-
-
-class ProtoError(ValueError):
-    """Bytes that are not a sentencepiece model."""
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:

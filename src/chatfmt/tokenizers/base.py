@@ -41,12 +41,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from ..errors import ChatfmtError
-
-
-class TokenizerError(ChatfmtError, ValueError):
-    """A tokenizer could not be loaded (unknown or malformed file, missing library) or could not
-    encode a text under the contract (a control id would have come out of plain text)."""
+from ..errors import TokenizerError as TokenizerError
 
 
 @dataclass(frozen=True, slots=True)

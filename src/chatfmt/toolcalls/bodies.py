@@ -12,11 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ChatfmtError
-
-
-class BodyError(ChatfmtError, ValueError):
-    """A tool-call body could not be parsed (bad JSON, no name, not a call)."""
+from ..errors import BodyError as BodyError
 
 
 @dataclass(frozen=True)

@@ -17,18 +17,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ChatfmtError, ChatfmtWarning
-from .bodies import BodyError, Call
+from ..errors import BodyError
+from ..errors import ParserError as ParserError
+from ..errors import ToolCallWarning as ToolCallWarning
+from .bodies import Call
 from .scanner import MarkerScanner
 from .types import Delta, ParsedOutput, ToolCallDelta
-
-
-class ToolCallWarning(ChatfmtWarning):
-    """Issued (besides ``ParsedOutput.warnings``) when ``warn=True`` and output was malformed."""
-
-
-class ParserError(ChatfmtError, ValueError):
-    """An output parser was misconfigured (unknown parser name, marker key missing from a grammar)."""
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ChatfmtError, ValidationError
+from ..errors import DatasetInfoError, ValidationError
 from .readers import SUFFIXES, expand_inputs
 
 #: ``columns`` names and their defaults (alpaca reads prompt, query, response, history, system and
@@ -58,10 +58,6 @@ _KNOWN = {"file_name", "formatting", "ranking", "subset", "split", "folder", "nu
 #: the ``from`` value chatfmt's sharegpt parser reads for each LLaMA-Factory tag
 _CHATFMT_FROM = {"user_tag": "human", "assistant_tag": "gpt", "observation_tag": "observation",
                  "function_tag": "function_call", "system_tag": "system"}
-
-
-class DatasetInfoError(ChatfmtError):
-    """A ``dataset_info.json`` (or a dataset named in it) that cannot be read exactly."""
 
 
 @dataclass(frozen=True)

@@ -23,14 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ChatfmtError
+from ..errors import InspectError as InspectError
 
 IGNORE_INDEX = -100
 _PARQUET_MAGIC = b"PAR1"
-
-
-class InspectError(ChatfmtError, ValueError):
-    """A file or row that is not a readable ``chatfmt prepare`` output (names the file and row)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from ..compat import check_tokenizer
-from ..errors import ChatfmtError
+from ..errors import ChatfmtError, OutputError, WorkerError
 from ..formats.base import unread_template_kwargs, warn_not_rendered
 from ..formats.loader import with_tokenizer_tokens
 from .encoder import TRAIN_ON, TRUNCATIONS, EncodeOptions, Loader, Outcome, encode_records
@@ -64,14 +64,6 @@ PrepareTruncation = Literal["error", "right", "drop_oldest_turns", "skip"]
 ENGINES = ("local", "ray")
 
 __all__ = ["ENGINES", "OutputError", "TRAIN_ON", "TRUNCATIONS", "WorkerError", "prepare", "rejects_path"]
-
-
-class OutputError(ChatfmtError):
-    """The output (or its rejects file) cannot be written: missing or read-only directory, full disk."""
-
-
-class WorkerError(ChatfmtError):
-    """A worker process of the local engine died (killed from outside, or by the out-of-memory killer)."""
 
 
 def rejects_path(output: str | Path) -> Path:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import ChatfmtError
+from ..errors import InputError as InputError
 
 #: file suffixes picked up from a directory
 SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -34,10 +34,6 @@ SUFFIXES = (".jsonl", ".json", ".parquet")
 JSON_CHUNK = 1 << 20
 #: rows decoded at a time from a Parquet file
 PARQUET_BATCH = 1024
-
-
-class InputError(ChatfmtError):
-    """An input path that does not exist or names no dataset files."""
 
 
 @dataclass(frozen=True, slots=True)
