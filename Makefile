@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-slow test-finetune lint typecheck venv install install-dev install-chat install-finetune model finetune clean
+.PHONY: run test test-slow test-finetune lint typecheck venv install install-dev install-chat install-finetune model finetune docs install-docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,14 @@ lint: install-dev typecheck
 # mypy --strict over src/chatfmt (the settings are pyproject.toml's [tool.mypy])
 typecheck: install-dev
 	$(BIN)/mypy
+
+# the docs site (mkdocs.yml: docs/*.md and API pages from the docstrings) into build/site; --strict
+# fails on a broken link, a missing anchor or a docstring the API pages cannot read
+install-docs: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[docs]"
+
+docs: install-docs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d build/site
 
 test: install-dev model lint
 	$(BIN)/python -m pytest -q -m "not slow"
