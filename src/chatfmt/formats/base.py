@@ -137,10 +137,20 @@ class ChatFormat(ABC):
     """
 
     info: FormatInfo
+    #: why no Jinja chat template can reproduce this format exactly (``chatfmt export`` refuses it
+    #: with this reason); ``None`` when its family's export (:attr:`Family.export
+    #: <chatfmt.formats.family.Family.export>`) or its spec can
+    jinja_unsupported: str | None = None
 
     @property
     def name(self) -> str:
         return self.info.name
+
+    def jinja_variables(self) -> dict[str, object]:
+        """The values its family's Jinja export is written with (``{% set name = value %}`` lines
+        before the template body): what this instance renders with beyond the family's fixed text
+        (a BOS token, a default system prompt, ...). None by default."""
+        return {}
 
     @abstractmethod
     def render_segments(

@@ -17,8 +17,9 @@
   (:data:`~chatfmt.formats.spec.BUILTIN_SPECS`); :func:`~chatfmt.formats.spec_toml.load_spec` reads
   it back into a format that renders identically.
 
-Built-ins implemented in Python export their own hand-written template (a ``jinja_template()``
-method, see :mod:`chatfmt.formats.builtin._jinja`), verified against the Python format under
+Built-ins implemented in Python export their family's hand-written template (``Family.export``,
+loaded by :mod:`chatfmt.formats.builtin._jinja` with the instance's
+:meth:`~chatfmt.formats.base.ChatFormat.jinja_variables`), verified against the Python format under
 transformers; one that no template can reproduce (``jinja_unsupported``: the reason) raises
 :class:`~chatfmt.errors.FormatError`, as does any other format without a spec. A Jinja format exports
 to Jinja as its own template text.
@@ -33,9 +34,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FormatError
+from . import registry
 from .base import ChatFormat
+from .family import Family
 from .jinja import JinjaFormat
-from .spec import FormatSpec, spec_of, split_closing, split_placeholders
+from .spec import FormatSpec, SpecFormat, spec_of, split_closing, split_placeholders
 from .spec_toml import spec_to_toml
 
 TARGETS = ("jinja", "toml")
@@ -406,18 +409,41 @@ def to_jinja(fmt: ChatFormat, *, generation: bool = False) -> str:
     Jinja format, whose own template is returned); raises :class:`~chatfmt.errors.FormatError`."""
     if isinstance(fmt, JinjaFormat):
         return fmt.template
-    reason = getattr(fmt, "jinja_unsupported", None)
-    if reason:
-        raise FormatError(f"format {fmt.info.name!r} cannot be exported as a Jinja template exactly: {reason}")
-    hook = getattr(fmt, "jinja_template", None)
+    if fmt.jinja_unsupported:
+        raise FormatError(
+            f"format {fmt.info.name!r} cannot be exported as a Jinja template exactly: {fmt.jinja_unsupported}"
+        )
+    family = None if isinstance(fmt, SpecFormat) else exporting_family(fmt)
+    if family is not None:
+        if generation:
+            raise FormatError(
+                f"format {fmt.info.name!r}: {{% generation %}} blocks are written only for declarative "
+                "(spec) formats; export without --generation-blocks"
+            )
+        from .builtin import _jinja
+
+        return _jinja.export(family, fmt)
+    hook = getattr(fmt, "jinja_template", None)  # the older protocol, until every built-in declares export=
     if callable(hook):
         if generation:
             raise FormatError(
                 f"format {fmt.info.name!r}: {{% generation %}} blocks are written only for declarative "
                 "(spec) formats; export without --generation-blocks"
             )
-        return hook()
+        return str(hook())
     return spec_to_jinja(spec_of(fmt), generation=generation)
+
+
+def exporting_family(fmt: ChatFormat) -> Family | None:
+    """The registered family whose Jinja export (``Family.export``) writes ``fmt``: its own family (by
+    name), else the family built by its class (an instance renamed with ``with_info``)."""
+    family = registry.family_of(fmt)
+    if family is not None and family.export is not None:
+        return family
+    for _, candidate in registry.FAMILIES.items():
+        if candidate.export is not None and candidate.make is type(fmt):
+            return candidate
+    return None
 
 
 def to_toml(fmt: ChatFormat) -> str:
@@ -513,4 +539,4 @@ def export(fmt: ChatFormat, to: str, **options: Any) -> str:
     raise ValueError(f"unknown export target {to!r} (expected one of {', '.join(TARGETS)})")
 
 
-__all__ = ["CHAT_TEMPLATE_DIR", "CHAT_TEMPLATE_FILE", "TARGETS", "export", "export_into", "jinja_str", "spec_to_jinja", "to_jinja", "to_toml"]
+__all__ = ["CHAT_TEMPLATE_DIR", "CHAT_TEMPLATE_FILE", "TARGETS", "export", "export_into", "exporting_family", "jinja_str", "spec_to_jinja", "to_jinja", "to_toml"]

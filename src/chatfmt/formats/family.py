@@ -129,10 +129,13 @@ class Family:
 
     @property
     def export_template(self) -> str | None:
-        """The Jinja text of the family's export, if it has one."""
+        """The family's Jinja export (its ``export`` body, written by
+        :func:`chatfmt.formats.builtin._jinja.export` with a fresh instance's variables), if it has one."""
         if self.export is None:
             return None
-        return resources.files(BUILTIN_PACKAGE).joinpath("templates", self.export).read_text("utf-8")
+        from .builtin import _jinja
+
+        return _jinja.export(self)
 
     def kwarg_names(self) -> frozenset[str]:
         return frozenset(k.name for k in self.kwargs)

@@ -17,13 +17,10 @@ ends, and the end of an assistant turn (up to its end-of-turn token) is trained 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import warnings
 from dataclasses import dataclass, replace
-from functools import lru_cache
-from importlib import resources
 from typing import Any
 
 from ..errors import ChatfmtWarning, TemplateError
@@ -144,10 +141,11 @@ def _plain_payload(messages: Any) -> bool:
     return True
 
 
-@lru_cache(maxsize=1)
 def _known_templates() -> dict[str, str]:
-    data = resources.files("chatfmt.formats").joinpath("known_templates.json").read_text("utf-8")
-    return json.loads(data)
+    """sha256 of every official template a family is pinned against -> the family's name."""
+    from . import registry
+
+    return {sha: fam.name for sha, fam in registry.pinned_templates().items()}
 
 
 @dataclass(frozen=True)
@@ -417,18 +415,19 @@ class JinjaFormat(ChatFormat):
     # -- known templates -------------------------------------------------------------------------
 
     def _known_native(self) -> ChatFormat | None:
-        """The built-in that renders this exact template (by sha256, see known_templates.json) the
-        same for plain conversations -- confirmed on probe conversations with this format's own
-        special tokens before it is trusted -- or ``None``."""
+        """The family pinned against this exact template (``Family.pins``, by sha256), which renders
+        it the same for plain conversations (with or without ``Pin.tools``: tool rendering never
+        takes this path) -- confirmed on probe conversations with this format's own special tokens
+        before it is trusted -- or ``None``."""
         if self._native is False:
             self._native = None
-            name = _known_templates().get(hashlib.sha256(self.template.encode("utf-8")).hexdigest())
-            if name is not None and not self.options.strict:
+            if not self.options.strict:
                 from . import registry
 
                 try:
-                    native = registry.get(name)
-                except Exception:  # pragma: no cover - a renamed built-in
+                    family = registry.pinned_family(self.template)
+                    native = family.create() if family is not None else None
+                except Exception:  # noqa: BLE001 - a broken module or plugin: render with Jinja
                     native = None
                 if native is not None and self._agrees_with(native):
                     self._native = native
