@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from chatfmt.errors import ChatfmtError, FormatError
 from chatfmt.formats import registry
-from chatfmt.formats.export import to_jinja
+from chatfmt.formats.export import exporting_family, to_jinja
 from chatfmt.formats.probes import ALL_PROBES, FROZEN_NOW, PROBE_KWARGS, WEATHER_TOOL, frozen_clock
 
 pytest.importorskip("transformers")
@@ -28,16 +28,18 @@ CORPUS = json.loads((REPO / "tests" / "data" / "conversations.json").read_text(e
 
 
 def exportable() -> list[str]:
+    """The built-ins whose family declares a hand-written Jinja export (``Family.export``)."""
     names = []
     for name in registry.names():
         fmt = registry.get(name)
-        if callable(getattr(fmt, "jinja_template", None)) and not getattr(fmt, "jinja_unsupported", None):
+        exports = exporting_family(fmt) is not None or callable(getattr(fmt, "jinja_template", None))
+        if exports and not fmt.jinja_unsupported:
             names.append(name)
     return names
 
 
 EXPORTED = exportable()
-UNSUPPORTED = [n for n in registry.names() if getattr(registry.get(n), "jinja_unsupported", None)]
+UNSUPPORTED = [n for n in registry.names() if registry.get(n).jinja_unsupported]
 
 
 class _Frozen(_dt.datetime):

