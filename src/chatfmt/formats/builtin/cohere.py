@@ -73,7 +73,7 @@ from ...errors import ValidationError
 from ...messages import Conversation
 from ...segments import SegmentBuilder
 from ..base import FormatInfo, NativeFormat
-from . import _jinja
+from ..family import Family, Pin, TemplateKwarg
 
 BOS = "<BOS_TOKEN>"
 START = "<|START_OF_TURN_TOKEN|>"
@@ -108,6 +108,34 @@ ACTION_INSTRUCTION = (
     "title of the tool in the specification,\n        \"parameters\": a dict of parameters to input into the "
     "tool as they are defined in the specs, or {} if it takes no parameters\n    }\n]```"
 )
+
+_TOKENS = {
+    "bos": BOS,
+    "start_of_turn": START,
+    "end_of_turn": END,
+    "system": "<|SYSTEM_TOKEN|>",
+    "user": "<|USER_TOKEN|>",
+    "chatbot": "<|CHATBOT_TOKEN|>",
+}
+
+
+def _info(name: str, description: str, reference: str, **more: Any) -> FormatInfo:
+    """What the Cohere formats share: ``<BOS_TOKEN>``, turns ended by ``<|END_OF_TURN_TOKEN|>``, tools."""
+    special = {**_TOKENS, **more.pop("special_tokens", {})}
+    return FormatInfo(
+        name=name,
+        family="cohere",
+        description=description,
+        stop=(END,),
+        end_of_turn=(END,),
+        bos_token=BOS,
+        eos_token=END,
+        supports_tools=True,
+        reference=reference,
+        special_tokens=special,
+        **more,
+    )
+
 
 _BASIC_TYPES = {"string": "str", "number": "float", "integer": "int", "boolean": "bool"}
 _MISSING = object()
@@ -273,28 +301,12 @@ def action_text(message: Any) -> str:
 class CommandR(NativeFormat):
     """Command-R / Command-R+: the ``default`` template, or ``tool_use`` when tools are given."""
 
-    info = FormatInfo(
-        name="command-r",
-        family="cohere",
-        description="Cohere Command-R/R+: <|START_OF_TURN_TOKEN|><|USER_TOKEN|>...; tool_use template with tools",
-        stop=(END,),
-        end_of_turn=(END,),
-        bos_token=BOS,
-        eos_token=END,
-        supports_tools=True,
-        reference=(
-            "CohereForAI/c4ai-command-r(-plus) chat templates rendered by transformers: 'default' = testdata "
-            "templates/ollama-template-index/extracted/36-command-r.jinja, 'tool_use' = "
-            "templates/llama.cpp-0c1e570/CohereForAI-c4ai-command-r-plus-tool_use.jinja"
-        ),
-        special_tokens={
-            "bos": BOS,
-            "start_of_turn": START,
-            "end_of_turn": END,
-            "system": "<|SYSTEM_TOKEN|>",
-            "user": "<|USER_TOKEN|>",
-            "chatbot": "<|CHATBOT_TOKEN|>",
-        },
+    info = _info(
+        "command-r",
+        "Cohere Command-R/R+: <|START_OF_TURN_TOKEN|><|USER_TOKEN|>...; tool_use template with tools",
+        "CohereForAI/c4ai-command-r(-plus) chat templates rendered by transformers: 'default' = testdata "
+        "templates/ollama-template-index/extracted/36-command-r.jinja, 'tool_use' = "
+        "templates/llama.cpp-0c1e570/CohereForAI-c4ai-command-r-plus-tool_use.jinja",
     )
 
     def build(self, conv: Conversation, out: SegmentBuilder, *, add_generation_prompt: bool, **kwargs: Any) -> None:
@@ -311,9 +323,7 @@ class CommandR(NativeFormat):
         start = 0
         if msgs[0].role == "system":
             start = 1
-            out.control(SYSTEM, 0)
-            out.content(msgs[0].text, 0, msgs[0].trained)
-            out.control(END, 0, msgs[0].trained)
+            out.turn(0, SYSTEM, msgs[0].text, END, msgs[0].trained)
         for i in range(start, len(msgs)):
             m = msgs[i]
             if m.role == "tool" or m.tool_calls:
@@ -330,9 +340,7 @@ class CommandR(NativeFormat):
                     index=i,
                     rule="roles",
                 )
-            out.control(USER if m.role == "user" else CHATBOT, i)
-            out.content(m.text.strip(), i, m.trained)
-            out.control(END, i, m.trained)
+            out.turn(i, USER if m.role == "user" else CHATBOT, m.text.strip(), END, m.trained)
 
     def _tool_use(self, conv: Conversation, out: SegmentBuilder) -> None:
         msgs = conv.messages
@@ -352,34 +360,21 @@ class CommandR(NativeFormat):
             m = msgs[i]
             trained = m.trained
             if m.role == "user":
-                out.control(USER, i)
-                out.content(m.text.strip(), i, trained)
-                out.control(END, i, trained)
-            elif m.role == "assistant" and m.tool_calls:
-                out.control(CHATBOT, i)
-                out.content(m.text.strip(), i, trained)
-                out.control(action_text(m), i, trained)
+                out.turn(i, USER, m.text.strip(), END, trained)
             elif m.role == "assistant":
-                out.control(CHATBOT, i)
-                out.content(m.text.strip(), i, trained)
-                out.control(END, i, trained)
+                out.turn(i, CHATBOT, m.text.strip(), action_text(m) if m.tool_calls else END, trained)
             elif m.role == "tool":
-                out.control(SYSTEM + "<results>\n", i)
-                out.content(m.text.strip(), i, trained)
-                out.control("</results>" + END, i, trained)
+                out.turn(i, SYSTEM + "<results>\n", m.text.strip(), "</results>" + END, trained)
         out.control(SYSTEM + ACTION_INSTRUCTION + END)
 
-    def jinja_template(self) -> str:
-        """An equivalent chat template: both layouts (default without tools, tool_use with them), the
-        preambles set as variables, the Python stubs and Action blocks written as here."""
-        return _jinja.template(
-            "command-r",
-            macros=("json_parse",),
-            cr_tool_use_head=TOOL_USE_HEAD,
-            cr_default_preamble=DEFAULT_PREAMBLE,
-            cr_tools_head=TOOLS_HEAD,
-            cr_action_instruction=ACTION_INSTRUCTION,
-        )
+    def jinja_variables(self) -> dict[str, object]:
+        """The export (both layouts: default without tools, tool_use with them) gets the preambles."""
+        return {
+            "cr_tool_use_head": TOOL_USE_HEAD,
+            "cr_default_preamble": DEFAULT_PREAMBLE,
+            "cr_tools_head": TOOLS_HEAD,
+            "cr_action_instruction": ACTION_INSTRUCTION,
+        }
 
 
 # --- Command R7B ------------------------------------------------------------------------------------
@@ -551,28 +546,14 @@ def _r7b_results(entries: list[tuple[str, str]]) -> str:
 class CommandR7B(NativeFormat):
     """Command R7B (c4ai-command-r7b-12-2024): preambles, JSON tool list, thinking/action/response turns."""
 
-    info = FormatInfo(
-        name="command-r7b",
-        family="cohere",
-        description="Cohere Command R7B: <|START_RESPONSE|>/<|START_THINKING|>/<|START_ACTION|> turns, JSON tools",
-        stop=(END,),
-        end_of_turn=(END,),
-        bos_token=BOS,
-        eos_token=END,
-        supports_tools=True,
+    info = _info(
+        "command-r7b",
+        "Cohere Command R7B: <|START_RESPONSE|>/<|START_THINKING|>/<|START_ACTION|> turns, JSON tools",
+        "the 'tool_use' chat_template of CohereForAI/c4ai-command-r7b-12-2024 (testdata templates/"
+        "llama.cpp-c392e50/CohereForAI-c4ai-command-r7b-12-2024-tool_use.jinja, verbatim; reasoning_content "
+        "and enable_thinking as llama.cpp's copy in templates/llama.cpp-0c1e570/), rendered by transformers",
         supports_reasoning=True,
-        reference=(
-            "the 'tool_use' chat_template of CohereForAI/c4ai-command-r7b-12-2024 (testdata templates/"
-            "llama.cpp-c392e50/CohereForAI-c4ai-command-r7b-12-2024-tool_use.jinja, verbatim; reasoning_content "
-            "and enable_thinking as llama.cpp's copy in templates/llama.cpp-0c1e570/), rendered by transformers"
-        ),
         special_tokens={
-            "bos": BOS,
-            "start_of_turn": START,
-            "end_of_turn": END,
-            "system": "<|SYSTEM_TOKEN|>",
-            "user": "<|USER_TOKEN|>",
-            "chatbot": "<|CHATBOT_TOKEN|>",
             "start_thinking": "<|START_THINKING|>",
             "end_thinking": "<|END_THINKING|>",
             "start_action": "<|START_ACTION|>",
@@ -615,9 +596,7 @@ class CommandR7B(NativeFormat):
             system += "".join(line + "\n" for line in lines) + "]\n```\n\n"
         system += R7B_DEFAULT_PREAMBLE
         if developer:
-            out.control(system + R7B_DEVELOPER_HEAD, 0)
-            out.content(developer, 0, msgs[0].trained)
-            out.control(END, 0, msgs[0].trained)
+            out.turn(0, system + R7B_DEVELOPER_HEAD, developer, END, msgs[0].trained)
         else:
             out.control(system + END)
 
@@ -630,13 +609,9 @@ class CommandR7B(NativeFormat):
             if m.role == "system":
                 if i == 0 and developer:
                     continue
-                out.control(SYSTEM, i)
-                out.content(m.text, i, trained)
-                out.control(END, i, trained)
+                out.turn(i, SYSTEM, m.text, END, trained)
             elif m.role == "user":
-                out.control(USER, i)
-                out.content(m.text, i, trained)
-                out.control(END, i, trained)
+                out.turn(i, USER, m.text, END, trained)
                 if documents and not sent_documents:
                     sent_documents = True
                     tool_idx += 1
@@ -664,8 +639,7 @@ class CommandR7B(NativeFormat):
                     out.control(action + "]<|END_ACTION|>" + END, i, trained)
                 else:
                     out.control("<|START_RESPONSE|>", i, trained)
-                    out.content(m.text, i, trained)
-                    out.control("<|END_RESPONSE|>" + END, i, trained)
+                    out.turn(i, "", m.text, "<|END_RESPONSE|>" + END, trained)
             elif m.role == "tool" and m.tool_call_id not in seen:
                 group = [i]
                 for j in range(i + 1, len(msgs)):
@@ -687,21 +661,18 @@ class CommandR7B(NativeFormat):
         if enable_thinking is not None and not enable_thinking:
             out.control("<|START_THINKING|><|END_THINKING|>")
 
-    def jinja_template(self) -> str:
-        """An equivalent chat template (the preambles set as variables; JSON-text tool-call arguments
-        parsed and dumped again, as here)."""
-        return _jinja.template(
-            "command-r7b",
-            macros=("json_parse",),
-            r7b_head=R7B_HEAD,
-            r7b_tool_use=R7B_TOOL_USE,
-            r7b_grounding=R7B_GROUNDING,
-            r7b_available_tools=R7B_AVAILABLE_TOOLS,
-            r7b_document_tool=R7B_DOCUMENT_TOOL,
-            r7b_default_preamble=R7B_DEFAULT_PREAMBLE,
-            r7b_developer_head=R7B_DEVELOPER_HEAD,
-            r7b_documents_call=R7B_DOCUMENTS_CALL,
-        )
+    def jinja_variables(self) -> dict[str, object]:
+        """The export gets the preambles (JSON-text tool-call arguments parsed and dumped again, as here)."""
+        return {
+            "r7b_head": R7B_HEAD,
+            "r7b_tool_use": R7B_TOOL_USE,
+            "r7b_grounding": R7B_GROUNDING,
+            "r7b_available_tools": R7B_AVAILABLE_TOOLS,
+            "r7b_document_tool": R7B_DOCUMENT_TOOL,
+            "r7b_default_preamble": R7B_DEFAULT_PREAMBLE,
+            "r7b_developer_head": R7B_DEVELOPER_HEAD,
+            "r7b_documents_call": R7B_DOCUMENTS_CALL,
+        }
 
 
 def _call_numbers(conv: Conversation) -> dict[Any, int]:
@@ -716,7 +687,31 @@ def _call_numbers(conv: Conversation) -> dict[Any, int]:
     return numbers
 
 
-FORMATS = [
-    ("command-r", CommandR, ("command-r-plus", "c4ai-command-r", "c4ai-command-r-plus", "cohere")),
-    ("command-r7b", CommandR7B, ("c4ai-command-r7b", "command-r7b-12-2024", "c4ai-command-r7b-12-2024")),
+FAMILIES = [
+    Family(
+        name="command-r",
+        make=CommandR,
+        aliases=("command-r-plus", "c4ai-command-r", "c4ai-command-r-plus", "cohere"),
+        pins=(
+            Pin("CohereForAI/c4ai-command-r-plus", "CohereForAI--c4ai-command-r-plus-default.jinja", tools=False),
+            Pin("CohereForAI/c4ai-command-r-plus", "CohereForAI--c4ai-command-r-plus-tool_use.jinja", tools=True),
+        ),
+        export="command-r.jinja",
+        reference=CommandR.info.reference,
+    ),
+    Family(
+        name="command-r7b",
+        make=CommandR7B,
+        aliases=("c4ai-command-r7b", "command-r7b-12-2024", "c4ai-command-r7b-12-2024"),
+        parser="command-r7b",
+        kwargs=(
+            TemplateKwarg("enable_citations", "bool | None", None, "the ## Grounding instructions (with tools or documents)"),
+            TemplateKwarg("enable_thinking", "bool | None", None, "False: an empty thinking block after the prompt"),
+        ),
+        pins=(
+            Pin("CohereForAI/c4ai-command-r7b-12-2024", "CohereForAI--c4ai-command-r7b-12-2024-tool_use.jinja", tools=True),
+        ),
+        export="command-r7b.jinja",
+        reference=CommandR7B.info.reference,
+    ),
 ]
