@@ -10,11 +10,12 @@ from __future__ import annotations
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ...errors import BackendError
+from ...plugins import Origin, Registry
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,17 @@ class BackendSpec:
     rank: int = 100
 
 
-_BACKENDS: dict[str, BackendSpec] = {}
+#: every backend registered with :func:`register_backend` in this process (built-ins among them), so
+#: that :meth:`~chatfmt.plugins.Registry.reload` finds them again
+_DECLARED: dict[str, BackendSpec] = {}
+
+#: other names of the built-in backends
+_ALIASES = {"llama-cpp": "llama.cpp", "llamacpp": "llama.cpp", "llama_cpp": "llama.cpp", "hf": "transformers"}
+
+
+def _origin_of(spec: BackendSpec) -> Origin:
+    module = getattr(spec.factory, "__module__", "") or ""
+    return Origin() if module.startswith("chatfmt.") else Origin("runtime")
 
 
 def register_backend(
@@ -128,37 +139,63 @@ def register_backend(
     available: Callable[[], bool] | None = None,
     rank: int = 100,
 ) -> Callable[[BackendFactory], BackendFactory]:
-    """Register a backend factory ``factory(model_path, **options) -> Backend`` under ``name``; the
-    keywords are described on :class:`BackendSpec`."""
+    """Register a backend factory ``factory(model_path, **options) -> Backend`` under ``name`` in this
+    process; the keywords are described on :class:`BackendSpec`. To reach every process, declare a
+    ``chatfmt.backends`` entry point (a ``BackendSpec`` or the factory)."""
 
     def deco(factory: BackendFactory) -> BackendFactory:
         hooks = {k: v for k, v in (("accepts", accepts), ("available", available)) if v is not None}
-        _BACKENDS[name] = BackendSpec(name, factory, native_dist=native_dist, fix=fix, rank=rank, **hooks)  # type: ignore[arg-type]
+        spec = BackendSpec(name, factory, native_dist=native_dist, fix=fix, rank=rank, **hooks)  # type: ignore[arg-type]
+        _DECLARED[name] = spec
+        BACKENDS.register(name, spec, _aliases_of(name), origin=_origin_of(spec))
         return factory
 
     return deco
 
 
-def _ensure_builtin() -> None:
+def _aliases_of(name: str) -> tuple[str, ...]:
+    return tuple(a for a, target in _ALIASES.items() if target == name)
+
+
+def _as_backend_spec(name: str, obj: object) -> tuple[BackendSpec, tuple[str, ...]]:
+    """What a ``chatfmt.backends`` entry point holds: a :class:`BackendSpec` or a factory."""
+    if isinstance(obj, BackendSpec):
+        return (obj if obj.name == name else replace(obj, name=name)), ()
+    if callable(obj):
+        return BackendSpec(name, obj), ()
+    raise BackendError(f"backend plugin {name!r}: expected a BackendSpec or a factory(model_path, **options), "
+                       f"got {type(obj).__name__}")
+
+
+def _builtin_backends(reg: Registry[BackendSpec]) -> None:
     # importing the modules registers them; each imports its heavy library lazily
     from . import llamacpp, transformers_backend  # noqa: F401
 
+    for name, spec in _DECLARED.items():
+        reg.register(name, spec, _aliases_of(name), origin=_origin_of(spec))
+
+
+def _unknown_backend(name: str, known: list[str]) -> Exception:
+    return BackendError(f"unknown backend {name!r}; available: {', '.join(known)}")
+
+
+#: every backend: chatfmt's (llama.cpp, transformers), then the ``chatfmt.backends`` entry points
+BACKENDS: Registry[BackendSpec] = Registry(
+    "backends", builtins=_builtin_backends, adapt=_as_backend_spec, unknown=_unknown_backend
+)
+
+
+def _ensure_builtin() -> None:
+    BACKENDS.ensure_loaded()
+
 
 def list_backends() -> list[str]:
-    _ensure_builtin()
-    return sorted(_BACKENDS)
-
-
-_ALIASES = {"llama-cpp": "llama.cpp", "llamacpp": "llama.cpp", "llama_cpp": "llama.cpp", "hf": "transformers"}
+    return BACKENDS.names()
 
 
 def get_backend_spec(name: str) -> BackendSpec:
     """The registration of ``name`` (aliases such as ``llama-cpp`` and ``hf`` accepted)."""
-    _ensure_builtin()
-    key = _ALIASES.get(name, name)
-    if key not in _BACKENDS:
-        raise BackendError(f"unknown backend {name!r}; available: {', '.join(sorted(_BACKENDS))}")
-    return _BACKENDS[key]
+    return BACKENDS.get(name)
 
 
 def get_backend_factory(name: str) -> BackendFactory:
@@ -168,7 +205,6 @@ def get_backend_factory(name: str) -> BackendFactory:
 def auto_candidates(path: Path) -> list[BackendSpec]:
     """The backends ``auto`` may use for ``path``, installed ones that accept it, best first (when
     none is installed: the last-resort one, so that loading it says what to install)."""
-    _ensure_builtin()
-    fits = sorted((s for s in _BACKENDS.values() if s.accepts(path)), key=lambda s: (s.rank, s.name))
+    fits = sorted((s for s in BACKENDS.values() if s.accepts(path)), key=lambda s: (s.rank, s.name))
     usable = [s for s in fits if s.available()]
     return usable or fits[-1:]
