@@ -8,6 +8,7 @@ whether it is trained (contributes to the loss).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
@@ -15,6 +16,8 @@ CONTROL: Literal["control"] = "control"
 CONTENT: Literal["content"] = "content"
 
 SegmentKind = Literal["control", "content"]
+#: what SegmentBuilder stores per piece: the fields of a Segment, as a plain tuple (cheaper to build)
+_Item = tuple[str, SegmentKind, int | None, bool, tuple[int, ...] | None, tuple[int, ...] | None]
 
 
 class Segment(NamedTuple):
@@ -56,7 +59,7 @@ class Rendered:
     def __str__(self) -> str:
         return self.text
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[Segment]:
         return iter(self.segments)
 
     def __len__(self) -> int:
@@ -103,7 +106,7 @@ class SegmentBuilder:
     __slots__ = ("_items",)
 
     def __init__(self) -> None:
-        self._items: list[tuple] = []
+        self._items: list[_Item] = []
 
     def add(
         self,
@@ -158,12 +161,12 @@ class SegmentBuilder:
     def build(self) -> Rendered:
         segs: list[Segment] = []
         run: list[str] = []
-        key = None
+        key: tuple[SegmentKind, int | None, bool] | None = None
         for text, kind, message, trained, ids, labels in self._items:
             if ids is None and key == (kind, message, trained):
                 run.append(text)
                 continue
-            if run:
+            if run and key is not None:
                 segs.append(Segment("".join(run), *key))
                 run = []
                 key = None
@@ -172,6 +175,6 @@ class SegmentBuilder:
             else:
                 run.append(text)
                 key = (kind, message, trained)
-        if run:
+        if run and key is not None:
             segs.append(Segment("".join(run), *key))
         return Rendered(segs)

@@ -51,7 +51,8 @@ _SECTION_RE = re.compile(r"^\s*(Returns|Return|Raises|Yields|Examples?):\s*$", r
 def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
     doc = inspect.cleandoc(doc or "")
     m = _ARGS_RE.search(doc)
-    desc_end = m.start() if m else (_SECTION_RE.search(doc).start() if _SECTION_RE.search(doc) else len(doc))
+    section = None if m else _SECTION_RE.search(doc)
+    desc_end = m.start() if m else (section.start() if section else len(doc))
     description = doc[:desc_end].strip()
     params: dict[str, str] = {}
     if m:

@@ -11,11 +11,20 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import NotRenderedWarning
 from ..messages import Conversation, Message, as_conversation
 from ..segments import CONTENT, Rendered, SegmentBuilder
+
+
+class CheckedRender(NamedTuple):
+    """What :meth:`ChatFormat.render_checked` returns (unpacks as ``rendered, not_rendered``)."""
+
+    #: the segments, as :meth:`ChatFormat.render_segments` gives them
+    rendered: Rendered
+    #: what of the given inputs the rendering leaves out: ``"tools"``, ``"documents"``, keyword names
+    not_rendered: tuple[str, ...]
 
 #: the names :meth:`ChatFormat.render_checked` reports for the tools and the documents (any other
 #: name is a template keyword argument)
@@ -190,7 +199,7 @@ class ChatFormat(ABC):
         add_generation_prompt: bool = False,
         continue_final_message: bool = False,
         **template_kwargs: Any,
-    ) -> tuple[Rendered, tuple[str, ...]]:
+    ) -> CheckedRender:
         """:meth:`render_segments` without a warning, and what of the given inputs the rendering
         leaves out: ``"tools"``, ``"documents"`` and template keyword names (see
         :class:`~chatfmt.errors.NotRenderedWarning`). A format that cannot tell reports nothing."""
@@ -202,7 +211,7 @@ class ChatFormat(ABC):
                 continue_final_message=continue_final_message,
                 **template_kwargs,
             )
-        return rendered, ()
+        return CheckedRender(rendered, ())
 
     def renders(self, name: str) -> bool | None:
         """Whether this format renders ``name`` (``"tools"``, ``"documents"`` or a template keyword)
@@ -400,12 +409,12 @@ class NativeFormat(ChatFormat):
         add_generation_prompt: bool = False,
         continue_final_message: bool = False,
         **kwargs: Any,
-    ) -> tuple[Rendered, tuple[str, ...]]:
+    ) -> CheckedRender:
         # tools always render (in the format's own syntax, or as the system message); keyword
         # arguments render when build() reads them
         kwargs = merge_template_kwargs(kwargs)
         rendered = self._render_segments(messages, tools, add_generation_prompt, continue_final_message, kwargs)
-        return rendered, self._not_read(kwargs)
+        return CheckedRender(rendered, self._not_read(kwargs))
 
     def _render_segments(
         self,
@@ -431,7 +440,7 @@ class NativeFormat(ChatFormat):
 
 
 @cache
-def _known_kwargs(cls: type) -> frozenset[str]:
+def _known_kwargs(cls: type[NativeFormat]) -> frozenset[str]:
     """The keyword-only parameters of ``cls.build`` (but ``add_generation_prompt``) and its
     ``extra_template_kwargs``."""
     params = inspect.signature(cls.build).parameters.values()

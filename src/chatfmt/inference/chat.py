@@ -17,7 +17,7 @@ import inspect
 import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import ChatfmtError, EmptyConversationError
 from .backends import Backend, GenerationParams, load_backend
@@ -27,7 +27,16 @@ from .stream import Reply, ReplyStream
 _EMPTY_CHAT = "the chat is empty, so there is no prompt yet: send a message first (chat.send(text)) or add one to chat.messages"
 
 
-def stop_tokens(fmt: Any, tokenizer: Any, extra: Sequence[str] = ()) -> tuple[frozenset[int], tuple[str, ...]]:
+class StopTokens(NamedTuple):
+    """What :func:`stop_tokens` returns (unpacks as ``ids, texts``)."""
+
+    #: control tokens that stop generation, by id (EOS among them)
+    ids: frozenset[int]
+    #: stop strings that are not one token of the tokenizer
+    texts: tuple[str, ...]
+
+
+def stop_tokens(fmt: Any, tokenizer: Any, extra: Sequence[str] = ()) -> StopTokens:
     """Split a format's stop strings (and ``extra``) into control-token ids and text stop strings;
     the tokenizer's EOS always stops."""
     ids: set[int] = set()
@@ -43,7 +52,7 @@ def stop_tokens(fmt: Any, tokenizer: Any, extra: Sequence[str] = ()) -> tuple[fr
     eos = tokenizer.eos_id
     if eos is not None:
         ids.add(eos)
-    return frozenset(ids), tuple(texts)
+    return StopTokens(frozenset(ids), tuple(texts))
 
 
 def _tool_result_text(value: Any) -> str:

@@ -81,7 +81,7 @@ def serialize(fields: list[Field]) -> bytes:
     for num, wt, v in fields:
         out += _enc_varint((num << 3) | wt)
         if wt == 0:
-            out += _enc_varint(int(v))  # type: ignore[arg-type]
+            out += _enc_varint(int(v))
         elif wt == 2:
             assert isinstance(v, bytes)
             out += _enc_varint(len(v)) + v
@@ -121,7 +121,7 @@ def read_model(buf: bytes) -> ModelInfo:
                     assert isinstance(pv, bytes)
                     score = struct.unpack("<f", pv)[0]
                 elif pn == 3 and pwt == 0:
-                    typ = int(pv)  # type: ignore[arg-type]
+                    typ = int(pv)
             pieces.append(Piece(text, score, typ))
         elif num == 3 and wt == 2:
             assert isinstance(v, bytes)

@@ -22,7 +22,7 @@ from ..errors import ParserError as ParserError
 from ..errors import ToolCallWarning as ToolCallWarning
 from .bodies import Call
 from .scanner import MarkerScanner
-from .types import Delta, ParsedOutput, ToolCallDelta
+from .types import Delta, ParsedOutput, ParserFinish, ToolCallDelta
 
 
 @dataclass(frozen=True)
@@ -213,7 +213,7 @@ class OutputParser:
         self._buf = ""
         self._block: Block | None = None
         self._seg_name = ""
-        self._finished: tuple[list[Delta], ParsedOutput] | None = None
+        self._finished: ParserFinish | None = None
         if g.segments is not None:
             self._mode = "header"
         else:
@@ -241,10 +241,10 @@ class OutputParser:
                 self._on_marker(key, piece)
         return self._take()
 
-    def finish(self) -> tuple[list[Delta], ParsedOutput]:
+    def finish(self) -> ParserFinish:
         """Flush what was held back and close open blocks; the last deltas and the final message."""
         if self._finished is not None:
-            return [], self._finished[1]
+            return ParserFinish([], self._finished.output)
         for key, piece in self._scanner.flush():
             if key is None:
                 self._on_text(piece)
@@ -259,14 +259,14 @@ class OutputParser:
             tool_calls=[dict(c) for c in self._calls],
             warnings=list(self._warnings),
         )
-        self._finished = (deltas, result)
-        return deltas, result
+        self._finished = ParserFinish(deltas, result)
+        return self._finished
 
     def parse(self, text: str) -> ParsedOutput:
         """One-shot: reset, feed ``text`` whole, finish."""
         self.reset()
         self.feed(text)
-        return self.finish()[1]
+        return self.finish().output
 
     # -- emission ----------------------------------------------------------------------------------
 
@@ -399,14 +399,14 @@ class OutputParser:
                 return
             return self._on_text(text)
         if mode == "block":
-            b = self._block
-            assert b is not None
-            if key in b.end or (not b.end and key == b.start):
-                self._close(at_end=False, closing=text if key in b.end else "")
+            open_block = self._block
+            assert open_block is not None
+            if key in open_block.end or (not open_block.end and key == open_block.start):
+                self._close(at_end=False, closing=text if key in open_block.end else "")
                 self._mode = "content"
-                if key == b.start:
+                if key == open_block.start:
                     self._mode = "block"
-                    self._block = b
+                    self._block = open_block
                     self._buf = ""
                 return
             return self._on_text(text)

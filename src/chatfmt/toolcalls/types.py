@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 
 @dataclass
@@ -60,7 +60,26 @@ class ParsedOutput:
         return msg
 
 
-def merge_deltas(deltas: list[Delta]) -> tuple[str, str, dict[int, dict[str, Any]]]:
+class ParserFinish(NamedTuple):
+    """What :meth:`~chatfmt.toolcalls.parser.OutputParser.finish` returns (unpacks as
+    ``deltas, output``)."""
+
+    #: the deltas that were still held back
+    deltas: list[Delta]
+    #: the whole message
+    output: ParsedOutput
+
+
+class MergedDeltas(NamedTuple):
+    """What :func:`merge_deltas` returns (unpacks as ``content, reasoning, calls``)."""
+
+    content: str
+    reasoning: str
+    #: ``{index: {"id", "name", "arguments"}}``
+    calls: dict[int, dict[str, Any]]
+
+
+def merge_deltas(deltas: list[Delta]) -> MergedDeltas:
     """Concatenate deltas: ``(content, reasoning, {index: {"id", "name", "arguments"}})`` (a helper for
     consumers and tests)."""
     content: list[str] = []
@@ -76,4 +95,4 @@ def merge_deltas(deltas: list[Delta]) -> tuple[str, str, dict[int, dict[str, Any
             if tc.name is not None:
                 c["name"] = tc.name
             c["arguments"] += tc.arguments
-    return "".join(content), "".join(reasoning), calls
+    return MergedDeltas("".join(content), "".join(reasoning), calls)
