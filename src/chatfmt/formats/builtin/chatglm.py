@@ -36,6 +36,7 @@ from ...errors import ValidationError
 from ...messages import Conversation, ToolCall
 from ...segments import SegmentBuilder
 from ..base import FormatInfo, NativeFormat
+from ..family import Family
 
 GMASK = ("[gMASK]", 64790)
 SOP = ("sop", 64792)
@@ -204,4 +205,12 @@ def _header(
     out.ids(" ", (), message, trained)
 
 
-FORMATS = [("chatglm3", ChatGLM3, ("chatglm3-6b", "chatglm3-6b-32k"))]
+FAMILIES = [
+    Family(
+        name="chatglm3",
+        make=ChatGLM3,
+        aliases=("chatglm3-6b", "chatglm3-6b-32k"),
+        parser="chatglm3",
+        reference=ChatGLM3.info.reference,
+    )
+]

@@ -49,7 +49,7 @@ from typing import Any
 from ...messages import Conversation
 from ...segments import SegmentBuilder
 from ..base import FormatInfo, NativeFormat
-from . import _jinja
+from ..family import Family
 
 PREFIX = "[gMASK]<sop>"
 TOOLS_HEADER = "<|system|>\n# 可用工具\n"
@@ -127,9 +127,15 @@ class GLM4(NativeFormat):
         if add_generation_prompt:
             out.control(ROLE_TOKENS["assistant"])
 
-    def jinja_template(self) -> str:
-        """An equivalent chat template (tool calls and results in GLM's native turns, as here)."""
-        return _jinja.template("glm-4")
 
-
-FORMATS = [("glm-4", GLM4, ("glm4", "glm-4-0414", "glm-4-9b-0414", "glm-4-32b-0414"))]
+FAMILIES = [
+    Family(
+        name="glm-4",
+        make=GLM4,
+        aliases=("glm4", "glm-4-0414", "glm-4-9b-0414", "glm-4-32b-0414"),
+        parser="glm4",
+        # its Jinja export writes tool calls and results in GLM's native turns, as the builder does
+        export="glm-4.jinja",
+        reference=GLM4.info.reference,
+    )
+]
