@@ -1,6 +1,7 @@
 """``load_tokenizer(path_or_object)``: pick the adapter from what a path holds (or what an object is).
 
-A registry of formats (:data:`FORMATS`), each with a test for a file and a loader, tried in order.
+A registry of formats (:data:`FORMATS`, the built-ins of :data:`TOKENIZER_KINDS`, which adds the
+``chatfmt.tokenizers`` entry points), each with a test for a file and a loader, tried in order.
 For a *directory* the first format with a file there wins, and the order puts the vendor's own
 encoder first (DESIGN: what the model was trained with is the reference):
 
@@ -23,10 +24,11 @@ wrapped with :class:`~chatfmt.tokenizers.hf_json.HFTokenizer`, a transformers to
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ..plugins import Registry
 from .base import Tokenizer, TokenizerError
 
 
@@ -118,12 +120,18 @@ def _single(d: Path, pattern: str) -> Path | None:
 
 @dataclass(frozen=True, slots=True)
 class Format:
-    """One file format: where it is in a directory, how to recognise a file, how to load it."""
+    """One file format (a tokenizer kind): where it is in a directory, how to recognise a file, how
+    to load it; a directory is given to the first kind (lowest ``rank``) that finds its file."""
 
     name: str
     in_dir: Callable[[Path], Path | None]
     is_file: Callable[[Path], bool]
     load: Callable[..., Tokenizer]
+    rank: int = 100
+
+
+#: the name plugins know a tokenizer kind by
+TokenizerKind = Format
 
 
 def _in_dir_file(name: str, check: Callable[[Path], bool] | None = None) -> Callable[[Path], Path | None]:
@@ -153,6 +161,42 @@ FORMATS: list[Format] = [
     Format("tiktoken", lambda d: _single(d, "*.tiktoken"), lambda p: p.suffix == ".tiktoken", _load_tiktoken),
     Format("gguf", lambda d: _single(d, "*.gguf"), _is_gguf, _load_gguf),
 ]
+
+
+def _as_tokenizer_kind(name: str, obj: object) -> tuple[Format, tuple[str, ...]]:
+    """What a ``chatfmt.tokenizers`` entry point holds: a :class:`Format` (``TokenizerKind``), or an
+    object (or class) with ``accepts(path) -> bool`` and ``load(path, **options) -> Tokenizer`` (and
+    optionally ``rank``); a directory it accepts is loaded as a whole."""
+    if isinstance(obj, Format):
+        return (obj if obj.name == name else replace(obj, name=name)), ()
+    if isinstance(obj, type):
+        obj = obj()
+    accepts, load = getattr(obj, "accepts", None), getattr(obj, "load", None)
+    if not callable(accepts) or not callable(load):
+        raise TokenizerError(f"tokenizer plugin {name!r}: expected a TokenizerKind or an object with accepts(path) and "
+                             f"load(path), got {type(obj).__name__}")
+
+    def in_dir(d: Path) -> Path | None:
+        return d if accepts(d) else None
+
+    return Format(name, in_dir, lambda p: bool(accepts(p)), load, int(getattr(obj, "rank", 100))), ()
+
+
+def _builtin_kinds(reg: Registry[Format]) -> None:
+    for rank, fmt in enumerate(FORMATS):
+        reg.add(fmt.name, replace(fmt, rank=10 * (rank + 1)))
+
+
+#: every tokenizer kind: the built-in :data:`FORMATS` in their order, then the ``chatfmt.tokenizers``
+#: entry points (by their ``rank``)
+TOKENIZER_KINDS: Registry[Format] = Registry(
+    "tokenizers", builtins=_builtin_kinds, adapt=_as_tokenizer_kind, normalize_names=False
+)
+
+
+def tokenizer_kinds() -> list[Format]:
+    """The tokenizer kinds in the order a directory is tried."""
+    return sorted(TOKENIZER_KINDS.values(), key=lambda f: f.rank)
 
 
 def _is_transformers_tokenizer(obj: Any) -> bool:
@@ -185,11 +229,11 @@ def load_tokenizer(source: Any, *, prefer: str | None = None, **options: Any) ->
 
         source = local(source, "tokenizer")  # a Hub id (ORG/NAME[@REV][:FILE]): its tokenizer files
     p = Path(source).expanduser()
-    formats = list(FORMATS)
+    formats = tokenizer_kinds()
     if prefer is not None:
         chosen = [f for f in formats if f.name == prefer]
         if not chosen:
-            raise TokenizerError(f"unknown format {prefer!r}; known: {', '.join(f.name for f in FORMATS)}")
+            raise TokenizerError(f"unknown format {prefer!r}; known: {', '.join(f.name for f in formats)}")
         formats = chosen + [f for f in formats if f.name != prefer]
     if p.is_dir():
         for fmt in formats:
