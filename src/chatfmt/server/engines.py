@@ -16,13 +16,14 @@ import json
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..inference.backends import Backend, GenerationParams, GenerationResult
 from ..inference.stream import IncrementalDecoder, Reply, StopMatcher, Usage
+from ..plugins import Origin, Registry
 from .errors import APIError, upstream_error
 
 
@@ -323,12 +324,47 @@ class OpenAICompletionsKind(UpstreamKind):
         return ch.get("text") or "", ids, finish if finish in ("stop", "length") else None
 
 
-UPSTREAM_KINDS: dict[str, UpstreamKind] = {k.name: k for k in (LlamaCppKind(), OpenAICompletionsKind())}
+def _as_upstream_kind(name: str, obj: object) -> tuple[UpstreamKind, tuple[str, ...]]:
+    """What a ``chatfmt.upstreams`` entry point holds: an :class:`UpstreamKind` instance or class."""
+    kind = obj() if isinstance(obj, type) and issubclass(obj, UpstreamKind) else obj
+    if not isinstance(kind, UpstreamKind):
+        raise TypeError(f"upstream plugin {name!r}: expected an UpstreamKind instance or class, got {type(obj).__name__}")
+    return kind, ()
+
+
+def _builtin_upstreams(reg: Registry[UpstreamKind]) -> None:
+    for kind in (LlamaCppKind(), OpenAICompletionsKind()):
+        reg.add(kind.name, kind)
+
+
+#: every upstream kind ``--upstream-kind`` accepts: chatfmt's, then the ``chatfmt.upstreams`` entry points
+UPSTREAMS: Registry[UpstreamKind] = Registry(
+    "upstreams", builtins=_builtin_upstreams, adapt=_as_upstream_kind, normalize_names=False
+)
+
+
+class _UpstreamKinds(Mapping[str, UpstreamKind]):
+    """name -> upstream kind, a live view of :data:`UPSTREAMS`."""
+
+    def __getitem__(self, name: str) -> UpstreamKind:
+        if name not in UPSTREAMS:
+            raise KeyError(name)
+        return UPSTREAMS.get(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(UPSTREAMS.names())
+
+    def __len__(self) -> int:
+        return len(UPSTREAMS.names())
+
+
+UPSTREAM_KINDS: Mapping[str, UpstreamKind] = _UpstreamKinds()
 
 
 def register_upstream_kind(kind: UpstreamKind) -> None:
-    """Make another raw completion API available to ``--upstream-kind``."""
-    UPSTREAM_KINDS[kind.name] = kind
+    """Make another raw completion API available to ``--upstream-kind`` in this process (to reach
+    every process, declare a ``chatfmt.upstreams`` entry point)."""
+    UPSTREAMS.register(kind.name, kind, origin=Origin("runtime"))
 
 
 class UpstreamEngine(Engine):
@@ -351,8 +387,10 @@ class UpstreamEngine(Engine):
         slots: int = 4,
         timeout: float = 600.0,
     ) -> None:
-        if kind not in UPSTREAM_KINDS:
-            raise APIError(400, f"unknown upstream kind {kind!r}; available: {', '.join(sorted(UPSTREAM_KINDS))}")
+        if kind not in UPSTREAMS:
+            broken = UPSTREAMS.broken().get(kind)
+            reason = f" ({broken})" if broken else ""
+            raise APIError(400, f"unknown upstream kind {kind!r}{reason}; available: {', '.join(UPSTREAMS.names())}")
         if prompt_mode not in ("ids", "text"):
             raise ValueError(f"prompt_mode must be 'ids' or 'text', got {prompt_mode!r}")
         parts = urlsplit(url)
@@ -363,7 +401,7 @@ class UpstreamEngine(Engine):
         self.host = parts.hostname
         self.port = parts.port
         self.base_path = parts.path.rstrip("/")
-        self.kind_impl = UPSTREAM_KINDS[kind]
+        self.kind_impl = UPSTREAMS.get(kind)
         self.tokenizer = tokenizer
         self.format = format
         self._n_ctx = n_ctx
