@@ -1,4 +1,5 @@
-"""``chatfmt formats``: list the built-in formats."""
+"""``chatfmt formats``: list the formats (built-ins and installed plugins), their template keyword
+arguments and where each comes from."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ..formats import registry
+from ..formats.family import TemplateKwarg
+from ..toolcalls import parser_name_for_format
 
 
 def _yes(flag: bool) -> str:
@@ -19,17 +22,23 @@ def _yes(flag: bool) -> str:
 
 def formats(
     as_json: bool = typer.Option(False, "--json", help="Print the list as JSON."),
+    long: bool = typer.Option(
+        False, "--long", "-l", help="Add the columns kwargs (the template keyword arguments: name: type = default) and origin."
+    ),
 ) -> None:
-    """List the built-in chat formats and what each supports."""
-    fmts = [registry.get(n) for n in registry.names()]
+    """List the chat formats (built-ins and installed plugins) and what each supports."""
+    names = registry.names()
+    fmts = [registry.get(n) for n in names]
     alias_map: dict[str, list[str]] = {}
     for alias, target in registry.aliases().items():
         alias_map.setdefault(target, []).append(alias)
+    fams = {n: registry.family(n) for n in names}
+    origins = {n: registry.FAMILIES.origin(n) for n in names}
     if as_json:
         rows = [
             {
                 "name": f.info.name,
-                "aliases": sorted(alias_map.get(f.info.name, [])),
+                "aliases": sorted(alias_map.get(n, [])),
                 "family": f.info.family,
                 "system": f.info.supports_system,
                 "tools": f.info.supports_tools,
@@ -37,23 +46,34 @@ def formats(
                 "stop": list(f.info.stop),
                 "description": f.info.description,
                 "reference": f.info.reference,
+                "parser": parser_name_for_format(f),
+                "kwargs": [_kwarg_json(k) for k in fams[n].kwargs],
+                "origin": origins[n].dist,
+                "entry_point": origins[n].entry_point or None,
             }
-            for f in fmts
+            for n, f in zip(names, fmts, strict=True)
         ]
         typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
         return
     rows = [
         (
             f.info.name,
-            ", ".join(sorted(alias_map.get(f.info.name, []))),
+            ", ".join(sorted(alias_map.get(n, []))),
             _yes(f.info.supports_system),
             _yes(f.info.supports_tools),
             _yes(f.info.supports_reasoning),
             " ".join(_escaped(s) for s in f.info.stop),
-            f.info.description,
+            f.info.description + ("" if origins[n].builtin else f" [plugin: {origins[n].dist}]"),
         )
-        for f in fmts
+        for n, f in zip(names, fmts, strict=True)
     ]
+    if long:
+        columns = (*COLUMNS, "kwargs", "origin")
+        longer = [(*r, ", ".join(str(k) for k in fams[n].kwargs), str(origins[n])) for n, r in zip(names, rows, strict=True)]
+        typer.echo("\t".join(columns))
+        for row in longer:
+            typer.echo("\t".join(_plain_cell(c) for c in row))
+        return
     console = Console(highlight=False)
     if not console.is_terminal:
         # piped: one plain tab-separated row a format, never wrapped (cut -f, awk, grep friendly)
@@ -102,6 +122,11 @@ def _table(rows: list[tuple[str, ...]], width: int) -> Table:
 
 
 COLUMNS = ("name", "aliases", "system", "tools", "reasoning", "stop", "description")
+
+
+def _kwarg_json(k: TemplateKwarg) -> dict[str, object]:
+    default = k.default if k.default is None or isinstance(k.default, (bool, int, float, str)) else repr(k.default)
+    return {"name": k.name, "type": k.type, "default": default, "help": k.help}
 
 
 def _escaped(stop: str) -> str:
