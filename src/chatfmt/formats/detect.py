@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from . import registry
 from .base import ChatFormat
+from .family import Family
 from .jinja import JinjaFormat
 from .probes import PROBES, Outcome, Probe, render_probe
 
@@ -186,8 +187,9 @@ class DetectResult:
 _builtin_cache: dict[tuple[str, tuple[str, ...]], tuple[Outcome, ...]] = {}
 
 
-def builtin_tokens(fmt: ChatFormat) -> dict[str, str]:
-    """The BOS/EOS a tokenizer of this built-in supplies to a template (``bos_token``/``eos_token``)."""
+def builtin_tokens(fmt: ChatFormat | Family) -> dict[str, str]:
+    """The BOS/EOS a tokenizer of this built-in (a format, or its family) supplies to a template
+    (``bos_token``/``eos_token``)."""
     info = fmt.info
     out = {}
     bos = info.bos_token or info.special_tokens.get("bos") or info.special_tokens.get("bos_token")
@@ -202,7 +204,7 @@ def builtin_tokens(fmt: ChatFormat) -> dict[str, str]:
 def _builtin_outcomes(name: str, probes: tuple[Probe, ...]) -> tuple[Outcome, ...]:
     key = (name, tuple(p.id for p in probes))
     if key not in _builtin_cache:
-        fmt = registry.get(name)
+        fmt = registry.family(name).create()
         _builtin_cache[key] = tuple(render_probe(fmt, p) for p in probes)
     return _builtin_cache[key]
 
@@ -215,7 +217,7 @@ class _Candidate:
         self.probes = probes
         self._cache: dict[tuple[tuple[str, str], ...], tuple[Outcome, ...]] = {}
 
-    def borrowed(self, other: ChatFormat) -> dict[str, str]:
+    def borrowed(self, other: ChatFormat | Family) -> dict[str, str]:
         if not isinstance(self.fmt, JinjaFormat):
             return {}
         own = self.fmt.special_tokens
@@ -304,9 +306,8 @@ def detect(
     cand = _Candidate(fmt, probes)
     self_name = registry.resolve(fmt.name) if not isinstance(fmt, JinjaFormat) else None
     scores: list[CandidateScore] = []
-    for name in registry.names():
-        builtin = registry.get(name)
-        ours = cand.outcomes(cand.borrowed(builtin))
+    for name, family in sorted(registry.FAMILIES.items()):
+        ours = cand.outcomes(cand.borrowed(family))
         theirs = _builtin_outcomes(name, probes)
         scores.append(compare(ours, theirs, probes, name))
     # best first (see the module docstring), then the format itself, then by name
