@@ -360,8 +360,9 @@ def parser_name_for_format(fmt: Any) -> str:
     1. the format's family (:func:`chatfmt.formats.registry.family_of`: a built-in or plugin format
        by name, a Jinja template by the official template a family is pinned against) names it;
     2. a registered parser says it serves the format (``ParserSpec.formats``);
-    3. a TOML format's ``parser`` key, or else its tool-call syntax matched against the parsers'
-       ``template_markers``; a Jinja template by what it contains (``<tool_call>`` -> hermes, with
+    3. a declarative (TOML) format's ``parser`` key (checked before 2), else, for a format no family
+       declares, its tool-call syntax matched against the parsers' ``template_markers``; a Jinja
+       template by what it contains (``<tool_call>`` -> hermes, with
        ``<think>`` qwen3, ``[TOOL_CALLS]`` -> mistral, ``<|python_tag|>`` -> llama3, ...);
     4. ``think`` for a format that supports reasoning, else ``plain``."""
     from ..formats import registry
@@ -369,16 +370,16 @@ def parser_name_for_format(fmt: Any) -> str:
     fam = registry.family_of(fmt)
     if fam is not None and fam.parser:
         return fam.parser
+    spec = _declared_spec(fmt)
+    if spec is not None and spec.parser:
+        return str(spec.parser)
     info = getattr(fmt, "info", None)
     name = getattr(info, "name", "") or ""
     served = _served_by(name) or (_served_by(fam.name) if fam is not None else None)
     if served is not None:
         return served
     if fam is None:
-        spec = _declared_spec(fmt)
         if spec is not None:
-            if spec.parser:
-                return spec.parser
             calls = spec.tool_calls
             found = _by_markers(calls.prefix + calls.template + calls.suffix) if calls is not None else None
             if found is not None:
