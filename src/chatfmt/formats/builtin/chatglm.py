@@ -206,11 +206,6 @@ def _header(
 
 
 FAMILIES = [
-    Family(
-        name="chatglm3",
-        make=ChatGLM3,
-        aliases=("chatglm3-6b", "chatglm3-6b-32k"),
-        parser="chatglm3",
-        reference=ChatGLM3.info.reference,
-    )
+    Family("chatglm3", ChatGLM3, aliases=("chatglm3-6b", "chatglm3-6b-32k"), parser="chatglm3",
+           reference=ChatGLM3.info.reference)
 ]

@@ -369,12 +369,8 @@ class CommandR(NativeFormat):
 
     def jinja_variables(self) -> dict[str, object]:
         """The export (both layouts: default without tools, tool_use with them) gets the preambles."""
-        return {
-            "cr_tool_use_head": TOOL_USE_HEAD,
-            "cr_default_preamble": DEFAULT_PREAMBLE,
-            "cr_tools_head": TOOLS_HEAD,
-            "cr_action_instruction": ACTION_INSTRUCTION,
-        }
+        names = ("tool_use_head", "default_preamble", "tools_head", "action_instruction")
+        return {f"cr_{n}": v for n, v in zip(names, (TOOL_USE_HEAD, DEFAULT_PREAMBLE, TOOLS_HEAD, ACTION_INSTRUCTION))}
 
 
 # --- Command R7B ------------------------------------------------------------------------------------
@@ -663,16 +659,11 @@ class CommandR7B(NativeFormat):
 
     def jinja_variables(self) -> dict[str, object]:
         """The export gets the preambles (JSON-text tool-call arguments parsed and dumped again, as here)."""
-        return {
-            "r7b_head": R7B_HEAD,
-            "r7b_tool_use": R7B_TOOL_USE,
-            "r7b_grounding": R7B_GROUNDING,
-            "r7b_available_tools": R7B_AVAILABLE_TOOLS,
-            "r7b_document_tool": R7B_DOCUMENT_TOOL,
-            "r7b_default_preamble": R7B_DEFAULT_PREAMBLE,
-            "r7b_developer_head": R7B_DEVELOPER_HEAD,
-            "r7b_documents_call": R7B_DOCUMENTS_CALL,
-        }
+        names = ("head", "tool_use", "grounding", "available_tools", "document_tool", "default_preamble",
+                 "developer_head", "documents_call")
+        values = (R7B_HEAD, R7B_TOOL_USE, R7B_GROUNDING, R7B_AVAILABLE_TOOLS, R7B_DOCUMENT_TOOL, R7B_DEFAULT_PREAMBLE,
+                  R7B_DEVELOPER_HEAD, R7B_DOCUMENTS_CALL)
+        return {f"r7b_{n}": v for n, v in zip(names, values)}
 
 
 def _call_numbers(conv: Conversation) -> dict[Any, int]:
@@ -687,31 +678,19 @@ def _call_numbers(conv: Conversation) -> dict[Any, int]:
     return numbers
 
 
+_CR_PLUS = "CohereForAI/c4ai-command-r-plus"
+_R7B = "CohereForAI/c4ai-command-r7b-12-2024"
+_R7B_KWARGS = (
+    TemplateKwarg("enable_citations", "bool | None", None, "the ## Grounding instructions (with tools or documents)"),
+    TemplateKwarg("enable_thinking", "bool | None", None, "False: an empty thinking block after the prompt"),
+)
+
 FAMILIES = [
-    Family(
-        name="command-r",
-        make=CommandR,
-        aliases=("command-r-plus", "c4ai-command-r", "c4ai-command-r-plus", "cohere"),
-        pins=(
-            Pin("CohereForAI/c4ai-command-r-plus", "CohereForAI--c4ai-command-r-plus-default.jinja", tools=False),
-            Pin("CohereForAI/c4ai-command-r-plus", "CohereForAI--c4ai-command-r-plus-tool_use.jinja", tools=True),
-        ),
-        export="command-r.jinja",
-        reference=CommandR.info.reference,
-    ),
-    Family(
-        name="command-r7b",
-        make=CommandR7B,
-        aliases=("c4ai-command-r7b", "command-r7b-12-2024", "c4ai-command-r7b-12-2024"),
-        parser="command-r7b",
-        kwargs=(
-            TemplateKwarg("enable_citations", "bool | None", None, "the ## Grounding instructions (with tools or documents)"),
-            TemplateKwarg("enable_thinking", "bool | None", None, "False: an empty thinking block after the prompt"),
-        ),
-        pins=(
-            Pin("CohereForAI/c4ai-command-r7b-12-2024", "CohereForAI--c4ai-command-r7b-12-2024-tool_use.jinja", tools=True),
-        ),
-        export="command-r7b.jinja",
-        reference=CommandR7B.info.reference,
-    ),
+    Family("command-r", CommandR, aliases=("command-r-plus", "c4ai-command-r", "c4ai-command-r-plus", "cohere"),
+           pins=(Pin(_CR_PLUS, "CohereForAI--c4ai-command-r-plus-default.jinja", tools=False),
+                 Pin(_CR_PLUS, "CohereForAI--c4ai-command-r-plus-tool_use.jinja", tools=True)),
+           export="command-r.jinja", reference=CommandR.info.reference),
+    Family("command-r7b", CommandR7B, aliases=("c4ai-command-r7b", "command-r7b-12-2024", "c4ai-command-r7b-12-2024"),
+           parser="command-r7b", kwargs=_R7B_KWARGS, pins=(Pin(_R7B, "CohereForAI--c4ai-command-r7b-12-2024-tool_use.jinja"),),
+           export="command-r7b.jinja", reference=CommandR7B.info.reference),
 ]

@@ -301,40 +301,21 @@ class DeepSeekV31(NativeFormat):
             out.control(ASSISTANT + ("<think>" if thinking else "<think></think>"))
 
 
+_THINKING = TemplateKwarg("thinking", "bool | None", None, "think before answering (default off)")
 _ENABLE_THINKING = TemplateKwarg(
     "enable_thinking", "bool | None", None, "False closes the think block of the generation prompt (llama.cpp's copy)"
 )
+_V31_ENABLE_THINKING = TemplateKwarg("enable_thinking", "bool | None", None, "the same switch, read when thinking is not given")
+_R1_PIN = Pin("deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", "deepseek-ai--DeepSeek-R1-Distill-Qwen-32B.jinja", tools=False)
+_V31_PIN = Pin("deepseek-ai/DeepSeek-V3.1", "deepseek-ai--DeepSeek-V3.1.jinja", tools=True)
 
 FAMILIES = [
-    Family(
-        name="deepseek-r1",
-        make=DeepSeekR1,
-        aliases=("deepseek-r1-distill", "deepseek-r1-distill-qwen", "deepseek-r1-distill-llama"),
-        parser="deepseek-r1",
-        kwargs=(_ENABLE_THINKING,),
-        pins=(Pin("deepseek-ai/DeepSeek-R1-Distill-Qwen-32B", "deepseek-ai--DeepSeek-R1-Distill-Qwen-32B.jinja", tools=False),),
-        export="deepseek-r1.jinja",
-        reference=DeepSeekR1.info.reference,
-    ),
-    Family(
-        name="deepseek-v3",
-        make=DeepSeekV3,
-        aliases=("deepseek-v3-chat", "deepseek-chat-v3"),
-        parser="deepseek-v3",
-        export="deepseek-v3.jinja",
-        reference=DeepSeekV3.info.reference,
-    ),
-    Family(
-        name="deepseek-v3.1",
-        make=DeepSeekV31,
-        aliases=("deepseek-v3-1",),
-        parser="deepseek-v3.1",
-        kwargs=(
-            TemplateKwarg("thinking", "bool | None", None, "think before answering (default off)"),
-            TemplateKwarg("enable_thinking", "bool | None", None, "the same switch, read when thinking is not given"),
-        ),
-        pins=(Pin("deepseek-ai/DeepSeek-V3.1", "deepseek-ai--DeepSeek-V3.1.jinja", tools=True),),
-        export="deepseek-v3.1.jinja",
-        reference=DeepSeekV31.info.reference,
-    ),
+    Family("deepseek-r1", DeepSeekR1, aliases=("deepseek-r1-distill", "deepseek-r1-distill-qwen", "deepseek-r1-distill-llama"),
+           parser="deepseek-r1", kwargs=(_ENABLE_THINKING,), pins=(_R1_PIN,), export="deepseek-r1.jinja",
+           reference=DeepSeekR1.info.reference),
+    Family("deepseek-v3", DeepSeekV3, aliases=("deepseek-v3-chat", "deepseek-chat-v3"), parser="deepseek-v3",
+           export="deepseek-v3.jinja", reference=DeepSeekV3.info.reference),
+    Family("deepseek-v3.1", DeepSeekV31, aliases=("deepseek-v3-1",), parser="deepseek-v3.1",
+           kwargs=(_THINKING, _V31_ENABLE_THINKING), pins=(_V31_PIN,), export="deepseek-v3.1.jinja",
+           reference=DeepSeekV31.info.reference),
 ]

@@ -129,13 +129,7 @@ class GLM4(NativeFormat):
 
 
 FAMILIES = [
-    Family(
-        name="glm-4",
-        make=GLM4,
-        aliases=("glm4", "glm-4-0414", "glm-4-9b-0414", "glm-4-32b-0414"),
-        parser="glm4",
-        # its Jinja export writes tool calls and results in GLM's native turns, as the builder does
-        export="glm-4.jinja",
-        reference=GLM4.info.reference,
-    )
+    # its Jinja export writes tool calls and results in GLM's native turns, as the builder does
+    Family("glm-4", GLM4, aliases=("glm4", "glm-4-0414", "glm-4-9b-0414", "glm-4-32b-0414"), parser="glm4",
+           export="glm-4.jinja", reference=GLM4.info.reference)
 ]
