@@ -18,11 +18,11 @@ install: $(BIN)/python
 # llama-cpp-python compiles from source (about 5 minutes on 2 cores); portable CPU flags, since a
 # native build uses AMX/AVX-512 kernels that crash on machines (or VMs) that do not enable them
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+# tests/plugins/acme_plugin: a real plugin package (a format, an output parser and a record kind through
+# entry points) for tests/test_plugins.py; --no-deps: it is loaded by the chatfmt installed just before
 install-dev: $(BIN)/python
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/python -m pip install --quiet -e ".[dev]"
-	# a real plugin package (a format, an output parser, a record kind through entry points) for
-	# tests/test_plugins.py; --no-deps: it is loaded by the chatfmt installed just above
 	$(BIN)/python -m pip install --quiet --no-deps -e tests/plugins/acme_plugin
 
 # the chat extra: transformers (+ the CPU torch build) runs the default model
