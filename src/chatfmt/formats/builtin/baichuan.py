@@ -14,7 +14,9 @@ Pinned against Baichuan's own code:
 
 Ids 195/196 are ``<reserved_106>``/``<reserved_107>`` in the sentencepiece model (user-defined
 pieces, so a tokenizer would also produce them from that text); the format emits them as literal ids.
-No BOS (the tokenizer has ``add_bos_token: false``).
+No BOS (the tokenizer has ``add_bos_token: false``). The Jinja export (``templates/baichuan2.jinja``)
+writes ids 195/196 as ``<reserved_106>``/``<reserved_107>``, the text of those (user-defined, never
+split) pieces, and ``</s>``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ...errors import ValidationError
 from ...messages import Conversation
 from ...segments import SegmentBuilder
 from ..base import FormatInfo, NativeFormat
-from . import _jinja
+from ..family import Family
 
 USER_TOKEN = "<reserved_106>"
 USER_TOKEN_ID = 195
@@ -94,10 +96,15 @@ class Baichuan2(NativeFormat):
         elif msgs[last].role == "assistant":
             out.ids(EOS_TOKEN, (EOS_TOKEN_ID,), last, msgs[last].trained)
 
-    def jinja_template(self) -> str:
-        """An equivalent chat template: ids 195/196 written as ``<reserved_106>``/``<reserved_107>``,
-        the text of those (user-defined, never split) pieces, and ``</s>``."""
-        return _jinja.template("baichuan2")
 
-
-FORMATS = [("baichuan2", Baichuan2, ("baichuan2-chat", "baichuan2-7b-chat", "baichuan2-13b-chat"))]
+FAMILIES = [
+    Family(
+        "baichuan2",
+        make=Baichuan2,
+        aliases=("baichuan2-chat", "baichuan2-7b-chat", "baichuan2-13b-chat"),
+        parser="plain",
+        export="baichuan2.jinja",
+        reference=Baichuan2.info.reference,
+        group="baichuan",
+    )
+]

@@ -46,18 +46,16 @@ import json
 from typing import Any
 
 from ...errors import ValidationError
-from ...messages import Conversation, Message
+from ...messages import Conversation, Message, ToolCall
 from ...segments import SegmentBuilder
-from ..base import FormatInfo, NativeFormat
-from . import _jinja
-from .qwen import tojson
+from ..base import NativeFormat
+from ..family import Family, Pin
+from ._headers import BEGIN_OF_TEXT, LLAMA3, header_info, tojson
 
-BOS = "<|begin_of_text|>"
-EOT, EOM = "<|eot_id|>", "<|eom_id|>"
-
-
-def header(role: str) -> str:
-    return "<|start_header_id|>" + role + "<|end_header_id|>\n\n"
+BOS = BEGIN_OF_TEXT
+EOT, EOM = LLAMA3.end, "<|eom_id|>"
+header = LLAMA3.header
+TOKENS = {"bos": BOS, "start_header": LLAMA3.open, "end_header": "<|end_header_id|>", "eot": EOT}
 
 
 class _TemplateFailure(Exception):
@@ -116,6 +114,12 @@ def _v31_tool(t: Any) -> str:
     return "Use the function '" + html_escape(name) + "' to '" + html_escape(desc) + "'\n" + html_escape(tojson(fn)) + "\n\n"
 
 
+def _v31_call(tc: ToolCall) -> str:
+    if tc.name == "python":
+        return "<|python_tag|>" + _arguments(tc.arguments)
+    return "<function=" + tc.name + ">" + _arguments(tc.arguments) + "</function>"
+
+
 def html_escape(text: str) -> str:
     """markupsafe's ``escape``: what ``Markup + str`` does to the plain string."""
     return (
@@ -126,28 +130,22 @@ def html_escape(text: str) -> str:
 class FunctionaryV31(NativeFormat):
     """Functionary v3.1 (Llama-3.1): ``<function=name>{...}</function>`` calls ending in ``<|eom_id|>``."""
 
-    info = FormatInfo(
-        name="functionary-v3.1",
-        family="functionary",
-        description="MeetKai Functionary v3.1 (Llama-3.1 headers): <function=name>{args}</function>, ipython results",
-        stop=(EOT, EOM),
+    info = header_info(
+        "functionary-v3.1",
+        "functionary",
+        "MeetKai Functionary v3.1 (Llama-3.1 headers): <function=name>{args}</function>, ipython results",
+        LLAMA3,
+        stop=(EOM,),
         end_of_turn=(EOT, EOM),
         bos_token=BOS,
         eos_token=EOT,
         supports_tools=True,
         reference=(
-            "the chat_template of meetkai/functionary-medium-v3.1 (testdata templates/llama.cpp-c392e50/"
-            "meetkai-functionary-medium-v3.1.jinja, verbatim; llama.cpp-0c1e570/ copy with arguments | tojson), "
+            "the chat_template of meetkai/functionary-medium-v3.1 (llama.cpp's models/templates/"
+            "meetkai-functionary-medium-v3.1.jinja at c392e50, verbatim; its 0c1e570 copy writes arguments | tojson), "
             "rendered by transformers"
         ),
-        special_tokens={
-            "bos": BOS,
-            "start_header": "<|start_header_id|>",
-            "end_header": "<|end_header_id|>",
-            "eot": EOT,
-            "eom": EOM,
-            "python_tag": "<|python_tag|>",
-        },
+        tokens={**TOKENS, "eom": EOM, "python_tag": "<|python_tag|>"},
     )
 
     def build(self, conv: Conversation, out: SegmentBuilder, *, add_generation_prompt: bool, **kwargs: Any) -> None:
@@ -166,34 +164,12 @@ class FunctionaryV31(NativeFormat):
             system += "\nYou have access to the following functions:\n\n" + "".join(parts) + V31_INSTRUCTIONS
         out.control(system + EOT)
         for i, m in enumerate(conv.messages):
-            trained = m.trained
-            if m.role in ("user", "system"):
-                out.control(header(m.role), i)
-                out.content(m.text, i, trained)
-                out.control(EOT, i, trained)
-            elif m.role == "tool":
-                out.control(header("ipython"), i)
-                out.content(m.text, i, trained)
-                out.control(EOT, i, trained)
-            else:
-                out.control(header(m.role), i)
-                out.content(m.text, i, trained)
-                if m.tool_calls:
-                    calls = "".join(
-                        "<|python_tag|>" + _arguments(tc.arguments)
-                        if tc.name == "python"
-                        else "<function=" + tc.name + ">" + _arguments(tc.arguments) + "</function>"
-                        for tc in m.tool_calls
-                    )
-                    out.control(calls + EOM, i, trained)
-                else:
-                    out.control(EOT, i, trained)
+            end = EOT
+            if m.tool_calls and m.role not in ("user", "system", "tool"):
+                end = "".join(_v31_call(tc) for tc in m.tool_calls) + EOM
+            LLAMA3.turn(out, i, "ipython" if m.role == "tool" else m.role, m.text, m.trained, end)
         if add_generation_prompt:
             out.control(header("assistant"))
-
-    def jinja_template(self) -> str:
-        """An equivalent chat template."""
-        return _jinja.template("functionary-v3.1")
 
 
 # --- v3.2: the TypeScript schema macros -----------------------------------------------------------
@@ -477,25 +453,19 @@ def _v32_assistant(m: Message, i: int, out: SegmentBuilder) -> None:
 class FunctionaryV32(NativeFormat):
     """Functionary v3.2 (Llama-3): TypeScript tool schema, ``>>>recipient\\n`` turns."""
 
-    info = FormatInfo(
-        name="functionary-v3.2",
-        family="functionary",
-        description="MeetKai Functionary v3.2 (Llama-3 headers): TypeScript tool namespace, >>>recipient turns",
-        stop=(EOT,),
-        end_of_turn=(EOT,),
+    info = header_info(
+        "functionary-v3.2",
+        "functionary",
+        "MeetKai Functionary v3.2 (Llama-3 headers): TypeScript tool namespace, >>>recipient turns",
+        LLAMA3,
         bos_token=BOS,
         eos_token=EOT,
         supports_tools=True,
         reference=(
-            "the chat_template of meetkai/functionary-medium-v3.2 (testdata templates/llama.cpp-c392e50/"
-            "meetkai-functionary-medium-v3.2.jinja = llama.cpp-0c1e570/), rendered by transformers"
+            "the chat_template of meetkai/functionary-medium-v3.2 (llama.cpp's models/templates/"
+            "meetkai-functionary-medium-v3.2.jinja at c392e50 = at 0c1e570), rendered by transformers"
         ),
-        special_tokens={
-            "bos": BOS,
-            "start_header": "<|start_header_id|>",
-            "end_header": "<|end_header_id|>",
-            "eot": EOT,
-        },
+        tokens=TOKENS,
     )
 
     def build(self, conv: Conversation, out: SegmentBuilder, *, add_generation_prompt: bool, **kwargs: Any) -> None:
@@ -507,20 +477,30 @@ class FunctionaryV32(NativeFormat):
             if m.role == "assistant":
                 _v32_assistant(m, i, out)
             else:
-                out.control(header(m.role), i)
-                out.content(m.text, i, m.trained)
-                out.control(EOT, i, m.trained)
+                LLAMA3.turn(out, i, m.role, m.text, m.trained)
         if add_generation_prompt:
             out.control(header("assistant") + ">>>")
 
-    def jinja_template(self) -> str:
-        """An equivalent chat template: the TypeScript declarations written by Jinja macros that follow
-        the functions above, tool-call arguments given as JSON text parsed (``json_parse``) and dumped
-        again, as here."""
-        return _jinja.template("functionary-v3.2", macros=("json_parse",))
 
-
-FORMATS = [
-    ("functionary-v3.1", FunctionaryV31, ("functionary-medium-v3.1", "functionary-v3-llama3.1")),
-    ("functionary-v3.2", FunctionaryV32, ("functionary-medium-v3.2", "functionary-v3-llama3")),
+FAMILIES = [
+    Family(
+        "functionary-v3.1",
+        make=FunctionaryV31,
+        aliases=("functionary-medium-v3.1", "functionary-v3-llama3.1"),
+        parser="functionary-v3.1",
+        pins=(Pin("meetkai/functionary-medium-v3.1", "meetkai--functionary-medium-v3.1.jinja", tools=False),),
+        export="functionary-v3.1.jinja",
+        reference=FunctionaryV31.info.reference,
+        group="functionary",
+    ),
+    Family(
+        "functionary-v3.2",
+        make=FunctionaryV32,
+        aliases=("functionary-medium-v3.2", "functionary-v3-llama3"),
+        parser="functionary-v3.2",
+        pins=(Pin("meetkai/functionary-medium-v3.2", "meetkai--functionary-medium-v3.2.jinja", tools=False),),
+        export="functionary-v3.2.jinja",
+        reference=FunctionaryV32.info.reference,
+        group="functionary",
+    ),
 ]

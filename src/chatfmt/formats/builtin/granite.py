@@ -45,11 +45,11 @@ from typing import Any
 from ...errors import ValidationError
 from ...messages import Conversation
 from ...segments import SegmentBuilder
-from ..base import FormatInfo, NativeFormat
-from . import _jinja
-from .qwen import tojson
+from ..base import NativeFormat
+from ..family import Family, Pin, TemplateKwarg
+from ._headers import GRANITE, header_info, tojson
 
-START, END_ROLE, EOT = "<|start_of_role|>", "<|end_of_role|>", "<|end_of_text|>"
+START, END_ROLE, EOT = GRANITE.open, GRANITE.close, GRANITE.end
 
 _TOOLS_33 = (
     " You are a helpful assistant with access to the following tools. When a tool is required to answer the "
@@ -122,19 +122,18 @@ def _jinja_str(value: Any) -> str:
 class Granite33(NativeFormat):
     """Granite 3.3 Instruct: dated default system prompt, ``available_tools`` turn, documents, controls."""
 
-    info = FormatInfo(
-        name="granite-3.3",
-        family="granite",
-        description="IBM Granite 3.3: <|start_of_role|>role<|end_of_role|>...<|end_of_text|>, dated system prompt",
-        stop=(EOT,),
-        end_of_turn=(EOT,),
+    info = header_info(
+        "granite-3.3",
+        "granite",
+        "IBM Granite 3.3: <|start_of_role|>role<|end_of_role|>...<|end_of_text|>, dated system prompt",
+        GRANITE,
         eos_token=EOT,
         supports_tools=True,
         reference=(
-            "the chat_template of ibm-granite/granite-3.3-2b-instruct (= llama.cpp models/templates/"
-            "ibm-granite-granite-3.3-2B-Instruct.jinja, testdata templates/llama.cpp-0c1e570/), rendered by transformers"
+            "the chat_template of ibm-granite/granite-3.3-2b-instruct (= llama.cpp's models/templates/"
+            "ibm-granite-granite-3.3-2B-Instruct.jinja at 0c1e570), rendered by transformers"
         ),
-        special_tokens=dict(_SPECIAL),
+        tokens=_SPECIAL,
     )
 
     def build(
@@ -163,10 +162,7 @@ class Granite33(NativeFormat):
         start = 0
         if msgs[0].role == "system":
             start = 1
-            out.control(START + "system" + END_ROLE, 0)
-            out.content(msgs[0].text, 0, msgs[0].trained)
-            out.control(EOT, 0, msgs[0].trained)
-            out.control("\n", 0)
+            GRANITE.turn(out, 0, "system", msgs[0].text, msgs[0].trained)
         else:
             date = default_date() if date_string is None else date_string
             system = "Knowledge Cutoff Date: April 2024. Today's Date: " + date + ". You are Granite, developed by IBM."
@@ -191,37 +187,26 @@ class Granite33(NativeFormat):
             doc_id = _jinja_str(doc.get("doc_id"))
             out.control(START + 'document {"document_id": "' + doc_id + '"}' + END_ROLE + "\n")
             out.control(_jinja_str(doc.get("text")) + EOT + "\n")
-        for i in range(start, len(msgs)):
-            m = msgs[i]
-            out.control(START + m.role + END_ROLE, i)
-            out.content(m.text, i, m.trained)
-            out.control(EOT, i, m.trained)
-            out.control("\n", i)
+        GRANITE.turns(out, msgs, start)
         if add_generation_prompt and start < len(msgs):
             out.control(START + "assistant" + ((" " + tojson(controls)) if controls else "") + END_ROLE)
-
-    def jinja_template(self) -> str:
-        """An equivalent chat template (keywords ``date_string``, ``documents``, ``thinking``, ``controls``
-        and ``available_tools`` as here)."""
-        return _jinja.template("granite-3.3")
 
 
 class Granite40(NativeFormat):
     """Granite 4.0: system prompt with ``<tools>``/``<documents>``, ``<tool_call>`` and ``<tool_response>``."""
 
-    info = FormatInfo(
-        name="granite-4.0",
-        family="granite",
-        description="IBM Granite 4.0: <|start_of_role|>role<|end_of_role|>...<|end_of_text|>, <tool_call> tools",
-        stop=(EOT,),
-        end_of_turn=(EOT,),
+    info = header_info(
+        "granite-4.0",
+        "granite",
+        "IBM Granite 4.0: <|start_of_role|>role<|end_of_role|>...<|end_of_text|>, <tool_call> tools",
+        GRANITE,
         eos_token=EOT,
         supports_tools=True,
         reference=(
-            "llama.cpp models/templates/ibm-granite-granite-4.0.jinja (testdata templates/llama.cpp-0c1e570/, the "
-            "chat_template of the ibm-granite/granite-4.0 models), rendered by transformers"
+            "llama.cpp's models/templates/ibm-granite-granite-4.0.jinja at 0c1e570 (the chat_template of the "
+            "ibm-granite/granite-4.0 models), rendered by transformers"
         ),
-        special_tokens=dict(_SPECIAL),
+        tokens=_SPECIAL,
     )
 
     def build(
@@ -256,20 +241,19 @@ class Granite40(NativeFormat):
             m = msgs[i]
             trained = m.trained
             if m.role == "user":
-                out.control(START + "user" + END_ROLE, i)
-                out.content(m.text, i, trained)
-                out.control(EOT, i, trained)
-                out.control("\n", i)
+                GRANITE.turn(out, i, "user", m.text, trained)
             elif m.role == "assistant":
                 content = m.text
-                out.control(START + "assistant" + END_ROLE, i)
-                out.content(content, i, trained)
-                for k, tc in enumerate(m.tool_calls or ()):
-                    sep = "\n" if k or content else ""
-                    call = '<tool_call>\n{"name": "' + tc.name + '", "arguments": ' + tojson(tc.arguments) + "}\n</tool_call>"
-                    out.control(sep + call, i, trained)
-                out.control(EOT, i, trained)
-                out.control("\n", i)
+                calls = "".join(
+                    ("\n" if k or content else "")
+                    + '<tool_call>\n{"name": "'
+                    + tc.name
+                    + '", "arguments": '
+                    + tojson(tc.arguments)
+                    + "}\n</tool_call>"
+                    for k, tc in enumerate(m.tool_calls or ())
+                )
+                GRANITE.turn(out, i, "assistant", content, trained, calls + EOT)
             elif m.role == "tool":
                 if i == 0 or msgs[i - 1].role != "tool":
                     out.control(START + "user" + END_ROLE, i)
@@ -282,12 +266,41 @@ class Granite40(NativeFormat):
         if add_generation_prompt:
             out.control(START + "assistant" + END_ROLE)
 
-    def jinja_template(self) -> str:
-        """An equivalent chat template (keywords ``documents`` and ``available_tools`` as here)."""
-        return _jinja.template("granite-4.0")
 
+DOCUMENTS = TemplateKwarg("documents", "list[dict] | None", None, "documents to ground the answer in (doc_id, text)")
+AVAILABLE_TOOLS = TemplateKwarg("available_tools", "list[dict] | None", None, "the tool list (wins over tools=)")
 
-FORMATS = [
-    ("granite-3.3", Granite33, ("granite3.3", "granite-3.3-instruct", "granite")),
-    ("granite-4.0", Granite40, ("granite4", "granite-4", "granite-4.0-instruct")),
+FAMILIES = [
+    Family(
+        "granite-3.3",
+        make=Granite33,
+        aliases=("granite3.3", "granite-3.3-instruct", "granite"),
+        parser="granite-3.3",
+        kwargs=(
+            TemplateKwarg(
+                "date_string", "str | None", None, "the date of the default system prompt (default: today, %B %d, %Y)"
+            ),
+            DOCUMENTS,
+            TemplateKwarg("thinking", "bool", False, "the default system prompt asks for <think> and <response>"),
+            TemplateKwarg(
+                "controls", "dict | None", None, "citations / hallucinations notes, and the generation prompt's controls"
+            ),
+            AVAILABLE_TOOLS,
+        ),
+        pins=(Pin("ibm-granite/granite-3.3-2b-instruct", "ibm-granite--granite-3.3-2b-instruct.jinja", tools=False),),
+        export="granite-3.3.jinja",
+        reference=Granite33.info.reference,
+        group="granite",
+    ),
+    Family(
+        "granite-4.0",
+        make=Granite40,
+        aliases=("granite4", "granite-4", "granite-4.0-instruct"),
+        parser="granite-4.0",
+        kwargs=(DOCUMENTS, AVAILABLE_TOOLS),
+        pins=(Pin("ibm-granite/granite-4.0", "ibm-granite--granite-4.0.jinja", tools=True),),
+        export="granite-4.0.jinja",
+        reference=Granite40.info.reference,
+        group="granite",
+    ),
 ]

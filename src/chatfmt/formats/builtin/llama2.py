@@ -48,6 +48,9 @@ Where transformers with the Hugging Face Llama-2-chat template differs (the vend
 
 Llama-2 has no tool syntax: a tool list goes into the system prompt as JSON (see
 :func:`~chatfmt.formats.base.inject_tools_as_system`); tool calls and tool results are rejected.
+
+Its Jinja export (``templates/llama-2.jinja``) writes the same text with ``<s>``/``</s>`` written out:
+chatfmt's encoding of it gives Meta's ids; transformers 5's tokenizer drops the dummy prefix after ``<s>``.
 """
 
 from __future__ import annotations
@@ -57,12 +60,13 @@ from typing import Any
 from ...messages import Conversation
 from ...segments import SegmentBuilder
 from ..base import FormatInfo, NativeFormat
-from . import _jinja
+from ..family import Family
+from ._inst import BOS, END_INST, EOS, INST, SPM_BOS_EOS
 from ._turns import check_alternating
 
-B_INST, E_INST = "[INST]", "[/INST]"
+B_INST, E_INST = INST, END_INST
 B_SYS, E_SYS = "<<SYS>>\n", "\n<</SYS>>\n\n"
-BOS_ID, EOS_ID = 1, 2
+BOS_ID, EOS_ID = SPM_BOS_EOS[BOS], SPM_BOS_EOS[EOS]
 
 
 class Llama2(NativeFormat):
@@ -90,14 +94,14 @@ class Llama2(NativeFormat):
         for i in range(start, len(msgs), 2):
             user = msgs[i]
             if system is not None and i == start:
-                out.ids("<s>", (BOS_ID,), 0)
+                out.ids(BOS, (BOS_ID,), 0)
                 out.control(f"{B_INST} {B_SYS}", 0)
                 out.content(system.text, 0, system.trained)
                 prompt = user.text.rstrip()
                 out.control(E_SYS if prompt else E_SYS.rstrip(), 0, system.trained)
                 out.content(prompt, i, user.trained)
             else:
-                out.ids("<s>", (BOS_ID,), i)
+                out.ids(BOS, (BOS_ID,), i)
                 out.control(f"{B_INST} ", i)
                 out.content(user.text.strip(), i, user.trained)
             out.control(f" {E_INST}", i, user.trained)
@@ -107,12 +111,17 @@ class Llama2(NativeFormat):
                 out.control(" ", j, trained)
                 out.content(answer.text.strip(), j, trained)
                 out.control(" ", j, trained)
-                out.ids("</s>", (EOS_ID,), j, trained)
-
-    def jinja_template(self) -> str:
-        """An equivalent chat template: the same text, with ``<s>``/``</s>`` written out (chatfmt's
-        encoding of it gives Meta's ids; transformers 5's tokenizer drops the dummy prefix after ``<s>``)."""
-        return _jinja.template("llama-2")
+                out.ids(EOS, (EOS_ID,), j, trained)
 
 
-FORMATS = [("llama-2", Llama2, ("llama2", "llama-2-chat"))]
+FAMILIES = [
+    Family(
+        "llama-2",
+        make=Llama2,
+        aliases=("llama2", "llama-2-chat"),
+        parser="plain",
+        export="llama-2.jinja",
+        reference=Llama2.info.reference,
+        group="llama",
+    )
+]

@@ -4,8 +4,8 @@ Renders exactly what the Llama-4 instruct ``chat_template`` renders under transf
 at run time. The reference is the template transformers (5.23) ships for Llama 4: ``chat_template`` in
 ``transformers/models/llama4/processing_llama4.py`` (the ``Llama4Processor`` default), the same string
 its ``convert_llama4_weights_to_hf.py`` writes into the instruct checkpoints
-(meta-llama/Llama-4-Scout-17B-16E-Instruct, Llama-4-Maverick-17B-128E-Instruct at release). No copy of
-the Hub's ``tokenizer_config.json`` / ``chat_template.json`` is in ``../shared/testdata``.
+(meta-llama/Llama-4-Scout-17B-16E-Instruct, Llama-4-Maverick-17B-128E-Instruct at release). chatfmt's
+tests hold no copy of the Hub's ``tokenizer_config.json`` / ``chat_template.json``.
 
 What the template does (and this format with it):
 
@@ -51,22 +51,28 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import ValidationError
-from ...messages import Conversation, Message
+from ...messages import Message
 from ...segments import SegmentBuilder
-from ..base import FormatInfo, NativeFormat
-from . import _jinja
-from .llama3 import TOOLS_IN_SYSTEM, TOOLS_IN_USER, json_call, tool_list_text, tool_result
+from ..family import Family
+from ._headers import (
+    BEGIN_OF_TEXT,
+    CUSTOM_TOOLS,
+    LLAMA4,
+    TOOLS_IN_SYSTEM,
+    TOOLS_IN_USER_MESSAGE,
+    LlamaToolsFormat,
+    header_info,
+    json_call,
+    tool_list_text,
+)
 
-BOS = "<|begin_of_text|>"
-EOT = "<|eot|>"
+BOS = BEGIN_OF_TEXT
+EOT = LLAMA4.end
 EOM = "<|eom|>"
 IMAGE = "<|image|>"
 PYTHON_START = "<|python_start|>"
 PYTHON_END = "<|python_end|>"
-
-
-def _header(role: str) -> str:
-    return f"<|header_start|>{role}<|header_end|>\n\n"
+KWARGS = (CUSTOM_TOOLS, TOOLS_IN_USER_MESSAGE)
 
 
 def content_pieces(m: Message) -> list[tuple[bool, str]]:
@@ -113,20 +119,19 @@ def _emit(out: SegmentBuilder, pieces: list[tuple[bool, str]], i: int, trained: 
             out.control(text, i, False)
 
 
-class Llama4(NativeFormat):
+class Llama4(LlamaToolsFormat):
     """Llama-4-Instruct (Scout / Maverick)."""
 
-    extra_template_kwargs = ("custom_tools", "tools_in_user_message")
+    headers = LLAMA4
+    extra_template_kwargs = tuple(k.name for k in KWARGS)
 
-    info = FormatInfo(
-        name="llama-4",
-        family="llama",
-        description=(
-            "Llama-4-Instruct (Scout/Maverick): <|header_start|>role<|header_end|>\\n\\n...<|eot|>, tools in the "
-            "first user message, <|python_start|> tool calls, ipython tool results"
-        ),
-        stop=(EOT, EOM, "<|end_of_text|>"),
-        end_of_turn=(EOT,),
+    info = header_info(
+        "llama-4",
+        "llama",
+        "Llama-4-Instruct (Scout/Maverick): <|header_start|>role<|header_end|>\\n\\n...<|eot|>, tools in the "
+        "first user message, <|python_start|> tool calls, ipython tool results",
+        LLAMA4,
+        stop=(EOM, "<|end_of_text|>"),
         bos_token=BOS,
         eos_token=EOT,
         supports_tools=True,
@@ -135,9 +140,9 @@ class Llama4(NativeFormat):
             "chat_template = what convert_llama4_weights_to_hf.py writes into meta-llama/Llama-4-Scout-17B-16E-"
             "Instruct and Llama-4-Maverick-17B-128E-Instruct), rendered by transformers"
         ),
-        special_tokens={
+        tokens={
             "bos": BOS,
-            "header_start": "<|header_start|>",
+            "header_start": LLAMA4.open,
             "header_end": "<|header_end|>",
             "eot": EOT,
             "python_start": PYTHON_START,
@@ -146,66 +151,29 @@ class Llama4(NativeFormat):
         },
     )
 
-    def build(self, conv: Conversation, out: SegmentBuilder, *, add_generation_prompt: bool, **kwargs: Any) -> None:
-        msgs = conv.messages
-        tools = kwargs.get("custom_tools", conv.tools)
-        tools = list(tools) if tools else None
-        in_user = bool(kwargs.get("tools_in_user_message", True))
+    def system_turn(
+        self, out: SegmentBuilder, msgs: list[Message], tools: list[Any] | None, in_user: bool, kwargs: dict[str, Any]
+    ) -> int:
+        if not msgs or msgs[0].role != "system":
+            return 0
+        system = msgs[0]
+        head = LLAMA4.header("system")
+        if tools is not None:
+            head += "Environment: ipython\n"
+            if not in_user:
+                head += TOOLS_IN_SYSTEM + tool_list_text(tools)
+        out.turn(0, head, self._system_text(system), EOT, system.trained)
+        return 1
 
-        out.control(BOS)
-        start = 0
-        if msgs and msgs[0].role == "system":
-            system, start = msgs[0], 1
-            head = _header("system")
-            if tools is not None:
-                head += "Environment: ipython\n"
-                if not in_user:
-                    head += TOOLS_IN_SYSTEM + tool_list_text(tools)
-            out.control(head, 0)
-            out.content(self._system_text(system), 0, system.trained)
-            out.control(EOT, 0, system.trained)
+    def content(self, out: SegmentBuilder, m: Message, i: int, *, first: bool) -> None:
+        pieces = content_pieces(m)
+        _emit(out, _strip_pieces(pieces) if first else pieces, i, m.trained)
 
-        if tools is not None and in_user:
-            if start == len(msgs):
-                raise ValidationError(
-                    f"{self.info.name}: tools go into the first user message, but there is no message after "
-                    "the system message (the template raises: \"Cannot put tools in the first user message "
-                    "when there's no first user message!\")",
-                    index=len(msgs) - 1,
-                    rule="tools",
-                )
-            first = msgs[start]
-            if first.role != "user":
-                raise ValidationError(
-                    f"{self.info.name}: tools go into the first user message, so the first message after the "
-                    f"system message must be a user message, not {first.role!r}",
-                    index=start,
-                    rule="roles",
-                )
-            out.control(_header("user") + TOOLS_IN_USER + tool_list_text(tools), start)
-            _emit(out, _strip_pieces(content_pieces(first)), start, first.trained)
-            out.control(EOT, start, first.trained)
-            start += 1
-
-        for i in range(start, len(msgs)):
-            m = msgs[i]
-            trained = m.trained
-            if m.role == "tool":
-                out.control(_header("ipython"), i)
-                tool_result(out, m, i, trained)
-                out.control(EOT, i, trained)
-            elif m.tool_calls:
-                out.control(_header("assistant"), i)
-                out.control(PYTHON_START, i, trained)
-                _emit(out, content_pieces(m), i, trained)
-                out.control(PYTHON_END + "".join(json_call(tc) for tc in m.tool_calls), i, trained)
-                out.control(EOT, i, trained)
-            else:
-                out.control(_header(m.role), i)
-                _emit(out, content_pieces(m), i, trained)
-                out.control(EOT, i, trained)
-        if add_generation_prompt:
-            out.control(_header("assistant"))
+    def calls(self, out: SegmentBuilder, m: Message, i: int, kwargs: dict[str, Any]) -> None:
+        trained = m.trained
+        out.control(PYTHON_START, i, trained)
+        _emit(out, content_pieces(m), i, trained)
+        out.control(PYTHON_END + "".join(json_call(tc) for tc in m.tool_calls or ()) + EOT, i, trained)
 
     def _system_text(self, system: Message) -> str:
         c = system.content
@@ -221,16 +189,12 @@ class Llama4(NativeFormat):
             )
         return str(c[0].get("text", "")).strip()
 
-    def jinja_template(self) -> str:
-        """An equivalent chat template (keywords ``tools_in_user_message`` and ``custom_tools`` as here)."""
-        return _jinja.template("llama-4")
 
-
-FORMATS = [
-    (
+FAMILIES = [
+    Family(
         "llama-4",
-        Llama4,
-        (
+        make=Llama4,
+        aliases=(
             "llama4",
             "llama-4-instruct",
             "llama-4-scout",
@@ -238,5 +202,10 @@ FORMATS = [
             "llama-4-scout-17b-16e-instruct",
             "llama-4-maverick-17b-128e-instruct",
         ),
+        parser="llama4",
+        kwargs=KWARGS,
+        export="llama-4.jinja",
+        reference=Llama4.info.reference,
+        group="llama",
     )
 ]

@@ -5,7 +5,7 @@ transformers, with no Jinja at run time: per system, user or assistant message
 ``<|{role}|>\\n`` + the content as given (not stripped) + ``<|end|>\\n``; then the generation prompt
 ``<|assistant|>\\n``, or, without one, ``<|endoftext|>`` (the template's ``eos_token``). There is no BOS.
 
-- ``phi-3`` (Phi-3-mini-4k-instruct, ``../shared/testdata/phi-3-mini/tokenizer_config.json``) writes
+- ``phi-3`` (Phi-3-mini-4k-instruct, the chat template of its ``tokenizer_config.json``) writes
   every system message, even an empty one;
 - ``phi-3.5`` (Phi-3.5-mini-instruct) writes a system message only when its content is not empty.
 
@@ -29,29 +29,35 @@ from typing import Any
 from ...messages import Conversation
 from ...segments import SegmentBuilder
 from ..base import FormatInfo, NativeFormat
-from . import _jinja
-from .llama3 import no_tool_calls
+from ..family import Family, Pin
+from ._headers import PHI3, header_info, no_tool_calls
 
-END = "<|end|>"
+END = PHI3.end
 EOS = "<|endoftext|>"
 ROLES = ("system", "user", "assistant")
+
+
+def _info(name: str, description: str, model: str, where: str) -> FormatInfo:
+    return header_info(
+        name,
+        "phi",
+        description,
+        PHI3,
+        stop=(EOS,),
+        eos_token=EOS,
+        reference=f"the chat_template of microsoft/{model} ({where}), rendered by transformers",
+        tokens={"system": "<|system|>", "user": "<|user|>", "assistant": "<|assistant|>", "end": END, "eos": EOS},
+    )
 
 
 class Phi3(NativeFormat):
     """Phi-3-mini-instruct."""
 
-    info = FormatInfo(
-        name="phi-3",
-        family="phi",
-        description="Phi-3-mini-instruct: <|system|>/<|user|>/<|assistant|>\\n...<|end|>\\n, <|endoftext|> at the end",
-        stop=(END, EOS),
-        end_of_turn=(END,),
-        eos_token=EOS,
-        reference=(
-            "the chat_template of microsoft/Phi-3-mini-4k-instruct (../shared/testdata/phi-3-mini/"
-            "tokenizer_config.json), rendered by transformers"
-        ),
-        special_tokens={"system": "<|system|>", "user": "<|user|>", "assistant": "<|assistant|>", "end": END, "eos": EOS},
+    info = _info(
+        "phi-3",
+        "Phi-3-mini-instruct: <|system|>/<|user|>/<|assistant|>\\n...<|end|>\\n, <|endoftext|> at the end",
+        "Phi-3-mini-4k-instruct",
+        "its tokenizer_config.json",
     )
 
     #: whether an empty system message is left out (Phi-3.5's template checks ``message['content']``)
@@ -64,42 +70,46 @@ class Phi3(NativeFormat):
                 continue
             if m.role == "system" and self.skip_empty_system and not m.content:
                 continue
-            trained = m.trained
-            out.control(f"<|{m.role}|>\n", i)
-            out.content(m.text, i, trained)
-            out.control(END, i, trained)
-            out.control("\n", i)
+            PHI3.turn(out, i, m.role, m.text, m.trained)
         out.control("<|assistant|>\n" if add_generation_prompt else EOS)
 
-    def jinja_template(self) -> str:
-        """An equivalent chat template."""
-        return _jinja.template(self.info.name, "phi-3", skip_empty_system=self.skip_empty_system)
+    def jinja_variables(self) -> dict[str, object]:
+        return {"skip_empty_system": self.skip_empty_system}
 
 
 class Phi35(Phi3):
     """Phi-3.5-mini-instruct: Phi-3 without empty system turns."""
 
-    info = FormatInfo(
-        name="phi-3.5",
-        family="phi",
-        description=(
-            "Phi-3.5-mini-instruct: <|system|>/<|user|>/<|assistant|>\\n...<|end|>\\n (no empty system turn), "
-            "<|endoftext|> at the end"
-        ),
-        stop=(END, EOS),
-        end_of_turn=(END,),
-        eos_token=EOS,
-        reference=(
-            "the chat_template of microsoft/Phi-3.5-mini-instruct = ../shared/testdata/templates/llama.cpp-c392e50/"
-            "microsoft-Phi-3.5-mini-instruct.jinja, rendered by transformers"
-        ),
-        special_tokens={"system": "<|system|>", "user": "<|user|>", "assistant": "<|assistant|>", "end": END, "eos": EOS},
+    info = _info(
+        "phi-3.5",
+        "Phi-3.5-mini-instruct: <|system|>/<|user|>/<|assistant|>\\n...<|end|>\\n (no empty system turn), "
+        "<|endoftext|> at the end",
+        "Phi-3.5-mini-instruct",
+        "= llama.cpp's models/templates/microsoft-Phi-3.5-mini-instruct.jinja at c392e50",
     )
 
     skip_empty_system = True
 
 
-FORMATS = [
-    ("phi-3", Phi3, ("phi3", "phi-3-mini", "phi-3-mini-instruct", "phi-3-mini-4k-instruct")),
-    ("phi-3.5", Phi35, ("phi3.5", "phi-3.5-mini", "phi-3.5-mini-instruct")),
+FAMILIES = [
+    Family(
+        "phi-3",
+        make=Phi3,
+        aliases=("phi3", "phi-3-mini", "phi-3-mini-instruct", "phi-3-mini-4k-instruct"),
+        parser="plain",
+        pins=(Pin("microsoft/Phi-3-mini-4k-instruct", "microsoft--Phi-3-mini-4k-instruct.jinja", tools=False),),
+        export="phi-3.jinja",
+        reference=Phi3.info.reference,
+        group="phi",
+    ),
+    Family(
+        "phi-3.5",
+        make=Phi35,
+        aliases=("phi3.5", "phi-3.5-mini", "phi-3.5-mini-instruct"),
+        parser="plain",
+        pins=(Pin("microsoft/Phi-3.5-mini-instruct", "microsoft--Phi-3.5-mini-instruct.jinja", tools=False),),
+        export="phi-3.jinja",
+        reference=Phi35.info.reference,
+        group="phi",
+    ),
 ]
