@@ -433,6 +433,14 @@ class JinjaFormat(ChatFormat):
                     self._native = native
         return self._native  # type: ignore[return-value]
 
+    def _native_for(
+        self, messages: Any, tools: Any, documents: Any, template_kwargs: dict[str, Any], continue_final_message: bool
+    ) -> ChatFormat | None:
+        """The pinned built-in, when this render is one it takes: a plain conversation with nothing
+        else (no tools, documents, template keywords or continuation)."""
+        plain = tools is None and documents is None and not template_kwargs and not continue_final_message
+        return self._known_native() if plain and _plain_payload(messages) else None
+
     def _agrees_with(self, native: ChatFormat) -> bool:
         for msgs in _PLAIN_PROBES:
             for agp in (False, True):
@@ -528,16 +536,9 @@ class JinjaFormat(ChatFormat):
         messages, tools, add_generation_prompt, continue_final_message = _open_turn(
             messages, tools, add_generation_prompt, continue_final_message
         )
-        if (
-            tools is None
-            and documents is None
-            and not template_kwargs
-            and not continue_final_message
-            and _plain_payload(messages)
-        ):
-            native = self._known_native()
-            if native is not None:
-                return native.render(messages, add_generation_prompt=add_generation_prompt)
+        native = self._native_for(messages, tools, documents, template_kwargs, continue_final_message)
+        if native is not None:
+            return native.render(messages, add_generation_prompt=add_generation_prompt)
         variant = self._variant(messages, tools)
         if variant is not self:
             return variant.render(
@@ -703,16 +704,9 @@ class JinjaFormat(ChatFormat):
         *,
         check: bool,
     ) -> tuple[Rendered, tuple[str, ...]]:
-        if (
-            tools is None
-            and documents is None
-            and not template_kwargs
-            and not continue_final_message
-            and _plain_payload(messages)
-        ):
-            native = self._known_native()
-            if native is not None:
-                return native.render_segments(messages, add_generation_prompt=add_generation_prompt), ()
+        native = self._native_for(messages, tools, documents, template_kwargs, continue_final_message)
+        if native is not None:
+            return native.render_segments(messages, add_generation_prompt=add_generation_prompt), ()
         variant = self._variant(messages, tools)
         if variant is not self:
             return variant._render_segments(
