@@ -389,14 +389,15 @@ def test_to_jinja_of_a_jinja_format_is_its_own_template():
 
 
 def test_formats_without_a_spec_cannot_be_exported():
-    with pytest.raises(FormatError, match="'alpaca' has no declarative spec"):
-        to_jinja(Alpaca(default_system=None))  # customised: neither its spec nor a template of its own
     with pytest.raises(FormatError, match="'llama-2' has no declarative spec"):
         to_toml(registry.get("llama-2"))
     with pytest.raises(FormatError, match="cannot be turned into a TOML spec"):
         to_toml(chatfmt.from_template("{{ messages }}"))
-    with pytest.raises(FormatError, match="no declarative spec"):
-        to_toml(Alpaca(default_system=None))
+    # a customised built-in declared as a spec exports its own spec, not the registered default's
+    custom = Alpaca(default_system=None)
+    assert parse_spec(to_toml(custom)).spec == replace(custom.spec)
+    messages = [{"role": "user", "content": "q"}]
+    assert render_jinja_template([messages], chat_template=to_jinja(custom), bos_token="<s>")[0][0] == custom.render(messages)
     with pytest.raises(ValueError, match="unknown export target"):
         export(registry.get("chatml"), "yaml")
 

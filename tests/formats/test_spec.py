@@ -165,11 +165,14 @@ def test_spec_of_gives_the_spec_of_a_builtin_and_of_a_spec_format():
     assert spec_of(fmt) is fmt.spec
 
 
-def test_spec_of_refuses_builtins_without_spec_and_customised_instances():
+def test_spec_of_refuses_builtins_without_spec_and_gives_customised_instances_their_own():
     with pytest.raises(FormatError, match="'llama-2' has no declarative spec"):
         spec_of(chatfmt.load_format("llama-2"))
-    with pytest.raises(FormatError, match="no declarative spec"):
-        spec_of(Alpaca(default_system=None))
+    # a customised built-in declared as a spec has a spec of its own (not the registered default's)
+    custom = Alpaca(default_system=None)
+    assert spec_of(custom) is custom.spec and custom.spec != BUILTIN_SPECS["alpaca"]
+    messages = [msg(U, "q"), msg(A, "a")]
+    assert SpecFormat(spec_of(custom)).render(messages) == custom.render(messages) != registry.get("alpaca").render(messages)
     with pytest.raises(FormatError, match="Jinja chat template"):
         spec_of(chatfmt.from_template("{{ messages[0].content }}", name="chatml"))
 

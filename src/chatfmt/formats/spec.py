@@ -93,14 +93,16 @@ Segments (what is trained and what belongs to which message):
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 from ..errors import FormatError, ValidationError
 from ..messages import Conversation, Message, ToolCall, as_conversation
 from ..segments import SegmentBuilder
-from .base import ChatFormat, FormatInfo, NativeFormat
+from .base import ChatFormat, FormatInfo, NativeFormat, inject_tools_as_system
 from .builtin._turns import check_alternating
+from .family import Family
 
 EOS_PLACEMENTS = ("assistant", "end", "none")
 SYSTEM_PLACEMENTS = ("own_block", "merge_first_user", "unsupported")
@@ -259,7 +261,7 @@ class FormatSpec:
         return self.separator
 
     def strips(self, role: str) -> bool:
-        rs = getattr(self.roles, role, None)
+        rs: RoleSpec | None = getattr(self.roles, role, None)
         if rs is not None and rs.strip is not None:
             return rs.strip
         return self.strip
@@ -333,37 +335,98 @@ def split_closing(text: str, ends: tuple[str, ...]) -> tuple[str, str]:
     return text[:cut], text[cut:]
 
 
-class _Blocks:
-    """Separator bookkeeping: which block came last."""
-
-    __slots__ = ("out", "spec", "previous")
-
-    def __init__(self, out: SegmentBuilder, spec: FormatSpec) -> None:
-        self.out = out
-        self.spec = spec
-        self.previous: str | None = None
-
-    def start(self, role: str, message: int | None) -> None:
-        self.out.control(self.spec.separator_before(role, self.previous), message)
-        self.previous = role
+#: every block a separator can follow (``None``: nothing yet)
+_PREVIOUS: tuple[str | None, ...] = (None, "system", "tools", "user", "assistant", "tool")
 
 
 class SpecFormat(NativeFormat):
-    """A format rendered from a :class:`FormatSpec` (see the module docstring for the rules)."""
+    """A format rendered from a :class:`FormatSpec` (see the module docstring for the rules).
 
-    def __init__(self, spec: FormatSpec, *, source: str | None = None) -> None:
+    The spec is compiled at construction into the text of every turn (per role, and per the block
+    before it for the separators), so a render does no option work: each ordinary message is one
+    :meth:`~chatfmt.segments.SegmentBuilder.turn`. ``family``, ``reference`` and ``special_tokens``
+    go into the format's :class:`~chatfmt.formats.base.FormatInfo` (a built-in declared as a spec
+    names its own; a TOML format is of family ``spec``).
+    """
+
+    def __init__(
+        self,
+        spec: FormatSpec,
+        *,
+        source: str | None = None,
+        family: str = "spec",
+        reference: str = "",
+        special_tokens: Mapping[str, str] | None = None,
+    ) -> None:
         problems = spec.problems()
         if problems:
             key, msg = problems[0]
             raise FormatError(f"{key}: {msg}", source=source)
+        info = spec.info(source)
+        if family != info.family or reference or special_tokens:
+            info = replace(info, family=family, reference=reference, special_tokens=dict(special_tokens or {}))
+        super().__init__(info)
+        self._compile(spec)
+
+    def _compile(self, spec: FormatSpec) -> None:
         self.spec = spec
-        super().__init__(spec.info(source))
+        s = spec
+        ends = s.turn_ends
+        roles = s.roles
+
+        def headers(role: str, prefix: str) -> dict[str | None, str]:
+            return {prev: s.separator_before(role, prev) + prefix for prev in _PREVIOUS}
+
+        self._sys_head = roles.system.prefix
+        self._sys_end = split_closing(roles.system.suffix, ends)
+        self._user = (headers("user", roles.user.prefix), s.strips("user"), *split_closing(roles.user.suffix, ends))
+        eos = s.eos if s.eos_placement == "assistant" else ""
+        self._assistant = (
+            headers("assistant", roles.assistant.prefix),
+            s.strips("assistant"),
+            *split_closing(eos + roles.assistant.suffix, ends),
+        )
+        self._final_eos = s.eos if s.eos_placement == "end" else ""
+        trs = s.tool_results
+        self._tool_strip = s.strips("tool")
+        if trs.style == "user_block":
+            self._tool_headers = headers("tool", roles.user.prefix)
+            self._tool_end = split_closing(roles.user.suffix, ends)
+        elif roles.tool is not None:
+            self._tool_headers = headers("tool", roles.tool.prefix + trs.prefix)
+            self._tool_end = split_closing(roles.tool.suffix, ends)
+        else:
+            self._tool_headers = {}
+            self._tool_end = ("", "")
+        self._generation = {prev: s.separator_before("assistant", prev) + s.generation_prompt_text for prev in _PREVIOUS}
+        tc = s.tool_calls
+        self._call_mode = "error" if tc is None else tc.mode
+        self._call_pieces = split_placeholders(tc.template, _CALL_FIELDS) if tc is not None else []
+        self._tools_error = s.tools_error
+
+    def with_info(self, **changes: Any) -> SpecFormat:
+        """A copy with its :class:`~chatfmt.formats.base.FormatInfo` changed; a new ``bos_token`` or
+        ``eos_token`` is also what the copy writes (in place of the spec's BOS, and of its EOS
+        wherever the spec writes it)."""
+        clone = super().with_info(**changes)
+        assert isinstance(clone, SpecFormat)
+        spec = self.spec
+        if "bos_token" in changes and spec.bos:
+            spec = replace(spec, bos=changes["bos_token"] or "")
+        if "eos_token" in changes and spec.eos:
+            spec = _replace_text(spec, spec.eos, changes["eos_token"] or "")
+        if spec is not self.spec:
+            clone._compile(spec)
+        return clone
 
     def prepare(self, messages: Any, tools: list[dict[str, Any]] | None) -> Conversation:
         conv = as_conversation(messages, tools)
-        if conv.tools and self.spec.tools_error:
-            raise ValidationError(self.spec.tools_error, rule="tools")
-        return super().prepare(conv, None)
+        if conv.tools:
+            if self._tools_error:
+                raise ValidationError(self._tools_error, rule="tools")
+            if not self.info.supports_tools:
+                conv = inject_tools_as_system(conv)
+        return conv
 
     # -- pieces ----------------------------------------------------------------------------------
 
@@ -382,17 +445,12 @@ class SpecFormat(NativeFormat):
         tc = self.spec.tool_calls
         assert tc is not None
         values = {"{name}": call.name, "{arguments}": call.arguments_json}
-        body = "".join(values.get(p, p) if k % 2 else p for k, p in enumerate(split_placeholders(tc.template, tuple(values))))
+        body = "".join(values[p] if k % 2 else p for k, p in enumerate(self._call_pieces))
         return tc.prefix + body + tc.suffix
 
     def _text(self, m: Message) -> str:
         text = m.text
         return text.strip() if self.spec.strips(m.role) else text
-
-    def _closing(self, out: SegmentBuilder, text: str, message: int | None, trained: bool) -> None:
-        head, rest = split_closing(text, self.spec.turn_ends)
-        out.control(head, message, trained)
-        out.control(rest, message)
 
     # -- rendering -------------------------------------------------------------------------------
 
@@ -400,92 +458,124 @@ class SpecFormat(NativeFormat):
         s = self.spec
         name = self.info.name
         msgs = conv.messages
-        sys_msg = msgs[0] if msgs and msgs[0].role == "system" else None
+        n = len(msgs)
+        sys_msg = msgs[0] if n and msgs[0].role == "system" else None
         first = 1 if sys_msg is not None else 0
         placement = s.system.placement
         if sys_msg is not None and placement == "unsupported":
             raise ValidationError(s.system_error, index=0, rule="system")
         if s.alternating:
             check_alternating(conv, name)
-        tools_text = self.tools_text(conv.tools) if s.tools is not None and conv.tools else ""
-        in_system = tools_text if s.tools is not None and s.tools.placement == "system" else ""
+        tools = s.tools
+        tools_text = self.tools_text(conv.tools) if tools is not None and conv.tools else ""
+        in_system = tools_text if tools is not None and tools.placement == "system" else ""
         has_system = sys_msg is not None or bool(s.system.default) or bool(in_system)
         merge = has_system and placement == "merge_first_user"
-        if merge and (first == len(msgs) or msgs[first].role != "user"):
-            what = f"message {first} is {msgs[first].role!r}" if first < len(msgs) else "there is none"
+        if merge and (first == n or msgs[first].role != "user"):
+            what = f"message {first} is {msgs[first].role!r}" if first < n else "there is none"
             raise ValidationError(
                 f"{name} merges the system prompt into the first user message, but {what}",
-                index=min(first, len(msgs) - 1),
+                index=min(first, n - 1),
                 rule="system",
             )
 
-        blocks = _Blocks(out, s)
         out.control(s.bos)
+        prev: str | None = None
         if has_system and placement == "own_block":
-            blocks.start("system", 0 if sys_msg is not None else None)
-            rs = s.roles.system
+            head, rest = self._sys_end
             if sys_msg is not None:
-                out.control(rs.prefix, 0)
-                out.content(self._text(sys_msg), 0, sys_msg.trained)
+                trained = sys_msg.trained
+                out.control(self._sys_head, 0)
+                out.content(self._text(sys_msg), 0, trained)
                 out.control(in_system, 0)
-                self._closing(out, rs.suffix, 0, sys_msg.trained)
+                out.control(head, 0, trained)
+                out.control(rest, 0)
             else:
-                out.control(rs.prefix + s.system.default + in_system + rs.suffix)
-        if tools_text and s.tools is not None and s.tools.placement == "own_block":
-            blocks.start("tools", None)
-            out.control(tools_text)
+                out.control(self._sys_head + s.system.default + in_system + head + rest)
+            prev = "system"
+        if tools_text and tools is not None and tools.placement == "own_block":
+            out.control(s.separator_before("tools", prev) + tools_text)
+            prev = "tools"
 
-        n = len(msgs)
+        user_headers, user_strip, user_head, user_rest = self._user
+        bot_headers, bot_strip, bot_head, bot_rest = self._assistant
         i = first
         while i < n:
             m = msgs[i]
-            if m.role == "user":
-                blocks.start("user", i)
+            role = m.role
+            if role == "user":
                 if merge and i == first:
-                    self._merged_user(out, i, m, sys_msg, in_system)
+                    self._merged_user(out, user_headers[prev], i, m, sys_msg, in_system)
                 else:
-                    self._turn(out, s.roles.user, i, m)
-            elif m.role == "assistant":
-                blocks.start("assistant", i)
-                self._assistant(out, i, m, last=i == n - 1)
-            elif m.role == "tool" and s.tool_results.style == "user_block":
-                j = i
-                while j < n and msgs[j].role == "tool":
-                    j += 1
-                blocks.start("tool", i)
-                self._tool_group(out, msgs, i, j)
-                i = j
-                continue
-            elif m.role == "tool":
-                if s.roles.tool is None:
+                    text = m.text
+                    out.turn(i, user_headers[prev], text.strip() if user_strip else text, user_head, m.trained, user_rest)
+            elif role == "assistant":
+                text = m.text
+                if bot_strip:
+                    text = text.strip()
+                head = bot_head
+                if m.tool_calls and self._call_mode != "drop":
+                    if self._call_mode == "error":
+                        raise ValidationError(s.tool_call_error, index=i, rule="tool_call")
+                    head = self._calls_text(m, text) + head
+                out.turn(i, bot_headers[prev], text, head, m.trained, bot_rest)
+                if self._final_eos and i == n - 1:
+                    out.control(self._final_eos, i, m.trained)
+            elif role == "tool":
+                if not self._tool_headers:
                     raise ValidationError(
                         f"{name} has no tool-result syntax (it needs a [roles.tool] table or "
                         'tool_results.style = "user_block")',
                         index=i,
                         rule="tool_result",
                     )
-                blocks.start("tool", i)
-                trs = s.tool_results
-                out.control(s.roles.tool.prefix + trs.prefix, i)
-                out.content(self._text(m), i, m.trained)
-                out.control(trs.suffix, i)
-                self._closing(out, s.roles.tool.suffix, i, m.trained)
+                i = self._tool_block(out, self._tool_headers[prev], msgs, i)
+                prev = "tool"
+                continue
             else:  # a system message after the first; validation rejects it before this
                 raise ValidationError(f"{name}: unexpected {m.role} message", index=i, rule="system")
+            prev = role
             i += 1
         if add_generation_prompt:
-            blocks.start("assistant", None)
-            out.control(s.generation_prompt_text)
+            out.control(self._generation[prev])
 
-    def _turn(self, out: SegmentBuilder, rs: RoleSpec, i: int, m: Message) -> None:
-        out.control(rs.prefix, i)
-        out.content(self._text(m), i, m.trained)
-        self._closing(out, rs.suffix, i, m.trained)
+    def _calls_text(self, m: Message, text: str) -> str:
+        """The tool calls of an assistant message, with the separator before the first when there is content."""
+        tc = self.spec.tool_calls
+        assert tc is not None and m.tool_calls
+        calls = tc.separator.join(self.call_text(call) for call in m.tool_calls)
+        return tc.separator + calls if text else calls
 
-    def _merged_user(self, out: SegmentBuilder, i: int, m: Message, sys_msg: Message | None, in_system: str) -> None:
+    def _tool_block(self, out: SegmentBuilder, header: str, msgs: list[Message], i: int) -> int:
+        """The tool result at ``i`` (a turn of its own), or with ``tool_results.style = "user_block"``
+        the results from ``i`` on that share one user turn; the index after them."""
+        trs = self.spec.tool_results
+        strip = self._tool_strip
+        head, rest = self._tool_end
+        j = i + 1
+        if trs.style == "user_block":
+            while j < len(msgs) and msgs[j].role == "tool":
+                j += 1
+        out.control(header, i)
+        for k in range(i, j):
+            m = msgs[k]
+            if k > i:
+                out.control(trs.separator + trs.prefix, k)
+            elif trs.style == "user_block":
+                out.control(trs.prefix, k)
+            text = m.text
+            out.content(text.strip() if strip else text, k, m.trained)
+            out.control(trs.suffix, k)
+        out.control(head, j - 1, msgs[j - 1].trained)
+        out.control(rest, j - 1)
+        return j
+
+    def _merged_user(
+        self, out: SegmentBuilder, header: str, i: int, m: Message, sys_msg: Message | None, in_system: str
+    ) -> None:
         s = self.spec
         sys_index = 0 if sys_msg is not None else None
-        out.control(s.roles.user.prefix, i)
+        out.control(header, i)
         for piece in split_placeholders(s.system.merge_template, ("{system}", "{user}")):
             if piece == "{user}":
                 out.content(self._text(m), i, m.trained)
@@ -497,157 +587,70 @@ class SpecFormat(NativeFormat):
                     out.control(s.system.default + in_system)
             else:
                 out.control(piece, sys_index)
-        self._closing(out, s.roles.user.suffix, i, m.trained)
+        head, rest = self._user[2:]
+        out.control(head, i, m.trained)
+        out.control(rest, i)
 
-    def _assistant(self, out: SegmentBuilder, i: int, m: Message, *, last: bool) -> None:
-        s = self.spec
-        tc = s.tool_calls
-        trained = m.trained
-        if m.tool_calls and (tc is None or tc.mode == "error"):
-            raise ValidationError(s.tool_call_error, index=i, rule="tool_call")
-        out.control(s.roles.assistant.prefix, i)
-        text = self._text(m)
-        if m.tool_calls and tc is not None and tc.mode == "wrap":
-            items = 0
-            if text:
-                out.content(text, i, trained)
-                items = 1
-            for call in m.tool_calls:
-                if items:
-                    out.control(tc.separator, i, trained)
-                out.control(self.call_text(call), i, trained)
-                items += 1
-        else:
-            out.content(text, i, trained)
-        eos = s.eos if s.eos_placement == "assistant" else ""
-        self._closing(out, eos + s.roles.assistant.suffix, i, trained)
-        if s.eos_placement == "end" and last:
-            out.control(s.eos, i, trained)
 
-    def _tool_group(self, out: SegmentBuilder, msgs: list[Message], i: int, j: int) -> None:
-        s = self.spec
-        trs = s.tool_results
-        out.control(s.roles.user.prefix, i)
-        for k in range(i, j):
-            if k > i:
-                out.control(trs.separator, k)
-            out.control(trs.prefix, k)
-            out.content(self._text(msgs[k]), k, msgs[k].trained)
-            out.control(trs.suffix, k)
-        self._closing(out, s.roles.user.suffix, j - 1, msgs[j - 1].trained)
+_CALL_FIELDS = ("{name}", "{arguments}")
+
+
+def _replace_text(value: Any, old: str, new: str) -> Any:
+    """``value`` (a spec, one of its tables, a string or a tuple of strings) with ``old`` written as
+    ``new`` in every string but names and descriptions; strings that become empty leave their tuple."""
+    if isinstance(value, str):
+        return value.replace(old, new)
+    if isinstance(value, tuple):
+        return tuple(x for x in (_replace_text(v, old, new) for v in value) if x)
+    if is_dataclass(value) and not isinstance(value, type):
+        changes = {
+            f.name: _replace_text(getattr(value, f.name), old, new)
+            for f in fields(value)
+            if f.name not in ("name", "description")
+        }
+        return replace(value, **changes)
+    return value
 
 
 # --------------------------------------------------------------------------------------------------
-# built-ins expressed as specs
+# built-ins declared as specs
 
 
-def _builtin_specs() -> dict[str, FormatSpec]:
-    from dataclasses import replace
+@dataclass(frozen=True)
+class SpecFamily(Family):
+    """A family declared as a spec (``spec=``): its formats are :class:`SpecFormat` s whose
+    :class:`~chatfmt.formats.base.FormatInfo` also carries the family's ``group`` (as
+    ``info.family``), ``reference`` and ``special_tokens`` (the control tokens its tokenizer has
+    beyond what the spec writes)."""
 
-    from .builtin import alpaca, openchat, qwen, smollm
+    special_tokens: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
 
-    chatml = FormatSpec(
-        name="chatml",
-        description="ChatML <|im_start|>role ... <|im_end|> (OpenAI, SmolLM2, many fine-tunes)",
-        eos="<|im_end|>",
-        eos_placement="none",
-        end_of_turn=("<|im_end|>",),
-        stop=("<|im_end|>",),
-        roles=Roles(
-            system=RoleSpec("<|im_start|>system\n", "<|im_end|>\n"),
-            user=RoleSpec("<|im_start|>user\n", "<|im_end|>\n"),
-            assistant=RoleSpec("<|im_start|>assistant\n", "<|im_end|>\n"),
-            tool=RoleSpec("<|im_start|>tool\n", "<|im_end|>\n"),
-        ),
-        tool_calls=ToolCallsSpec(mode="drop"),
-    )
-    alpaca_spec = FormatSpec(
-        name="alpaca",
-        description="Stanford Alpaca: preamble, ### Instruction:\\n ... ### Response:\\n ... </s>",
-        bos="<s>",
-        eos="</s>",
-        eos_placement="assistant",
-        strip=True,
-        alternating=True,
-        end_of_turn=("</s>",),
-        stop=("</s>", "### Instruction:", "### Response:"),
-        roles=Roles(
-            system=RoleSpec("", alpaca.SEP),
-            user=RoleSpec(alpaca.INSTRUCTION, alpaca.SEP),
-            assistant=RoleSpec(alpaca.RESPONSE, alpaca.SEP),
-        ),
-        system=SystemSpec(default=alpaca.PREAMBLE),
-    )
-    qwen_spec = FormatSpec(
-        name="qwen2.5",
-        description="Qwen2.5-Instruct: ChatML, default system prompt, <tools>/<tool_call>/<tool_response>",
-        eos="<|im_end|>",
-        eos_placement="none",
-        end_of_turn=("<|im_end|>",),
-        stop=("<|im_end|>", "<|endoftext|>"),
-        roles=Roles(
-            system=RoleSpec("<|im_start|>system\n", "<|im_end|>\n"),
-            user=RoleSpec("<|im_start|>user\n", "<|im_end|>\n"),
-            assistant=RoleSpec("<|im_start|>assistant\n", "<|im_end|>\n"),
-        ),
-        system=SystemSpec(default=qwen.DEFAULT_SYSTEM),
-        tools=ToolsSpec(style="lines", separator="\n", preamble=qwen.TOOLS_HEADER + "\n", postamble=qwen.TOOLS_FOOTER),
-        tool_calls=ToolCallsSpec(prefix="<tool_call>\n", suffix="\n</tool_call>", separator="\n"),
-        tool_results=ToolResultsSpec(
-            style="user_block", prefix="<tool_response>\n", suffix="\n</tool_response>", separator="\n"
-        ),
-    )
+    def create(self, **changes: Any) -> SpecFormat:
+        """A fresh format of this family; ``changes`` replace fields of its spec (a customised
+        variant, e.g. ``system=SystemSpec(default="...")``)."""
+        spec = self.spec
+        assert spec is not None
+        if changes:
+            spec = replace(spec, **changes)
+        return SpecFormat(
+            spec, family=self.group or self.name, reference=self.reference, special_tokens=self.special_tokens
+        )
 
-    # formats without tool syntax whose native error for a tool call explains why (the templates drop them)
-    drops_calls = ToolCallsSpec(mode="error", error="{name} has no tool-call syntax (its template would drop the calls)")
-    drops_tool_calls = replace(drops_calls, error="{name} has no tool-call syntax (its template would drop the tool calls)")
 
-    def chatml_roles(sep: str = "\n", end: str = "<|im_end|>\n") -> Roles:
-        return Roles(*(RoleSpec(f"<|im_start|>{r}{sep}", end) for r in ("system", "user", "assistant", "tool")))
+def chatml_roles(sep: str = "\n", end: str = "<|im_end|>\n", tool: bool = True) -> Roles:
+    """ChatML's role tables: ``<|im_start|>{role}{sep}`` ... ``{end}`` for every role (``tool``: also
+    for tool messages)."""
+    system, user, assistant, tool_role = (RoleSpec(f"<|im_start|>{r}{sep}", end) for r in ("system", "user", "assistant", "tool"))
+    return Roles(system, user, assistant, tool_role if tool else None)
 
-    smollm2 = FormatSpec(
-        name="smollm2",
-        description="SmolLM2-Instruct: ChatML with the default system prompt 'You are a helpful AI assistant named SmolLM'",
-        eos="<|im_end|>",
-        eos_placement="none",
-        end_of_turn=("<|im_end|>",),
-        stop=("<|im_end|>",),
-        roles=chatml_roles(),
-        system=SystemSpec(default=smollm.SMOLLM2_DEFAULT_SYSTEM),
-        tool_calls=drops_calls,
-    )
-    internlm2 = FormatSpec(
-        name="internlm2",
-        description="InternLM2/2.5-Chat: <s> then ChatML <|im_start|>role\\n ... <|im_end|>\\n",
-        bos="<s>",
-        eos="</s>",
-        eos_placement="none",
-        end_of_turn=("<|im_end|>",),
-        stop=("<|im_end|>", "</s>"),
-        roles=chatml_roles(),
-        tool_calls=drops_calls,
-    )
-    phi4 = FormatSpec(
-        name="phi-4",
-        description="Phi-4: <|im_start|>role<|im_sep|> ... <|im_end|>, no newlines between turns",
-        eos="<|im_end|>",
-        eos_placement="none",
-        end_of_turn=("<|im_end|>",),
-        stop=("<|im_end|>", "<|endoftext|>"),
-        roles=replace(chatml_roles("<|im_sep|>", "<|im_end|>"), tool=None),
-        tool_calls=drops_calls,
-    )
-    zephyr = FormatSpec(
-        name="zephyr",
-        description="Zephyr-7B-beta: <|system|>/<|user|>/<|assistant|>\\n ... </s>\\n",
-        eos="</s>",
-        eos_placement="none",
-        end_of_turn=("</s>",),
-        stop=("</s>", "<|user|>"),
-        roles=Roles(*(RoleSpec(f"<|{r}|>\n", "</s>\n") for r in ("system", "user", "assistant"))),
-        tool_calls=drops_calls,
-    )
-    llama3 = FormatSpec(
+
+#: the error of formats whose template has no tool-call syntax (and would drop the calls)
+DROPS_CALLS = ToolCallsSpec(mode="error", error="{name} has no tool-call syntax (its template would drop the calls)")
+
+# Built-ins still implemented natively whose specs render them identically (checked by probe renders
+# in spec_of); a module that declares its family with spec= takes its place.
+_NATIVE_SPECS: dict[str, FormatSpec] = {
+    "llama-3": FormatSpec(
         name="llama-3",
         description="Meta-Llama-3-Instruct: <|start_header_id|>role<|end_header_id|>\\n\\n...<|eot_id|>",
         bos="<|begin_of_text|>",
@@ -662,27 +665,9 @@ def _builtin_specs() -> dict[str, FormatSpec]:
                 for r in ("system", "user", "assistant", "tool")
             )
         ),
-        tool_calls=drops_tool_calls,
-    )
-    eot = openchat.END_OF_TURN
-    openchat_spec = FormatSpec(
-        name="openchat",
-        description="OpenChat 3.5: <s>GPT4 Correct User: ...<|end_of_turn|>GPT4 Correct Assistant: ...",
-        bos="<s>",
-        eos=eot,
-        eos_placement="none",
-        end_of_turn=(eot,),
-        stop=(eot, "</s>"),
-        generation_prompt=f"{openchat.CONDITION} Assistant:",
-        roles=Roles(
-            system=RoleSpec("", eot),
-            user=RoleSpec(f"{openchat.CONDITION} User: ", eot),
-            assistant=RoleSpec(f"{openchat.CONDITION} Assistant: ", eot),
-            tool=RoleSpec(f"{openchat.CONDITION} Tool: ", eot),
-        ),
-        tool_calls=drops_calls,
-    )
-    gemma_spec = FormatSpec(
+        tool_calls=replace(DROPS_CALLS, error="{name} has no tool-call syntax (its template would drop the tool calls)"),
+    ),
+    "gemma": FormatSpec(
         name="gemma",
         description="Gemma / Gemma 2 -it: <start_of_turn>user|model\\n...<end_of_turn>\\n, no system role",
         bos="<bos>",
@@ -702,17 +687,49 @@ def _builtin_specs() -> dict[str, FormatSpec]:
             placement="unsupported",
             error="{name} does not support a system message (the template raises: 'System role not supported')",
         ),
-        tool_calls=drops_calls,
-    )
-    return {
-        s.name: s
-        for s in (chatml, alpaca_spec, qwen_spec, smollm2, internlm2, phi4, zephyr, llama3, openchat_spec, gemma_spec)
-    }
+        tool_calls=DROPS_CALLS,
+    ),
+}
 
 
-#: built-in formats that a spec renders identically (text and segments), by canonical name; each is
-#: pinned by tests against the native built-in
-BUILTIN_SPECS: dict[str, FormatSpec] = _builtin_specs()
+def _native_spec(key: str | None) -> FormatSpec | None:
+    """The spec of the native built-in ``key`` (while its family is not declared as a spec)."""
+    from . import registry
+
+    spec = _NATIVE_SPECS.get(key or "")
+    return spec if spec is not None and key is not None and registry.family(key).spec is None else None
+
+
+class _BuiltinSpecs(Mapping[str, FormatSpec]):
+    """The built-in formats a spec expresses, by canonical name: every built-in family declared with
+    ``spec=`` (read from the registry when asked) and the native built-ins of :data:`_NATIVE_SPECS`."""
+
+    def _specs(self) -> dict[str, FormatSpec]:
+        from . import registry
+
+        specs: dict[str, FormatSpec] = {}
+        for key, fam in registry.FAMILIES.items():
+            if fam.spec is not None and registry.FAMILIES.origin(key).builtin:
+                specs[fam.name] = fam.spec
+            elif _native_spec(key) is not None:
+                specs[fam.name] = _NATIVE_SPECS[key]
+        return specs
+
+    def __getitem__(self, name: str) -> FormatSpec:
+        return self._specs()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._specs())
+
+    def __len__(self) -> int:
+        return len(self._specs())
+
+    def __repr__(self) -> str:
+        return f"BUILTIN_SPECS({sorted(self)})"
+
+
+#: built-in formats a spec renders (text and segments), by canonical name
+BUILTIN_SPECS: Mapping[str, FormatSpec] = _BuiltinSpecs()
 
 # conversations on which a native built-in and its spec must agree before a spec stands for it
 _PROBE_TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
@@ -757,18 +774,19 @@ def _same_render(a: ChatFormat, b: ChatFormat) -> bool:
 
 
 def spec_of(fmt: ChatFormat) -> FormatSpec:
-    """The spec of a :class:`SpecFormat`, or of a built-in that :data:`BUILTIN_SPECS` expresses.
+    """The spec of a :class:`SpecFormat` (every built-in declared as a spec, customised or not, and
+    every TOML format), or of a native built-in that :data:`BUILTIN_SPECS` expresses.
 
-    A built-in instance counts only if it renders as its registered default does (a customised
-    ``Alpaca(default_system=None)`` has no spec). Raises :class:`FormatError` otherwise.
+    A native built-in instance counts only if it renders as its registered default does. Raises
+    :class:`FormatError` otherwise.
     """
     if isinstance(fmt, SpecFormat):
         return fmt.spec
     from . import registry
 
     key = registry.resolve(fmt.info.name) if isinstance(fmt, NativeFormat) else None
-    spec = BUILTIN_SPECS.get(key) if key else None
-    if spec is None or type(registry.get(key)) is not type(fmt) or not _same_render(SpecFormat(spec), fmt):
+    spec = _native_spec(key)
+    if spec is None or key is None or type(registry.get(key)) is not type(fmt) or not _same_render(SpecFormat(spec), fmt):
         kind = "a Jinja chat template" if not isinstance(fmt, NativeFormat) else "implemented in Python"
         raise FormatError(
             f"format {fmt.info.name!r} has no declarative spec (it is {kind}); "
@@ -786,14 +804,17 @@ def load_spec(path: Any) -> SpecFormat:
 
 __all__ = [
     "BUILTIN_SPECS",
+    "DROPS_CALLS",
     "FormatSpec",
     "RoleSpec",
     "Roles",
+    "SpecFamily",
     "SpecFormat",
     "SystemSpec",
     "ToolCallsSpec",
     "ToolResultsSpec",
     "ToolsSpec",
+    "chatml_roles",
     "load_spec",
     "spec_of",
 ]

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from chatfmt.errors import ValidationError
 from chatfmt.formats import registry
 from chatfmt.formats.builtin.alpaca import PREAMBLE, Alpaca
+from chatfmt.formats.spec import SpecFormat
 
 TESTDATA = Path(__file__).resolve().parents[3].parent / "shared" / "testdata"
 CHUJIEZHENG = TESTDATA / "templates" / "chujiezheng-chat_templates"
@@ -228,7 +229,7 @@ def test_tool_list_goes_into_the_system_prompt_as_json() -> None:
 def test_registered_with_its_info() -> None:
     for name in ("alpaca", "Alpaca"):
         fmt = registry.get(name)
-        assert isinstance(fmt, Alpaca)
+        assert isinstance(fmt, SpecFormat) and fmt.spec is Alpaca().spec  # declared as a spec
         assert fmt.name == "alpaca"
     info = Alpaca().info
     assert "### Instruction:" in info.stop and "</s>" in info.stop

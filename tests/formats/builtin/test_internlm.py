@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from chatfmt.errors import ValidationError
 from chatfmt.formats import registry
 from chatfmt.formats.builtin.internlm import InternLM2
+from chatfmt.formats.spec import SpecFormat
 
 from ._harness import (
     A,
@@ -172,7 +173,7 @@ def test_loss_flag_overrides_the_role_default() -> None:
 def test_registered_under_its_aliases() -> None:
     for name in ("internlm2", "InternLM2", "internlm2-chat", "internlm", "internlm2.5", "internlm2.5-chat"):
         fmt = registry.get(name)
-        assert isinstance(fmt, InternLM2)
+        assert isinstance(fmt, SpecFormat) and fmt.spec is InternLM2().spec  # declared as a spec
         assert fmt.name == "internlm2"
     info = InternLM2().info
     assert info.stop == ("<|im_end|>", "</s>") and info.end_of_turn == ("<|im_end|>",)

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from chatfmt.errors import ValidationError
 from chatfmt.formats import registry
 from chatfmt.formats.builtin.openchat import OpenChat
+from chatfmt.formats.spec import SpecFormat
 
 from ._harness import (
     A,
@@ -198,7 +199,7 @@ def test_segments_of_one_exchange() -> None:
 def test_registered_under_its_aliases() -> None:
     for name in ("openchat", "OpenChat", "openchat_3.5", "openchat-3.5-0106"):
         fmt = registry.get(name)
-        assert isinstance(fmt, OpenChat)
+        assert isinstance(fmt, SpecFormat) and fmt.spec is OpenChat().spec  # declared as a spec
         assert fmt.name == "openchat"
     info = OpenChat().info
     assert "<|end_of_turn|>" in info.stop and info.end_of_turn == ("<|end_of_turn|>",)

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from chatfmt.errors import ValidationError
 from chatfmt.formats import registry
 from chatfmt.formats.builtin.phi4 import Phi4
+from chatfmt.formats.spec import SpecFormat
 
 from ._harness import (
     A,
@@ -179,7 +180,7 @@ def test_segments_of_one_exchange() -> None:
 def test_registered_under_its_aliases() -> None:
     for name in ("phi-4", "Phi-4", "phi4", "phi-4-14b"):
         fmt = registry.get(name)
-        assert isinstance(fmt, Phi4)
+        assert isinstance(fmt, SpecFormat) and fmt.spec is Phi4().spec  # declared as a spec
         assert fmt.name == "phi-4"
     info = Phi4().info
     assert info.stop == ("<|im_end|>", "<|endoftext|>") and info.end_of_turn == ("<|im_end|>",)

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from chatfmt.formats import registry
 from chatfmt.formats.builtin.qwen import Qwen25
+from chatfmt.formats.spec import SpecFormat
 
 from ._harness import (
     msg,
@@ -295,7 +296,7 @@ def test_default_system_prompt_is_configurable() -> None:
 def test_registered_under_its_aliases() -> None:
     for name in ("qwen2.5", "qwen2", "qwen", "QWEN2.5"):
         fmt = registry.get(name)
-        assert isinstance(fmt, Qwen25)
+        assert isinstance(fmt, SpecFormat) and fmt.spec is Qwen25().spec  # declared as a spec
         assert fmt.name == "qwen2.5"
     info = Qwen25().info
     assert info.supports_tools and info.supports_system

@@ -18,6 +18,7 @@ import chatfmt
 from chatfmt.errors import ValidationError
 from chatfmt.formats import registry
 from chatfmt.formats.builtin.smollm import SMOLLM2_DEFAULT_SYSTEM, SmolLM2
+from chatfmt.formats.spec import SpecFormat
 
 from ._harness import (
     A,
@@ -155,7 +156,7 @@ def test_default_system_prompt_is_configurable() -> None:
 def test_registered_under_its_aliases() -> None:
     for name in ("smollm2", "SmolLM2", "smollm2-instruct", "smollm2-135m-instruct"):
         fmt = registry.get(name)
-        assert isinstance(fmt, SmolLM2)
+        assert isinstance(fmt, SpecFormat) and fmt.spec is SmolLM2().spec  # declared as a spec
         assert fmt.name == "smollm2"
     info = SmolLM2().info
     assert info.stop == ("<|im_end|>",) and info.end_of_turn == ("<|im_end|>",)

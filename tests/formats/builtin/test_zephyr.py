@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from chatfmt.errors import ValidationError
 from chatfmt.formats import registry
 from chatfmt.formats.builtin.zephyr import Zephyr
+from chatfmt.formats.spec import SpecFormat
 
 from ._harness import (
     A,
@@ -196,7 +197,7 @@ def test_segments_of_one_exchange() -> None:
 def test_registered_under_its_aliases() -> None:
     for name in ("zephyr", "Zephyr", "zephyr-7b-beta"):
         fmt = registry.get(name)
-        assert isinstance(fmt, Zephyr)
+        assert isinstance(fmt, SpecFormat) and fmt.spec is Zephyr().spec  # declared as a spec
         assert fmt.name == "zephyr"
     info = Zephyr().info
     assert "</s>" in info.stop and info.end_of_turn == ("</s>",)

@@ -40,65 +40,44 @@ syntax, so a tool list goes into the system prompt as JSON.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
 
-from ...messages import Conversation
-from ...segments import SegmentBuilder
-from ..base import FormatInfo, NativeFormat
-from ._turns import check_alternating
+from ..spec import FormatSpec, Roles, RoleSpec, SpecFamily, SpecFormat, SystemSpec
 
 PREAMBLE = "Below is an instruction that describes a task. Write a response that appropriately completes the request."
 INSTRUCTION = "### Instruction:\n"
 RESPONSE = "### Response:\n"
 SEP = "\n\n"
 
+SPEC = FormatSpec(
+    name="alpaca",
+    description="Stanford Alpaca: preamble, ### Instruction:\\n ... ### Response:\\n ... </s>",
+    bos="<s>",
+    eos="</s>",
+    eos_placement="assistant",
+    strip=True,
+    alternating=True,
+    end_of_turn=("</s>",),
+    stop=("</s>", "### Instruction:", "### Response:"),
+    roles=Roles(system=RoleSpec("", SEP), user=RoleSpec(INSTRUCTION, SEP), assistant=RoleSpec(RESPONSE, SEP)),
+    system=SystemSpec(default=PREAMBLE),
+)
 
-class Alpaca(NativeFormat):
-    """Stanford Alpaca ``### Instruction:`` / ``### Response:`` prompt, multi-turn as in LLaMA-Factory."""
-
-    info = FormatInfo(
-        name="alpaca",
-        family="alpaca",
-        description="Stanford Alpaca: preamble, ### Instruction:\\n ... ### Response:\\n ... </s>",
-        stop=("</s>", "### Instruction:", "### Response:"),
-        end_of_turn=("</s>",),
-        bos_token="<s>",
-        eos_token="</s>",
-        reference=(
-            "chujiezheng/chat_templates chat_templates/alpaca.jinja rendered by transformers "
-            "(system prompt defaulting to the Stanford Alpaca preamble)"
-        ),
-    )
-
-    def __init__(self, info: FormatInfo | None = None, *, default_system: str | None = PREAMBLE) -> None:
-        super().__init__(info)
-        self.default_system = default_system
-
-    def build(self, conv: Conversation, out: SegmentBuilder, *, add_generation_prompt: bool, **kwargs: Any) -> None:
-        msgs = conv.messages
-        start = check_alternating(conv, self.info.name)
-        eos = self.info.eos_token or ""
-        out.control(self.info.bos_token or "")
-        if start == 1:
-            system = msgs[0]
-            out.content(system.text.strip(), 0, system.trained)
-            out.control(SEP, 0, system.trained)
-        elif self.default_system:
-            out.control(self.default_system + SEP)
-        for i in range(start, len(msgs)):
-            m = msgs[i]
-            trained = m.trained
-            if m.role == "user":
-                out.control(INSTRUCTION, i)
-                out.content(m.text.strip(), i, trained)
-                out.control(SEP, i, trained)
-            else:
-                out.control(RESPONSE, i)
-                out.content(m.text.strip(), i, trained)
-                out.control(eos, i, trained)
-                out.control(SEP, i)
-        if add_generation_prompt:
-            out.control(RESPONSE)
+FAMILY = SpecFamily(
+    name="alpaca",
+    spec=SPEC,
+    group="alpaca",
+    reference=(
+        "chujiezheng/chat_templates chat_templates/alpaca.jinja rendered by transformers "
+        "(system prompt defaulting to the Stanford Alpaca preamble)"
+    ),
+)
+FAMILIES = [FAMILY]
 
 
-FORMATS = [("alpaca", Alpaca, ())]
+def Alpaca(*, default_system: str | None = PREAMBLE) -> SpecFormat:
+    """Stanford Alpaca ``### Instruction:`` / ``### Response:`` prompt, multi-turn as in LLaMA-Factory
+    (``default_system=None``: no preamble without a system message)."""
+    if default_system == PREAMBLE:
+        return FAMILY.create()
+    return FAMILY.create(system=replace(SPEC.system, default=default_system or ""))

@@ -2,35 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Any
+from ..spec import FormatSpec, SpecFamily, SpecFormat, ToolCallsSpec, chatml_roles
 
-from ...messages import Conversation
-from ...segments import SegmentBuilder
-from ..base import FormatInfo, NativeFormat
+SPEC = FormatSpec(
+    name="chatml",
+    description="ChatML <|im_start|>role ... <|im_end|> (OpenAI, SmolLM2, many fine-tunes)",
+    eos="<|im_end|>",
+    eos_placement="none",
+    end_of_turn=("<|im_end|>",),
+    stop=("<|im_end|>",),
+    roles=chatml_roles(),
+    tool_calls=ToolCallsSpec(mode="drop"),
+)
+
+FAMILY = SpecFamily(
+    name="chatml",
+    spec=SPEC,
+    aliases=("im-start",),
+    group="chatml",
+    reference="the ChatML template as shipped by SmolLM2 / OpenHermes",
+    special_tokens={"im_start": "<|im_start|>", "im_end": "<|im_end|>"},
+)
+FAMILIES = [FAMILY]
 
 
-class ChatML(NativeFormat):
+def ChatML() -> SpecFormat:
     """Plain ChatML with no default system prompt and no tool syntax (tools go to the system message).
 
-    Assistant turns are trained through their ``<|im_end|>``; the newline after it is not.
+    Assistant turns are trained through their ``<|im_end|>``; the newline after it is not; an
+    assistant's tool calls are not written (as the template drops them).
     """
-
-    info = FormatInfo(
-        name="chatml",
-        family="chatml",
-        description="ChatML <|im_start|>role ... <|im_end|> (OpenAI, SmolLM2, many fine-tunes)",
-        stop=("<|im_end|>",),
-        end_of_turn=("<|im_end|>",),
-        eos_token="<|im_end|>",
-        reference="the ChatML template as shipped by SmolLM2 / OpenHermes",
-        special_tokens={"im_start": "<|im_start|>", "im_end": "<|im_end|>"},
-    )
-
-    def build(self, conv: Conversation, out: SegmentBuilder, *, add_generation_prompt: bool, **kwargs: Any) -> None:
-        for i, m in enumerate(conv.messages):
-            out.turn(i, f"<|im_start|>{m.role}\n", m.text, "<|im_end|>", m.trained, "\n")
-        if add_generation_prompt:
-            out.control("<|im_start|>assistant\n")
-
-
-FORMATS = [("chatml", ChatML, ("im-start",))]
+    return FAMILY.create()

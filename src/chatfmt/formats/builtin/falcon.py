@@ -52,9 +52,10 @@ from typing import Any
 from ...messages import Conversation, Message
 from ...segments import SegmentBuilder
 from ..base import FormatInfo, NativeFormat
-from . import _jinja
-from .smollm import reject_tool_calls
+from ..family import Family
+from ._chatml import reject_tool_calls
 
+ASSISTANT = "<|assistant|>\n"
 TOOLS_PROMPT_HEAD = (
     "You are a Falcon assistant skilled in function calling. You are helpful, respectful, and concise."
     "\n\n# Tools\n\nYou have access to the following functions. You MUST use them to answer questions when "
@@ -116,20 +117,13 @@ class Falcon3(NativeFormat):
         eos = self.info.eos_token or ""
         last = len(conv.messages) - 1
         for i, m in enumerate(conv.messages):
-            trained = m.trained
             if m.role in ("system", "user"):
-                out.control(f"<|{m.role}|>\n", i)
-                out.content(m.text, i, trained)
-                out.control("\n", i, trained)
+                out.turn(i, f"<|{m.role}|>\n", m.text, "\n", m.trained)
             elif m.role == "assistant":
-                out.control("<|assistant|>\n", i)
-                out.content(m.text, i, trained)
-                out.control(eos, i, trained)
-                if i != last:
-                    out.control("\n", i)
+                out.turn(i, ASSISTANT, m.text, eos, m.trained, "\n" if i != last else "")
             # tool messages: the template writes nothing
         if add_generation_prompt:
-            out.control("<|assistant|>\n")
+            out.control(ASSISTANT)
 
     def _build_with_tools(self, conv: Conversation, out: SegmentBuilder, add_generation_prompt: bool) -> None:
         assert conv.tools
@@ -137,38 +131,32 @@ class Falcon3(NativeFormat):
         msgs = conv.messages
         start = 0
         if msgs[0].role == "system":
-            out.control("<|system|>\n", 0)
-            out.content(msgs[0].text, 0, msgs[0].trained)
-            out.control(tools_prompt(conv.tools), 0)
+            out.turn(0, "<|system|>\n", msgs[0].text, "", msgs[0].trained, tools_prompt(conv.tools))
             start = 1
         else:
             out.control("<|system|>\n" + tools_prompt(conv.tools))
         for i in range(start, len(msgs)):
             m = msgs[i]
-            trained = m.trained
+            text = m.text
             if m.role == "user":
-                out.control("<|user|>\n", i)
-                out.content(m.text, i, trained)
-                out.control("\n", i, trained)
-            elif m.role == "assistant":
-                text = m.text
-                if text:
-                    out.control("<|assistant|>\n", i)
-                    out.content(text, i, trained)
-                if m.tool_calls:
-                    out.control(tool_call_block(m), i, trained)
-                out.control(eos, i, trained)
-                out.control("\n", i)
+                out.turn(i, "<|user|>\n", text, "\n", m.trained)
+            elif m.role == "assistant":  # no header without content
+                calls = tool_call_block(m) if m.tool_calls else ""
+                out.turn(i, ASSISTANT if text else "", text, calls + eos, m.trained, "\n")
             elif m.role == "tool":
-                out.control("<|assistant|>\n<tool_response>\n", i)
-                out.content(m.text, i, trained)
-                out.control("\n</tool_response>\n", i, trained)
+                out.turn(i, ASSISTANT + "<tool_response>\n", text, "\n</tool_response>\n", m.trained)
         if add_generation_prompt:
-            out.control("<|assistant|>\n")
-
-    def jinja_template(self) -> str:
-        """An equivalent chat template (tool calls written in the canonical OpenAI shape, as here)."""
-        return _jinja.template("falcon3", macros=("json_indent",))
+            out.control(ASSISTANT)
 
 
-FORMATS = [("falcon3", Falcon3, ("falcon3-instruct", "falcon-3"))]
+FAMILIES = [
+    Family(
+        name="falcon3",
+        make=Falcon3,
+        aliases=("falcon3-instruct", "falcon-3"),
+        parser="hermes",
+        export="falcon3.jinja",
+        reference=Falcon3.info.reference,
+        group="falcon",
+    )
+]

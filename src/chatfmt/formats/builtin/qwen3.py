@@ -48,61 +48,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...messages import Conversation
+from ...messages import Conversation, Message
 from ...segments import SegmentBuilder
-from ..base import FormatInfo, NativeFormat
-from . import _jinja
-from ._reasoning import split_reasoning
-from .qwen import tojson, tools_block
+from ..base import FormatInfo
+from ..family import Family, Pin, TemplateKwarg
+from ._chatml import (
+    ASSISTANT_HEADER,
+    EMPTY_THINK,
+    QWEN_SPECIAL_TOKENS,
+    ChatMLFormat,
+    assistant_turn,
+    last_query_index,
+)
 
-THINK_OPEN = "<think>\n"
-THINK_CLOSE = "\n</think>\n\n"
-EMPTY_THINK = "<think>\n\n</think>\n\n"
-
-_SPECIAL = {
-    "im_start": "<|im_start|>",
-    "im_end": "<|im_end|>",
-    "endoftext": "<|endoftext|>",
-    "think_start": "<think>",
-    "think_end": "</think>",
-    "tool_call_start": "<tool_call>",
-    "tool_call_end": "</tool_call>",
-    "tool_response_start": "<tool_response>",
-    "tool_response_end": "</tool_response>",
-}
+__all__ = ["FAMILIES", "QwQ", "Qwen3", "last_query_index"]
 
 
-def _tool_call(name: str, arguments: Any) -> str:
-    return '<tool_call>\n{"name": "' + name + '", "arguments": ' + tojson(arguments) + "}\n</tool_call>"
-
-
-def last_query_index(conv: Conversation) -> int:
-    """The index of the last user message that is not a wrapped tool response (else the last index)."""
-    msgs = conv.messages
-    for i in range(len(msgs) - 1, -1, -1):
-        m = msgs[i]
-        if m.role == "user":
-            text = m.text
-            if not (text.startswith("<tool_response>") and text.endswith("</tool_response>")):
-                return i
-    return len(msgs) - 1
-
-
-def _tool_results(conv: Conversation, i: int, out: SegmentBuilder) -> None:
-    """One tool result inside the shared ``<|im_start|>user`` turn of consecutive results."""
-    msgs = conv.messages
-    m = msgs[i]
-    if i == 0 or msgs[i - 1].role != "tool":
-        out.control("<|im_start|>user", i)
-    out.control("\n<tool_response>\n", i)
-    out.content(m.text, i, m.trained)
-    out.control("\n</tool_response>", i)
-    if i == len(msgs) - 1 or msgs[i + 1].role != "tool":
-        out.control("<|im_end|>", i, m.trained)
-        out.control("\n", i)
-
-
-class Qwen3(NativeFormat):
+class Qwen3(ChatMLFormat):
     """Qwen3: ChatML, ``<think>`` blocks (history reasoning dropped), ``enable_thinking``, Hermes tools."""
 
     info = FormatInfo(
@@ -118,73 +80,16 @@ class Qwen3(NativeFormat):
             "the chat_template of Qwen/Qwen3-0.6B (= llama.cpp models/templates/Qwen-Qwen3-0.6B.jinja, "
             "testdata templates/llama.cpp-0c1e570/), rendered by transformers"
         ),
-        special_tokens=dict(_SPECIAL),
+        special_tokens=dict(QWEN_SPECIAL_TOKENS),
     )
+    extra_template_kwargs = ("enable_thinking",)
+    think = "final"
 
-    def build(
-        self,
-        conv: Conversation,
-        out: SegmentBuilder,
-        *,
-        add_generation_prompt: bool,
-        enable_thinking: Any = None,
-        **kwargs: Any,
-    ) -> None:
-        msgs = conv.messages
-        has_system = msgs[0].role == "system"
-        if conv.tools:
-            owner = 0 if has_system else None
-            out.control("<|im_start|>system\n", owner)
-            if has_system:
-                out.content(msgs[0].text, 0, msgs[0].trained)
-                out.control(tools_block(conv.tools), 0)
-            else:
-                out.control(tools_block(conv.tools)[2:])
-            out.control("<|im_end|>", owner, has_system and msgs[0].trained)
-            out.control("\n", owner)
-        elif has_system:
-            out.control("<|im_start|>system\n", 0)
-            out.content(msgs[0].text, 0, msgs[0].trained)
-            out.control("<|im_end|>", 0, msgs[0].trained)
-            out.control("\n", 0)
-
-        last_query = last_query_index(conv)
-        for i in range(1 if has_system else 0, len(msgs)):
-            m = msgs[i]
-            trained = m.trained
-            if m.role == "user":
-                out.control("<|im_start|>user\n", i)
-                out.content(m.text, i, trained)
-                out.control("<|im_end|>", i, trained)
-                out.control("\n", i)
-            elif m.role == "assistant":
-                reasoning, content = split_reasoning(m)
-                out.control("<|im_start|>assistant\n", i)
-                if i > last_query and (i == len(msgs) - 1 or reasoning):
-                    out.control(THINK_OPEN, i, trained)
-                    out.content(reasoning.strip("\n"), i, trained)
-                    out.control(THINK_CLOSE, i, trained)
-                    out.content(content.lstrip("\n"), i, trained)
-                else:
-                    out.content(content, i, trained)
-                for k, tc in enumerate(m.tool_calls or ()):
-                    sep = "\n" if k or content else ""
-                    out.control(sep + _tool_call(tc.name, tc.arguments), i, trained)
-                out.control("<|im_end|>", i, trained)
-                out.control("\n", i)
-            elif m.role == "tool":
-                _tool_results(conv, i, out)
-        if add_generation_prompt:
-            out.control("<|im_start|>assistant\n")
-            if enable_thinking is False:
-                out.control(EMPTY_THINK)
-
-    def jinja_template(self) -> str:
-        """An equivalent chat template (``enable_thinking`` as here)."""
-        return _jinja.template("qwen3")
+    def generation_prompt(self, enable_thinking: Any) -> str:
+        return ASSISTANT_HEADER + (EMPTY_THINK if enable_thinking is False else "")
 
 
-class QwQ(NativeFormat):
+class QwQ(ChatMLFormat):
     """QwQ-32B: ChatML, past turns cut after ``</think>``, generation prompt opens ``<think>``."""
 
     info = FormatInfo(
@@ -200,71 +105,56 @@ class QwQ(NativeFormat):
             "llama.cpp models/templates/Qwen-QwQ-32B.jinja (testdata templates/llama.cpp-0c1e570/; the "
             "chat_template of Qwen/QwQ-32B plus llama.cpp's enable_thinking line), rendered by transformers"
         ),
-        special_tokens=dict(_SPECIAL),
+        special_tokens=dict(QWEN_SPECIAL_TOKENS),
     )
+    extra_template_kwargs = ("enable_thinking",)
+    lone_tools_sep = "\n\n"
 
-    def build(
-        self,
-        conv: Conversation,
-        out: SegmentBuilder,
-        *,
-        add_generation_prompt: bool,
-        enable_thinking: Any = None,
-        **kwargs: Any,
-    ) -> None:
-        msgs = conv.messages
-        has_system = msgs[0].role == "system"
-        if has_system or conv.tools:
-            owner = 0 if has_system else None
-            out.control("<|im_start|>system\n", owner)
-            if has_system:
-                out.content(msgs[0].text, 0, msgs[0].trained)
-            if conv.tools:
-                out.control(tools_block(conv.tools), owner)
-            out.control("<|im_end|>", owner, has_system and msgs[0].trained)
-            out.control("\n", owner)
+    def assistant(self, out: SegmentBuilder, conv: Conversation, i: int, m: Message, after_query: bool) -> None:
+        content = m.text
+        if i != len(conv.messages) - 1:
+            content = content.split("</think>")[-1].lstrip("\n")
+        calls = [self.call_text(c) for c in m.tool_calls or ()]
+        assistant_turn(out, i, m, content, calls, calls_after_text=bool(m.text))
 
-        last = len(msgs) - 1
-        for i in range(1 if has_system else 0, len(msgs)):
-            m = msgs[i]
-            trained = m.trained
-            if m.role == "user":
-                out.control("<|im_start|>user\n", i)
-                out.content(m.text, i, trained)
-                out.control("<|im_end|>", i, trained)
-                out.control("\n", i)
-            elif m.role == "assistant":
-                content = m.text
-                if i != last:
-                    content = content.split("</think>")[-1].lstrip("\n")
-                if m.tool_calls:
-                    calls = [_tool_call(tc.name, tc.arguments) for tc in m.tool_calls]
-                    out.control("<|im_start|>assistant\n", i)
-                    if m.text:
-                        out.content(content, i, trained)
-                        out.control("".join("\n" + c for c in calls), i, trained)
-                    else:
-                        # the template writes "\n" + content only for non-empty content, then "\n" before
-                        # every call: the first call's newline stands in for the header's (untrained)
-                        out.control("\n".join(calls), i, trained)
-                else:
-                    out.control("<|im_start|>assistant\n", i)
-                    out.content(content, i, trained)
-                out.control("<|im_end|>", i, trained)
-                out.control("\n", i)
-            elif m.role == "tool":
-                _tool_results(conv, i, out)
-        if add_generation_prompt:
-            out.control("<|im_start|>assistant\n<think>\n")
-            if enable_thinking is not None and not enable_thinking:
-                out.control("</think>")
-
-    def jinja_template(self) -> str:
-        """An equivalent chat template (``enable_thinking`` as here)."""
-        return _jinja.template("qwq")
+    def generation_prompt(self, enable_thinking: Any) -> str:
+        closed = enable_thinking is not None and not enable_thinking
+        return ASSISTANT_HEADER + "<think>\n" + ("</think>" if closed else "")
 
 
-FORMATS = [
-    ("qwen3", Qwen3, ("qwen-3", "qwen3-instruct")),
-    ("qwq", QwQ, ("qwq-32b",)),
+_THINKING = TemplateKwarg(
+    "enable_thinking", "bool", None, "False: the generation prompt closes the think block (no reasoning)"
+)
+
+FAMILIES = [
+    Family(
+        name="qwen3",
+        make=Qwen3,
+        aliases=("qwen-3", "qwen3-instruct"),
+        parser="qwen3",
+        kwargs=(_THINKING,),
+        pins=(Pin("Qwen/Qwen3-0.6B", "Qwen--Qwen3-0.6B.jinja"),),
+        export="qwen3.jinja",
+        reference=Qwen3.info.reference,
+        group="qwen",
+    ),
+    Family(
+        name="qwq",
+        make=QwQ,
+        aliases=("qwq-32b",),
+        parser="qwq",
+        kwargs=(
+            TemplateKwarg(
+                "enable_thinking",
+                "bool",
+                None,
+                "False: the generation prompt closes the think block it opens (llama.cpp's copy); "
+                "not given: the official prompt, the block left open",
+            ),
+        ),
+        pins=(Pin("Qwen/QwQ-32B", "Qwen--QwQ-32B.jinja"),),
+        export="qwq.jinja",
+        reference=QwQ.info.reference,
+        group="qwen",
+    ),
 ]

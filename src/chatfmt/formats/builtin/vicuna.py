@@ -46,7 +46,7 @@ from typing import Any
 from ...messages import Conversation
 from ...segments import SegmentBuilder
 from ..base import FormatInfo, NativeFormat
-from . import _jinja
+from ..family import Family
 from ._turns import check_alternating
 
 VICUNA_SYSTEM = (
@@ -106,17 +106,22 @@ class Vicuna(NativeFormat):
         if add_generation_prompt:
             out.control(ROLES["assistant"] + ":")
 
-    def jinja_template(self) -> str:
-        """An equivalent chat template (this instance's BOS, EOS and default system prompt)."""
-        return _jinja.template(
-            self.info.name,
-            "vicuna",
-            bos=self.info.bos_token or "",
-            eos=self.info.eos_token or SEP2,
-            default_system=self.default_system,
-        )
+    def jinja_variables(self) -> dict[str, object]:
+        """The export writes this instance's BOS, EOS and default system prompt."""
+        return {
+            "bos": self.info.bos_token or "",
+            "eos": self.info.eos_token or SEP2,
+            "default_system": self.default_system,
+        }
 
 
-FORMATS = [
-    ("vicuna", Vicuna, ("vicuna-v1.1", "vicuna-v1.3", "vicuna-v1.5", "vicuna-7b-v1.5", "vicuna-13b-v1.5")),
+FAMILIES = [
+    Family(
+        name="vicuna",
+        make=Vicuna,
+        aliases=("vicuna-v1.1", "vicuna-v1.3", "vicuna-v1.5", "vicuna-7b-v1.5", "vicuna-13b-v1.5"),
+        export="vicuna.jinja",
+        reference=Vicuna.info.reference,
+        group="vicuna",
+    )
 ]

@@ -38,10 +38,8 @@ from typing import Any
 from ...messages import Conversation
 from ...segments import SegmentBuilder
 from ..base import FormatInfo, NativeFormat
-from . import _jinja
-from .smollm import reject_tool_calls
-
-ASSISTANT_HEADER = "<|im_start|>assistant\n"
+from ..family import Family
+from ._chatml import ASSISTANT_HEADER, IM_END, header, reject_tool_calls
 
 
 class Yi(NativeFormat):
@@ -67,31 +65,29 @@ class Yi(NativeFormat):
         },
     )
 
-    def build(
-        self, conv: Conversation, out: SegmentBuilder, *, add_generation_prompt: bool, **kwargs: Any
-    ) -> None:
+    def build(self, conv: Conversation, out: SegmentBuilder, *, add_generation_prompt: bool, **kwargs: Any) -> None:
         reject_tool_calls(conv, self.info.name)
         msgs = conv.messages
         if msgs[0].role == "system":
             out.content(msgs[0].text, 0, msgs[0].trained)
+        user = header("user")
         for i, m in enumerate(msgs):
-            trained = m.trained
             if m.role == "user":
-                out.control("<|im_start|>user\n", i)
-                out.content(m.text, i, trained)
-                out.control("<|im_end|>", i, trained)
-                out.control("\n", i)
+                out.turn(i, user, m.text, IM_END, m.trained, "\n")
                 header_owner = i + 1 if i + 1 < len(msgs) and msgs[i + 1].role == "assistant" else None
                 out.control(ASSISTANT_HEADER, header_owner)
             elif m.role == "assistant":
-                out.content(m.text, i, trained)
-                out.control("<|im_end|>", i, trained)
-                out.control("\n", i)
+                out.turn(i, "", m.text, IM_END, m.trained, "\n")
             # system (written above) and other roles: nothing in the loop
 
-    def jinja_template(self) -> str:
-        """An equivalent chat template."""
-        return _jinja.template("yi")
 
-
-FORMATS = [("yi", Yi, ("yi-1.5", "yi-1.5-chat", "yi-chat"))]
+FAMILIES = [
+    Family(
+        name="yi",
+        make=Yi,
+        aliases=("yi-1.5", "yi-1.5-chat", "yi-chat"),
+        export="yi.jinja",
+        reference=Yi.info.reference,
+        group="yi",
+    )
+]

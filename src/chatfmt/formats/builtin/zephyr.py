@@ -32,50 +32,36 @@ ollama's own ``zephyr`` template renders the same text for its test conversation
 
 from __future__ import annotations
 
-from typing import Any
+from ..family import Pin
+from ..spec import DROPS_CALLS, FormatSpec, Roles, RoleSpec, SpecFamily, SpecFormat
 
-from ...messages import Conversation
-from ...segments import SegmentBuilder
-from ..base import FormatInfo, NativeFormat
-from .smollm import reject_tool_calls
+SPEC = FormatSpec(
+    name="zephyr",
+    description="Zephyr-7B-beta: <|system|>/<|user|>/<|assistant|>\\n ... </s>\\n",
+    eos="</s>",
+    eos_placement="none",
+    end_of_turn=("</s>",),
+    stop=("</s>", "<|user|>"),
+    roles=Roles(*(RoleSpec(f"<|{r}|>\n", "</s>\n") for r in ("system", "user", "assistant"))),
+    tool_calls=DROPS_CALLS,
+)
 
-
-class Zephyr(NativeFormat):
-    """Zephyr-7B-beta: ``<|system|>`` / ``<|user|>`` / ``<|assistant|>`` headers, every turn ended by ``</s>``."""
-
-    info = FormatInfo(
-        name="zephyr",
-        family="zephyr",
-        description="Zephyr-7B-beta: <|system|>/<|user|>/<|assistant|>\\n ... </s>\\n",
-        stop=("</s>", "<|user|>"),
-        end_of_turn=("</s>",),
-        eos_token="</s>",
-        reference=(
-            "the chat_template of HuggingFaceH4/zephyr-7b-beta as indexed by ollama "
-            "(ollama-template-index/extracted/02-zephyr.jinja), rendered by transformers with eos_token='</s>'"
-        ),
-        special_tokens={"bos": "<s>", "eos": "</s>"},
-    )
-
-    def __init__(self, info: FormatInfo | None = None, *, bos_token: str | None = None) -> None:
-        super().__init__(info)
-        self.bos_token = bos_token
-
-    def build(self, conv: Conversation, out: SegmentBuilder, *, add_generation_prompt: bool, **kwargs: Any) -> None:
-        reject_tool_calls(conv, self.info.name)
-        eos = self.info.eos_token or ""
-        if self.bos_token:
-            out.control(self.bos_token)
-        for i, m in enumerate(conv.messages):
-            if m.role not in ("system", "user", "assistant"):
-                continue  # the template writes nothing for other roles
-            trained = m.trained
-            out.control(f"<|{m.role}|>\n", i)
-            out.content(m.text, i, trained)
-            out.control(eos, i, trained)
-            out.control("\n", i)
-        if add_generation_prompt:
-            out.control("<|assistant|>\n")
+FAMILY = SpecFamily(
+    name="zephyr",
+    spec=SPEC,
+    aliases=("zephyr-7b-beta",),
+    pins=(Pin("HuggingFaceH4/zephyr-7b-beta", "HuggingFaceH4--zephyr-7b-beta.jinja", tools=False),),
+    group="zephyr",
+    reference=(
+        "the chat_template of HuggingFaceH4/zephyr-7b-beta as indexed by ollama "
+        "(ollama-template-index/extracted/02-zephyr.jinja), rendered by transformers with eos_token='</s>'"
+    ),
+    special_tokens={"bos": "<s>", "eos": "</s>"},
+)
+FAMILIES = [FAMILY]
 
 
-FORMATS = [("zephyr", Zephyr, ("zephyr-7b-beta",))]
+def Zephyr(*, bos_token: str | None = None) -> SpecFormat:
+    """Zephyr-7B-beta: ``<|system|>`` / ``<|user|>`` / ``<|assistant|>`` headers, every turn ended by
+    ``</s>``; ``bos_token`` (e.g. ``"<s>"``) is written first when given."""
+    return FAMILY.create(bos=bos_token) if bos_token else FAMILY.create()
