@@ -74,6 +74,7 @@ from ...messages import Conversation
 from ...segments import SegmentBuilder
 from ..base import FormatInfo, NativeFormat
 from ..family import Family, Pin, TemplateKwarg
+from ._info import eos_info
 
 BOS = "<BOS_TOKEN>"
 START = "<|START_OF_TURN_TOKEN|>"
@@ -121,20 +122,8 @@ _TOKENS = {
 
 def _info(name: str, description: str, reference: str, **more: Any) -> FormatInfo:
     """What the Cohere formats share: ``<BOS_TOKEN>``, turns ended by ``<|END_OF_TURN_TOKEN|>``, tools."""
-    special = {**_TOKENS, **more.pop("special_tokens", {})}
-    return FormatInfo(
-        name=name,
-        family="cohere",
-        description=description,
-        stop=(END,),
-        end_of_turn=(END,),
-        bos_token=BOS,
-        eos_token=END,
-        supports_tools=True,
-        reference=reference,
-        special_tokens=special,
-        **more,
-    )
+    tokens = {**_TOKENS, **more.pop("special_tokens", {})}
+    return eos_info(name, "cohere", description, reference, eos=END, bos=BOS, tokens=tokens, supports_tools=True, **more)
 
 
 _BASIC_TYPES = {"string": "str", "number": "float", "integer": "int", "boolean": "bool"}

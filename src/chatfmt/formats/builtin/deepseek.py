@@ -65,6 +65,7 @@ from ...messages import Conversation
 from ...segments import SegmentBuilder
 from ..base import FormatInfo, NativeFormat
 from ..family import Family, Pin, TemplateKwarg
+from ._info import eos_info
 from .qwen import tojson
 
 BOS = "<｜begin▁of▁sentence｜>"
@@ -102,19 +103,9 @@ _SPECIAL = {
 
 def _info(name: str, description: str, reference: str, *, reasoning: bool = True) -> FormatInfo:
     """What every DeepSeek format shares: BOS, ``<｜end▁of▁sentence｜>`` ending turns, tools."""
-    return FormatInfo(
-        name=name,
-        family="deepseek",
-        description=description,
-        stop=(EOS,),
-        end_of_turn=(EOS,),
-        bos_token=BOS,
-        eos_token=EOS,
-        supports_tools=True,
-        supports_reasoning=reasoning,
-        reference=reference,
-        special_tokens={k: v for k, v in _SPECIAL.items() if reasoning or not k.startswith("think")},
-    )
+    tokens = {k: v for k, v in _SPECIAL.items() if reasoning or not k.startswith("think")}
+    return eos_info(name, "deepseek", description, reference, eos=EOS, bos=BOS, tokens=tokens, supports_tools=True,
+                    supports_reasoning=reasoning)
 
 
 def _system(conv: Conversation, out: SegmentBuilder) -> int:
