@@ -109,6 +109,15 @@ class _Writer:
     def fail(self, message: str) -> None:
         self.out(f"raise_exception({jinja_str(message)})")
 
+    def when(self, condition: str, *parts: str, trained: bool = False) -> None:
+        """One output under ``{% if condition %}`` (trained with the assistant turn if ``trained``)."""
+        self.open(f"if {condition}")
+        (self.trained if trained else self.out)(*parts)
+        self.close("endif")
+
+    def fail_if(self, condition: str, message: str) -> None:
+        self.when(condition, f"raise_exception({jinja_str(message)})")
+
     def trained(self, *parts: str) -> None:
         """Output that is trained with an assistant turn (inside a generation block if asked)."""
         if _cat(*parts) == "''":
@@ -141,9 +150,7 @@ class _Writer:
                 self.out(jinja_str(s.separator))
             self.close("endif")
         elif s.separator:
-            self.open("if ns.blocks")
-            self.out(jinja_str(s.separator))
-            self.close("endif")
+            self.when("ns.blocks", jinja_str(s.separator))
         self.tag("set ns.blocks = ns.blocks + 1")
 
     # -- the template ----------------------------------------------------------------------------
@@ -204,13 +211,9 @@ class _Writer:
     def prologue(self) -> None:
         s = self.spec
         name = s.name
-        self.open("if not messages")
-        self.fail("conversation is empty")
-        self.close("endif")
+        self.fail_if("not messages", "conversation is empty")
         if s.tools_error:
-            self.open("if tools")
-            self.fail(s.tools_error)
-            self.close("endif")
+            self.fail_if("tools", s.tools_error)
         self.open("if messages[0].role == 'system'")
         self.tag("set first = 1")
         self.tag("set system_text = text_of(messages[0])")
@@ -233,9 +236,7 @@ class _Writer:
             self.tag("set tools_text = ''")
             self.close("endif")
         if s.system.placement == "unsupported":
-            self.open("if system_text is not none")
-            self.fail(s.system_error)
-            self.close("endif")
+            self.fail_if("system_text is not none", s.system_error)
         if s.alternating:
             self.open("for message in messages[first:]")
             self.open("if message.role != ('user' if loop.index0 % 2 == 0 else 'assistant')")
@@ -247,9 +248,7 @@ class _Writer:
             self.fail(f"{name} has no tool-call syntax")
             self.close("endif")
             self.close("endfor")
-            self.open("if first == messages | length")
-            self.fail(f"{name} needs a user message after the system prompt")
-            self.close("endif")
+            self.fail_if("first == messages | length", f"{name} needs a user message after the system prompt")
         if s.system.placement == "merge_first_user":
             in_system = "tools_text" if s.tools is not None and s.tools.placement == "system" else "''"
             self.open("if system_text is not none")
@@ -331,9 +330,7 @@ class _Writer:
         self.block_start("assistant")
         self.out(jinja_str(ra.prefix))
         if tc is None or tc.mode == "error":
-            self.open("if message.tool_calls")
-            self.fail(s.tool_call_error)
-            self.close("endif")
+            self.fail_if("message.tool_calls", s.tool_call_error)
         if tc is not None and tc.mode == "wrap":
             self.tag(f"set content = {self.text('assistant')}")
             self.open("if message.tool_calls")
@@ -345,9 +342,7 @@ class _Writer:
             self.open("for call in message.tool_calls")
             self.tag("set function = call.function if call.function is defined else call")
             if tc.separator:
-                self.open("if ns.items")
-                self.trained(jinja_str(tc.separator))
-                self.close("endif")
+                self.when("ns.items", jinja_str(tc.separator), trained=True)
             self.tag("set ns.items = ns.items + 1")
             body = []
             for k, piece in enumerate(split_placeholders(tc.template, ("{name}", "{arguments}"))):
@@ -372,9 +367,7 @@ class _Writer:
         else:
             self.out(jinja_str(eos + ra.suffix))
         if s.eos_placement == "end" and s.eos:
-            self.open("if loop.last")
-            self.trained(jinja_str(s.eos))
-            self.close("endif")
+            self.when("loop.last", jinja_str(s.eos), trained=True)
 
     def tool(self) -> None:
         s = self.spec
