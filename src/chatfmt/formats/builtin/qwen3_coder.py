@@ -54,19 +54,29 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
-from ...messages import Conversation, Message
+from ...messages import Conversation, Message, ToolCall
 from ...segments import SegmentBuilder
 from ...toolcalls import bodies
 from ...toolcalls.bodies import BodyError, Call
 from ...toolcalls.families import ParserSpec
 from ...toolcalls.parser import Block, Grammar
-from ..base import FormatInfo, NativeFormat
+from ..base import FormatInfo
 from ..family import Family, Pin
-from .qwen import tojson
+from ._chatml import (
+    IM_END,
+    QWEN_RESPONSES,
+    QWEN_SPECIAL_TOKENS,
+    ChatMLFormat,
+    ToolResponses,
+    assistant_turn,
+    header,
+    tojson,
+    turn,
+)
 
 DEFAULT_SYSTEM = "You are Qwen, a helpful AI assistant that can interact with a computer to solve tasks."
 
-TOOLS_HEADER = "\n\n# Tools\n\nYou have access to the following functions:\n\n<tools>"
+TOOLS_HEADER = "# Tools\n\nYou have access to the following functions:\n\n<tools>"
 TOOLS_FOOTER = (
     "\n</tools>\n\nIf you choose to call a function ONLY reply in the following format with NO suffix:\n\n"
     "<tool_call>\n<function=example_function_name>\n<parameter=example_parameter_1>\nvalue_1\n</parameter>\n"
@@ -78,17 +88,6 @@ TOOLS_FOOTER = (
     "answer the question like normal with your current knowledge and do not tell the user about function calls\n"
     "</IMPORTANT>"
 )
-
-_SPECIAL = {
-    "im_start": "<|im_start|>",
-    "im_end": "<|im_end|>",
-    "endoftext": "<|endoftext|>",
-    "tool_call_start": "<tool_call>",
-    "tool_call_end": "</tool_call>",
-    "tool_response_start": "<tool_response>",
-    "tool_response_end": "</tool_response>",
-}
-
 
 # -- how the templates write values ------------------------------------------------------------------
 
@@ -122,7 +121,7 @@ def _extra_keys(obj: Any, handled: tuple[str, ...], write: Callable[[Any], str])
 
 
 def tools_block(tools: list[Any], write: Callable[[Any], str] = value_text) -> str:
-    """The text that follows the system prompt when tools are given."""
+    """The tool list of the system turn (after the system prompt and a blank line, or the default one)."""
     parts = [TOOLS_HEADER]
     for tool in tools:
         fn = tool.get("function", tool) if isinstance(tool, Mapping) else {}
@@ -148,82 +147,49 @@ def tools_block(tools: list[Any], write: Callable[[Any], str] = value_text) -> s
     return "".join(parts)
 
 
-def tool_calls_text(message: Message, write: Callable[[Any], str] = value_text) -> str:
-    """The ``<tool_call>`` blocks of an assistant message, each preceded by a newline."""
-    out = []
-    for tc in message.tool_calls or ():
-        args = tc.arguments if isinstance(tc.arguments, Mapping) else {}
-        params = "".join(f"<parameter={k}>\n{write(v)}\n</parameter>\n" for k, v in args.items())
-        out.append(f"\n<tool_call>\n<function={tc.name}>\n{params}</function>\n</tool_call>")
-    return "".join(out)
-
-
 # -- the format ----------------------------------------------------------------------------------------
 
 
-class Qwen3Coder(NativeFormat):
+class Qwen3Coder(ChatMLFormat):
     """Qwen3-Coder-*-Instruct: ChatML, an XML tool list, ``<function=...><parameter=...>`` calls."""
 
     info = FormatInfo(
         name="qwen3-coder",
         family="qwen",
         description="Qwen3-Coder: ChatML, <tools> as XML, <tool_call><function=NAME><parameter=ARG> calls",
-        stop=("<|im_end|>", "<|endoftext|>"),
-        end_of_turn=("<|im_end|>",),
-        eos_token="<|im_end|>",
+        stop=(IM_END, "<|endoftext|>"),
+        end_of_turn=(IM_END,),
+        eos_token=IM_END,
         supports_tools=True,
         reference="the chat_template of Qwen/Qwen3-Coder-30B-A3B-Instruct (= Qwen3-Coder-480B-A35B-Instruct's), "
         "rendered by transformers",
-        special_tokens=dict(_SPECIAL),
+        special_tokens={k: v for k, v in QWEN_SPECIAL_TOKENS.items() if not k.startswith("think")},
     )
-    #: a tool-result turn: its opening, the text before and after each result
-    results: tuple[str, str, str] = ("<|im_start|>user\n", "<tool_response>\n", "\n</tool_response>\n")
+    #: the default system prompt, before the tool list when there is no system message
+    lone_tools_sep = DEFAULT_SYSTEM + "\n\n"
+    #: the templates open the user turn of tool results only after a message in their loop
+    responses = ToolResponses(header("user"), "<tool_response>\n", "\n</tool_response>\n", open_first=False)
 
     def write(self, value: Any) -> str:
         """How argument values and extra keys of the tool list are written."""
         return value_text(value)
 
-    def build(self, conv: Conversation, out: SegmentBuilder, *, add_generation_prompt: bool, **kwargs: Any) -> None:
-        msgs = conv.messages
-        has_system = bool(msgs) and msgs[0].role == "system"
-        if has_system or conv.tools:
-            owner = 0 if has_system else None
-            out.control("<|im_start|>system\n", owner)
-            if has_system:
-                out.content(msgs[0].text, 0, msgs[0].trained)
-            else:
-                out.control(DEFAULT_SYSTEM)
-            if conv.tools:
-                out.control(tools_block(conv.tools, self.write), owner)
-            out.control("<|im_end|>", owner, has_system and msgs[0].trained)
-            out.control("\n", owner)
-        start = 1 if has_system else 0
-        for i in range(start, len(msgs)):
-            m = msgs[i]
-            if m.role == "tool":
-                self._tool_result(msgs, i, start, out)
-            elif m.role == "assistant" and m.tool_calls:
-                text = m.text.strip()
-                calls = tool_calls_text(m, self.write)
-                end = ("\n" + calls if text else calls[1:]) + "<|im_end|>"
-                out.turn(i, "<|im_start|>assistant\n", text, end, m.trained, "\n")
-            else:
-                out.turn(i, f"<|im_start|>{m.role}\n", m.text, "<|im_end|>", m.trained, "\n")
-        if add_generation_prompt:
-            out.control("<|im_start|>assistant\n")
+    def tool_definitions(self, tools: list[Any]) -> str:
+        return tools_block(tools, self.write)
 
-    def _tool_result(self, msgs: list[Message], i: int, start: int, out: SegmentBuilder) -> None:
-        """One tool result inside the user turn consecutive results share."""
-        m = msgs[i]
-        opening, before, after = self.results
-        if i > start and msgs[i - 1].role != "tool":
-            out.control(opening, i)
-        out.control(before, i)
-        out.content(m.text, i, m.trained)
-        out.control(after, i)
-        if i == len(msgs) - 1 or msgs[i + 1].role != "tool":
-            out.control("<|im_end|>", i, m.trained)
-            out.control("\n", i)
+    def call_text(self, call: ToolCall) -> str:
+        args = call.arguments if isinstance(call.arguments, Mapping) else {}
+        params = "".join(f"<parameter={k}>\n{self.write(v)}\n</parameter>\n" for k, v in args.items())
+        return f"<tool_call>\n<function={call.name}>\n{params}</function>\n</tool_call>"
+
+    def assistant(self, out: SegmentBuilder, conv: Conversation, i: int, m: Message, after_query: bool) -> None:
+        if not m.tool_calls:
+            return turn(out, i, m)  # the content as it is: no reasoning is read
+        content = m.text.strip()  # the template writes "\n" + content|trim + "\n", then "\n" before each call
+        calls = [self.call_text(c) for c in m.tool_calls]
+        if content:
+            calls[0] = "\n" + calls[0]
+        assistant_turn(out, i, m, content, calls)
 
 
 class Qwen3CoderNext(Qwen3Coder):
@@ -235,7 +201,7 @@ class Qwen3CoderNext(Qwen3Coder):
         description="Qwen3-Coder-Next: Qwen3-Coder's XML tools and calls, JSON values, Qwen3's tool results",
         reference="the chat_template of Qwen/Qwen3-Coder-Next, rendered by transformers",
     )
-    results = ("<|im_start|>user", "\n<tool_response>\n", "\n</tool_response>")
+    responses = replace(QWEN_RESPONSES, open_first=False)
 
     def write(self, value: Any) -> str:
         return value_json(value)
