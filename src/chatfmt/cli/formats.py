@@ -14,6 +14,7 @@ from rich.text import Text
 from ..formats import registry
 from ..formats.family import TemplateKwarg
 from ..toolcalls import parser_name_for_format
+from .common import chatfmt_warnings
 
 
 def _yes(flag: bool) -> str:
@@ -27,7 +28,8 @@ def formats(
     ),
 ) -> None:
     """List the chat formats (built-ins and installed plugins) and what each supports."""
-    names = registry.names()
+    with chatfmt_warnings():  # a plugin that fails to load: one "chatfmt: warning:" line
+        names = registry.names()
     fmts = [registry.get(n) for n in names]
     alias_map: dict[str, list[str]] = {}
     for alias, target in registry.aliases().items():
