@@ -32,8 +32,7 @@ def exportable() -> list[str]:
     names = []
     for name in registry.names():
         fmt = registry.get(name)
-        exports = exporting_family(fmt) is not None or callable(getattr(fmt, "jinja_template", None))
-        if exports and not fmt.jinja_unsupported:
+        if exporting_family(fmt) is not None and not fmt.jinja_unsupported:
             names.append(name)
     return names
 

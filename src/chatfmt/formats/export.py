@@ -416,14 +416,6 @@ def to_jinja(fmt: ChatFormat, *, generation: bool = False) -> str:
         from .builtin import _jinja
 
         return _jinja.export(family, fmt)
-    hook = getattr(fmt, "jinja_template", None)  # the older protocol, until every built-in declares export=
-    if callable(hook):
-        if generation:
-            raise FormatError(
-                f"format {fmt.info.name!r}: {{% generation %}} blocks are written only for declarative "
-                "(spec) formats; export without --generation-blocks"
-            )
-        return str(hook())
     return spec_to_jinja(spec_of(fmt), generation=generation)
 
 

@@ -101,18 +101,18 @@ def _literal(value: object) -> str:
     raise TypeError(f"no Jinja literal for {value!r}")
 
 
-def template(name: str, body: str | None = None, *, macros: tuple[str, ...] | None = None, **variables: object) -> str:
+def template(name: str, body: str | None = None, **variables: object) -> str:
     """The exported chat template of built-in ``name``: a header comment, :data:`PRELUDE`, the shared
-    macro files ``templates/_<macro>.jinja`` (those named in ``macros``; by default those whose macros
-    the body calls), a ``set`` for each of ``variables`` (how a family's variants differ), then the
-    body ``templates/<body>`` (default: ``name``; ``.jinja`` optional)."""
+    macro files ``templates/_<macro>.jinja`` whose macros the body calls, a ``set`` for each of
+    ``variables`` (how a family's variants differ), then the body ``templates/<body>`` (default:
+    ``name``; ``.jinja`` optional)."""
     text = _body(body or name)
     header = (
         f"{{#- {name}: chat template exported by chatfmt from its built-in format "
         f"(chatfmt export {name} --to jinja). -#}}\n"
     )
     sets = "".join(f"{{%- set {k} = {_literal(v)} -%}}\n" for k, v in variables.items())
-    shared = "".join(_body("_" + m) for m in (_macros_called(text) if macros is None else macros))
+    shared = "".join(_body("_" + m) for m in _macros_called(text))
     return header + PRELUDE + shared + sets + text
 
 
