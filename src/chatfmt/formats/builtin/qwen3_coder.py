@@ -60,7 +60,6 @@ from ...toolcalls import bodies
 from ...toolcalls.bodies import BodyError, Call
 from ...toolcalls.families import ParserSpec
 from ...toolcalls.parser import Block, Grammar
-from ..base import FormatInfo
 from ..family import Family, Pin
 from ._chatml import (
     IM_END,
@@ -73,6 +72,7 @@ from ._chatml import (
     tojson,
     turn,
 )
+from ._info import eos_info
 
 DEFAULT_SYSTEM = "You are Qwen, a helpful AI assistant that can interact with a computer to solve tasks."
 
@@ -153,17 +153,15 @@ def tools_block(tools: list[Any], write: Callable[[Any], str] = value_text) -> s
 class Qwen3Coder(ChatMLFormat):
     """Qwen3-Coder-*-Instruct: ChatML, an XML tool list, ``<function=...><parameter=...>`` calls."""
 
-    info = FormatInfo(
-        name="qwen3-coder",
-        family="qwen",
-        description="Qwen3-Coder: ChatML, <tools> as XML, <tool_call><function=NAME><parameter=ARG> calls",
+    info = replace(
+        eos_info(
+            "qwen3-coder", "qwen", "Qwen3-Coder: ChatML, <tools> as XML, <tool_call><function=NAME><parameter=ARG> calls",
+            "the chat_template of Qwen/Qwen3-Coder-30B-A3B-Instruct (= Qwen3-Coder-480B-A35B-Instruct's), rendered by "
+            "transformers",
+            eos=IM_END, tokens={k: v for k, v in QWEN_SPECIAL_TOKENS.items() if not k.startswith("think")},
+            supports_tools=True,
+        ),
         stop=(IM_END, "<|endoftext|>"),
-        end_of_turn=(IM_END,),
-        eos_token=IM_END,
-        supports_tools=True,
-        reference="the chat_template of Qwen/Qwen3-Coder-30B-A3B-Instruct (= Qwen3-Coder-480B-A35B-Instruct's), "
-        "rendered by transformers",
-        special_tokens={k: v for k, v in QWEN_SPECIAL_TOKENS.items() if not k.startswith("think")},
     )
     #: the default system prompt, before the tool list when there is no system message
     lone_tools_sep = DEFAULT_SYSTEM + "\n\n"
