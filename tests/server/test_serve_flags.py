@@ -11,6 +11,9 @@ import subprocess
 import sys
 
 import pytest
+from typer.testing import CliRunner
+
+from chatfmt.cli import app
 
 from .conftest import REPO, ServerProcess
 
@@ -47,16 +50,26 @@ def test_allowed_hosts_host_name_and_cors_origins_from_the_command_line(smollm2_
         srv.stop()
 
 
-@pytest.mark.parametrize(
-    ("flags", "message"),
-    [
-        (["--cors-allow-origin", "localhost:3000"], "--cors-allow-origin 'localhost:3000' is not an origin"),
-        (["--body-timeout", "-1"], "--body-timeout must be more than 0 seconds"),
-        (["--max-connections", "0"], "--max-connections must be at least 1"),
-    ],
-)
+REFUSED_FLAGS = [
+    (["--cors-allow-origin", "localhost:3000"], "--cors-allow-origin 'localhost:3000' is not an origin"),
+    (["--body-timeout", "-1"], "--body-timeout must be more than 0 seconds"),
+    (["--max-connections", "0"], "--max-connections must be at least 1"),
+]
+
+
+@pytest.mark.parametrize(("flags", "message"), REFUSED_FLAGS)
 def test_a_flag_that_cannot_work_is_one_line_and_exit_2_before_loading(flags, message):
-    # the model named does not exist: the flags are refused before anything is loaded
+    # the model named does not exist: the flags are refused before anything is loaded (the CLI in
+    # this process; the subprocess test below runs one of them through a real ``python -m``)
+    res = CliRunner().invoke(app, ["serve", "--model", "/nonexistent/model.gguf", *flags])
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], res.stderr
+    assert res.stdout == ""
+
+
+def test_a_refused_flag_in_a_real_process_is_one_line_and_exit_2():
+    flags, message = REFUSED_FLAGS[0]
     proc = subprocess.run(
         [sys.executable, "-m", "chatfmt.cli", "serve", "--model", "/nonexistent/model.gguf", *flags],
         capture_output=True, text=True, cwd=REPO, timeout=120,
