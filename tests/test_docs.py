@@ -1,0 +1,67 @@
+"""The README is the door and docs/ holds the rest: the README stays short, every relative link in
+them points at a file of the repository, both format tables list every built-in, and no file of the
+package points at ../shared (a wheel has no such folder). `make docs` builds the site strictly
+(anchors, API pages); these checks need no mkdocs."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from chatfmt.formats import registry
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+DOCS = REPO / "docs"
+PAGES = [README, *sorted(DOCS.rglob("*.md"))]
+LINK = re.compile(r"\[[^\]\n]*\]\(([^)\s]+)\)")
+
+
+def _builtins() -> list[str]:
+    return [n for n in registry.names() if registry.FAMILIES.origin(n).builtin]
+
+
+def _table_names(text: str) -> set[str]:
+    return set(re.findall(r"^\| `([^`]+)` \|", text, re.M))
+
+
+def test_readme_is_at_most_20000_characters() -> None:
+    assert len(README.read_text(encoding="utf-8")) <= 20_000
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
+def test_relative_links_point_at_files_of_the_repository(page: Path) -> None:
+    broken = []
+    for target in LINK.findall(page.read_text(encoding="utf-8")):
+        path = target.split("#", 1)[0]
+        if not path or re.match(r"[a-z]+:", path):
+            continue
+        if not (page.parent / path).exists():
+            broken.append(target)
+    assert broken == []
+
+
+def test_the_format_tables_list_every_builtin() -> None:
+    names = set(_builtins())
+    assert names <= _table_names((DOCS / "formats.md").read_text(encoding="utf-8"))
+    assert names <= _table_names(README.read_text(encoding="utf-8"))
+    assert f"{len(names)} built-in formats" in README.read_text(encoding="utf-8")
+
+
+def test_every_docs_page_is_in_the_site_navigation() -> None:
+    nav = (REPO / "mkdocs.yml").read_text(encoding="utf-8")
+    pages = {p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md")}
+    assert {p for p in pages if f" {p}\n" not in nav and f"- {p}\n" not in nav} == set()
+
+
+def test_no_file_of_the_package_points_at_the_shared_folder() -> None:
+    src = REPO / "src" / "chatfmt"
+    hits = [
+        str(p.relative_to(REPO))
+        for p in sorted(src.rglob("*"))
+        if p.is_file() and p.suffix in {".py", ".jinja", ".json", ".md", ".toml"}
+        and "../shared" in p.read_text(encoding="utf-8", errors="replace")
+    ]
+    assert hits == []
