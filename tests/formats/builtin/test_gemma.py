@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from chatfmt.errors import ValidationError
 from chatfmt.formats import registry
-from chatfmt.formats.builtin.gemma import Gemma, Gemma3
+from chatfmt.formats.builtin.gemma import GEMMA_SPEC, Gemma, Gemma3
 
 TESTDATA = Path(__file__).resolve().parents[3].parent / "shared" / "testdata"
 GEMMA = TESTDATA / "gemma" / "tokenizer_config.json"
@@ -123,7 +123,7 @@ def test_gemma2_and_the_template_copies_are_the_gemma_template(path: Path) -> No
     need(path)
     need(GEMMA)
     assert _template(path) == _template(GEMMA)
-    assert type(registry.get("gemma-2")) is Gemma
+    assert registry.get("gemma-2").spec is GEMMA_SPEC
     assert hf_render(path, CASES["multi_turn"], add_generation_prompt=True) == Gemma().render(CASES["multi_turn"], add_generation_prompt=True)
 
 
@@ -271,8 +271,8 @@ def test_continue_final_message_matches_transformers() -> None:
 
 
 def test_registered_under_its_aliases() -> None:
-    for name in ("gemma", "gemma-2", "gemma2", "Gemma-7b-it"):
-        assert type(registry.get(name)) is Gemma
+    for name in ("gemma", "gemma-2", "gemma2", "Gemma-7b-it"):  # a declarative family: its spec is the format
+        assert registry.family(name).spec is GEMMA_SPEC and registry.get(name).spec is GEMMA_SPEC
     for name in ("gemma-3", "gemma3"):
         assert type(registry.get(name)) is Gemma3
     assert not Gemma().info.supports_system and Gemma3().info.supports_system
@@ -280,7 +280,7 @@ def test_registered_under_its_aliases() -> None:
         info = cls().info
         assert info.bos_token == "<bos>" and info.eos_token == "<eos>"
         assert info.end_of_turn == ("<end_of_turn>",) and info.stop == ("<end_of_turn>", "<eos>")
-        assert not info.supports_tools and info.reference
+        assert not info.supports_tools and info.reference and info.family == "gemma"
 
 
 # --- arbitrary conversations ------------------------------------------------------------------------

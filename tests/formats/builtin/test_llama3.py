@@ -30,7 +30,7 @@ import chatfmt
 from chatfmt.errors import ValidationError
 from chatfmt.formats import registry
 from chatfmt.formats.builtin import llama3 as llama3_module
-from chatfmt.formats.builtin.llama3 import Llama3, Llama31, Llama32
+from chatfmt.formats.builtin.llama3 import LLAMA3_SPEC, Llama3, Llama31, Llama32
 
 TESTDATA = Path(__file__).resolve().parents[3].parent / "shared" / "testdata"
 TEMPLATES = TESTDATA / "templates"
@@ -529,13 +529,16 @@ def test_continue_final_message_matches_transformers() -> None:
 
 
 def test_registered_under_its_aliases() -> None:
-    for name, cls in [("llama-3", Llama3), ("llama3", Llama3), ("Llama-3.1", Llama31), ("llama-3.3", Llama31), ("llama3.2", Llama32)]:
+    for name in ("llama-3", "llama3"):  # a declarative family: its spec is the format
+        assert registry.family(name).spec is LLAMA3_SPEC and registry.get(name).spec is LLAMA3_SPEC
+    for name, cls in [("Llama-3.1", Llama31), ("llama-3.3", Llama31), ("llama3.2", Llama32)]:
         assert type(registry.get(name)) is cls
     for cls in (Llama3, Llama31, Llama32):
         info = cls().info
         assert info.bos_token == "<|begin_of_text|>" and info.eos_token == "<|eot_id|>"
         assert "<|eot_id|>" in info.stop and "<|eot_id|>" in info.end_of_turn
-        assert info.supports_tools == (cls is not Llama3)
+        assert info.supports_tools == (info.name != "llama-3")
+        assert info.family == "llama" and info.special_tokens["start_header"] == "<|start_header_id|>"
         assert info.reference
     assert Llama31().info.end_of_turn == ("<|eot_id|>", "<|eom_id|>")
 

@@ -23,7 +23,7 @@ from ...errors import ValidationError
 from ...messages import Conversation, Message, ToolCall
 from ...segments import SegmentBuilder
 from ..base import FormatInfo, NativeFormat
-from ..family import TemplateKwarg
+from ..family import Family, Pin, TemplateKwarg
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,36 @@ def header_info(
         reference=reference,
         special_tokens=dict(tokens or {}),
         **changes,
+    )
+
+
+def pinned(repo: str, tools: bool) -> tuple[Pin, ...]:
+    """The pin on ``repo``'s official template, shipped as ``official/<owner>--<name>.jinja``."""
+    return (Pin(repo, repo.replace("/", "--") + ".jinja", tools=tools),)
+
+
+def native_family(
+    cls: type[NativeFormat],
+    aliases: tuple[str, ...],
+    *,
+    parser: str,
+    pins: tuple[Pin, ...] = (),
+    export: str | None = None,
+    kwargs: tuple[TemplateKwarg, ...] = (),
+) -> Family:
+    """The family of a built-in implemented by ``cls``: its name, group and reference are those of
+    ``cls.info``; the rest is declared here (``export``: the body file in ``templates/``)."""
+    info = cls.info
+    return Family(
+        info.name,
+        make=cls,
+        aliases=aliases,
+        parser=parser,
+        kwargs=kwargs,
+        pins=pins,
+        export=export,
+        reference=info.reference,
+        group=info.family,
     )
 
 
@@ -178,6 +208,8 @@ class LlamaToolsFormat(NativeFormat):
     end of turn; the generation prompt is the assistant header."""
 
     headers: Headers
+    #: the keywords this loop reads (subclasses add theirs)
+    extra_template_kwargs: tuple[str, ...] = (CUSTOM_TOOLS.name, TOOLS_IN_USER_MESSAGE.name)
 
     def build(self, conv: Conversation, out: SegmentBuilder, *, add_generation_prompt: bool, **kwargs: Any) -> None:
         h = self.headers
@@ -227,6 +259,33 @@ class LlamaToolsFormat(NativeFormat):
         raise NotImplementedError
 
 
+def llama_tools_info(
+    name: str,
+    description: str,
+    headers: Headers,
+    *,
+    eom: str,
+    reference: str,
+    tokens: dict[str, str],
+    end_of_turn: tuple[str, ...] = (),
+) -> FormatInfo:
+    """The :class:`FormatInfo` of a Llama tool format: BOS ``<|begin_of_text|>``, the end of turn as
+    EOS, generation stops at it, at ``eom`` (end of a tool-call message) and at ``<|end_of_text|>``."""
+    return header_info(
+        name,
+        "llama",
+        description,
+        headers,
+        stop=(eom, "<|end_of_text|>"),
+        end_of_turn=end_of_turn,
+        bos_token=BEGIN_OF_TEXT,
+        eos_token=headers.end,
+        supports_tools=True,
+        reference=reference,
+        tokens=tokens,
+    )
+
+
 __all__ = [
     "GEMMA",
     "GRANITE",
@@ -238,7 +297,10 @@ __all__ = [
     "first_user_with_tools",
     "header_info",
     "json_call",
+    "llama_tools_info",
+    "native_family",
     "no_tool_calls",
+    "pinned",
     "tool_list_text",
     "tool_result",
     "tojson",

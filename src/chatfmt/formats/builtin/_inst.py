@@ -18,7 +18,7 @@ from typing import Any
 
 from ...errors import ValidationError
 from ...messages import Conversation, Message, ToolCall, as_conversation
-from ...segments import CONTENT, CONTROL, SegmentBuilder
+from ...segments import CONTENT, CONTROL, SegmentBuilder, SegmentKind
 from ..base import NativeFormat
 
 BOS, EOS = "<s>", "</s>"
@@ -34,6 +34,9 @@ CALL_ID = re.compile(r"[a-zA-Z0-9]{9}")
 
 #: how mistral-common joins the text of merged messages and of text chunks (``_DEFAULT_JOIN_STR``)
 JOIN = "\n\n"
+
+#: one piece of an ``encode`` call: (kind, text, message index, trained)
+Piece = tuple[SegmentKind, str, int | None, bool]
 
 #: ``<s>`` and ``</s>`` in the 32000-piece sentencepiece models of Llama-2 and Mistral v1 (their only
 #: control pieces besides ``<unk>``)
@@ -214,7 +217,7 @@ class InstFormat(NativeFormat):
         else:
             out.ids(text, (token_id,), message, trained)
 
-    def _encode(self, out: SegmentBuilder, pieces: list[tuple[str, str, int | None, bool]]) -> None:
+    def _encode(self, out: SegmentBuilder, pieces: list[Piece]) -> None:
         """One ``tokenizer.encode(...)`` call of mistral-common: its pieces (kind, text, message,
         trained) as one run. With sentencepiece the run's dummy prefix ``▁`` is an id-less segment
         ``" "`` in front: it shows the space the ids decode to and keeps the run apart from the one
@@ -228,9 +231,9 @@ class InstFormat(NativeFormat):
             out.add(text, kind, message, trained)
 
     @staticmethod
-    def _joined(turn: _Turn, msgs: list[Message]) -> list[tuple[str, str, int | None, bool]]:
+    def _joined(turn: _Turn, msgs: list[Message]) -> list[Piece]:
         """The turn's text parts joined by ``"\\n\\n"`` (the joiner belongs to the part after it)."""
-        pieces: list[tuple[str, str, int | None, bool]] = []
+        pieces: list[Piece] = []
         for k, (i, text) in enumerate(turn.parts):
             trained = msgs[i].trained
             if k:
@@ -240,8 +243,8 @@ class InstFormat(NativeFormat):
 
     @staticmethod
     def _rstrip_spaces(
-        pieces: list[tuple[str, str, int | None, bool]],
-    ) -> list[tuple[str, str, int | None, bool]]:
+        pieces: list[Piece],
+    ) -> list[Piece]:
         """``"".join(texts).rstrip(" ")``, cut back into the pieces."""
         out = list(pieces)
         while out:
@@ -360,11 +363,13 @@ class InstFormat(NativeFormat):
             self._encode(out, [(CONTENT, m.tool_call_id or "", i, trained)])
             self._token(out, TOOL_CONTENT, i, trained)
             self._encode(out, [(CONTENT, text, i, trained)])
-        elif p.has("call_ids"):
-            payload = {"content": _json_value(text), "call_id": m.tool_call_id}
-            self._encode(out, [(CONTENT, _dumps(payload), i, trained)])
         else:
-            payload = [{"name": m.name, "content": _json_value(text)}]
+            value = _json_value(text)
+            payload: Any = (
+                {"content": value, "call_id": m.tool_call_id}
+                if p.has("call_ids")
+                else [{"name": m.name, "content": value}]
+            )
             self._encode(out, [(CONTENT, _dumps(payload), i, trained)])
         self._token(out, END_TOOL_RESULTS, i, trained)
 
@@ -396,19 +401,17 @@ class InstFormat(NativeFormat):
         """v3+: ids of 9 letters or digits; a call without one only in the final message (mistral-finetune
         trains the last call without its id; mistral-common's finetuning mode accepts that)."""
         hint = "Mistral tool call ids are 9 letters or digits (mistral-common's validator), e.g. 'a1B2c3D4e'"
+
+        def invalid(what: str, value: str) -> ValidationError:
+            return ValidationError(f"{self.name}: {what} {value!r} is not valid; {hint}", index=i, rule="tool_call_id")
+
         if m.role == "tool":
             if not m.tool_call_id:
                 raise ValidationError(
-                    f"{self.name}: a tool result needs the tool_call_id of its call",
-                    index=i,
-                    rule="tool_result",
+                    f"{self.name}: a tool result needs the tool_call_id of its call", index=i, rule="tool_result"
                 )
             if not CALL_ID.fullmatch(m.tool_call_id):
-                raise ValidationError(
-                    f"{self.name}: tool_call_id {m.tool_call_id!r} is not valid; {hint}",
-                    index=i,
-                    rule="tool_call_id",
-                )
+                raise invalid("tool_call_id", m.tool_call_id)
         for tc in m.tool_calls or ():
             if tc.id is None or tc.id == "null":
                 if not last:
@@ -418,9 +421,7 @@ class InstFormat(NativeFormat):
                         rule="tool_call_id",
                     )
             elif not CALL_ID.fullmatch(tc.id):
-                raise ValidationError(
-                    f"{self.name}: tool call id {tc.id!r} is not valid; {hint}", index=i, rule="tool_call_id"
-                )
+                raise invalid("tool call id", tc.id)
 
     def _check_answer(self, turn: _Turn) -> None:
         last = turn.members[-1]

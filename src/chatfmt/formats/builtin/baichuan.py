@@ -26,8 +26,9 @@ from typing import Any
 from ...errors import ValidationError
 from ...messages import Conversation
 from ...segments import SegmentBuilder
-from ..base import FormatInfo, NativeFormat
-from ..family import Family
+from ..base import NativeFormat
+from ._headers import native_family
+from ._info import eos_info
 
 USER_TOKEN = "<reserved_106>"
 USER_TOKEN_ID = 195
@@ -53,21 +54,15 @@ class Baichuan2(NativeFormat):
     assistant message with tool calls is rejected.
     """
 
-    info = FormatInfo(
-        name="baichuan2",
-        family="baichuan",
-        description="Baichuan2-Chat: <reserved_106> (id 195) user, <reserved_107> (id 196) assistant, no separators",
-        stop=(EOS_TOKEN,),
-        end_of_turn=(EOS_TOKEN,),
-        eos_token=EOS_TOKEN,
-        supports_system=True,
-        supports_tools=False,
-        reference=(
-            "Baichuan2-Chat generation_utils.py build_chat_input (user_token_id 195, assistant_token_id 196 "
-            "from generation_config.json) and baichuan-inc/Baichuan2 fine-tune/fine-tune.py preprocessing "
-            "(final </s>, labels)"
-        ),
-        special_tokens={"user": USER_TOKEN, "assistant": ASSISTANT_TOKEN, "eos": EOS_TOKEN},
+    info = eos_info(
+        "baichuan2",
+        "baichuan",
+        "Baichuan2-Chat: <reserved_106> (id 195) user, <reserved_107> (id 196) assistant, no separators",
+        "Baichuan2-Chat generation_utils.py build_chat_input (user_token_id 195, assistant_token_id 196 "
+        "from generation_config.json) and baichuan-inc/Baichuan2 fine-tune/fine-tune.py preprocessing "
+        "(final </s>, labels)",
+        eos=EOS_TOKEN,
+        tokens={"user": USER_TOKEN, "assistant": ASSISTANT_TOKEN, "eos": EOS_TOKEN},
     )
 
     def build(
@@ -98,13 +93,7 @@ class Baichuan2(NativeFormat):
 
 
 FAMILIES = [
-    Family(
-        "baichuan2",
-        make=Baichuan2,
-        aliases=("baichuan2-chat", "baichuan2-7b-chat", "baichuan2-13b-chat"),
-        parser="plain",
-        export="baichuan2.jinja",
-        reference=Baichuan2.info.reference,
-        group="baichuan",
+    native_family(
+        Baichuan2, ("baichuan2-chat", "baichuan2-7b-chat", "baichuan2-13b-chat"), parser="plain", export="baichuan2.jinja"
     )
 ]

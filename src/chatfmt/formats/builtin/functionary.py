@@ -43,14 +43,14 @@ generation prompt).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from ...errors import ValidationError
 from ...messages import Conversation, Message, ToolCall
 from ...segments import SegmentBuilder
 from ..base import NativeFormat
-from ..family import Family, Pin
-from ._headers import BEGIN_OF_TEXT, LLAMA3, header_info, tojson
+from ._headers import BEGIN_OF_TEXT, LLAMA3, header_info, native_family, pinned, tojson
 
 BOS = BEGIN_OF_TEXT
 EOT, EOM = LLAMA3.end, "<|eom_id|>"
@@ -83,6 +83,19 @@ def _type_of(tool: Any) -> Any:
 
 def _tools_error(e: _TemplateFailure, k: int, name: str) -> ValidationError:
     return ValidationError(f"the {name} template cannot render this tool: {e}", tool=k, rule="tools")
+
+
+def _each_tool(tools: list[Any], render: Callable[[Any], str], name: str) -> list[str]:
+    """``render`` of each tool; where the template would fail on one, a ValidationError naming it."""
+    parts = []
+    for k, tool in enumerate(tools):
+        try:
+            parts.append(render(tool))
+        except _TemplateFailure as e:
+            raise _tools_error(e, k, name) from None
+        except RecursionError:
+            raise _tools_error(_TemplateFailure("the schema nests too deeply"), k, name) from None
+    return parts
 
 
 # --- v3.1 ------------------------------------------------------------------------------------------
@@ -155,12 +168,7 @@ class FunctionaryV31(NativeFormat):
         system = BOS + header("system") + ("Environment: ipython\n\n" if code_interpreter else "\n")
         system += "Cutting Knowledge Date: December 2023\n\n"
         if tools:
-            parts = []
-            for k, t in enumerate(tools):
-                try:
-                    parts.append(_v31_tool(t))
-                except _TemplateFailure as e:
-                    raise _tools_error(e, k, "functionary-v3.1") from None
+            parts = _each_tool(tools, _v31_tool, "functionary-v3.1")
             system += "\nYou have access to the following functions:\n\n" + "".join(parts) + V31_INSTRUCTIONS
         out.control(system + EOT)
         for i, m in enumerate(conv.messages):
@@ -406,14 +414,7 @@ def _v32_function(function: Any) -> str:
 
 def typescript_schema(tools: list[Any]) -> str:
     """The template's ``generate_schema_from_functions(tools)``."""
-    parts = []
-    for k, tool in enumerate(tools):
-        try:
-            parts.append(_v32_function(tool))
-        except _TemplateFailure as e:
-            raise _tools_error(e, k, "functionary-v3.2") from None
-        except RecursionError:
-            raise _tools_error(_TemplateFailure("the schema nests too deeply"), k, "functionary-v3.2") from None
+    parts = _each_tool(tools, _v32_function, "functionary-v3.2")
     return (
         "// Supported function definitions that should be called when necessary.\nnamespace functions {\n\n"
         + "".join(parts)
@@ -483,24 +484,8 @@ class FunctionaryV32(NativeFormat):
 
 
 FAMILIES = [
-    Family(
-        "functionary-v3.1",
-        make=FunctionaryV31,
-        aliases=("functionary-medium-v3.1", "functionary-v3-llama3.1"),
-        parser="functionary-v3.1",
-        pins=(Pin("meetkai/functionary-medium-v3.1", "meetkai--functionary-medium-v3.1.jinja", tools=False),),
-        export="functionary-v3.1.jinja",
-        reference=FunctionaryV31.info.reference,
-        group="functionary",
-    ),
-    Family(
-        "functionary-v3.2",
-        make=FunctionaryV32,
-        aliases=("functionary-medium-v3.2", "functionary-v3-llama3"),
-        parser="functionary-v3.2",
-        pins=(Pin("meetkai/functionary-medium-v3.2", "meetkai--functionary-medium-v3.2.jinja", tools=False),),
-        export="functionary-v3.2.jinja",
-        reference=FunctionaryV32.info.reference,
-        group="functionary",
-    ),
+    native_family(FunctionaryV31, ("functionary-medium-v3.1", "functionary-v3-llama3.1"), parser="functionary-v3.1",
+                  pins=pinned("meetkai/functionary-medium-v3.1", tools=False), export="functionary-v3.1.jinja"),
+    native_family(FunctionaryV32, ("functionary-medium-v3.2", "functionary-v3-llama3"), parser="functionary-v3.2",
+                  pins=pinned("meetkai/functionary-medium-v3.2", tools=False), export="functionary-v3.2.jinja"),
 ]

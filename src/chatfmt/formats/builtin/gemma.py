@@ -3,7 +3,9 @@
 Each format renders exactly what its model's own Hugging Face ``chat_template`` renders under
 transformers, with no Jinja at run time.
 
-``gemma`` (Gemma 1 -it; alias ``gemma-2``: the gemma-2-2b-it template is byte-identical):
+``gemma`` (Gemma 1 -it; alias ``gemma-2``: the gemma-2-2b-it template is byte-identical) is a
+declarative format (:data:`GEMMA_SPEC`, rendered by :class:`~chatfmt.formats.spec.SpecFormat`, its
+only source for rendering and export):
 ``<bos>``, then per message ``<start_of_turn>{user|model}\\n`` + the content ``.strip()``-ed +
 ``<end_of_turn>\\n``; the generation prompt is ``<start_of_turn>model\\n``. The template raises for a
 system message ("System role not supported") and for roles that do not alternate user/assistant
@@ -38,94 +40,71 @@ from __future__ import annotations
 from typing import Any
 
 from ...errors import ValidationError
-from ...messages import Conversation, Message, as_conversation
+from ...messages import Conversation, Message
 from ...segments import SegmentBuilder
-from ..base import FormatInfo, NativeFormat
-from . import _jinja
+from ..base import NativeFormat
+from ..spec import FormatSpec, Roles, RoleSpec, SpecFamily, SpecFormat, SystemSpec, ToolCallsSpec
+from ._headers import GEMMA, header_info, native_family, pinned
 from ._turns import check_alternating
 
 BOS = "<bos>"
-START = "<start_of_turn>"
-END = "<end_of_turn>"
+START = GEMMA.open
+END = GEMMA.end
 IMAGE = "<start_of_image>"
+TOKENS = {"bos": BOS, "start_of_turn": START, "end_of_turn": END}
+GENERATION_PROMPT = GEMMA.header("model")
+
+#: Gemma / Gemma 2: no system role, alternating turns, stripped contents
+GEMMA_SPEC = FormatSpec(
+    name="gemma",
+    description="Gemma / Gemma 2 -it: <start_of_turn>user|model\\n...<end_of_turn>\\n, no system role",
+    bos=BOS,
+    eos="<eos>",
+    eos_placement="none",
+    strip=True,
+    alternating=True,
+    end_of_turn=(END,),
+    stop=(END, "<eos>"),
+    roles=Roles(
+        system=RoleSpec(),
+        user=RoleSpec(GEMMA.header("user"), END + GEMMA.after),
+        assistant=RoleSpec(GENERATION_PROMPT, END + GEMMA.after),
+        tool=None,
+    ),
+    system=SystemSpec(
+        placement="unsupported",
+        error="{name} does not support a system message (the template raises: 'System role not supported')",
+    ),
+    tool_calls=ToolCallsSpec(mode="error", error="{name} has no tool-call syntax (its template would drop the calls)"),
+)
+
+
+def Gemma() -> SpecFormat:  # a function: the name tests and users import, not a class any more
+    """A Gemma / Gemma 2 instruct format: :data:`GEMMA_SPEC` rendered, with the family's identity."""
+    return GEMMA_FAMILY.create()
 
 
 def _role(m: Message) -> str:
     return "model" if m.role == "assistant" else m.role
 
 
-class Gemma(NativeFormat):
-    """Gemma / Gemma 2 instruct: no system role, alternating turns, stripped contents."""
-
-    info = FormatInfo(
-        name="gemma",
-        family="gemma",
-        description="Gemma / Gemma 2 -it: <start_of_turn>user|model\\n...<end_of_turn>\\n, no system role",
-        stop=(END, "<eos>"),
-        end_of_turn=(END,),
-        bos_token=BOS,
-        eos_token="<eos>",
-        supports_system=False,
-        reference=(
-            "the chat_template of google/gemma-7b-it (../shared/testdata/gemma/tokenizer_config.json) = "
-            "google/gemma-2-2b-it (../shared/testdata/templates/llama.cpp-c392e50/google-gemma-2-2b-it.jinja), "
-            "byte-identical, rendered by transformers"
-        ),
-        special_tokens={"bos": BOS, "start_of_turn": START, "end_of_turn": END},
-    )
-
-    def prepare(self, messages: Any, tools: list[dict[str, Any]] | None) -> Conversation:
-        conv = as_conversation(messages, tools)
-        if conv.tools:
-            raise ValidationError(
-                f"{self.info.name} has no tool syntax and no system role to put a tool list in", rule="tools"
-            )
-        return conv
-
-    def build(self, conv: Conversation, out: SegmentBuilder, *, add_generation_prompt: bool, **kwargs: Any) -> None:
-        msgs = conv.messages
-        if msgs and msgs[0].role == "system":
-            raise ValidationError(
-                f"{self.info.name} does not support a system message (the template raises: "
-                "'System role not supported')",
-                index=0,
-                rule="system",
-            )
-        check_alternating(conv, self.info.name)
-        out.control(BOS)
-        for i, m in enumerate(msgs):
-            trained = m.trained
-            out.control(f"{START}{_role(m)}\n", i)
-            out.content(m.text.strip(), i, trained)
-            out.control(END, i, trained)
-            out.control("\n", i)
-        if add_generation_prompt:
-            out.control(f"{START}model\n")
-
-    def jinja_template(self) -> str:
-        """An equivalent chat template."""
-        return _jinja.template("gemma")
-
-
 class Gemma3(NativeFormat):
     """Gemma 3 instruct: the system text opens the first user turn; content parts with images."""
 
-    info = FormatInfo(
-        name="gemma-3",
-        family="gemma",
-        description=(
-            "Gemma 3 -it: <start_of_turn>user|model\\n...<end_of_turn>\\n, system text + blank line at the "
-            "start of the first user turn, <start_of_image>"
-        ),
-        stop=(END, "<eos>"),
-        end_of_turn=(END,),
+    info = header_info(
+        "gemma-3",
+        "gemma",
+        "Gemma 3 -it: <start_of_turn>user|model\\n...<end_of_turn>\\n, system text + blank line at the "
+        "start of the first user turn, <start_of_image>",
+        GEMMA,
+        stop=("<eos>",),
         bos_token=BOS,
         eos_token="<eos>",
         reference=(
-            "the chat_template of google/gemma-3 -it (../shared/testdata/gemma/alt-gemma-3/chat_template.json = "
-            "ollama's templates/ollama-template-index/extracted/22-gemma3-instruct.jinja), rendered by transformers"
+            "the chat_template of google/gemma-3 -it (its chat_template.json = ollama's template index entry "
+            "22-gemma3-instruct.jinja), rendered by transformers"
         ),
-        special_tokens={"bos": BOS, "start_of_turn": START, "end_of_turn": END, "start_of_image": IMAGE},
+        tokens={**TOKENS, "start_of_image": IMAGE},
     )
 
     def build(self, conv: Conversation, out: SegmentBuilder, *, add_generation_prompt: bool, **kwargs: Any) -> None:
@@ -137,11 +116,11 @@ class Gemma3(NativeFormat):
             m = msgs[i]
             trained = m.trained
             if system is not None and i == start:
-                out.control(f"{START}{_role(m)}\n", 0)
+                out.control(GEMMA.header(_role(m)), 0)
                 out.content(self._system_text(system), 0, system.trained)
                 out.control("\n\n", 0, system.trained)
             else:
-                out.control(f"{START}{_role(m)}\n", i)
+                out.control(GEMMA.header(_role(m)), i)
             c = m.content
             if isinstance(c, str):
                 out.content(c.strip(), i, trained)
@@ -152,10 +131,9 @@ class Gemma3(NativeFormat):
                         out.control(IMAGE, i)
                     elif kind == "text":
                         out.content(str(part.get("text", "")).strip(), i, trained)
-            out.control(END, i, trained)
-            out.control("\n", i)
+            out.turn(i, "", "", END, trained, GEMMA.after)
         if add_generation_prompt:
-            out.control(f"{START}model\n")
+            out.control(GENERATION_PROMPT)
 
     def _system_text(self, system: Message) -> str:
         c = system.content
@@ -170,14 +148,25 @@ class Gemma3(NativeFormat):
                 index=0,
                 rule="content",
             )
-        return c[0]["text"]
-
-    def jinja_template(self) -> str:
-        """An equivalent chat template."""
-        return _jinja.template("gemma-3")
+        return str(c[0]["text"])
 
 
-FORMATS = [
-    ("gemma", Gemma, ("gemma-it", "gemma-1", "gemma-2", "gemma2", "gemma-2-it", "gemma-7b-it", "gemma-2b-it")),
-    ("gemma-3", Gemma3, ("gemma3", "gemma-3-it")),
+GEMMA_FAMILY = SpecFamily(
+    "gemma",
+    spec=GEMMA_SPEC,
+    aliases=("gemma-it", "gemma-1", "gemma-2", "gemma2", "gemma-2-it", "gemma-7b-it", "gemma-2b-it"),
+    parser="plain",
+    pins=pinned("google/gemma-2-2b-it", tools=False),
+    reference=(
+        "the chat_template of google/gemma-7b-it (its tokenizer_config.json) = google/gemma-2-2b-it (llama.cpp's "
+        "models/templates/google-gemma-2-2b-it.jinja at c392e50), byte-identical, rendered by transformers"
+    ),
+    group="gemma",
+    special_tokens=TOKENS,
+)
+
+FAMILIES = [
+    GEMMA_FAMILY,
+    native_family(Gemma3, ("gemma3", "gemma-3-it"), parser="plain", pins=pinned("google/gemma-3-it", tools=False),
+                  export="gemma-3.jinja"),
 ]

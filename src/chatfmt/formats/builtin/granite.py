@@ -45,9 +45,9 @@ from typing import Any
 from ...errors import ValidationError
 from ...messages import Conversation
 from ...segments import SegmentBuilder
-from ..base import NativeFormat
-from ..family import Family, Pin, TemplateKwarg
-from ._headers import GRANITE, header_info, tojson
+from ..base import FormatInfo, NativeFormat
+from ..family import TemplateKwarg
+from ._headers import GRANITE, header_info, native_family, pinned, tojson
 
 START, END_ROLE, EOT = GRANITE.open, GRANITE.close, GRANITE.end
 
@@ -110,6 +110,11 @@ _SPECIAL = {
 }
 
 
+def _info(name: str, description: str, reference: str) -> FormatInfo:
+    return header_info(name, "granite", description, GRANITE, eos_token=EOT, supports_tools=True, reference=reference,
+                       tokens=_SPECIAL)
+
+
 def default_date() -> str:
     """Today's date as the Granite 3.3 template writes it (``strftime_now('%B %d, %Y')``)."""
     return datetime.now().strftime("%B %d, %Y")
@@ -122,18 +127,11 @@ def _jinja_str(value: Any) -> str:
 class Granite33(NativeFormat):
     """Granite 3.3 Instruct: dated default system prompt, ``available_tools`` turn, documents, controls."""
 
-    info = header_info(
+    info = _info(
         "granite-3.3",
-        "granite",
         "IBM Granite 3.3: <|start_of_role|>role<|end_of_role|>...<|end_of_text|>, dated system prompt",
-        GRANITE,
-        eos_token=EOT,
-        supports_tools=True,
-        reference=(
-            "the chat_template of ibm-granite/granite-3.3-2b-instruct (= llama.cpp's models/templates/"
-            "ibm-granite-granite-3.3-2B-Instruct.jinja at 0c1e570), rendered by transformers"
-        ),
-        tokens=_SPECIAL,
+        "the chat_template of ibm-granite/granite-3.3-2b-instruct (= llama.cpp's models/templates/"
+        "ibm-granite-granite-3.3-2B-Instruct.jinja at 0c1e570), rendered by transformers",
     )
 
     def build(
@@ -195,18 +193,11 @@ class Granite33(NativeFormat):
 class Granite40(NativeFormat):
     """Granite 4.0: system prompt with ``<tools>``/``<documents>``, ``<tool_call>`` and ``<tool_response>``."""
 
-    info = header_info(
+    info = _info(
         "granite-4.0",
-        "granite",
         "IBM Granite 4.0: <|start_of_role|>role<|end_of_role|>...<|end_of_text|>, <tool_call> tools",
-        GRANITE,
-        eos_token=EOT,
-        supports_tools=True,
-        reference=(
-            "llama.cpp's models/templates/ibm-granite-granite-4.0.jinja at 0c1e570 (the chat_template of the "
-            "ibm-granite/granite-4.0 models), rendered by transformers"
-        ),
-        tokens=_SPECIAL,
+        "llama.cpp's models/templates/ibm-granite-granite-4.0.jinja at 0c1e570 (the chat_template of the "
+        "ibm-granite/granite-4.0 models), rendered by transformers",
     )
 
     def build(
@@ -271,10 +262,9 @@ DOCUMENTS = TemplateKwarg("documents", "list[dict] | None", None, "documents to 
 AVAILABLE_TOOLS = TemplateKwarg("available_tools", "list[dict] | None", None, "the tool list (wins over tools=)")
 
 FAMILIES = [
-    Family(
-        "granite-3.3",
-        make=Granite33,
-        aliases=("granite3.3", "granite-3.3-instruct", "granite"),
+    native_family(
+        Granite33,
+        ("granite3.3", "granite-3.3-instruct", "granite"),
         parser="granite-3.3",
         kwargs=(
             TemplateKwarg(
@@ -287,20 +277,10 @@ FAMILIES = [
             ),
             AVAILABLE_TOOLS,
         ),
-        pins=(Pin("ibm-granite/granite-3.3-2b-instruct", "ibm-granite--granite-3.3-2b-instruct.jinja", tools=False),),
+        pins=pinned("ibm-granite/granite-3.3-2b-instruct", tools=False),
         export="granite-3.3.jinja",
-        reference=Granite33.info.reference,
-        group="granite",
     ),
-    Family(
-        "granite-4.0",
-        make=Granite40,
-        aliases=("granite4", "granite-4", "granite-4.0-instruct"),
-        parser="granite-4.0",
-        kwargs=(DOCUMENTS, AVAILABLE_TOOLS),
-        pins=(Pin("ibm-granite/granite-4.0", "ibm-granite--granite-4.0.jinja", tools=True),),
-        export="granite-4.0.jinja",
-        reference=Granite40.info.reference,
-        group="granite",
-    ),
+    native_family(Granite40, ("granite4", "granite-4", "granite-4.0-instruct"), parser="granite-4.0",
+                  kwargs=(DOCUMENTS, AVAILABLE_TOOLS), pins=pinned("ibm-granite/granite-4.0", tools=True),
+                  export="granite-4.0.jinja"),
 ]

@@ -59,8 +59,9 @@ from typing import Any
 
 from ...messages import Conversation
 from ...segments import SegmentBuilder
-from ..base import FormatInfo, NativeFormat
-from ..family import Family
+from ..base import NativeFormat
+from ._headers import native_family
+from ._info import eos_info
 from ._inst import BOS, END_INST, EOS, INST, SPM_BOS_EOS
 from ._turns import check_alternating
 
@@ -72,19 +73,15 @@ BOS_ID, EOS_ID = SPM_BOS_EOS[BOS], SPM_BOS_EOS[EOS]
 class Llama2(NativeFormat):
     """Llama-2-chat: ``<s>[INST] {user} [/INST] {assistant} </s>`` per pair, system in ``<<SYS>>``."""
 
-    info = FormatInfo(
-        name="llama-2",
-        family="llama",
-        description="Llama-2-chat: <s>[INST] <<SYS>>...<</SYS>> user [/INST] answer </s>, per-pair BOS/EOS ids",
-        stop=("</s>",),
-        end_of_turn=("</s>",),
-        bos_token="<s>",
-        eos_token="</s>",
-        reference=(
-            "Meta's llama/generation.py Llama.chat_completion (meta-llama/llama, Llama 2), "
-            "ids compared with sentencepiece on the Llama-2 tokenizer.model"
-        ),
-        special_tokens={"bos": "<s>", "eos": "</s>"},
+    info = eos_info(
+        "llama-2",
+        "llama",
+        "Llama-2-chat: <s>[INST] <<SYS>>...<</SYS>> user [/INST] answer </s>, per-pair BOS/EOS ids",
+        "Meta's llama/generation.py Llama.chat_completion (meta-llama/llama, Llama 2), "
+        "ids compared with sentencepiece on the Llama-2 tokenizer.model",
+        eos=EOS,
+        bos=BOS,
+        tokens={"bos": BOS, "eos": EOS},
     )
 
     def build(self, conv: Conversation, out: SegmentBuilder, *, add_generation_prompt: bool, **kwargs: Any) -> None:
@@ -114,14 +111,4 @@ class Llama2(NativeFormat):
                 out.ids(EOS, (EOS_ID,), j, trained)
 
 
-FAMILIES = [
-    Family(
-        "llama-2",
-        make=Llama2,
-        aliases=("llama2", "llama-2-chat"),
-        parser="plain",
-        export="llama-2.jinja",
-        reference=Llama2.info.reference,
-        group="llama",
-    )
-]
+FAMILIES = [native_family(Llama2, ("llama2", "llama-2-chat"), parser="plain", export="llama-2.jinja")]

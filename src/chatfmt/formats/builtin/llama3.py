@@ -7,9 +7,11 @@ transformers, with no Jinja at run time.
 then per message ``<|start_header_id|>{role}<|end_header_id|>\\n\\n`` + the content ``.strip()``-ed +
 ``<|eot_id|>``; the generation prompt is the assistant header. No tool syntax: a tool list goes into the
 system message as JSON, tool calls are rejected (``ValidationError``, rule ``tool_call``; the template
-would silently drop them). The first release of that template (``../shared/testdata/llama3/
-tokenizer_config.json``) always appended the generation prompt; Meta fixed it to honour
-``add_generation_prompt``, which is what this format follows.
+would silently drop them). The first release of that template (the ``tokenizer_config.json`` of
+Meta-Llama-3-8B-Instruct at release) always appended the generation prompt; Meta fixed it to honour
+``add_generation_prompt``, which is what this format follows. It is a declarative format
+(:data:`LLAMA3_SPEC`, rendered by :class:`~chatfmt.formats.spec.SpecFormat`): the spec is its only
+source, for rendering and for the TOML and Jinja export.
 
 ``llama-3.1`` (Llama-3.1-8B-Instruct; llama.cpp ``meta-llama-Llama-3.1-8B-Instruct.jinja``; the
 Llama-3.3-70B-Instruct template is byte-identical, so ``llama-3.3`` is an alias) and ``llama-3.2``
@@ -57,137 +59,91 @@ Deliberate differences from the templates (none for well-formed input):
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
 from ...errors import ValidationError
-from ...messages import Conversation, Message, ToolCall
+from ...messages import Message, ToolCall
 from ...segments import SegmentBuilder
-from ..base import FormatInfo, NativeFormat
-from . import _jinja
+from ..family import TemplateKwarg
+from ..spec import FormatSpec, Roles, RoleSpec, SpecFamily, SpecFormat, ToolCallsSpec
+from ._headers import (
+    BEGIN_OF_TEXT,
+    CUSTOM_TOOLS,
+    LLAMA3,
+    TOOLS_IN_SYSTEM,
+    TOOLS_IN_USER_MESSAGE,
+    LlamaToolsFormat,
+    json_call,
+    llama_tools_info,
+    native_family,
+    pinned,
+    tool_list_text,
+)
 
-BOS = "<|begin_of_text|>"
-EOT = "<|eot_id|>"
+BOS = BEGIN_OF_TEXT
+EOT = LLAMA3.end
 EOM = "<|eom_id|>"
 PYTHON_TAG = "<|python_tag|>"
 DEFAULT_DATE = "26 Jul 2024"
 KNOWLEDGE_CUTOFF = "Cutting Knowledge Date: December 2023\n"
+TOKENS = {"bos": BOS, "start_header": LLAMA3.open, "end_header": LLAMA3.close.strip(), "eot": EOT}
 
-TOOLS_IN_SYSTEM = (
-    "You have access to the following functions. To call a function, please respond with JSON for a "
-    'function call.Respond in the format {"name": function name, "parameters": dictionary of argument '
-    'name and its value}.Do not use variables.\n\n'
+#: Llama 3 (3.0): header, stripped content, ``<|eot_id|>``; no tool syntax
+LLAMA3_SPEC = FormatSpec(
+    name="llama-3",
+    description="Meta-Llama-3-Instruct: <|start_header_id|>role<|end_header_id|>\\n\\n...<|eot_id|>",
+    bos=BOS,
+    eos=EOT,
+    eos_placement="none",
+    strip=True,
+    end_of_turn=(EOT,),
+    stop=(EOT, "<|end_of_text|>"),
+    roles=Roles(*(RoleSpec(LLAMA3.header(r), EOT) for r in ("system", "user", "assistant", "tool"))),
+    tool_calls=ToolCallsSpec(mode="error", error="{name} has no tool-call syntax (its template would drop the tool calls)"),
 )
-TOOLS_IN_USER = (
-    "Given the following functions, please respond with a JSON for a function call with its proper "
-    'arguments that best answers the given prompt.\n\nRespond in the format {"name": function name, '
-    '"parameters": dictionary of argument name and its value}.Do not use variables.\n\n'
+LLAMA3_REFERENCE = (
+    "the chat_template of meta-llama/Meta-Llama-3-8B-Instruct (fixed add_generation_prompt revision; "
+    "= ollama's template index entry 23-llama3-instruct.jinja), rendered by transformers"
 )
 
 
-def tojson(value: Any, indent: int | None = None) -> str:
-    """transformers' ``tojson`` filter: ``json.dumps`` with non-ASCII kept and default separators."""
-    return json.dumps(value, ensure_ascii=False, indent=indent)
+def Llama3() -> SpecFormat:  # a function: the name tests and users import, not a class any more
+    """A Meta-Llama-3-Instruct format: :data:`LLAMA3_SPEC` rendered, with the family's identity."""
+    return LLAMA3_FAMILY.create()
 
 
-def tool_list_text(tools: list[Any]) -> str:
-    """Each tool as ``tojson(indent=4)`` followed by a blank line."""
-    return "".join(tojson(t, indent=4) + "\n\n" for t in tools)
+DATE_STRING = TemplateKwarg(
+    "date_string", "str | None", DEFAULT_DATE, "the 'Today Date' of the system turn (3.2: today by default)"
+)
+BUILTIN_TOOLS = TemplateKwarg(
+    "builtin_tools",
+    "list[str] | None",
+    None,
+    "built-in tools (brave_search, wolfram_alpha, code_interpreter): <|python_tag|> calls, <|eom_id|> ends",
+)
+KWARGS = (CUSTOM_TOOLS, BUILTIN_TOOLS, TOOLS_IN_USER_MESSAGE, DATE_STRING)
 
 
-def json_call(call: ToolCall) -> str:
-    """``{"name": "<name>", "parameters": <arguments JSON>}`` (name spliced in verbatim, as the template does)."""
-    return '{"name": "' + call.name + '", "parameters": ' + tojson(call.arguments) + "}"
-
-
-def tool_result(out: SegmentBuilder, m: Message, i: int, trained: bool) -> None:
-    """A tool result as the Llama templates render it: ``message.content | tojson``."""
-    if isinstance(m.content, list):
-        out.content(tojson(m.content), i, trained)
-        return
-    dumped = tojson(m.content or "")
-    out.control('"', i, trained)
-    out.content(dumped[1:-1], i, trained)
-    out.control('"', i, trained)
-
-
-def no_tool_calls(conv: Conversation, format_name: str) -> None:
-    """Reject tool calls for a format without tool syntax (tool results cannot occur without them)."""
-    for i, m in enumerate(conv.messages):
-        if m.tool_calls:
-            raise ValidationError(
-                f"{format_name} has no tool-call syntax (its template would drop the tool calls)",
-                index=i,
-                rule="tool_call",
-            )
-
-
-def _header(role: str) -> str:
-    return f"<|start_header_id|>{role}<|end_header_id|>\n\n"
-
-
-class Llama3(NativeFormat):
-    """Meta-Llama-3-Instruct: header, stripped content, ``<|eot_id|>``; no tool syntax."""
-
-    info = FormatInfo(
-        name="llama-3",
-        family="llama",
-        description="Meta-Llama-3-Instruct: <|start_header_id|>role<|end_header_id|>\\n\\n...<|eot_id|>",
-        stop=(EOT, "<|end_of_text|>"),
-        end_of_turn=(EOT,),
-        bos_token=BOS,
-        eos_token=EOT,
-        reference=(
-            "the chat_template of meta-llama/Meta-Llama-3-8B-Instruct (fixed add_generation_prompt "
-            "revision) = ollama template/index.json entry ../shared/testdata/templates/"
-            "ollama-template-index/extracted/23-llama3-instruct.jinja, rendered by transformers"
-        ),
-        special_tokens={"bos": BOS, "start_header": "<|start_header_id|>", "end_header": "<|end_header_id|>", "eot": EOT},
-    )
-
-    def build(self, conv: Conversation, out: SegmentBuilder, *, add_generation_prompt: bool, **kwargs: Any) -> None:
-        no_tool_calls(conv, self.info.name)
-        out.control(BOS)
-        for i, m in enumerate(conv.messages):
-            trained = m.trained
-            out.control(_header(m.role), i)
-            out.content(m.text.strip(), i, trained)
-            out.control(EOT, i, trained)
-        if add_generation_prompt:
-            out.control(_header("assistant"))
-
-
-class Llama31(NativeFormat):
+class Llama31(LlamaToolsFormat):
     """Llama-3.1-Instruct (and 3.3): date lines, JSON tool calls, ``ipython`` tool results, built-in tools."""
 
-    extra_template_kwargs = ("custom_tools", "builtin_tools", "tools_in_user_message", "date_string")
+    headers = LLAMA3
+    extra_template_kwargs = tuple(k.name for k in KWARGS)
 
-    info = FormatInfo(
-        name="llama-3.1",
-        family="llama",
-        description=(
-            "Llama-3.1/3.3-Instruct: Llama 3 headers, 'Cutting Knowledge Date' system turn, tools in the "
-            "first user message, JSON tool calls, <|python_tag|> built-in tools, ipython tool results"
-        ),
-        stop=(EOT, EOM, "<|end_of_text|>"),
+    info = llama_tools_info(
+        "llama-3.1",
+        "Llama-3.1/3.3-Instruct: Llama 3 headers, 'Cutting Knowledge Date' system turn, tools in the "
+        "first user message, JSON tool calls, <|python_tag|> built-in tools, ipython tool results",
+        LLAMA3,
+        eom=EOM,
         end_of_turn=(EOT, EOM),
-        bos_token=BOS,
-        eos_token=EOT,
-        supports_tools=True,
         reference=(
-            "the chat_template of meta-llama/Llama-3.1-8B-Instruct = ../shared/testdata/templates/"
-            "llama.cpp-c392e50/meta-llama-Llama-3.1-8B-Instruct.jinja (byte-identical to "
+            "the chat_template of meta-llama/Llama-3.1-8B-Instruct (= llama.cpp's models/templates/"
+            "meta-llama-Llama-3.1-8B-Instruct.jinja at c392e50, byte-identical to its "
             "meta-llama-Llama-3.3-70B-Instruct.jinja and ollama's 24-llama3-instruct.jinja), rendered by transformers"
         ),
-        special_tokens={
-            "bos": BOS,
-            "start_header": "<|start_header_id|>",
-            "end_header": "<|end_header_id|>",
-            "eot": EOT,
-            "eom": EOM,
-            "python_tag": PYTHON_TAG,
-        },
+        tokens={**TOKENS, "eom": EOM, "python_tag": PYTHON_TAG},
     )
 
     #: whether ``builtin_tools=[...]`` is understood (3.1/3.3; the 3.2 template ignores it)
@@ -196,23 +152,18 @@ class Llama31(NativeFormat):
     def default_date(self) -> str:
         return DEFAULT_DATE
 
-    def build(self, conv: Conversation, out: SegmentBuilder, *, add_generation_prompt: bool, **kwargs: Any) -> None:
-        msgs = conv.messages
-        tools = kwargs.get("custom_tools", conv.tools)
-        tools = list(tools) if tools else None
+    def _builtin(self, kwargs: dict[str, Any]) -> list[Any] | None:
         builtin = kwargs.get("builtin_tools") if self.builtin_tools_supported else None
-        builtin = None if builtin is None else list(builtin)
-        in_user = bool(kwargs.get("tools_in_user_message", True))
+        return None if builtin is None else list(builtin)
+
+    def system_turn(
+        self, out: SegmentBuilder, msgs: list[Message], tools: list[Any] | None, in_user: bool, kwargs: dict[str, Any]
+    ) -> int:
+        builtin = self._builtin(kwargs)
         date = kwargs.get("date_string")
         date = self.default_date() if date is None else str(date)
-
-        out.control(BOS)
-        start = 0
-        system = None
-        if msgs and msgs[0].role == "system":
-            system, start = msgs[0], 1
-        sys_index = 0 if system is not None else None
-        head = _header("system")
+        system = msgs[0] if msgs and msgs[0].role == "system" else None
+        head = LLAMA3.header("system")
         if builtin is not None or tools is not None:
             head += "Environment: ipython\n"
         if builtin is not None:
@@ -220,62 +171,29 @@ class Llama31(NativeFormat):
         head += KNOWLEDGE_CUTOFF + "Today Date: " + date + "\n\n"
         if tools is not None and not in_user:
             head += TOOLS_IN_SYSTEM + tool_list_text(tools)
-        out.control(head, sys_index)
-        if system is not None:
-            out.content(system.text.strip(), 0, system.trained)
-        out.control(EOT, sys_index, system is not None and system.trained)
+        if system is None:
+            out.control(head + EOT)
+            return 0
+        out.turn(0, head, system.text.strip(), EOT, system.trained)
+        return 1
 
-        if tools is not None and in_user:
-            if start == len(msgs):
-                raise ValidationError(
-                    f"{self.info.name}: tools go into the first user message, but there is no message after "
-                    "the system message (the template raises: \"Cannot put tools in the first user message "
-                    "when there's no first user message!\")",
-                    index=len(msgs) - 1,
-                    rule="tools",
-                )
-            first = msgs[start]
-            if first.role != "user":
-                raise ValidationError(
-                    f"{self.info.name}: tools go into the first user message, so the first message after the "
-                    f"system message must be a user message, not {first.role!r}",
-                    index=start,
-                    rule="roles",
-                )
-            out.control(_header("user") + TOOLS_IN_USER + tool_list_text(tools), start)
-            out.content(first.text.strip(), start, first.trained)
-            out.control(EOT, start, first.trained)
-            start += 1
+    def content(self, out: SegmentBuilder, m: Message, i: int, *, first: bool) -> None:
+        out.content(m.text.strip(), i, m.trained)
 
-        for i in range(start, len(msgs)):
-            m = msgs[i]
-            trained = m.trained
-            if m.role == "tool":
-                out.control(_header("ipython"), i)
-                tool_result(out, m, i, trained)
-                out.control(EOT, i, trained)
-            elif m.tool_calls:
-                if len(m.tool_calls) != 1:
-                    raise ValidationError(
-                        f"{self.info.name} supports one tool call per assistant message, got "
-                        f"{len(m.tool_calls)} (the template raises: \"This model only supports single "
-                        'tool-calls at once!")',
-                        index=i,
-                        rule="tool_call",
-                    )
-                call = m.tool_calls[0]
-                out.control(_header("assistant"), i)
-                if builtin is not None and call.name in builtin:
-                    out.control(self._builtin_call(call, i), i, trained)
-                else:
-                    out.control(json_call(call), i, trained)
-                out.control(EOM if builtin is not None else EOT, i, trained)
-            else:
-                out.control(_header(m.role), i)
-                out.content(m.text.strip(), i, trained)
-                out.control(EOT, i, trained)
-        if add_generation_prompt:
-            out.control(_header("assistant"))
+    def calls(self, out: SegmentBuilder, m: Message, i: int, kwargs: dict[str, Any]) -> None:
+        calls = m.tool_calls or []
+        if len(calls) != 1:
+            raise ValidationError(
+                f"{self.info.name} supports one tool call per assistant message, got "
+                f"{len(calls)} (the template raises: \"This model only supports single "
+                'tool-calls at once!")',
+                index=i,
+                rule="tool_call",
+            )
+        call = calls[0]
+        builtin = self._builtin(kwargs)
+        text = self._builtin_call(call, i) if builtin is not None and call.name in builtin else json_call(call)
+        out.control(text + (EOM if builtin is not None else EOT), i, m.trained)
 
     def _builtin_call(self, call: ToolCall, index: int) -> str:
         args = call.arguments if isinstance(call.arguments, dict) else {}
@@ -291,35 +209,26 @@ class Llama31(NativeFormat):
             parts.append(f'{key}="{value}"')
         return PYTHON_TAG + call.name + ".call(" + ", ".join(parts) + ")"
 
-    def jinja_template(self) -> str:
-        """An equivalent chat template (keywords ``date_string``, ``tools_in_user_message``,
-        ``custom_tools`` and, 3.1, ``builtin_tools`` as here)."""
+    def jinja_variables(self) -> dict[str, object]:
+        """The export's variables: ``builtin_tools_supported`` and ``default_date`` (none: today)."""
         date = None if type(self).default_date is not Llama31.default_date else DEFAULT_DATE
-        return _jinja.template(
-            self.info.name, "llama-3.1", builtin_tools_supported=self.builtin_tools_supported, default_date=date
-        )
+        return {"builtin_tools_supported": self.builtin_tools_supported, "default_date": date}
 
 
 class Llama32(Llama31):
     """Llama-3.2-Instruct: the 3.1 format without built-in tools; the date defaults to today."""
 
-    info = FormatInfo(
-        name="llama-3.2",
-        family="llama",
-        description=(
-            "Llama-3.2-Instruct: Llama 3.1's format with today's date, no built-in tools "
-            "(tools in the first user message, JSON tool calls, ipython tool results)"
-        ),
-        stop=(EOT, EOM, "<|end_of_text|>"),
-        end_of_turn=(EOT,),
-        bos_token=BOS,
-        eos_token=EOT,
-        supports_tools=True,
+    info = llama_tools_info(
+        "llama-3.2",
+        "Llama-3.2-Instruct: Llama 3.1's format with today's date, no built-in tools "
+        "(tools in the first user message, JSON tool calls, ipython tool results)",
+        LLAMA3,
+        eom=EOM,
         reference=(
-            "the chat_template of meta-llama/Llama-3.2-3B-Instruct = ../shared/testdata/templates/"
-            "llama.cpp-c392e50/meta-llama-Llama-3.2-3B-Instruct.jinja, rendered by transformers"
+            "the chat_template of meta-llama/Llama-3.2-3B-Instruct (= llama.cpp's models/templates/"
+            "meta-llama-Llama-3.2-3B-Instruct.jinja at c392e50), rendered by transformers"
         ),
-        special_tokens={"bos": BOS, "start_header": "<|start_header_id|>", "end_header": "<|end_header_id|>", "eot": EOT},
+        tokens=TOKENS,
     )
 
     builtin_tools_supported = False
@@ -329,12 +238,33 @@ class Llama32(Llama31):
         return datetime.now().strftime("%d %b %Y")
 
 
-FORMATS = [
-    ("llama-3", Llama3, ("llama3", "llama-3-instruct", "llama3-instruct", "meta-llama-3-instruct")),
-    (
-        "llama-3.1",
-        Llama31,
-        ("llama3.1", "llama-3.1-instruct", "llama-3.3", "llama3.3", "llama-3.3-instruct"),
+LLAMA3_FAMILY = SpecFamily(
+    "llama-3",
+    spec=LLAMA3_SPEC,
+    aliases=("llama3", "llama-3-instruct", "llama3-instruct", "meta-llama-3-instruct"),
+    parser="llama3",
+    pins=pinned("meta-llama/Meta-Llama-3-8B-Instruct", tools=False),
+    reference=LLAMA3_REFERENCE,
+    group="llama",
+    special_tokens=TOKENS,
+)
+
+FAMILIES = [
+    LLAMA3_FAMILY,
+    native_family(Llama31, ("llama3.1", "llama-3.1-instruct", "llama-3.3", "llama3.3", "llama-3.3-instruct"),
+                  parser="llama3", kwargs=KWARGS, pins=pinned("meta-llama/Llama-3.1-8B-Instruct", tools=True),
+                  export="llama-3.1.jinja"),
+    native_family(
+        Llama32,
+        ("llama3.2", "llama-3.2-instruct"),
+        parser="llama3",
+        kwargs=(
+            CUSTOM_TOOLS,
+            TemplateKwarg("builtin_tools", "list[str] | None", None, "accepted and ignored, as the 3.2 template does"),
+            TOOLS_IN_USER_MESSAGE,
+            TemplateKwarg("date_string", "str | None", None, "the 'Today Date' of the system turn (default: today)"),
+        ),
+        pins=pinned("meta-llama/Llama-3.2-3B-Instruct", tools=True),
+        export="llama-3.1.jinja",
     ),
-    ("llama-3.2", Llama32, ("llama3.2", "llama-3.2-instruct")),
 ]

@@ -53,7 +53,6 @@ from typing import Any
 from ...errors import ValidationError
 from ...messages import Message
 from ...segments import SegmentBuilder
-from ..family import Family
 from ._headers import (
     BEGIN_OF_TEXT,
     CUSTOM_TOOLS,
@@ -61,8 +60,9 @@ from ._headers import (
     TOOLS_IN_SYSTEM,
     TOOLS_IN_USER_MESSAGE,
     LlamaToolsFormat,
-    header_info,
     json_call,
+    llama_tools_info,
+    native_family,
     tool_list_text,
 )
 
@@ -123,18 +123,13 @@ class Llama4(LlamaToolsFormat):
     """Llama-4-Instruct (Scout / Maverick)."""
 
     headers = LLAMA4
-    extra_template_kwargs = tuple(k.name for k in KWARGS)
 
-    info = header_info(
+    info = llama_tools_info(
         "llama-4",
-        "llama",
         "Llama-4-Instruct (Scout/Maverick): <|header_start|>role<|header_end|>\\n\\n...<|eot|>, tools in the "
         "first user message, <|python_start|> tool calls, ipython tool results",
         LLAMA4,
-        stop=(EOM, "<|end_of_text|>"),
-        bos_token=BOS,
-        eos_token=EOT,
-        supports_tools=True,
+        eom=EOM,
         reference=(
             "the Llama-4 instruct chat_template shipped in transformers (models/llama4/processing_llama4.py "
             "chat_template = what convert_llama4_weights_to_hf.py writes into meta-llama/Llama-4-Scout-17B-16E-"
@@ -191,21 +186,10 @@ class Llama4(LlamaToolsFormat):
 
 
 FAMILIES = [
-    Family(
-        "llama-4",
-        make=Llama4,
-        aliases=(
-            "llama4",
-            "llama-4-instruct",
-            "llama-4-scout",
-            "llama-4-maverick",
-            "llama-4-scout-17b-16e-instruct",
-            "llama-4-maverick-17b-128e-instruct",
-        ),
-        parser="llama4",
-        kwargs=KWARGS,
-        export="llama-4.jinja",
-        reference=Llama4.info.reference,
-        group="llama",
+    native_family(
+        Llama4,
+        ("llama4", "llama-4-instruct", "llama-4-scout", "llama-4-maverick", "llama-4-scout-17b-16e-instruct",
+         "llama-4-maverick-17b-128e-instruct"),
+        parser="llama4", kwargs=KWARGS, export="llama-4.jinja",
     )
 ]

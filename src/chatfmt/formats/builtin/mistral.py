@@ -114,10 +114,8 @@ Where the Hugging Face templates differ from mistral-common (pinned in
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..base import FormatInfo
-from ..family import Family
+from ._headers import native_family
 from ._inst import (
     BOS,
     CALL_ID,
@@ -177,37 +175,72 @@ TEKKEN_IDS: dict[str, int] = {
 }
 
 
-def _info(name: str, version: int, description: str, tokenizer: str, **changes: Any) -> FormatInfo:
-    tool_tokens = {
-        "tool_calls": TOOL_CALLS,
-        "available_tools": TOOLS,
-        "end_available_tools": END_TOOLS,
-        "tool_results": TOOL_RESULTS,
-        "end_tool_results": END_TOOL_RESULTS,
-    }
+#: each format: (description, the tokenizer its ids are compared with, aliases)
+_ABOUT: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "mistral-v1": (
+        "Mistral v1 (Mistral-7B-Instruct v0.1/v0.2, Mixtral-8x7B): <s> [INST] user [/INST] answer</s>, [INST] as text",
+        "sentencepiece on mistral-common's tokenizer.model.v1",
+        ("mistral-7b-instruct-v0.1", "mistral-7b-instruct-v0.2", "mixtral-8x7b-instruct", "mistral-instruct-v1"),
+    ),
+    "mistral-v2": (
+        "Mistral v2 (mistral-small-2402, mistral-large-2402): <s>[INST] user[/INST] answer</s> as tokens, "
+        "[TOOL_CALLS] without call ids",
+        "sentencepiece on mistral-common's mistral_instruct_tokenizer_240216.model.v2",
+        ("mistral-small-2402", "mistral-large-2402", "mistral-instruct-v2"),
+    ),
+    "mistral-v3": (
+        "Mistral v3 (Mistral-7B-Instruct v0.3, Mixtral-8x22B, Codestral): [AVAILABLE_TOOLS] [INST] [TOOL_CALLS] "
+        "[TOOL_RESULTS] with call ids, system prompt in the last user message",
+        "sentencepiece on mistral-common's mistral_instruct_tokenizer_240323.model.v3 and Mistral-7B-Instruct-v0.3's "
+        "tokenizer.model.v3",
+        ("mistral-7b-instruct-v0.3", "mixtral-8x22b-instruct", "codestral-22b", "mistral-instruct-v3"),
+    ),
+    "mistral-v7": (
+        "Mistral v7 (Mistral-Large-2411): [SYSTEM_PROMPT] system [/SYSTEM_PROMPT], [TOOL_CONTENT] tool results",
+        "sentencepiece on mistral-common's mistral_instruct_tokenizer_241114.model.v7",
+        ("mistral-large-2411", "mistral-instruct-v7"),
+    ),
+    "mistral-tekken": (
+        "Mistral v3 on tekken (Mistral-Nemo-Instruct-2407, Ministral-8B, Pixtral-12B text): "
+        "<s>[INST]user[/INST]answer</s>",
+        "tiktoken (chatfmt.tokenizers.tekken) on mistral-common's tekken_240718.json",
+        ("mistral-nemo", "mistral-v3-tekken", "mistral-nemo-instruct-2407", "ministral-8b-2410"),
+    ),
+}
+
+
+def _info(name: str, protocol: Protocol) -> FormatInfo:
+    description, tokenizer, _ = _ABOUT[name]
+    version = protocol.version
     special = {"bos": BOS, "eos": EOS}
-    if version >= 2:
-        special |= {"inst": INST, "end_inst": END_INST, **tool_tokens}
-    if version >= 7:
+    if protocol.has("tool_syntax"):
+        special |= {
+            "inst": INST,
+            "end_inst": END_INST,
+            "tool_calls": TOOL_CALLS,
+            "available_tools": TOOLS,
+            "end_available_tools": END_TOOLS,
+            "tool_results": TOOL_RESULTS,
+            "end_tool_results": END_TOOL_RESULTS,
+        }
+    if protocol.has("system_tokens"):
         special |= {"system": SYSTEM, "end_system": END_SYSTEM, "tool_content": TOOL_CONTENT}
-    fields: dict[str, Any] = {
-        "name": name,
-        "family": "mistral",
-        "description": description,
-        "stop": (EOS,),
-        "end_of_turn": (EOS,),
-        "bos_token": BOS,
-        "eos_token": EOS,
-        "supports_system": True,
-        "supports_tools": version >= 2,
-        "reference": (
+    return FormatInfo(
+        name=name,
+        family="mistral",
+        description=description,
+        stop=(EOS,),
+        end_of_turn=(EOS,),
+        bos_token=BOS,
+        eos_token=EOS,
+        supports_system=True,
+        supports_tools=protocol.has("tool_syntax"),
+        reference=(
             f"mistral-common 1.13 InstructTokenizerV{version} (mistral_common/tokens/tokenizers/instruct.py) "
             f"behind MistralTokenizer.encode_chat_completion; ids compared with {tokenizer}"
         ),
-        "special_tokens": special,
-    }
-    fields.update(changes)
-    return FormatInfo(**fields)
+        special_tokens=special,
+    )
 
 
 class MistralV1(InstFormat):
@@ -215,12 +248,7 @@ class MistralV1(InstFormat):
     per answer ``sp.encode(content)`` + ``</s>``; the system prompt opens the first user message."""
 
     protocol = Protocol(1, V1_IDS)
-    info = _info(
-        "mistral-v1",
-        1,
-        "Mistral v1 (Mistral-7B-Instruct v0.1/v0.2, Mixtral-8x7B): <s> [INST] user [/INST] answer</s>, [INST] as text",
-        "sentencepiece on mistral-common's tokenizer.model.v1",
-    )
+    info = _info("mistral-v1", protocol)
 
 
 class MistralV2(InstFormat):
@@ -228,27 +256,14 @@ class MistralV2(InstFormat):
     results before the last user message are dropped."""
 
     protocol = Protocol(2, SPM_IDS)
-    info = _info(
-        "mistral-v2",
-        2,
-        "Mistral v2 (mistral-small-2402, mistral-large-2402): <s>[INST] user[/INST] answer</s> as tokens, "
-        "[TOOL_CALLS] without call ids",
-        "sentencepiece on mistral-common's mistral_instruct_tokenizer_240216.model.v2",
-    )
+    info = _info("mistral-v2", protocol)
 
 
 class MistralV3(InstFormat):
     """v3: v2 with call ids in tool calls and ``{"content", "call_id"}`` tool results, all history kept."""
 
     protocol = Protocol(3, SPM_IDS)
-    info = _info(
-        "mistral-v3",
-        3,
-        "Mistral v3 (Mistral-7B-Instruct v0.3, Mixtral-8x22B, Codestral): [AVAILABLE_TOOLS] [INST] [TOOL_CALLS] "
-        "[TOOL_RESULTS] with call ids, system prompt in the last user message",
-        "sentencepiece on mistral-common's mistral_instruct_tokenizer_240323.model.v3 and Mistral-7B-Instruct-v0.3's "
-        "tokenizer.model.v3",
-    )
+    info = _info("mistral-v3", protocol)
 
 
 class MistralV7(InstFormat):
@@ -256,44 +271,18 @@ class MistralV7(InstFormat):
     ``[TOOL_RESULTS] id [TOOL_CONTENT] content [/TOOL_RESULTS]``; content and tool calls may mix."""
 
     protocol = Protocol(7, SPM_IDS)
-    info = _info(
-        "mistral-v7",
-        7,
-        "Mistral v7 (Mistral-Large-2411): [SYSTEM_PROMPT] system [/SYSTEM_PROMPT], [TOOL_CONTENT] tool results",
-        "sentencepiece on mistral-common's mistral_instruct_tokenizer_241114.model.v7",
-    )
+    info = _info("mistral-v7", protocol)
 
 
 class MistralTekken(InstFormat):
     """The v3 protocol on the tekken tokenizer (Mistral-Nemo): other control ids, no dummy prefix."""
 
     protocol = Protocol(3, TEKKEN_IDS, dummy_prefix=False)
-    info = _info(
-        "mistral-tekken",
-        3,
-        "Mistral v3 on tekken (Mistral-Nemo-Instruct-2407, Ministral-8B, Pixtral-12B text): "
-        "<s>[INST]user[/INST]answer</s>",
-        "tiktoken (chatfmt.tokenizers.tekken) on mistral-common's tekken_240718.json",
-    )
+    info = _info("mistral-tekken", protocol)
 
-
-_ALIASES = {
-    "mistral-v1": ("mistral-7b-instruct-v0.1", "mistral-7b-instruct-v0.2", "mixtral-8x7b-instruct", "mistral-instruct-v1"),
-    "mistral-v2": ("mistral-small-2402", "mistral-large-2402", "mistral-instruct-v2"),
-    "mistral-v3": ("mistral-7b-instruct-v0.3", "mixtral-8x22b-instruct", "codestral-22b", "mistral-instruct-v3"),
-    "mistral-v7": ("mistral-large-2411", "mistral-instruct-v7"),
-    "mistral-tekken": ("mistral-nemo", "mistral-v3-tekken", "mistral-nemo-instruct-2407", "ministral-8b-2410"),
-}
 
 FAMILIES = [
-    Family(
-        cls.info.name,
-        make=cls,
-        aliases=_ALIASES[cls.info.name],
-        parser="mistral" if cls.protocol.has("tool_syntax") else "plain",
-        reference=cls.info.reference,
-        group="mistral",
-    )
+    native_family(cls, _ABOUT[cls.info.name][2], parser="mistral" if cls.protocol.has("tool_syntax") else "plain")
     for cls in (MistralV1, MistralV2, MistralV3, MistralV7, MistralTekken)
 ]
 

@@ -29,8 +29,7 @@ from typing import Any
 from ...messages import Conversation
 from ...segments import SegmentBuilder
 from ..base import FormatInfo, NativeFormat
-from ..family import Family, Pin
-from ._headers import PHI3, header_info, no_tool_calls
+from ._headers import PHI3, header_info, native_family, no_tool_calls, pinned
 
 END = PHI3.end
 EOS = "<|endoftext|>"
@@ -92,24 +91,8 @@ class Phi35(Phi3):
 
 
 FAMILIES = [
-    Family(
-        "phi-3",
-        make=Phi3,
-        aliases=("phi3", "phi-3-mini", "phi-3-mini-instruct", "phi-3-mini-4k-instruct"),
-        parser="plain",
-        pins=(Pin("microsoft/Phi-3-mini-4k-instruct", "microsoft--Phi-3-mini-4k-instruct.jinja", tools=False),),
-        export="phi-3.jinja",
-        reference=Phi3.info.reference,
-        group="phi",
-    ),
-    Family(
-        "phi-3.5",
-        make=Phi35,
-        aliases=("phi3.5", "phi-3.5-mini", "phi-3.5-mini-instruct"),
-        parser="plain",
-        pins=(Pin("microsoft/Phi-3.5-mini-instruct", "microsoft--Phi-3.5-mini-instruct.jinja", tools=False),),
-        export="phi-3.jinja",
-        reference=Phi35.info.reference,
-        group="phi",
-    ),
+    native_family(Phi3, ("phi3", "phi-3-mini", "phi-3-mini-instruct", "phi-3-mini-4k-instruct"), parser="plain",
+                  pins=pinned("microsoft/Phi-3-mini-4k-instruct", tools=False), export="phi-3.jinja"),
+    native_family(Phi35, ("phi3.5", "phi-3.5-mini", "phi-3.5-mini-instruct"), parser="plain",
+                  pins=pinned("microsoft/Phi-3.5-mini-instruct", tools=False), export="phi-3.jinja"),
 ]
