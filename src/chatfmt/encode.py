@@ -134,7 +134,7 @@ def _encode_run(tokenizer: Tokenizer, text: str, at_start: bool, compat: Compat,
     """Ids and character offsets of one run. ``control_space``: the run starts with a space the format
     wrote (control text), which is then the run's dummy prefix (the space rule, see the module doc)."""
     if compat == "transformers" and not at_start and tokenizer.add_prefix_space:
-        enc = tokenizer.encode_text_with_offsets(text, prefix_space=False)  # type: ignore[call-arg]
+        enc = tokenizer.encode_text_with_offsets(text, prefix_space=False)
     elif control_space and not at_start and tokenizer.add_prefix_space and text.startswith(" ") and _metaspace(tokenizer):
         if text == " ":
             return [], []  # the prefix of an empty string: the vendor encodes "" to nothing
@@ -146,7 +146,7 @@ def _encode_run(tokenizer: Tokenizer, text: str, at_start: bool, compat: Compat,
             if offsets:
                 offsets[0] = (0, offsets[0][1])
             return enc.ids, offsets
-        enc = tokenizer.encode_text_with_offsets(text, prefix_space=False)  # type: ignore[call-arg]
+        enc = tokenizer.encode_text_with_offsets(text, prefix_space=False)
     else:
         enc = tokenizer.encode_text_with_offsets(text)
     return enc.ids, enc.offsets
@@ -203,15 +203,15 @@ def _metaspace(tokenizer: Tokenizer) -> bool:
     piece ``▁``): sentencepiece models, their ``tokenizer.json`` conversions (Metaspace or
     ``Prepend("▁")``), GGUF SPM vocabularies. Not a byte-level ``add_prefix_space`` (``Ġ``), where a
     space is a character like any other. Computed once per tokenizer."""
-    cached = getattr(tokenizer, "_chatfmt_metaspace", None)
+    cached = tokenizer._chatfmt_metaspace
     if cached is None:
         try:
-            ids = tokenizer.encode_text(" ", prefix_space=False)  # type: ignore[call-arg]
+            ids = tokenizer.encode_text(" ", prefix_space=False)
             cached = len(ids) == 1 and tokenizer.id_to_token(ids[0]) == "\u2581"
         except Exception:  # an adapter that cannot say: keep the plain run-by-run encoding
             cached = False
-        tokenizer._chatfmt_metaspace = cached  # type: ignore[attr-defined]
-    return bool(cached)
+        tokenizer._chatfmt_metaspace = cached
+    return cached
 
 
 def _control_space(run: Sequence[_Piece]) -> bool:
@@ -384,8 +384,7 @@ def encode_rendered_many(
     out: list[Any] = [None] * len(rendereds)
     backend = None
     if compat != "transformers":
-        get = getattr(tokenizer, "whole_text_backend", None)
-        backend = get() if get is not None else None
+        backend = tokenizer.whole_text_backend()
     if backend is not None:
         idx = [k for k, r in enumerate(rendereds) if _whole_text_ready(r, tokenizer, allow_special_in_content)]
         if idx:
@@ -568,7 +567,7 @@ def _check_options(train_on: str, truncation: str) -> None:
 def _sliced(messages: Any, msg_list: list[Any], msgs: list[Any]) -> Any:
     """``msgs`` in the shape ``messages`` came in: a Conversation stays a Conversation (its raw tools
     matter to some formats), an OpenAI object stays an object."""
-    if hasattr(messages, "messages") and is_dataclass(messages):
+    if hasattr(messages, "messages") and is_dataclass(messages) and not isinstance(messages, type):
         return messages if len(msgs) == len(msg_list) else replace(messages, messages=list(msgs))
     if isinstance(messages, dict) and "messages" in messages:
         return {**messages, "messages": list(msgs)}
@@ -588,7 +587,7 @@ def _finish(
     truncation = opts["truncation"]
     train_on = opts["train_on"]
 
-    def post(res: tuple, msgs: list[Any]) -> tuple[list[int], list[int], dict[int, tuple[int, int]]]:
+    def post(res: tuple[list[int], list[int], dict[int, tuple[int, int]]], msgs: list[Any]) -> tuple[list[int], list[int], dict[int, tuple[int, int]]]:
         ids, labels, spans = res
         if train_on == "all_assistant":
             return ids, labels, spans

@@ -85,7 +85,7 @@ class AccessLog:
 def _header(scope: Scope, name: bytes) -> str | None:
     for k, v in scope.get("headers") or []:
         if k == name:
-            return v.decode("latin-1")
+            return bytes(v).decode("latin-1")
     return None
 
 

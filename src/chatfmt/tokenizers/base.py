@@ -40,8 +40,12 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..errors import TokenizerError as TokenizerError
+
+if TYPE_CHECKING:
+    from ..types import WholeTextEncoder
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,6 +196,16 @@ class Tokenizer(ABC):
     @abstractmethod
     def id_to_token(self, id: int) -> str | None:
         """The token string of an id, or None."""
+
+    def whole_text_backend(self) -> WholeTextEncoder | None:
+        """An encoder of whole rendered conversations (control tokens matched in the text, one
+        batched call) that gives the same ids as encoding them run by run, or ``None`` (the default:
+        chatfmt encodes run by run). Callers make sure content holds no control-token text."""
+        return None
+
+    #: whether the dummy prefix is sentencepiece's word marker (``chatfmt.encode`` computes it once;
+    #: ``None``: not known yet)
+    _chatfmt_metaspace: bool | None = None
 
     def _check_plain(self, text: str, ids: Sequence[int]) -> None:
         """Guard of the contract: raise if a control id came out of plain text."""

@@ -133,7 +133,7 @@ def load_gguf_tokenizer(path: str | Path) -> HFTokenizer:
     add_bos_kv = kv.get("tokenizer.ggml.add_bos_token")
     bos = tokens[ids["bos"]] if "bos" in ids else None
     eos = tokens[ids["eos"]] if "eos" in ids else None
-    vocab = {}
+    vocab: dict[str, int] = {}
     for i, t in enumerate(tokens):
         if t in vocab:
             notes.append(f"duplicate token text {t!r} (ids {vocab[t]} and {i}); the first is used")

@@ -25,10 +25,15 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._hfconfig import HFConfig, read_hf_config
 from .base import TextEncoding, Tokenizer, TokenizerError, looks_like_control
+
+if TYPE_CHECKING:
+    import tokenizers
+
+    from ..types import WholeTextEncoder
 
 SPIECE_UNDERLINE = "\u2581"
 NBSP = "\u00a0"
@@ -148,10 +153,10 @@ def repair_merges(model: dict[str, Any], *, spm_style: bool) -> list[str]:
     for m in merges:
         if isinstance(m, str) and m.count(" ") != 1:
             cands = []
-            for k, ch in enumerate(m):
+            for pos, ch in enumerate(m):
                 if ch != " ":
                     continue
-                left, right = m[:k], m[k + 1 :]
+                left, right = m[:pos], m[pos + 1 :]
                 if spm_style:
                     left, right = left.replace(" ", NBSP), right.replace(" ", NBSP)
                 if left in vocab and right in vocab and left + right in vocab:
@@ -197,7 +202,8 @@ def _post_processor_bos(doc: dict[str, Any]) -> str | None:
         if isinstance(node, dict) and node.get("type") == "TemplateProcessing":
             single = node.get("single") or []
             if single and isinstance(single[0], dict) and "SpecialToken" in single[0]:
-                return single[0]["SpecialToken"].get("id")
+                token: str | None = single[0]["SpecialToken"].get("id")
+                return token
     return None
 
 
@@ -298,12 +304,12 @@ class HFTokenizer(Tokenizer):
         doc["truncation"] = None
         doc["padding"] = None
         try:
-            self._tok = tk.Tokenizer.from_str(json.dumps(doc, ensure_ascii=False))
+            self._tok: tokenizers.Tokenizer = tk.Tokenizer.from_str(json.dumps(doc, ensure_ascii=False))
         except Exception as e:  # tokenizers raises a plain Exception on bad documents
             raise TokenizerError(f"tokenizers could not build this tokenizer: {e}", source=source) from None
         self._tok.encode_special_tokens = True
-        self._noprefix: Any = None
-        self._whole: Any = False  # False: not built yet; None: not available
+        self._noprefix: tokenizers.Tokenizer | None = None
+        self._whole: tokenizers.Tokenizer | Literal[False] | None = False  # False: not built yet; None: not available
         self._control = control
         self._plain = plain
         self._strip = {
@@ -408,7 +414,7 @@ class HFTokenizer(Tokenizer):
 
     # -- encoding
 
-    def _backend_for(self, prefix_space: bool | None) -> Any:
+    def _backend_for(self, prefix_space: bool | None) -> tokenizers.Tokenizer:
         if prefix_space is False and self._prefix:
             if self._noprefix is None:
                 tk = _require_tokenizers()
@@ -418,22 +424,23 @@ class HFTokenizer(Tokenizer):
             return self._noprefix
         return self._tok
 
-    def whole_text_backend(self) -> Any:
+    def whole_text_backend(self) -> WholeTextEncoder | None:
         """A copy of the backend that matches control tokens in text, to encode whole rendered
         conversations in one (batched, multi-threaded) call; ``None`` where that would not equal
         encoding run by run (a sentencepiece-style prefix space, or a control token that strips the
         whitespace beside it). Callers must make sure content holds no control-token text."""
-        if self._whole is False:
-            self._whole = None
+        whole = self._whole
+        if whole is False:
+            self._whole = whole = None
             if not self._prefix:
                 tk = _require_tokenizers()
-                whole = tk.Tokenizer.from_str(self._tok.to_str())
-                whole.encode_special_tokens = False
-                added = whole.get_added_tokens_decoder()
+                candidate = tk.Tokenizer.from_str(self._tok.to_str())
+                candidate.encode_special_tokens = False
+                added = candidate.get_added_tokens_decoder()
                 control_ids = set(self._control.values())
                 if not any((t.lstrip or t.rstrip) for i, t in added.items() if i in control_ids):
-                    self._whole = whole
-        return self._whole
+                    self._whole = whole = candidate
+        return whole
 
     def encode_text(self, text: str, *, prefix_space: bool | None = None) -> list[int]:
         ids = self._backend_for(prefix_space).encode(text, add_special_tokens=False).ids
@@ -444,7 +451,7 @@ class HFTokenizer(Tokenizer):
         enc = self._backend_for(prefix_space).encode(text, add_special_tokens=False)
         ids = enc.ids
         self._check_plain(text, ids)
-        return TextEncoding(ids, [tuple(o) for o in enc.offsets])
+        return TextEncoding(ids, enc.offsets)
 
     def encode_texts(self, texts: Sequence[str], *, prefix_space: bool | None = None) -> list[list[int]]:
         backend = self._backend_for(prefix_space)

@@ -33,11 +33,14 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _spm_proto as proto
 from ._hfconfig import HFConfig, read_hf_config
 from .base import TextEncoding, Tokenizer, TokenizerError, char_offsets_from_byte_spans, looks_like_control
+
+if TYPE_CHECKING:
+    import sentencepiece
 
 
 def _require_sentencepiece() -> Any:
@@ -134,7 +137,7 @@ class SentencePieceTokenizer(Tokenizer):
             notes.append(f"{len(retype)} user-defined pieces treated as control (retyped CONTROL for encoding)")
             model = proto.patch_model(model, piece_types=retype)
         self._model = model
-        self._sp = spm.SentencePieceProcessor(model_proto=model)
+        self._sp: sentencepiece.SentencePieceProcessor = spm.SentencePieceProcessor(model_proto=model)
         self._sp_noprefix: Any = None
         self._n = n
         self._types = [p.type for p in pieces]
@@ -274,6 +277,7 @@ class SentencePieceTokenizer(Tokenizer):
         return out
 
     def encode_text(self, text: str, *, prefix_space: bool | None = None) -> list[int]:
+        ids: list[int]
         if self._split_re is None:
             ids = self._proc(prefix_space).encode(text)
         else:
@@ -333,7 +337,7 @@ class SentencePieceTokenizer(Tokenizer):
     def encode_texts(self, texts: Sequence[str], *, prefix_space: bool | None = None) -> list[list[int]]:
         if self._split_re is not None:
             return [self.encode_text(t, prefix_space=prefix_space) for t in texts]
-        out = self._proc(prefix_space).encode(list(texts))
+        out: list[list[int]] = self._proc(prefix_space).encode(list(texts))
         ctrl = self.control_ids
         for text, ids in zip(texts, out):
             if not ctrl.isdisjoint(ids):

@@ -27,11 +27,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import _pretok
 from ._hfconfig import read_hf_config
 from .base import TextEncoding, Tokenizer, TokenizerError, char_offsets_from_byte_spans
+
+if TYPE_CHECKING:
+    import tiktoken
 
 R50K = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 
@@ -249,14 +252,14 @@ class TiktokenTokenizer(Tokenizer):
         source: str | None = None,
         notes: Sequence[str] = (),
     ) -> None:
-        tiktoken = _require_tiktoken()
+        tk = _require_tiktoken()
         self.source = source
         self.notes = tuple(notes)
         self._n_ranks = len(ranks)
         self._specials = dict(special_tokens)
         self._by_id = {i: t for t, i in self._specials.items()}
         try:
-            self._enc = tiktoken.Encoding(name=name, pat_str=pattern, mergeable_ranks=dict(ranks), special_tokens=self._specials)
+            self._enc: tiktoken.Encoding = tk.Encoding(name=name, pat_str=pattern, mergeable_ranks=dict(ranks), special_tokens=self._specials)
         except Exception as e:  # tiktoken raises ValueError / pyo3 errors on inconsistent input
             raise TokenizerError(f"tiktoken could not build the encoding: {e}", source=source) from None
         self._bos, self._eos, self._add_bos = bos_token, eos_token, add_bos

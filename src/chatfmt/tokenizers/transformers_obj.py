@@ -229,7 +229,8 @@ class TransformersTokenizer(Tokenizer):
         return out
 
     def decode(self, ids: Sequence[int], *, skip_special_tokens: bool = False) -> str:
-        return self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
+        text: str = self._tok.decode(list(ids), skip_special_tokens=skip_special_tokens)
+        return text
 
     def token_to_id(self, token: str) -> int | None:
         try:

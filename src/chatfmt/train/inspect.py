@@ -21,9 +21,12 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InspectError as InspectError
+
+if TYPE_CHECKING:
+    from ..types import TokenizerLike
 
 IGNORE_INDEX = -100
 _PARQUET_MAGIC = b"PAR1"
@@ -160,7 +163,7 @@ def _int_list(row: dict[str, Any], key: str, where: str) -> list[int]:
     return value
 
 
-def decode_pieces(tokenizer: Any, ids: Sequence[int]) -> list[tuple[str, bool]]:
+def decode_pieces(tokenizer: TokenizerLike, ids: Sequence[int]) -> list[tuple[str, bool]]:
     """The text each token adds to the decoded text, and whether it is a partial character.
 
     Each token's piece is ``decode(window + [token])`` minus ``decode(window)``, where the window
@@ -184,7 +187,7 @@ def decode_pieces(tokenizer: Any, ids: Sequence[int]) -> list[tuple[str, bool]]:
     return out
 
 
-def _decode(tokenizer: Any, ids: Sequence[int]) -> str:
+def _decode(tokenizer: TokenizerLike, ids: Sequence[int]) -> str:
     if not ids:
         return ""
     try:
@@ -193,14 +196,14 @@ def _decode(tokenizer: Any, ids: Sequence[int]) -> str:
         return "".join(_decode_one(tokenizer, i) for i in ids)
 
 
-def _decode_one(tokenizer: Any, i: int) -> str:
+def _decode_one(tokenizer: TokenizerLike, i: int) -> str:
     try:
         return tokenizer.decode([i])
     except Exception:
         return f"<?{i}>"
 
 
-def row_view(row: dict[str, Any], index: int, tokenizer: Any = None, *, source: str | None = None) -> ExampleView:
+def row_view(row: dict[str, Any], index: int, tokenizer: TokenizerLike | None = None, *, source: str | None = None) -> ExampleView:
     """One prepared row as an :class:`ExampleView`; ``tokenizer`` (a chatfmt tokenizer) decodes
     the token texts and knows the control ids. Raises :class:`InspectError` for a row that lacks
     ``input_ids`` / ``labels`` of equal length or whose ``seq_lengths`` do not add up (``seq_lens``,

@@ -365,9 +365,7 @@ def local_engine(
     twice by racing threads; every such state gives the same output, and the whole-text encoder is
     built here first so no batch takes the slower run-by-run path while it is being built."""
     f, t = fmt.get(), tok.get()
-    whole = getattr(t, "whole_text_backend", None)
-    if whole is not None:
-        whole()
+    t.whole_text_backend()
     started = time.perf_counter()
     switch = False
     pending: deque[Future[list[Outcome]]] = deque()
