@@ -120,7 +120,7 @@ def test_llama31_based_builtins_pass_with_the_llama31_names(llama31_tokenizer):
 
 
 def test_smollm2_builtins_pass_with_the_default_models_vocabulary(smollm2_gguf):
-    t = chatfmt.load_tokenizer(smollm2_gguf)
+    t = tok(smollm2_gguf)
     for name in ("smollm2", "chatml"):
         check_tokenizer(chatfmt.load_format(name), t)
     check_tokenizer(chatfmt.load_format(smollm2_gguf), t)  # the GGUF's own template
@@ -242,7 +242,7 @@ def test_chatglm3s_literal_ids_must_be_those_tokens(smollm2_gguf):
     reqs = {r.text: r.ids for r in required_tokens(fmt)}
     assert reqs["[gMASK]"] == (64790,) and reqs["sop"] == (64792,) and reqs["<|user|>"] == (64795,)
     assert reqs[" \n "] == (30910, 13)  # the empty metadata line: several ids, each must exist
-    miss = missing_tokens(fmt, chatfmt.load_tokenizer(smollm2_gguf))
+    miss = missing_tokens(fmt, tok(smollm2_gguf))
     assert miss[0].token.text == "[gMASK]" and "outside this tokenizer's vocabulary" in miss[0].reason
 
 
@@ -264,7 +264,7 @@ def test_bare_template_relies_on_the_token_shaped_literals_it_writes():
 
 
 def test_without_shared_data_baichuan2_on_the_default_models_vocabulary_is_refused(smollm2_gguf):
-    t = chatfmt.load_tokenizer(smollm2_gguf)
+    t = tok(smollm2_gguf)
     with pytest.raises(TokenizerMismatchError, match=r"it writes '<reserved_106>' as token id 195, which is 'ć'"):
         chatfmt.load_format("baichuan2").encode(CONV, t)
     ids = chatfmt.load_format("baichuan2").encode(CONV, t, allow_missing_tokens=True).input_ids
@@ -276,7 +276,7 @@ def test_without_shared_data_mistral_formats_and_mistral_commons_tokenizers(smol
     for name, t in (("mistral-v1", v1), ("llama-2", v1), ("zephyr", v1), ("mistral-v3", v3)):
         check_tokenizer(chatfmt.load_format(name), t)
     with pytest.raises(TokenizerMismatchError, match=r"'<s>' as token id 1, which is '<\|im_start\|>'"):
-        check_tokenizer(chatfmt.load_format("mistral-v3"), chatfmt.load_tokenizer(smollm2_gguf))
+        check_tokenizer(chatfmt.load_format("mistral-v3"), tok(smollm2_gguf))
     with pytest.raises(TokenizerMismatchError, match="'<|im_start|>' as one token"):
         check_tokenizer(chatfmt.load_format("chatml"), v1)
 
@@ -286,7 +286,7 @@ def test_without_shared_data_mistral_formats_and_mistral_commons_tokenizers(smol
 
 @pytest.fixture(scope="module")
 def smol(smollm2_gguf) -> Any:
-    return chatfmt.load_tokenizer(smollm2_gguf)
+    return tok(smollm2_gguf)
 
 
 def test_encode_entry_points_refuse_and_the_opt_out_encodes(smol):
@@ -371,7 +371,7 @@ def test_server_app_refuses_a_mismatched_engine_unless_allowed(smollm2_gguf):
     from chatfmt.server.engines import UpstreamEngine
 
     def engine(fmt_name: str) -> Any:
-        return UpstreamEngine("http://127.0.0.1:9", kind="llama.cpp", tokenizer=chatfmt.load_tokenizer(smollm2_gguf), format=chatfmt.load_format(fmt_name))
+        return UpstreamEngine("http://127.0.0.1:9", kind="llama.cpp", tokenizer=tok(smollm2_gguf), format=chatfmt.load_format(fmt_name))
 
     with pytest.raises(TokenizerMismatchError):
         create_app(engine("baichuan2"))
@@ -513,7 +513,7 @@ _TEXT = st.text(st.sampled_from(list("abc xyz\n你好é🙂")), max_size=12)
 def test_a_pair_that_passes_writes_every_required_token_as_that_one_token(smollm2_gguf, fmt_name, tok_where, system, turns):
     from chatfmt.compat import _text_id
 
-    t = chatfmt.load_tokenizer(smollm2_gguf) if tok_where == "smol" else tok(tok_where)
+    t = tok(smollm2_gguf) if tok_where == "smol" else tok(tok_where)
     fmt = chatfmt.load_format(fmt_name)
     msgs = ([{"role": "system", "content": system}] if system is not None else []) + [
         {"role": "user" if k % 2 == 0 else "assistant", "content": x} for k, x in enumerate(turns)
