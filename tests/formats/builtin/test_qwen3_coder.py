@@ -194,6 +194,21 @@ def test_text_matches_the_official_template(name: str, case: str, add_generation
     assert ours(name, messages, tools, add_generation_prompt=add_generation_prompt) == expected
 
 
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_the_jinja_export_renders_like_the_builtin_with_arguments_as_json_text(name: str, case: str) -> None:
+    from chatfmt.formats.export import to_jinja
+
+    messages, tools = CASES[case]
+    as_text = [
+        dict(m, tool_calls=[call(c["function"]["name"], json.dumps(c["function"]["arguments"], indent=1)) for c in m["tool_calls"]])
+        if m.get("tool_calls") else m
+        for m in messages
+    ]
+    template = to_jinja(registry.get(name))
+    assert render_reference(as_text, template=template, tools=tools, keep_none=True) == ours(name, messages, tools)
+
+
 def test_the_variants_differ_where_their_templates_do() -> None:
     messages, tools = CASES["tricky_arguments"]
     coder, nxt = ours("qwen3-coder", messages, tools), ours("qwen3-coder-next", messages, tools)

@@ -168,9 +168,17 @@ class Qwen3Coder(ChatMLFormat):
     #: the templates open the user turn of tool results only after a message in their loop
     responses = ToolResponses(header("user"), "<tool_response>\n", "\n</tool_response>\n", open_first=False)
 
+    #: how argument values and extra keys of the tool list are written: ``tojson`` unless a string
+    #: (Next), else with Jinja's ``string`` filter unless an object or a list
+    json_values = False
+
     def write(self, value: Any) -> str:
-        """How argument values and extra keys of the tool list are written."""
-        return value_text(value)
+        return value_json(value) if self.json_values else value_text(value)
+
+    def jinja_variables(self) -> dict[str, object]:
+        r = self.responses
+        return {"json_values": self.json_values, "results_open": r.open, "results_before": r.before,
+                "results_after": r.after}
 
     def tool_definitions(self, tools: list[Any]) -> str:
         return tools_block(tools, self.write)
@@ -200,9 +208,7 @@ class Qwen3CoderNext(Qwen3Coder):
         reference="the chat_template of Qwen/Qwen3-Coder-Next, rendered by transformers",
     )
     responses = replace(QWEN_RESPONSES, open_first=False)
-
-    def write(self, value: Any) -> str:
-        return value_json(value)
+    json_values = True
 
 
 # -- the output parser -------------------------------------------------------------------------------
@@ -366,6 +372,7 @@ FAMILIES = [
         parser="qwen3-coder",
         kwargs=(),
         pins=(_PIN_30B,),
+        export="qwen3-coder.jinja",
         reference=Qwen3Coder.info.reference,
         group="qwen",
     ),
@@ -376,6 +383,7 @@ FAMILIES = [
         parser="qwen3-coder",
         kwargs=(),
         pins=(_PIN_NEXT,),
+        export="qwen3-coder.jinja",
         reference=Qwen3CoderNext.info.reference,
         group="qwen",
     ),
