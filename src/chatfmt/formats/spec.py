@@ -150,6 +150,8 @@ class Roles:
 
 @dataclass(frozen=True)
 class SystemSpec:
+    """The ``[system]`` table: the default system prompt and where a system prompt goes."""
+
     default: str = _key("", "string")
     placement: str = _key("own_block", "string", SYSTEM_PLACEMENTS)
     merge_template: str = _key(DEFAULT_MERGE_TEMPLATE, "string")
@@ -158,6 +160,8 @@ class SystemSpec:
 
 @dataclass(frozen=True)
 class ToolsSpec:
+    """The ``[tools]`` table: how the tool list is written."""
+
     style: str = _key("json", "string", TOOLS_STYLES)
     separator: str = _key("\n", "string")
     preamble: str = _key("", "string")
@@ -167,6 +171,8 @@ class ToolsSpec:
 
 @dataclass(frozen=True)
 class ToolCallsSpec:
+    """The ``[tool_calls]`` table: how an assistant's tool calls are written."""
+
     mode: str = _key("wrap", "string", TOOL_CALL_MODES)
     template: str = _key(DEFAULT_CALL_TEMPLATE, "string")
     prefix: str = _key("", "string")
@@ -177,6 +183,8 @@ class ToolCallsSpec:
 
 @dataclass(frozen=True)
 class ToolResultsSpec:
+    """The ``[tool_results]`` table: how tool results are written."""
+
     style: str = _key("role", "string", TOOL_RESULT_STYLES)
     prefix: str = _key("", "string")
     suffix: str = _key("", "string")
@@ -636,49 +644,70 @@ class SpecFamily(Family):
             spec, family=self.group or self.name, reference=self.reference, special_tokens=self.special_tokens
         )
 
+    def with_default_system(self, default: str) -> SpecFormat:
+        """A format of this family with ``default`` as its default system prompt (``""``: none)."""
+        assert self.spec is not None
+        system = self.spec.system
+        return self.create() if default == system.default else self.create(system=replace(system, default=default))
+
+
+def role_tables(prefix: str, suffix: str, roles: tuple[str, ...] = ("system", "user", "assistant", "tool")) -> Roles:
+    """Role tables written alike: ``prefix`` and ``suffix`` with ``{role}`` filled in, for ``roles``
+    (a role left out has no table; tool messages are then errors)."""
+    made = {r: RoleSpec(prefix.replace("{role}", r), suffix.replace("{role}", r)) for r in roles}
+    return Roles(made.get("system", RoleSpec()), made.get("user", RoleSpec()), made.get("assistant", RoleSpec()), made.get("tool"))
+
 
 def chatml_roles(sep: str = "\n", end: str = "<|im_end|>\n", tool: bool = True) -> Roles:
     """ChatML's role tables: ``<|im_start|>{role}{sep}`` ... ``{end}`` for every role (``tool``: also
     for tool messages)."""
-    system, user, assistant, tool_role = (RoleSpec(f"<|im_start|>{r}{sep}", end) for r in ("system", "user", "assistant", "tool"))
-    return Roles(system, user, assistant, tool_role if tool else None)
+    return role_tables("<|im_start|>{role}" + sep, end, ("system", "user", "assistant", "tool")[: 4 if tool else 3])
 
 
 #: the error of formats whose template has no tool-call syntax (and would drop the calls)
 DROPS_CALLS = ToolCallsSpec(mode="error", error="{name} has no tool-call syntax (its template would drop the calls)")
 
+
+def closed_turns(name: str, description: str, end: str, *stop: str, eos: str | None = None, **fields: Any) -> FormatSpec:
+    """A spec whose role suffixes close every turn with ``end`` (trained with the message, as the end
+    of turn); ``eos`` (default ``end``) is declared, not written; generation stops at ``end`` and
+    ``stop``. Roles default to ChatML's, tool calls to an error (:data:`DROPS_CALLS`); ``fields``
+    set any other key."""
+    fields.setdefault("roles", chatml_roles())
+    fields.setdefault("tool_calls", DROPS_CALLS)
+    return FormatSpec(
+        name=name,
+        description=description,
+        eos=end if eos is None else eos,
+        eos_placement="none",
+        end_of_turn=(end,),
+        stop=(end, *stop),
+        **fields,
+    )
+
 # Built-ins still implemented natively whose specs render them identically (checked by probe renders
 # in spec_of); a module that declares its family with spec= takes its place.
 _NATIVE_SPECS: dict[str, FormatSpec] = {
-    "llama-3": FormatSpec(
-        name="llama-3",
-        description="Meta-Llama-3-Instruct: <|start_header_id|>role<|end_header_id|>\\n\\n...<|eot_id|>",
+    "llama-3": closed_turns(
+        "llama-3",
+        "Meta-Llama-3-Instruct: <|start_header_id|>role<|end_header_id|>\\n\\n...<|eot_id|>",
+        "<|eot_id|>",
+        "<|end_of_text|>",
         bos="<|begin_of_text|>",
-        eos="<|eot_id|>",
-        eos_placement="none",
         strip=True,
-        end_of_turn=("<|eot_id|>",),
-        stop=("<|eot_id|>", "<|end_of_text|>"),
-        roles=Roles(
-            *(
-                RoleSpec(f"<|start_header_id|>{r}<|end_header_id|>\n\n", "<|eot_id|>")
-                for r in ("system", "user", "assistant", "tool")
-            )
-        ),
+        roles=role_tables("<|start_header_id|>{role}<|end_header_id|>\n\n", "<|eot_id|>"),
         tool_calls=replace(DROPS_CALLS, error="{name} has no tool-call syntax (its template would drop the tool calls)"),
     ),
-    "gemma": FormatSpec(
-        name="gemma",
-        description="Gemma / Gemma 2 -it: <start_of_turn>user|model\\n...<end_of_turn>\\n, no system role",
-        bos="<bos>",
+    "gemma": closed_turns(
+        "gemma",
+        "Gemma / Gemma 2 -it: <start_of_turn>user|model\\n...<end_of_turn>\\n, no system role",
+        "<end_of_turn>",
+        "<eos>",
         eos="<eos>",
-        eos_placement="none",
+        bos="<bos>",
         strip=True,
         alternating=True,
-        end_of_turn=("<end_of_turn>",),
-        stop=("<end_of_turn>", "<eos>"),
         roles=Roles(
-            system=RoleSpec(),
             user=RoleSpec("<start_of_turn>user\n", "<end_of_turn>\n"),
             assistant=RoleSpec("<start_of_turn>model\n", "<end_of_turn>\n"),
             tool=None,
@@ -815,6 +844,8 @@ __all__ = [
     "ToolResultsSpec",
     "ToolsSpec",
     "chatml_roles",
+    "closed_turns",
     "load_spec",
+    "role_tables",
     "spec_of",
 ]

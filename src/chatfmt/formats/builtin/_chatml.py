@@ -26,7 +26,7 @@ from typing import Any
 from ...errors import ValidationError
 from ...messages import Conversation, Message, ToolCall
 from ...segments import SegmentBuilder
-from ..base import NativeFormat
+from ..base import FormatInfo, NativeFormat
 from ._reasoning import split_reasoning
 
 IM_START = "<|im_start|>"
@@ -46,10 +46,10 @@ TOOLS_TAIL = (
     "<args-json-object>}\n</tool_call>"
 )
 
+CHATML_TOKENS = {"im_start": IM_START, "im_end": IM_END}
 #: the special tokens of the Qwen family's reasoning and tool syntax
 QWEN_SPECIAL_TOKENS = {
-    "im_start": IM_START,
-    "im_end": IM_END,
+    **CHATML_TOKENS,
     "endoftext": "<|endoftext|>",
     "think_start": "<think>",
     "think_end": "</think>",
@@ -58,6 +58,15 @@ QWEN_SPECIAL_TOKENS = {
     "tool_response_start": "<tool_response>",
     "tool_response_end": "</tool_response>",
 }
+
+
+def chatml_info(name: str, family: str, description: str, reference: str, **fields: Any) -> FormatInfo:
+    """The :class:`~chatfmt.formats.base.FormatInfo` of a ChatML format: ``<|im_end|>`` ends a turn and
+    is its EOS; generation also stops at ``<|endoftext|>`` unless ``stop`` says otherwise."""
+    fields.setdefault("stop", (IM_END, "<|endoftext|>"))
+    return FormatInfo(
+        name=name, family=family, description=description, reference=reference, end_of_turn=(IM_END,), eos_token=IM_END, **fields
+    )
 
 
 def tojson(value: Any) -> str:
@@ -261,6 +270,7 @@ __all__ = [
     "TOOLS_TAIL",
     "ToolResponses",
     "assistant_turn",
+    "chatml_info",
     "hermes_call",
     "last_query_index",
     "reject_tool_calls",

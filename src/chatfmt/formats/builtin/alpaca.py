@@ -40,8 +40,6 @@ syntax, so a tool list goes into the system prompt as JSON.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from ..spec import FormatSpec, Roles, RoleSpec, SpecFamily, SpecFormat, SystemSpec
 
 PREAMBLE = "Below is an instruction that describes a task. Write a response that appropriately completes the request."
@@ -54,7 +52,6 @@ SPEC = FormatSpec(
     description="Stanford Alpaca: preamble, ### Instruction:\\n ... ### Response:\\n ... </s>",
     bos="<s>",
     eos="</s>",
-    eos_placement="assistant",
     strip=True,
     alternating=True,
     end_of_turn=("</s>",),
@@ -62,11 +59,8 @@ SPEC = FormatSpec(
     roles=Roles(system=RoleSpec("", SEP), user=RoleSpec(INSTRUCTION, SEP), assistant=RoleSpec(RESPONSE, SEP)),
     system=SystemSpec(default=PREAMBLE),
 )
-
 FAMILY = SpecFamily(
-    name="alpaca",
-    spec=SPEC,
-    group="alpaca",
+    SPEC.name, spec=SPEC, group="alpaca",
     reference=(
         "chujiezheng/chat_templates chat_templates/alpaca.jinja rendered by transformers "
         "(system prompt defaulting to the Stanford Alpaca preamble)"
@@ -78,6 +72,4 @@ FAMILIES = [FAMILY]
 def Alpaca(*, default_system: str | None = PREAMBLE) -> SpecFormat:
     """Stanford Alpaca ``### Instruction:`` / ``### Response:`` prompt, multi-turn as in LLaMA-Factory
     (``default_system=None``: no preamble without a system message)."""
-    if default_system == PREAMBLE:
-        return FAMILY.create()
-    return FAMILY.create(system=replace(SPEC.system, default=default_system or ""))
+    return FAMILY.with_default_system(default_system or "")

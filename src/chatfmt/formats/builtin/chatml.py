@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-from ..spec import FormatSpec, SpecFamily, SpecFormat, ToolCallsSpec, chatml_roles
+from ..spec import SpecFamily, SpecFormat, ToolCallsSpec, closed_turns
+from ._chatml import CHATML_TOKENS, IM_END
 
-SPEC = FormatSpec(
-    name="chatml",
-    description="ChatML <|im_start|>role ... <|im_end|> (OpenAI, SmolLM2, many fine-tunes)",
-    eos="<|im_end|>",
-    eos_placement="none",
-    end_of_turn=("<|im_end|>",),
-    stop=("<|im_end|>",),
-    roles=chatml_roles(),
-    tool_calls=ToolCallsSpec(mode="drop"),
-)
-
+DESCRIPTION = "ChatML <|im_start|>role ... <|im_end|> (OpenAI, SmolLM2, many fine-tunes)"
+SPEC = closed_turns("chatml", DESCRIPTION, IM_END, tool_calls=ToolCallsSpec(mode="drop"))
 FAMILY = SpecFamily(
-    name="chatml",
-    spec=SPEC,
-    aliases=("im-start",),
-    group="chatml",
+    SPEC.name, spec=SPEC, aliases=("im-start",), group="chatml", special_tokens=CHATML_TOKENS,
     reference="the ChatML template as shipped by SmolLM2 / OpenHermes",
-    special_tokens={"im_start": "<|im_start|>", "im_end": "<|im_end|>"},
 )
 FAMILIES = [FAMILY]
 

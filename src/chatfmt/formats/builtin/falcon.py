@@ -151,12 +151,7 @@ class Falcon3(NativeFormat):
 
 FAMILIES = [
     Family(
-        name="falcon3",
-        make=Falcon3,
-        aliases=("falcon3-instruct", "falcon-3"),
-        parser="hermes",
-        export="falcon3.jinja",
-        reference=Falcon3.info.reference,
-        group="falcon",
+        "falcon3", make=Falcon3, aliases=("falcon3-instruct", "falcon-3"), parser="hermes", export="falcon3.jinja",
+        reference=Falcon3.info.reference, group="falcon",
     )
 ]

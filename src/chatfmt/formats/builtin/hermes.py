@@ -43,9 +43,17 @@ from typing import Any
 from ...errors import ValidationError
 from ...messages import Conversation, Message
 from ...segments import SegmentBuilder
-from ..base import FormatInfo
 from ..family import Family, Pin
-from ._chatml import ChatMLFormat, ToolResponses, assistant_turn, tojson, turn
+from ._chatml import (
+    CHATML_TOKENS,
+    IM_END,
+    ChatMLFormat,
+    ToolResponses,
+    assistant_turn,
+    chatml_info,
+    tojson,
+    turn,
+)
 
 BOS = "<|begin_of_text|>"
 
@@ -149,28 +157,15 @@ def tools_text(tools: list[Any]) -> str:
 class Hermes(ChatMLFormat):
     """Hermes-2-Pro / Hermes-3: ChatML + ``<|begin_of_text|>``; with tools, the Hermes tool_use template."""
 
-    info = FormatInfo(
-        name="hermes-2-pro",
-        family="hermes",
-        description="NousResearch Hermes-2-Pro / Hermes-3 (Llama-3): ChatML, <tools>/<tool_call>/<tool_response>",
-        stop=("<|im_end|>",),
-        end_of_turn=("<|im_end|>",),
-        bos_token=BOS,
-        eos_token="<|im_end|>",
-        supports_tools=True,
-        reference=(
-            "NousResearch/Hermes-2-Pro-Llama-3-8B and Hermes-3-Llama-3.1-8B chat templates rendered by transformers: "
-            "'tool_use' = testdata templates/llama.cpp-0c1e570/NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use.jinja "
-            "(identical for Hermes-3), 'default' = BOS + ChatML (templates/ollama-template-index/extracted/05-chatml.jinja)"
-        ),
+    info = chatml_info(
+        "hermes-2-pro", "hermes", "NousResearch Hermes-2-Pro / Hermes-3 (Llama-3): ChatML, <tools>/<tool_call>/<tool_response>",
+        "NousResearch/Hermes-2-Pro-Llama-3-8B and Hermes-3-Llama-3.1-8B chat templates rendered by transformers: "
+        "'tool_use' = testdata templates/llama.cpp-0c1e570/NousResearch-Hermes-2-Pro-Llama-3-8B-tool_use.jinja "
+        "(identical for Hermes-3), 'default' = BOS + ChatML (templates/ollama-template-index/extracted/05-chatml.jinja)",
+        stop=(IM_END,), bos_token=BOS, supports_tools=True,
         special_tokens={
-            "bos": BOS,
-            "im_start": "<|im_start|>",
-            "im_end": "<|im_end|>",
-            "tool_call_start": "<tool_call>",
-            "tool_call_end": "</tool_call>",
-            "tool_response_start": "<tool_response>",
-            "tool_response_end": "</tool_response>",
+            "bos": BOS, **CHATML_TOKENS, "tool_call_start": "<tool_call>", "tool_call_end": "</tool_call>",
+            "tool_response_start": "<tool_response>", "tool_response_end": "</tool_response>",
         },
     )
     responses = ToolResponses("<|im_start|>tool\n", "<tool_response>\n", "\n</tool_response>", "\n", "", open_first=False)
@@ -201,25 +196,14 @@ class Hermes(ChatMLFormat):
             turn(out, i, conv.messages[i])
 
 
+_REPO = "NousResearch/Hermes-2-Pro-Llama-3-8B"
 FAMILIES = [
     Family(
-        name="hermes-2-pro",
-        make=Hermes,
-        aliases=(
-            "hermes-3",
-            "hermes",
-            "hermes-2-pro-llama-3",
-            "hermes-3-llama-3.1",
-            "hermes-2-pro-llama-3-8b",
-            "hermes-3-llama-3.1-8b",
-        ),
-        parser="hermes",
+        "hermes-2-pro", make=Hermes, parser="hermes", export="hermes-2-pro.jinja", reference=Hermes.info.reference, group="hermes",
+        aliases=("hermes-3", "hermes", "hermes-2-pro-llama-3", "hermes-3-llama-3.1", "hermes-2-pro-llama-3-8b", "hermes-3-llama-3.1-8b"),
         pins=(
-            Pin("NousResearch/Hermes-2-Pro-Llama-3-8B", "NousResearch--Hermes-2-Pro-Llama-3-8B-tool_use.jinja", tools=True),
-            Pin("NousResearch/Hermes-2-Pro-Llama-3-8B", "NousResearch--Hermes-2-Pro-Llama-3-8B-default.jinja", tools=False),
+            Pin(_REPO, "NousResearch--Hermes-2-Pro-Llama-3-8B-tool_use.jinja", tools=True),
+            Pin(_REPO, "NousResearch--Hermes-2-Pro-Llama-3-8B-default.jinja", tools=False),
         ),
-        export="hermes-2-pro.jinja",
-        reference=Hermes.info.reference,
-        group="hermes",
     )
 ]

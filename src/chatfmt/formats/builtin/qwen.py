@@ -25,11 +25,8 @@ content parts as its joined text.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from ..family import Pin
 from ..spec import (
-    FormatSpec,
     SpecFamily,
     SpecFormat,
     SystemSpec,
@@ -37,54 +34,38 @@ from ..spec import (
     ToolResultsSpec,
     ToolsSpec,
     chatml_roles,
+    closed_turns,
 )
-from ._chatml import TOOLS_HEAD, TOOLS_TAIL, tojson
+from ._chatml import CHATML_TOKENS, IM_END, TOOLS_HEAD, TOOLS_TAIL, tojson
 
 DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
 TOOLS_HEADER = "\n\n" + TOOLS_HEAD
 TOOLS_FOOTER = TOOLS_TAIL
 
-SPEC = FormatSpec(
-    name="qwen2.5",
-    description="Qwen2.5-Instruct: ChatML, default system prompt, <tools>/<tool_call>/<tool_response>",
-    eos="<|im_end|>",
-    eos_placement="none",
-    end_of_turn=("<|im_end|>",),
-    stop=("<|im_end|>", "<|endoftext|>"),
+DESCRIPTION = "Qwen2.5-Instruct: ChatML, default system prompt, <tools>/<tool_call>/<tool_response>"
+SPEC = closed_turns(
+    "qwen2.5", DESCRIPTION, IM_END, "<|endoftext|>",
     roles=chatml_roles(tool=False),
     system=SystemSpec(default=DEFAULT_SYSTEM),
     tools=ToolsSpec(style="lines", separator="\n", preamble=TOOLS_HEADER + "\n", postamble=TOOLS_FOOTER),
     tool_calls=ToolCallsSpec(prefix="<tool_call>\n", suffix="\n</tool_call>", separator="\n"),
     tool_results=ToolResultsSpec(style="user_block", prefix="<tool_response>\n", suffix="\n</tool_response>", separator="\n"),
 )
-
 FAMILY = SpecFamily(
-    name="qwen2.5",
-    spec=SPEC,
-    aliases=("qwen2", "qwen"),
-    parser="hermes",
-    pins=(Pin("Qwen/Qwen2.5-7B-Instruct", "Qwen--Qwen2.5-7B-Instruct.jinja"),),
-    group="qwen",
+    SPEC.name, spec=SPEC, aliases=("qwen2", "qwen"), parser="hermes", group="qwen",
+    special_tokens={**CHATML_TOKENS, "endoftext": "<|endoftext|>", "tool_call_start": "<tool_call>", "tool_call_end": "</tool_call>"},
     reference=(
         "the chat_template of Qwen/Qwen2.5-7B-Instruct tokenizer_config.json "
         "(= llama.cpp models/templates/Qwen-Qwen2.5-7B-Instruct.jinja), rendered by transformers"
     ),
-    special_tokens={
-        "im_start": "<|im_start|>",
-        "im_end": "<|im_end|>",
-        "endoftext": "<|endoftext|>",
-        "tool_call_start": "<tool_call>",
-        "tool_call_end": "</tool_call>",
-    },
+    pins=(Pin("Qwen/Qwen2.5-7B-Instruct", "Qwen--Qwen2.5-7B-Instruct.jinja"),),
 )
 FAMILIES = [FAMILY]
 
 
 def Qwen25(*, default_system: str = DEFAULT_SYSTEM) -> SpecFormat:
     """Qwen2.5-Instruct (ChatML + default system prompt + Hermes-style ``<tool_call>`` tools)."""
-    if default_system == DEFAULT_SYSTEM:
-        return FAMILY.create()
-    return FAMILY.create(system=replace(SPEC.system, default=default_system))
+    return FAMILY.with_default_system(default_system)
 
 
 __all__ = ["DEFAULT_SYSTEM", "FAMILIES", "Qwen25", "tojson"]

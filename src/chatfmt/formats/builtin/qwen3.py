@@ -46,11 +46,11 @@ not. A tool block with no system message belongs to no message.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from ...messages import Conversation, Message
 from ...segments import SegmentBuilder
-from ..base import FormatInfo
 from ..family import Family, Pin, TemplateKwarg
 from ._chatml import (
     ASSISTANT_HEADER,
@@ -58,6 +58,7 @@ from ._chatml import (
     QWEN_SPECIAL_TOKENS,
     ChatMLFormat,
     assistant_turn,
+    chatml_info,
     last_query_index,
 )
 
@@ -67,20 +68,11 @@ __all__ = ["FAMILIES", "QwQ", "Qwen3", "last_query_index"]
 class Qwen3(ChatMLFormat):
     """Qwen3: ChatML, ``<think>`` blocks (history reasoning dropped), ``enable_thinking``, Hermes tools."""
 
-    info = FormatInfo(
-        name="qwen3",
-        family="qwen",
-        description="Qwen3: ChatML with <think> reasoning (enable_thinking), <tools>/<tool_call>/<tool_response>",
-        stop=("<|im_end|>", "<|endoftext|>"),
-        end_of_turn=("<|im_end|>",),
-        eos_token="<|im_end|>",
-        supports_tools=True,
-        supports_reasoning=True,
-        reference=(
-            "the chat_template of Qwen/Qwen3-0.6B (= llama.cpp models/templates/Qwen-Qwen3-0.6B.jinja, "
-            "testdata templates/llama.cpp-0c1e570/), rendered by transformers"
-        ),
-        special_tokens=dict(QWEN_SPECIAL_TOKENS),
+    info = chatml_info(
+        "qwen3", "qwen", "Qwen3: ChatML with <think> reasoning (enable_thinking), <tools>/<tool_call>/<tool_response>",
+        "the chat_template of Qwen/Qwen3-0.6B (= llama.cpp models/templates/Qwen-Qwen3-0.6B.jinja, "
+        "testdata templates/llama.cpp-0c1e570/), rendered by transformers",
+        supports_tools=True, supports_reasoning=True, special_tokens=dict(QWEN_SPECIAL_TOKENS),
     )
     extra_template_kwargs = ("enable_thinking",)
     think = "final"
@@ -92,20 +84,12 @@ class Qwen3(ChatMLFormat):
 class QwQ(ChatMLFormat):
     """QwQ-32B: ChatML, past turns cut after ``</think>``, generation prompt opens ``<think>``."""
 
-    info = FormatInfo(
+    info = replace(
+        Qwen3.info,
         name="qwq",
-        family="qwen",
         description="QwQ-32B: ChatML, history cut after </think>, generation prompt <think>, Hermes tools",
-        stop=("<|im_end|>", "<|endoftext|>"),
-        end_of_turn=("<|im_end|>",),
-        eos_token="<|im_end|>",
-        supports_tools=True,
-        supports_reasoning=True,
-        reference=(
-            "llama.cpp models/templates/Qwen-QwQ-32B.jinja (testdata templates/llama.cpp-0c1e570/; the "
-            "chat_template of Qwen/QwQ-32B plus llama.cpp's enable_thinking line), rendered by transformers"
-        ),
-        special_tokens=dict(QWEN_SPECIAL_TOKENS),
+        reference="llama.cpp models/templates/Qwen-QwQ-32B.jinja (testdata templates/llama.cpp-0c1e570/; the "
+        "chat_template of Qwen/QwQ-32B plus llama.cpp's enable_thinking line), rendered by transformers",
     )
     extra_template_kwargs = ("enable_thinking",)
     lone_tools_sep = "\n\n"
@@ -126,35 +110,18 @@ _THINKING = TemplateKwarg(
     "enable_thinking", "bool", None, "False: the generation prompt closes the think block (no reasoning)"
 )
 
+_QWQ_THINKING = TemplateKwarg(
+    "enable_thinking", "bool", None,
+    "False: the generation prompt closes the think block it opens (llama.cpp's copy); not given: the "
+    "official prompt, the block left open",
+)
 FAMILIES = [
     Family(
-        name="qwen3",
-        make=Qwen3,
-        aliases=("qwen-3", "qwen3-instruct"),
-        parser="qwen3",
-        kwargs=(_THINKING,),
-        pins=(Pin("Qwen/Qwen3-0.6B", "Qwen--Qwen3-0.6B.jinja"),),
-        export="qwen3.jinja",
-        reference=Qwen3.info.reference,
-        group="qwen",
+        "qwen3", make=Qwen3, aliases=("qwen-3", "qwen3-instruct"), parser="qwen3", kwargs=(_THINKING,),
+        pins=(Pin("Qwen/Qwen3-0.6B", "Qwen--Qwen3-0.6B.jinja"),), export="qwen3.jinja", reference=Qwen3.info.reference, group="qwen",
     ),
     Family(
-        name="qwq",
-        make=QwQ,
-        aliases=("qwq-32b",),
-        parser="qwq",
-        kwargs=(
-            TemplateKwarg(
-                "enable_thinking",
-                "bool",
-                None,
-                "False: the generation prompt closes the think block it opens (llama.cpp's copy); "
-                "not given: the official prompt, the block left open",
-            ),
-        ),
-        pins=(Pin("Qwen/QwQ-32B", "Qwen--QwQ-32B.jinja"),),
-        export="qwq.jinja",
-        reference=QwQ.info.reference,
-        group="qwen",
+        "qwq", make=QwQ, aliases=("qwq-32b",), parser="qwq", kwargs=(_QWQ_THINKING,),
+        pins=(Pin("Qwen/QwQ-32B", "Qwen--QwQ-32B.jinja"),), export="qwq.jinja", reference=QwQ.info.reference, group="qwen",
     ),
 ]

