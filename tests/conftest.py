@@ -113,6 +113,60 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             )
 
 
+# -- hypothesis: example counts sized for the default run ------------------------------------------
+
+#: ``quick`` (the default): a property test not marked ``slow`` runs a quarter of the examples its
+#: ``@settings(max_examples=N)`` asks for (hypothesis' 100 when it asks for none), at least
+#: ``QUICK_FLOOR`` (or N when N is smaller); ``full``: every property test runs its written count.
+#: Tests marked ``slow`` always run their written count.
+HYPOTHESIS_MODES = ("quick", "full")
+QUICK_FRACTION = 0.25
+QUICK_FLOOR = 10
+
+
+def hypothesis_mode() -> str:
+    mode = os.environ.get("CHATFMT_HYPOTHESIS", "quick").strip().lower() or "quick"
+    if mode not in HYPOTHESIS_MODES:
+        raise pytest.UsageError(f"CHATFMT_HYPOTHESIS={mode!r}: expected one of {', '.join(HYPOTHESIS_MODES)}")
+    return mode
+
+
+def quick_examples(written: int) -> int:
+    """The number of examples a property test written for ``written`` runs in the quick mode."""
+    return max(min(written, QUICK_FLOOR), round(written * QUICK_FRACTION))
+
+
+_hypothesis_mode_key = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_hypothesis_mode_key] = hypothesis_mode()
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_call(item: pytest.Item):
+    """Runs around hypothesis' own hook (which reads the test's settings): in the quick mode, a
+    property test not marked ``slow`` gets its settings with ``quick_examples`` examples for this
+    call; its own settings are put back afterwards."""
+    fn = getattr(getattr(item, "obj", None), "__func__", getattr(item, "obj", None))
+    written = getattr(fn, "_hypothesis_internal_use_settings", None)
+    if (
+        written is None
+        or not getattr(fn, "is_hypothesis_test", False)
+        or item.config.stash.get(_hypothesis_mode_key, "quick") == "full"
+        or item.get_closest_marker("slow") is not None
+    ):
+        yield
+        return
+    from hypothesis import settings
+
+    fn._hypothesis_internal_use_settings = settings(written, max_examples=quick_examples(written.max_examples))
+    try:
+        yield
+    finally:
+        fn._hypothesis_internal_use_settings = written
+
+
 # -- coverage summary -----------------------------------------------------------------------------
 
 _coverage_key = pytest.StashKey[dict]()
