@@ -37,7 +37,7 @@ def formats(
     fams = {n: registry.family(n) for n in names}
     origins = {n: registry.FAMILIES.origin(n) for n in names}
     if as_json:
-        rows = [
+        records = [
             {
                 "name": f.info.name,
                 "aliases": sorted(alias_map.get(n, [])),
@@ -55,9 +55,9 @@ def formats(
             }
             for n, f in zip(names, fmts, strict=True)
         ]
-        typer.echo(json.dumps(rows, ensure_ascii=False, indent=2))
+        typer.echo(json.dumps(records, ensure_ascii=False, indent=2))
         return
-    rows = [
+    rows: list[tuple[str, ...]] = [
         (
             f.info.name,
             ", ".join(sorted(alias_map.get(n, []))),
@@ -73,8 +73,8 @@ def formats(
         columns = (*COLUMNS, "kwargs", "origin")
         longer = [(*r, ", ".join(str(k) for k in fams[n].kwargs), str(origins[n])) for n, r in zip(names, rows, strict=True)]
         typer.echo("\t".join(columns))
-        for row in longer:
-            typer.echo("\t".join(_plain_cell(c) for c in row))
+        for long_row in longer:
+            typer.echo("\t".join(_plain_cell(c) for c in long_row))
         return
     console = Console(highlight=False)
     if not console.is_terminal:

@@ -433,15 +433,17 @@ def _declared_spec(fmt: Any) -> Any:
 
 def _known_builtin(template: str) -> str | None:
     """The built-in whose exact template this is (chatfmt's known-templates table), if any."""
-    try:
-        import hashlib
+    import hashlib
+    import importlib
 
-        from ..formats.jinja import _known_templates  # type: ignore[attr-defined]
-
-        known: str | None = _known_templates().get(hashlib.sha256(template.encode("utf-8")).hexdigest())
-        return known
-    except Exception:  # noqa: BLE001 - the table is an optimisation (and goes once families pin templates)
+    table = getattr(importlib.import_module("chatfmt.formats.jinja"), "_known_templates", None)
+    if table is None:  # the table goes once every family pins its official templates
         return None
+    try:
+        known = table().get(hashlib.sha256(template.encode("utf-8")).hexdigest())
+    except Exception:  # noqa: BLE001 - the table is an optimisation
+        return None
+    return known if isinstance(known, str) else None
 
 
 def parser_for_format(
