@@ -120,13 +120,18 @@ def workers_at_once(monkeypatch):
     monkeypatch.setattr(pipeline, "WORKERS_AFTER", 0.0)
 
 
-def test_prepare_renders_every_record_with_the_template_kwargs_in_spawned_workers(tmp_path, llama3_dir, workers_at_once):
+#: worker processes: 1 (this process) in the default run; 2 (spawned workers) is slow
+WORKERS = [1, pytest.param(2, marks=pytest.mark.slow)]
+
+
+@pytest.mark.parametrize("workers", WORKERS)
+def test_prepare_renders_every_record_with_the_template_kwargs_in_spawned_workers(tmp_path, llama3_dir, workers_at_once, workers):
     src = _write(tmp_path / "in.jsonl", _records(24))
     kw = {"date_string": "01 Jan 2025"}
     one = prepare(src, "llama-3.1", str(llama3_dir), tmp_path / "one.jsonl", template_kwargs=kw, batch_size=4)
-    two = prepare(src, "llama-3.1", str(llama3_dir), tmp_path / "two.jsonl", template_kwargs=kw, batch_size=4, workers=2)
+    two = prepare(src, "llama-3.1", str(llama3_dir), tmp_path / "two.jsonl", template_kwargs=kw, batch_size=4, workers=workers)
     plain = prepare(src, "llama-3.1", str(llama3_dir), tmp_path / "plain.jsonl", batch_size=4)
-    assert two.workers == 2 and one.written == two.written == 24
+    assert two.workers == workers and one.written == two.written == 24
     assert (tmp_path / "one.jsonl").read_bytes() == (tmp_path / "two.jsonl").read_bytes()
     tok = chatfmt.load_tokenizer(llama3_dir)
     fmt = chatfmt.load_format("llama-3.1")

@@ -50,6 +50,8 @@ def run_chat(args: list[str], *, input: str | None = None, env: dict[str, str] |
 # -- one question ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # a third load of the real model; -p in the default run: test_template_kwargs.py's
+# test_cli_chat_says_a_keyword_the_format_does_not_read (in-process), one question: the stdin test below
 def test_p_prints_only_the_answer_and_exits_0(smollm2_gguf):
     proc = run_chat(["--model", str(smollm2_gguf), *GREEDY, "-p", QUESTION])
     assert proc.returncode == 0, proc.stderr

@@ -131,6 +131,16 @@ def test_bad_output_format_or_pack_exit_2(tmp_path, monkeypatch, args, message):
     assert not (tmp_path / "o.jsonl").exists()
 
 
+def test_quiet_prints_only_the_summary(tmp_path):
+    src = write_jsonl(tmp_path / "in.jsonl", [GOOD[k % 2] for k in range(4)] + ["{nope"])
+    res = run(str(src), "-o", str(tmp_path / "o.jsonl"), "--workers", "1", "-q")
+    assert res.exit_code == 0, res.output
+    (line,) = res.output.strip().splitlines()
+    assert line.startswith(f"{tmp_path / 'o.jsonl'}: read 5, written 4, rejected 1 (json: 1), truncated 0, ")
+
+
+@pytest.mark.slow  # spawns worker processes; the default run: test_quiet_prints_only_the_summary and
+# tests/train/test_workers_and_api.py::test_workers_write_the_same_bytes_as_one_process
 def test_workers_write_the_same_output_and_quiet_prints_only_the_summary(tmp_path, monkeypatch):
     import chatfmt.train.pipeline as pipeline
 

@@ -448,6 +448,8 @@ def test_dataset_info_options_that_conflict_are_refused(qwen_dir, lf_dir, tmp_pa
     assert [d.name for d in load_dataset_info(lf_dir, ["shop", "glaive_demo"])] == ["shop", "glaive_demo"]
 
 
+@pytest.mark.slow  # spawns worker processes; the default run: the dataset_info tests above (in this
+# process) and tests/train/test_workers_and_api.py::test_workers_write_the_same_bytes_as_one_process
 def test_dataset_info_layouts_reach_spawned_workers(qwen_dir, lf_dir, tmp_path, monkeypatch):
     import chatfmt.train.pipeline as pipeline
 
