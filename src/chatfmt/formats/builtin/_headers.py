@@ -153,6 +153,10 @@ TOOLS_IN_USER_MESSAGE = TemplateKwarg(
 )
 
 
+#: the keywords the shared Llama tool loop reads
+TOOL_KWARGS = (CUSTOM_TOOLS, TOOLS_IN_USER_MESSAGE)
+
+
 def tojson(value: Any, indent: int | None = None) -> str:
     """transformers' ``tojson`` filter: ``json.dumps`` with non-ASCII kept and default separators."""
     return json.dumps(value, ensure_ascii=False, indent=indent)
@@ -161,6 +165,11 @@ def tojson(value: Any, indent: int | None = None) -> str:
 def tool_list_text(tools: list[Any]) -> str:
     """Each tool as ``tojson(indent=4)`` followed by a blank line."""
     return "".join(tojson(t, indent=4) + "\n\n" for t in tools)
+
+
+def system_tools_text(tools: list[Any]) -> str:
+    """The tool instructions and list as the system turn carries them (``tools_in_user_message=False``)."""
+    return TOOLS_IN_SYSTEM + tool_list_text(tools)
 
 
 def json_call(call: ToolCall) -> str:
@@ -209,7 +218,7 @@ class LlamaToolsFormat(NativeFormat):
 
     headers: Headers
     #: the keywords this loop reads (subclasses add theirs)
-    extra_template_kwargs: tuple[str, ...] = (CUSTOM_TOOLS.name, TOOLS_IN_USER_MESSAGE.name)
+    extra_template_kwargs: tuple[str, ...] = tuple(k.name for k in TOOL_KWARGS)
 
     def build(self, conv: Conversation, out: SegmentBuilder, *, add_generation_prompt: bool, **kwargs: Any) -> None:
         h = self.headers
@@ -292,6 +301,7 @@ __all__ = [
     "LLAMA3",
     "LLAMA4",
     "PHI3",
+    "TOOL_KWARGS",
     "Headers",
     "LlamaToolsFormat",
     "first_user_with_tools",
@@ -301,6 +311,7 @@ __all__ = [
     "native_family",
     "no_tool_calls",
     "pinned",
+    "system_tools_text",
     "tool_list_text",
     "tool_result",
     "tojson",

@@ -71,14 +71,14 @@ from ._headers import (
     BEGIN_OF_TEXT,
     CUSTOM_TOOLS,
     LLAMA3,
-    TOOLS_IN_SYSTEM,
+    TOOL_KWARGS,
     TOOLS_IN_USER_MESSAGE,
     LlamaToolsFormat,
     json_call,
     llama_tools_info,
     native_family,
     pinned,
-    tool_list_text,
+    system_tools_text,
 )
 
 BOS = BEGIN_OF_TEXT
@@ -122,7 +122,7 @@ BUILTIN_TOOLS = TemplateKwarg(
     None,
     "built-in tools (brave_search, wolfram_alpha, code_interpreter): <|python_tag|> calls, <|eom_id|> ends",
 )
-KWARGS = (CUSTOM_TOOLS, BUILTIN_TOOLS, TOOLS_IN_USER_MESSAGE, DATE_STRING)
+KWARGS = (*TOOL_KWARGS, BUILTIN_TOOLS, DATE_STRING)
 
 
 class Llama31(LlamaToolsFormat):
@@ -170,7 +170,7 @@ class Llama31(LlamaToolsFormat):
             head += "Tools: " + ", ".join(str(t) for t in builtin if t != "code_interpreter") + "\n\n"
         head += KNOWLEDGE_CUTOFF + "Today Date: " + date + "\n\n"
         if tools is not None and not in_user:
-            head += TOOLS_IN_SYSTEM + tool_list_text(tools)
+            head += system_tools_text(tools)
         if system is None:
             out.control(head + EOT)
             return 0

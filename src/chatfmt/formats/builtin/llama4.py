@@ -55,15 +55,13 @@ from ...messages import Message
 from ...segments import SegmentBuilder
 from ._headers import (
     BEGIN_OF_TEXT,
-    CUSTOM_TOOLS,
     LLAMA4,
-    TOOLS_IN_SYSTEM,
-    TOOLS_IN_USER_MESSAGE,
+    TOOL_KWARGS,
     LlamaToolsFormat,
     json_call,
     llama_tools_info,
     native_family,
-    tool_list_text,
+    system_tools_text,
 )
 
 BOS = BEGIN_OF_TEXT
@@ -72,7 +70,6 @@ EOM = "<|eom|>"
 IMAGE = "<|image|>"
 PYTHON_START = "<|python_start|>"
 PYTHON_END = "<|python_end|>"
-KWARGS = (CUSTOM_TOOLS, TOOLS_IN_USER_MESSAGE)
 
 
 def content_pieces(m: Message) -> list[tuple[bool, str]]:
@@ -156,7 +153,7 @@ class Llama4(LlamaToolsFormat):
         if tools is not None:
             head += "Environment: ipython\n"
             if not in_user:
-                head += TOOLS_IN_SYSTEM + tool_list_text(tools)
+                head += system_tools_text(tools)
         out.turn(0, head, self._system_text(system), EOT, system.trained)
         return 1
 
@@ -190,6 +187,6 @@ FAMILIES = [
         Llama4,
         ("llama4", "llama-4-instruct", "llama-4-scout", "llama-4-maverick", "llama-4-scout-17b-16e-instruct",
          "llama-4-maverick-17b-128e-instruct"),
-        parser="llama4", kwargs=KWARGS, export="llama-4.jinja",
+        parser="llama4", kwargs=TOOL_KWARGS, export="llama-4.jinja",
     )
 ]
