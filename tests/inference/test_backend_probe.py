@@ -51,6 +51,12 @@ def test_the_portable_llamacpp_build_passes_and_the_second_probe_is_a_cache_hit(
     assert second.ok and second.cached
     (entry,) = json.loads((cache / PROBE_CACHE_FILE).read_text())["probes"].values()
     assert entry["ok"] is True and entry["build"]["version"] and entry["machine"]["cpu"]
+    # auto takes the working llama.cpp without a word (here from the cached verdict; a fresh probe
+    # inside choose_backend: the slow test_auto_chooses_a_working_llamacpp_for_a_gguf_without_a_word)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert choose_backend(smollm2_gguf, "auto").name == "llama.cpp"
+    assert not [w for w in caught if issubclass(w.category, BackendFallbackWarning)]
 
 
 @pytest.mark.parametrize("sig", [signal.SIGSEGV, signal.SIGILL])
@@ -81,6 +87,7 @@ def test_a_cached_verdict_is_dropped_when_the_backend_version_changes(llama_cpp,
     assert entry["ok"] is True and entry["build"]["version"] != "0.0.1"
 
 
+@pytest.mark.slow  # two more probes; the default run: the same cache drop on a version change (above)
 def test_a_cached_verdict_is_dropped_when_the_native_library_is_rebuilt(llama_cpp, cache, smollm2_gguf, monkeypatch):
     monkeypatch.setenv(CRASH_HOOK_ENV, "SIGSEGV")
     assert probe_backend("llama.cpp", smollm2_gguf).crashed
@@ -134,6 +141,7 @@ def test_auto_chooses_transformers_with_one_warning_when_llamacpp_crashes(llama_
     _fallback_warnings(caught)
 
 
+@pytest.mark.slow  # one more probe; the default run: the cache-hit half of the first test in this file
 def test_auto_chooses_a_working_llamacpp_for_a_gguf_without_a_word(llama_cpp, cache, smollm2_gguf):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
