@@ -92,16 +92,12 @@ class Llama2(NativeFormat):
             user = msgs[i]
             if system is not None and i == start:
                 out.ids(BOS, (BOS_ID,), 0)
-                out.control(f"{B_INST} {B_SYS}", 0)
-                out.content(system.text, 0, system.trained)
                 prompt = user.text.rstrip()
-                out.control(E_SYS if prompt else E_SYS.rstrip(), 0, system.trained)
-                out.content(prompt, i, user.trained)
+                out.turn(0, f"{B_INST} {B_SYS}", system.text, E_SYS if prompt else E_SYS.rstrip(), system.trained)
+                out.turn(i, "", prompt, f" {E_INST}", user.trained)
             else:
                 out.ids(BOS, (BOS_ID,), i)
-                out.control(f"{B_INST} ", i)
-                out.content(user.text.strip(), i, user.trained)
-            out.control(f" {E_INST}", i, user.trained)
+                out.turn(i, f"{B_INST} ", user.text.strip(), f" {E_INST}", user.trained)
             if i + 1 < len(msgs):
                 j, answer = i + 1, msgs[i + 1]
                 trained = answer.trained
