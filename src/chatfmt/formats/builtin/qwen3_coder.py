@@ -361,30 +361,20 @@ PARSERS = [
     ),
 ]
 
-_PIN_30B = Pin("Qwen/Qwen3-Coder-30B-A3B-Instruct", "Qwen--Qwen3-Coder-30B-A3B-Instruct.jinja")
-_PIN_NEXT = Pin("Qwen/Qwen3-Coder-Next", "Qwen--Qwen3-Coder-Next.jinja")
+
+def _family(fmt: type[Qwen3Coder], aliases: tuple[str, ...], pin: Pin) -> Family:
+    """A variant's declaration: all but its names and its pinned template are the family's."""
+    return Family(
+        fmt.info.name, make=fmt, aliases=aliases, parser="qwen3-coder", kwargs=(), pins=(pin,),
+        export="qwen3-coder.jinja", reference=fmt.info.reference, group="qwen",
+    )
+
 
 FAMILIES = [
-    Family(
-        "qwen3-coder",
-        make=Qwen3Coder,
-        aliases=("qwen3-coder-instruct", "qwen3-coder-30b-a3b-instruct", "qwen3-coder-480b-a35b-instruct"),
-        parser="qwen3-coder",
-        kwargs=(),
-        pins=(_PIN_30B,),
-        export="qwen3-coder.jinja",
-        reference=Qwen3Coder.info.reference,
-        group="qwen",
+    _family(
+        Qwen3Coder,
+        ("qwen3-coder-instruct", "qwen3-coder-30b-a3b-instruct", "qwen3-coder-480b-a35b-instruct"),
+        Pin("Qwen/Qwen3-Coder-30B-A3B-Instruct", "Qwen--Qwen3-Coder-30B-A3B-Instruct.jinja"),
     ),
-    Family(
-        "qwen3-coder-next",
-        make=Qwen3CoderNext,
-        aliases=("qwen3-coder-next-base",),
-        parser="qwen3-coder",
-        kwargs=(),
-        pins=(_PIN_NEXT,),
-        export="qwen3-coder.jinja",
-        reference=Qwen3CoderNext.info.reference,
-        group="qwen",
-    ),
+    _family(Qwen3CoderNext, ("qwen3-coder-next-base",), Pin("Qwen/Qwen3-Coder-Next", "Qwen--Qwen3-Coder-Next.jinja")),
 ]
