@@ -226,7 +226,8 @@ class _Candidate:
     def outcomes(self, tokens: dict[str, str]) -> tuple[Outcome, ...]:
         key = tuple(sorted(tokens.items()))
         if key not in self._cache:
-            self._cache[key] = tuple(render_probe(self.fmt, p, **tokens) for p in self.probes)
+            template_tokens: dict[str, Any] = dict(tokens)  # bos_token / eos_token, never render_probe's own `now`
+            self._cache[key] = tuple(render_probe(self.fmt, p, **template_tokens) for p in self.probes)
         return self._cache[key]
 
 

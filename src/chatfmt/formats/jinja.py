@@ -25,11 +25,12 @@ from typing import Any
 
 from ..errors import ChatfmtWarning, TemplateError
 from ..messages import Conversation
-from ..segments import CONTENT, CONTROL, Rendered, Segment
+from ..segments import CONTENT, CONTROL, Rendered, Segment, SegmentKind
 from .base import (
     DOCUMENTS,
     TOOLS,
     ChatFormat,
+    CheckedRender,
     FormatInfo,
     given,
     merge_template_kwargs,
@@ -45,6 +46,12 @@ from .sandbox import (
 )
 
 _REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
+
+#: what a render is called with besides the messages: ``(tools, documents, add_generation_prompt,
+#: template keyword arguments)``
+_CtxArgs = tuple[Any, Any, bool, dict[str, Any]]
+#: a piece of rendered text: ``(start, end, kind, message index, trained)``
+_Piece = tuple[int, int, SegmentKind, int | None, bool]
 _CONTINUE_TAG = "CONTINUE_FINAL_MESSAGE_TAG "
 
 # end-of-turn strings that, when a template uses them literally, end an assistant turn
@@ -496,7 +503,7 @@ class JinjaFormat(ChatFormat):
 
     # -- rendering -------------------------------------------------------------------------------
 
-    def _context(self, messages: list[dict[str, Any]], tools: Any, documents: Any, add_generation_prompt: bool, kwargs: dict) -> dict:
+    def _context(self, messages: list[dict[str, Any]], tools: Any, documents: Any, add_generation_prompt: bool, kwargs: dict[str, Any]) -> dict[str, Any]:
         if tools is not None:
             tools = [t if isinstance(t, dict) else _tool_schema(t) for t in tools]
         ctx = {**self.special_tokens, **_plain(kwargs)}
@@ -506,7 +513,7 @@ class JinjaFormat(ChatFormat):
         ctx["add_generation_prompt"] = add_generation_prompt
         return ctx
 
-    def _run(self, messages: list[dict[str, Any]], ctx_args: tuple) -> tuple[str, list[tuple[int, int]]]:
+    def _run(self, messages: list[dict[str, Any]], ctx_args: _CtxArgs) -> tuple[str, list[tuple[int, int]]]:
         tools, documents, agp, kwargs = ctx_args
         ctx = self._context(messages, tools, documents, agp, kwargs)
         return render_template(self._compiled, ctx, timeout=self.options.timeout, max_output=self.options.max_output)
@@ -566,8 +573,8 @@ class JinjaFormat(ChatFormat):
         add_generation_prompt: bool,
         continue_final_message: bool,
         documents: Any,
-        kwargs: dict,
-    ) -> tuple[str, list[dict[str, Any]], tuple, list[tuple[int, int]]]:
+        kwargs: dict[str, Any],
+    ) -> tuple[str, list[dict[str, Any]], _CtxArgs, list[tuple[int, int]]]:
         if continue_final_message and add_generation_prompt:
             from .base import check_continue_options
 
@@ -598,7 +605,7 @@ class JinjaFormat(ChatFormat):
             )
             return text, normalised, ctx_args, gen
 
-    def _explain_undefined_token(self, error: TemplateError, kwargs: dict) -> None:
+    def _explain_undefined_token(self, error: TemplateError, kwargs: dict[str, Any]) -> None:
         """A template that reads a special token (``bos_token``) this format was not given: say where
         the tokens come from instead of Jinja's bare "'bos_token' is undefined"."""
         m = _UNDEFINED_TOKEN_RE.match(error.message)
@@ -611,7 +618,7 @@ class JinjaFormat(ChatFormat):
         )
 
     def _render_with_continue(
-        self, msgs: list[dict[str, Any]], ctx_args: tuple, continue_final_message: bool
+        self, msgs: list[dict[str, Any]], ctx_args: _CtxArgs, continue_final_message: bool
     ) -> tuple[str, list[tuple[int, int]]]:
         if not continue_final_message:
             return self._run(msgs, ctx_args)
@@ -681,7 +688,7 @@ class JinjaFormat(ChatFormat):
         continue_final_message: bool = False,
         documents: list[dict[str, Any]] | None = None,
         **template_kwargs: Any,
-    ) -> tuple[Rendered, tuple[str, ...]]:
+    ) -> CheckedRender:
         """:meth:`render_segments` without a warning, and what of the given inputs it leaves out:
         ``"tools"`` / ``"documents"`` when the template never reads them or renders the same without
         them, and the keyword arguments the template never reads."""
@@ -689,9 +696,9 @@ class JinjaFormat(ChatFormat):
         messages, tools, add_generation_prompt, continue_final_message = _open_turn(
             messages, tools, add_generation_prompt, continue_final_message
         )
-        return self._render_segments(
+        return CheckedRender(*self._render_segments(
             messages, tools, add_generation_prompt, continue_final_message, documents, template_kwargs, check=True
-        )
+        ))
 
     def _render_segments(
         self,
@@ -737,7 +744,7 @@ class JinjaFormat(ChatFormat):
             return True if fmt._always_renders(name) else None
         return True
 
-    def _not_rendered(self, text: str, msgs: list[dict[str, Any]], ctx_args: tuple, cont: bool) -> tuple[str, ...]:
+    def _not_rendered(self, text: str, msgs: list[dict[str, Any]], ctx_args: _CtxArgs, cont: bool) -> tuple[str, ...]:
         """What of ``ctx_args`` (tools, documents, keyword arguments) the render ``text`` left out."""
         tools, documents, agp, kwargs = ctx_args
         reads = self.template_variables
@@ -776,12 +783,12 @@ class JinjaFormat(ChatFormat):
     def _always_renders(self, name: str) -> bool:
         """Whether every probe conversation renders differently with probe tools (or documents)
         than without: then any call is trusted to render them (cached per format)."""
-        cache = self.__dict__.setdefault("_renders_cache", {})
+        cache: dict[str, bool] = self.__dict__.setdefault("_renders_cache", {})
         if name not in cache:
             probe = _PROBE_TOOLS if name == TOOLS else _PROBE_DOCUMENTS
             verdict = True
             for msgs, agp in _INPUT_PROBES:
-                with_args = (probe, None, agp, {}) if name == TOOLS else (None, probe, agp, {})
+                with_args: _CtxArgs = (probe, None, agp, {}) if name == TOOLS else (None, probe, agp, {})
                 try:
                     a, _ = self._run(msgs, with_args)
                     b, _ = self._run(msgs, (None, None, agp, {}))
@@ -794,7 +801,9 @@ class JinjaFormat(ChatFormat):
             cache[name] = verdict
         return cache[name]
 
-    def _marked_render(self, msgs: list[dict[str, Any]], which: set[int], ctx_args: tuple, cont: bool, mk: _Markers):
+    def _marked_render(
+        self, msgs: list[dict[str, Any]], which: set[int], ctx_args: _CtxArgs, cont: bool, mk: _Markers
+    ) -> tuple[str, list[tuple[int, int, int]]] | None:
         marked_msgs = [_mark_message(m, i, mk) if i in which else m for i, m in enumerate(msgs)]
         try:
             text, _ = self._render_with_continue(marked_msgs, ctx_args, cont)
@@ -802,7 +811,7 @@ class JinjaFormat(ChatFormat):
             return None
         return _unmark(text, mk)
 
-    def _locate(self, text: str, msgs: list[dict[str, Any]], ctx_args: tuple, cont: bool) -> dict[int, list[tuple[int, int, int]]]:
+    def _locate(self, text: str, msgs: list[dict[str, Any]], ctx_args: _CtxArgs, cont: bool) -> dict[int, list[tuple[int, int, int]]]:
         """Content spans by message index: lists of ``(field, start, end)``."""
         n = len(msgs)
         found: dict[int, list[tuple[int, int, int]]] = {}
@@ -912,7 +921,7 @@ class JinjaFormat(ChatFormat):
         generation: list[tuple[int, int]] | None,
     ) -> Rendered:
         # one label per character range: (start, end, kind, message, trained)
-        pieces: list[tuple[int, int, str, int | None, bool]] = []
+        pieces: list[_Piece] = []
         order = sorted((s, e, i) for i, lst in spans.items() for _, s, e in lst)
         # message regions: from the end of the previous message's last span (+ its turn end) to the
         # end of this message's last span (+ its turn end)
@@ -960,7 +969,7 @@ class JinjaFormat(ChatFormat):
             pieces = [(0, len(text), CONTROL, None, False)]
         if generation is not None:
             # a block belongs to the message whose content it holds, else to a trained message anchored in it
-            owners = []
+            owners: list[int | None] = []
             for gs, ge in generation:
                 owner = next((i for s, e, i in order if gs <= s < e <= ge), None)
                 if owner is None:
@@ -980,11 +989,13 @@ class JinjaFormat(ChatFormat):
         return Rendered(segs)
 
 
-def _apply_generation(pieces, generation, owners):
+def _apply_generation(
+    pieces: list[_Piece], generation: list[tuple[int, int]], owners: list[int | None]
+) -> list[_Piece]:
     """With ``{% generation %}`` blocks, they alone decide what is trained, and the control text in a
     block belongs to the block's owner (a message index or ``None``), not to the next message's header."""
     cuts = sorted({p for s, e in generation for p in (s, e)})
-    out = []
+    out: list[_Piece] = []
     for s, e, kind, msg, _ in pieces:
         points = [s] + [c for c in cuts if s < c < e] + [e]
         for a, b in zip(points, points[1:]):

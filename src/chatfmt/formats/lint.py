@@ -115,7 +115,7 @@ def _has_system(p: Probe) -> bool:
 class _Linter:
     def __init__(self, fmt: ChatFormat, tokens: dict[str, str]) -> None:
         self.fmt = fmt.with_options(strict=True) if isinstance(fmt, JinjaFormat) else fmt
-        self.kw = tokens
+        self.kw: dict[str, Any] = dict(tokens)  # template variables (bos_token, ...) for every render
         self.findings: list[Finding] = []
         self.outcomes: dict[str, Outcome] = {p.id: self.render(p) for p in PROBES + PAYLOAD_PROBES}
 
@@ -310,8 +310,9 @@ def tokenizer_adds_bos(source: str | None) -> bool | None:
             data = json.loads(cfg.read_text(encoding="utf-8"))
         except (OSError, ValueError):
             data = {}
-        if isinstance(data.get("add_bos_token"), bool):
-            return data["add_bos_token"]
+        add_bos = data.get("add_bos_token")
+        if isinstance(add_bos, bool):
+            return add_bos
     tj = folder / "tokenizer.json"
     if tj.is_file():
         try:
