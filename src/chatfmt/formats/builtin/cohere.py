@@ -75,6 +75,7 @@ from ...segments import SegmentBuilder
 from ..base import FormatInfo, NativeFormat
 from ..family import Family, Pin, TemplateKwarg
 from ._info import eos_info
+from ._tool_stubs import BASIC_TYPES, MISSING, TemplateFailure, attr, function_of, render_tools, string
 
 BOS = "<BOS_TOKEN>"
 START = "<|START_OF_TURN_TOKEN|>"
@@ -126,10 +127,6 @@ def _info(name: str, description: str, reference: str, **more: Any) -> FormatInf
     return eos_info(name, "cohere", description, reference, eos=END, bos=BOS, tokens=tokens, supports_tools=True, **more)
 
 
-_BASIC_TYPES = {"string": "str", "number": "float", "integer": "int", "boolean": "bool"}
-_MISSING = object()
-
-
 def indent(s: str, width: int, first: bool = False) -> str:
     """Jinja's ``indent`` filter (blank lines untouched; lines split as ``str.splitlines`` does)."""
     pad = " " * width
@@ -140,19 +137,8 @@ def indent(s: str, width: int, first: bool = False) -> str:
     return pad + rv if first else rv
 
 
-class _TemplateFailure(Exception):
-    """The template would raise here."""
-
-
-def _attr(obj: Any, key: str) -> Any:
-    """``obj.key`` in Jinja for JSON data: a dict's key, else missing (``items`` handled by the caller)."""
-    if isinstance(obj, dict):
-        return obj.get(key, _MISSING)
-    return _MISSING
-
-
 def _is_iterable(value: Any) -> bool:
-    if value is _MISSING:
+    if value is MISSING:
         return True  # jinja2.Undefined iterates as empty
     try:
         iter(value)
@@ -164,15 +150,15 @@ def _is_iterable(value: Any) -> bool:
 def python_type(spec: Any, depth: int = 0) -> str:
     """The template's ``json_to_python_type`` macro."""
     if depth > 50:
-        raise _TemplateFailure("json_to_python_type recurses without end (an unknown type name)")
-    if spec is _MISSING:
-        raise _TemplateFailure("json_to_python_type is called on an undefined value")
+        raise TemplateFailure("json_to_python_type recurses without end (an unknown type name)")
+    if spec is MISSING:
+        raise TemplateFailure("json_to_python_type is called on an undefined value")
     if spec is dict.items:  # the macro's `json_spec.items` resolves to the dict method
-        t: Any = _MISSING
+        t: Any = MISSING
     else:
-        t = _attr(spec, "type")
+        t = attr(spec, "type")
     try:
-        basic = _BASIC_TYPES.get(t) if t is not _MISSING else None
+        basic = BASIC_TYPES.get(t) if t is not MISSING else None
     except TypeError:  # unhashable type value
         basic = None
     if basic is not None:
@@ -180,38 +166,27 @@ def python_type(spec: Any, depth: int = 0) -> str:
     if t == "array":
         return "List[" + python_type(dict.items, depth + 1) + "]"
     if t == "object":
-        return "Dict[str, " + python_type(_attr(spec, "additionalProperties"), depth + 1) + "]"
+        return "Dict[str, " + python_type(attr(spec, "additionalProperties"), depth + 1) + "]"
     if _is_iterable(t):
-        items = () if t is _MISSING else t
+        items = () if t is MISSING else t
         return "Union[" + ",".join(python_type({"type": x}, depth + 1) for x in items) + "]"
     return "Any"
 
 
 def _jinja_str(value: Any) -> str:
-    return "" if value is _MISSING else str(value)
-
-
-def _concat(value: Any, what: str) -> str:
-    if not isinstance(value, str):
-        raise _TemplateFailure(f"{what} must be a string")
-    return value
+    return "" if value is MISSING else str(value)
 
 
 def _new_tool(tool: Any) -> str:
-    if isinstance(tool, dict) and "function" in tool:
-        tool = tool["function"]
-    name = _concat(_attr(tool, "name"), "the tool name")
-    params = _attr(tool, "parameters")
-    if params is _MISSING:
-        raise _TemplateFailure("the tool has no 'parameters'")
+    tool, name, params = function_of(tool)
     if not isinstance(params, dict):
         params = {}  # any other value has no properties for the template
     props = params.get("properties", {})
     if not isinstance(props, dict):
-        raise _TemplateFailure("'parameters.properties' must be an object")
+        raise TemplateFailure("'parameters.properties' must be an object")
     required = params.get("required", ())
     if not isinstance(required, (list, tuple, str, dict)):
-        raise _TemplateFailure("'parameters.required' must be a list")
+        raise TemplateFailure("'parameters.required' must be a list")
 
     def typ(pname: str, spec: Any) -> tuple[str, str]:
         py = python_type(spec)
@@ -219,10 +194,10 @@ def _new_tool(tool: Any) -> str:
 
     types = {p: typ(p, spec) for p, spec in props.items()}
     text = "```python\ndef " + name + "(" + ", ".join(p + ": " + types[p][0] for p in props)
-    text += ') -> List[Dict]:\n    """' + _jinja_str(_attr(tool, "description"))
+    text += ') -> List[Dict]:\n    """' + _jinja_str(attr(tool, "description"))
     if props:
         args = (
-            p + " (" + types[p][1] + "): " + _concat(_attr(spec, "description"), f"the description of {p!r}")
+            p + " (" + types[p][1] + "): " + string(attr(spec, "description"), f"the description of {p!r}")
             for p, spec in props.items()
         )
         text += "\n\n    Args:\n        " + "\n        ".join(args)
@@ -230,22 +205,22 @@ def _new_tool(tool: Any) -> str:
 
 
 def _old_tool(tool: Any) -> str:
-    name = _concat(_attr(tool, "name"), "the tool name")
-    defs = _attr(tool, "parameter_definitions")
-    defs = {} if defs is _MISSING else defs
+    name = string(attr(tool, "name"), "the tool name")
+    defs = attr(tool, "parameter_definitions")
+    defs = {} if defs is MISSING else defs
     if not isinstance(defs, dict) or not all(isinstance(f, dict) for f in defs.values()):
-        raise _TemplateFailure("'parameter_definitions' must map names to objects")
+        raise TemplateFailure("'parameter_definitions' must map names to objects")
 
     def typ(fields: dict[str, Any], signature: bool) -> str:
         if not fields.get("required"):
-            return "Optional[" + _concat(fields.get("type", _MISSING), "a parameter type") + ("] = None" if signature else "]")
-        return _jinja_str(fields.get("type", _MISSING))
+            return "Optional[" + string(fields.get("type", MISSING), "a parameter type") + ("] = None" if signature else "]")
+        return _jinja_str(fields.get("type", MISSING))
 
     text = "```python\ndef " + name + "(" + ", ".join(p + ": " + typ(f, True) for p, f in defs.items())
-    text += ') -> List[Dict]:\n    """' + _jinja_str(_attr(tool, "description"))
+    text += ') -> List[Dict]:\n    """' + _jinja_str(attr(tool, "description"))
     if defs:
         args = (
-            p + " (" + typ(f, False) + "): " + _concat(f.get("description", _MISSING), f"the description of {p!r}")
+            p + " (" + typ(f, False) + "): " + string(f.get("description", MISSING), f"the description of {p!r}")
             for p, f in defs.items()
         )
         text += "\n\n    Args:\n        " + "\n        ".join(args)
@@ -255,15 +230,7 @@ def _old_tool(tool: Any) -> str:
 def tools_text(tools: list[Any]) -> str:
     """The tool stubs of the tool_use template (its ``new_tool_parser`` or ``old_tool_parser``)."""
     old = any(isinstance(t, dict) and "parameter_definitions" in t for t in tools)
-    parts = []
-    for k, tool in enumerate(tools):
-        try:
-            parts.append(_old_tool(tool) if old else _new_tool(tool))
-        except _TemplateFailure as e:
-            raise ValidationError(
-                f"the Command-R tool_use template cannot render this tool: {e}", tool=k, rule="tools"
-            ) from None
-    return "\n\n".join(parts)
+    return render_tools(tools, _old_tool if old else _new_tool, "Command-R tool_use", "\n\n")
 
 
 def action_text(message: Any) -> str:
@@ -512,7 +479,7 @@ def _jinja_print(value: Any) -> str:
 def _r7b_tool(tool: Any) -> str:
     fn = tool.get("function") if isinstance(tool, dict) else None
     if not isinstance(fn, dict) or "parameters" not in fn:
-        raise _TemplateFailure("a tool must be {'type': 'function', 'function': {..., 'parameters': ...}}")
+        raise TemplateFailure("a tool must be {'type': 'function', 'function': {..., 'parameters': ...}}")
     return (
         '    {"name": "' + _jinja_print(fn.get("name")) + '", "description": "' + _jinja_print(fn.get("description"))
         + '", "parameters": ' + json.dumps(fn["parameters"], ensure_ascii=False) + ', "responses": null}'
@@ -574,7 +541,7 @@ class CommandR7B(NativeFormat):
             for k, tool in enumerate(tools):
                 try:
                     lines.append(_r7b_tool(tool) + ("," if k < len(tools) - 1 else ""))
-                except _TemplateFailure as e:
+                except TemplateFailure as e:
                     raise ValidationError(
                         f"the Command R7B template cannot render this tool: {e}", tool=k, rule="tools"
                     ) from None

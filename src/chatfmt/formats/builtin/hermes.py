@@ -54,6 +54,7 @@ from ._chatml import (
     tojson,
     turn,
 )
+from ._tool_stubs import BASIC_TYPES, MISSING, TemplateFailure, attr, function_of, render_tools, string
 
 BOS = "<|begin_of_text|>"
 
@@ -71,25 +72,13 @@ SYSTEM_TAIL = (
     '{"name": <function-name>, "arguments": <args-dict>}\n</tool_call><|im_end|>\n'
 )
 
-_BASIC_TYPES = {"string": "str", "number": "float", "integer": "int", "boolean": "bool"}
-_MISSING = object()
-
-
-class _TemplateFailure(Exception):
-    """The template would raise here."""
-
-
-def _attr(obj: Any, key: str) -> Any:
-    return obj.get(key, _MISSING) if isinstance(obj, dict) else _MISSING
-
-
 def python_type(spec: Any, depth: int = 0) -> str:
     """The tool_use template's ``json_to_python_type`` macro."""
     if depth > 50:
-        raise _TemplateFailure("json_to_python_type recurses without end (an unknown type name)")
-    t = _attr(spec, "type")
+        raise TemplateFailure("json_to_python_type recurses without end (an unknown type name)")
+    t = attr(spec, "type")
     try:
-        basic = _BASIC_TYPES.get(t) if t is not _MISSING else None
+        basic = BASIC_TYPES.get(t) if t is not MISSING else None
     except TypeError:  # unhashable type value
         basic = None
     if basic is not None:
@@ -97,9 +86,9 @@ def python_type(spec: Any, depth: int = 0) -> str:
     if t == "array":
         return "list[Union[]]"  # the macro recurses on `json_spec|items`, which has no type
     if t == "object":
-        extra = _attr(spec, "additionalProperties")
-        return "dict" if extra is _MISSING else "dict[str, " + python_type(extra, depth + 1) + "]"
-    if t is _MISSING:
+        extra = attr(spec, "additionalProperties")
+        return "dict" if extra is MISSING else "dict[str, " + python_type(extra, depth + 1) + "]"
+    if t is MISSING:
         return "Union[]"  # jinja2's Undefined iterates as empty
     try:
         items = list(t)
@@ -108,50 +97,33 @@ def python_type(spec: Any, depth: int = 0) -> str:
     return "Union[" + ",".join(python_type({"type": x}, depth + 1) for x in items) + "]"
 
 
-def _string(value: Any, what: str) -> str:
-    if not isinstance(value, str):
-        raise _TemplateFailure(f"{what} must be a string")
-    return value
-
-
 def _tool(tool: Any) -> str:
-    if isinstance(tool, dict) and "function" in tool:
-        tool = tool["function"]
-    name = _string(_attr(tool, "name"), "the tool name")
-    params = _attr(tool, "parameters")
-    if params is _MISSING:
-        raise _TemplateFailure("the tool has no 'parameters'")
-    props = _attr(params, "properties")
-    if props is _MISSING:
+    tool, name, params = function_of(tool)
+    props = attr(params, "properties")
+    if props is MISSING:
         props = {}
     if not isinstance(props, dict):
-        raise _TemplateFailure("'parameters.properties' must be an object")
-    ret = _attr(tool, "return")
+        raise TemplateFailure("'parameters.properties' must be an object")
+    ret = attr(tool, "return")
     text = '{"type": "function", "function": {"name": "' + name + '", "description": "' + name + "("
     text += ", ".join(p + ": " + python_type(spec) for p, spec in props.items()) + ")"
-    if ret is not _MISSING:
+    if ret is not MISSING:
         text += " -> " + python_type(ret)
-    text += " - " + _string(_attr(tool, "description"), "the tool description") + "\n\n"
+    text += " - " + string(attr(tool, "description"), "the tool description") + "\n\n"
     for k, (p, spec) in enumerate(props.items()):
-        desc = _attr(spec, "description")
-        desc = "" if desc is _MISSING else str(desc).strip()
+        desc = attr(spec, "description")
+        desc = "" if desc is MISSING else str(desc).strip()
         text += ("    Args:\n" if k == 0 else "") + "        " + p + "(" + python_type(spec) + "): " + desc
-    ret_desc = _attr(ret, "description")
-    if ret_desc is not _MISSING:
-        text += "\n    Returns:\n        " + _string(ret_desc, "the return description")
+    ret_desc = attr(ret, "description")
+    if ret_desc is not MISSING:
+        text += "\n    Returns:\n        " + string(ret_desc, "the return description")
     text += '", "parameters": ' + (tojson(params) if props else "{}") + "}"
     return text
 
 
 def tools_text(tools: list[Any]) -> str:
     """The tool list inside ``<tools> ... </tools>``, one tool a line."""
-    parts = []
-    for k, tool in enumerate(tools):
-        try:
-            parts.append(_tool(tool))
-        except _TemplateFailure as e:
-            raise ValidationError(f"the Hermes tool_use template cannot render this tool: {e}", tool=k, rule="tools") from None
-    return "\n".join(parts)
+    return render_tools(tools, _tool, "Hermes tool_use", "\n")
 
 
 class Hermes(ChatMLFormat):
