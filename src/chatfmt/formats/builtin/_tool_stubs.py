@@ -24,6 +24,14 @@ def attr(obj: Any, key: str) -> Any:
     return obj.get(key, MISSING) if isinstance(obj, dict) else MISSING
 
 
+def basic_type(t: Any) -> str | None:
+    """The Python name ``json_to_python_type`` gives a basic JSON Schema type name, else ``None``."""
+    try:
+        return BASIC_TYPES.get(t) if t is not MISSING else None
+    except TypeError:  # an unhashable type value
+        return None
+
+
 def string(value: Any, what: str) -> str:
     """``value`` where the template concatenates it (``+``): anything but a string raises."""
     if not isinstance(value, str):
@@ -54,4 +62,4 @@ def render_tools(tools: list[Any], render: Callable[[Any], str], template: str, 
     return separator.join(parts)
 
 
-__all__ = ["BASIC_TYPES", "MISSING", "TemplateFailure", "attr", "function_of", "render_tools", "string"]
+__all__ = ["BASIC_TYPES", "MISSING", "TemplateFailure", "attr", "basic_type", "function_of", "render_tools", "string"]

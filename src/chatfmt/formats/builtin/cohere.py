@@ -75,7 +75,7 @@ from ...segments import SegmentBuilder
 from ..base import FormatInfo, NativeFormat
 from ..family import Family, Pin, TemplateKwarg
 from ._info import eos_info
-from ._tool_stubs import BASIC_TYPES, MISSING, TemplateFailure, attr, function_of, render_tools, string
+from ._tool_stubs import MISSING, TemplateFailure, attr, basic_type, function_of, render_tools, string
 
 BOS = "<BOS_TOKEN>"
 START = "<|START_OF_TURN_TOKEN|>"
@@ -157,10 +157,7 @@ def python_type(spec: Any, depth: int = 0) -> str:
         t: Any = MISSING
     else:
         t = attr(spec, "type")
-    try:
-        basic = BASIC_TYPES.get(t) if t is not MISSING else None
-    except TypeError:  # unhashable type value
-        basic = None
+    basic = basic_type(t)
     if basic is not None:
         return basic
     if t == "array":

@@ -54,7 +54,7 @@ from ._chatml import (
     tojson,
     turn,
 )
-from ._tool_stubs import BASIC_TYPES, MISSING, TemplateFailure, attr, function_of, render_tools, string
+from ._tool_stubs import MISSING, TemplateFailure, attr, basic_type, function_of, render_tools, string
 
 BOS = "<|begin_of_text|>"
 
@@ -77,10 +77,7 @@ def python_type(spec: Any, depth: int = 0) -> str:
     if depth > 50:
         raise TemplateFailure("json_to_python_type recurses without end (an unknown type name)")
     t = attr(spec, "type")
-    try:
-        basic = BASIC_TYPES.get(t) if t is not MISSING else None
-    except TypeError:  # unhashable type value
-        basic = None
+    basic = basic_type(t)
     if basic is not None:
         return basic
     if t == "array":
