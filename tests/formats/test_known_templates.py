@@ -211,3 +211,23 @@ def test_known_template_segments_come_from_the_builtin_and_match_jinja_recovery(
     assert fast.text == jinja.text
     assert fast.trained_text() == jinja.trained_text() == "b<|im_end|>"
     assert fast.content_spans() == jinja.content_spans()
+
+
+def test_every_pin_is_among_the_shipped_hashes_the_fast_path_checks_first():
+    from chatfmt.formats.jinja import _official_hashes
+
+    assert {pin.sha256 for _, pin in PINS} <= _official_hashes()
+
+
+def test_a_template_that_is_no_pin_renders_without_loading_the_built_ins():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, chatfmt\n"
+        "f = chatfmt.from_template('{% for m in messages %}{{ m.content }}{% endfor %}')\n"
+        "assert f.render([{'role': 'user', 'content': 'x'}]) == 'x'\n"
+        "print(sorted(m for m in sys.modules if m.startswith('chatfmt.formats.builtin.') and '_' not in m.rsplit('.', 1)[1][:1]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -17,10 +17,13 @@ ends, and the end of an assistant turn (up to its end-of-turn token) is trained 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import warnings
 from dataclasses import dataclass, replace
+from functools import lru_cache
+from importlib import resources
 from typing import Any
 
 from ..errors import ChatfmtWarning, TemplateError
@@ -146,6 +149,15 @@ def _plain_payload(messages: Any) -> bool:
         if role == "system" and k != 0:
             return False
     return True
+
+
+@lru_cache(maxsize=1)
+def _official_hashes() -> frozenset[str]:
+    """sha256 of every official template shipped in ``formats/builtin/official/`` (what a family's
+    pins name): a template that is none of them is rendered without loading the format registry."""
+    folder = resources.files("chatfmt.formats.builtin").joinpath("official")
+    texts = (e.read_text("utf-8") for e in folder.iterdir() if e.name.endswith(".jinja"))
+    return frozenset(hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts)
 
 
 def _known_templates() -> dict[str, str]:
@@ -428,7 +440,8 @@ class JinjaFormat(ChatFormat):
         before it is trusted -- or ``None``."""
         if self._native is False:
             self._native = None
-            if not self.options.strict:
+            digest = hashlib.sha256(self.template.encode("utf-8")).hexdigest()
+            if not self.options.strict and digest in _official_hashes():
                 from . import registry
 
                 try:
