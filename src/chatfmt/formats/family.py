@@ -46,11 +46,13 @@ class TemplateKwarg:
 
 @dataclass(frozen=True)
 class Pin:
-    """An official chat template the family renders identically (for plain conversations; with
-    ``tools=False`` its tool rendering differs and only plain conversations take the fast path).
+    """An official chat template the family renders identically: plain conversations always, tool
+    lists, calls and results too with ``tools=True`` (``False``: its tool rendering differs).
 
-    ``file`` is the template as published (in ``chatfmt/formats/builtin/official/``); its sha256 is
-    computed from the file, so a template that is edited stops matching."""
+    ``file`` is the template as published (in ``chatfmt/formats/builtin/official/``, its source in
+    ``SOURCES.md`` there); its sha256 is computed from the file, so a template that is edited stops
+    matching. :class:`~chatfmt.formats.jinja.JinjaFormat` renders plain conversations of that exact
+    template with the family's built-in; ``parser_for_format`` gives it the family's parser."""
 
     repo: str
     file: str
