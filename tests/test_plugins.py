@@ -129,7 +129,9 @@ def test_render_takes_the_plugin_format_and_reads_the_plugin_record_kind(tmp_pat
     assert res.exit_code == 0 and res.stdout == RENDERED + "<acme:bot>\n"
 
 
-def test_prepare_with_two_spawned_workers_uses_the_plugin_format_and_record_kind(tmp_path, qwen_dir, monkeypatch):
+def _prepare_acme(tmp_path: Path, qwen_dir: Path, monkeypatch: Any, worker_counts: tuple[str, ...]) -> None:
+    """``chatfmt prepare -f acme-chat --input-kind acme_dialog`` with each worker count: the same
+    rows, and the ids and labels of the same conversations given as OpenAI records."""
     import chatfmt.train.pipeline as pipeline
 
     monkeypatch.setattr(pipeline, "WORKERS_AFTER", 0.0)  # the workers take over after the first batch
@@ -139,7 +141,7 @@ def test_prepare_with_two_spawned_workers_uses_the_plugin_format_and_record_kind
     src = tmp_path / "acme.jsonl"
     src.write_text("".join(json.dumps(r) + "\n" for r in records))
     outs = {}
-    for workers in ("1", "2"):
+    for workers in worker_counts:
         out = tmp_path / f"w{workers}.jsonl"
         res = runner.invoke(app, [
             "prepare", str(src), "-f", "acme-chat", "-t", str(qwen_dir), "-o", str(out), "--workers", workers,
@@ -149,17 +151,39 @@ def test_prepare_with_two_spawned_workers_uses_the_plugin_format_and_record_kind
         report = json.loads((tmp_path / f"w{workers}.json").read_text())
         assert (report["written"], report["rejected"], report["workers"]) == (12, 0, int(workers))
         outs[workers] = out.read_bytes()
-    assert outs["1"] == outs["2"]
+    assert len(set(outs.values())) == 1
     # the ids and labels of the same conversations given as OpenAI records to the format directly
     fmt, tok = chatfmt.load_format("acme-chat"), chatfmt.load_tokenizer(qwen_dir)
     as_openai = [{"messages": [OPENAI["messages"][0], {"role": "user", "content": f"question {k}"}, *OPENAI["messages"][2:]]}
                  for k in range(12)]
     expected = encode_batch(fmt, [parse_record(r) for r in as_openai], tok)
-    rows = [json.loads(x) for x in outs["2"].decode().splitlines()]
+    rows = [json.loads(x) for x in outs[worker_counts[-1]].decode().splitlines()]
     assert [(r["input_ids"], r["labels"]) for r in rows] == [(e.input_ids, e.labels) for e in expected]
     trained = tok.decode([i for i, lab in zip(rows[0]["input_ids"], rows[0]["labels"], strict=True) if lab != -100])
     # the skipped reply and every prompt turn are not trained (Qwen's tokenizer writes ">\n" as one token)
     assert trained in ("hello<acme:end>", "hello<acme:end>\n")
+
+
+def test_prepare_uses_the_plugin_format_and_record_kind(tmp_path, qwen_dir, monkeypatch):
+    _prepare_acme(tmp_path, qwen_dir, monkeypatch, ("1",))
+
+
+def test_a_fresh_process_finds_the_plugin_through_entry_points_alone(tmp_path):
+    """What a spawned ``prepare`` worker (or a Ray worker) does: no registration call, only imports."""
+    code = (
+        "import json, sys; from chatfmt import load_format; from chatfmt.messages import parse_record; "
+        "fmt = load_format('acme-chat'); print(json.dumps(fmt.render(parse_record(json.loads(sys.argv[1])))))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(ACME)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == RENDERED
+
+
+@pytest.mark.slow
+def test_prepare_with_two_spawned_workers_uses_the_plugin_format_and_record_kind(tmp_path, qwen_dir, monkeypatch):
+    """Spawned workers resolve acme-chat and acme_dialog by entry points (the default run has the
+    in-process prepare and a fresh interpreter finding the plugin)."""
+    _prepare_acme(tmp_path, qwen_dir, monkeypatch, ("1", "2"))
 
 
 # -- serve ------------------------------------------------------------------------------------------
