@@ -20,9 +20,7 @@ Qwen/Qwen3-Coder-Next's renders. Both are pinned to the published templates (``o
 - tool results: consecutive results share one user turn; ``qwen3-coder`` writes
   ``<|im_start|>user\\n`` + per result ``<tool_response>\\nRESULT\\n</tool_response>\\n`` +
   ``<|im_end|>\\n``, ``qwen3-coder-next`` writes Qwen3's shape (``<|im_start|>user`` + per result
-  ``\\n<tool_response>\\nRESULT\\n</tool_response>`` + ``<|im_end|>\\n``). Both templates open the user
-  turn only after a message that is not a tool result, so a tool result that comes first (right
-  after the system message, or first of all) has no ``<|im_start|>user`` before it;
+  ``\\n<tool_response>\\nRESULT\\n</tool_response>`` + ``<|im_end|>\\n``);
 - the generation prompt is ``<|im_start|>assistant\\n``; the templates read no keyword argument.
 
 Deliberate leniencies (the templates would raise): ``None`` content renders as ``""`` and a list of
@@ -39,7 +37,9 @@ as vLLM's and Qwen's own parsers accept it; a ``<tool_call>`` holding Hermes JSO
 are converted with the tool's JSON schema as Qwen's parser does: ``null`` is null; a string-typed (or
 undeclared) parameter keeps its text; integer, number and boolean parameters are converted
 (``True``/``true``), objects and arrays decoded as JSON or Python literals; a value that does not
-convert keeps its text. One newline after ``<parameter=ARG>`` and one before ``</parameter>`` are the
+convert keeps its text (Qwen's parser makes a non-boolean ``false``; here it keeps its text too,
+and ``None``, which the Qwen3-Coder template writes for a null, is null unless the parameter is a
+string). One newline after ``<parameter=ARG>`` and one before ``</parameter>`` are the
 syntax's, not the value's.
 """
 
