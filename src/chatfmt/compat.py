@@ -48,7 +48,7 @@ import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeGuard, TypeVar
 
 from .errors import TokenizerMismatchError
 from .segments import CONTENT
@@ -96,7 +96,7 @@ class MissingToken:
     reason: str
 
 
-def _token_like(text: Any) -> bool:
+def _token_like(text: object) -> TypeGuard[str]:
     """A string that can be one declared token: at least two characters, not whitespace, not a byte
     piece (``<0x0A>``): single characters and whitespace are what plain text yields anyway."""
     return isinstance(text, str) and len(text) >= 2 and not text.isspace() and not _BYTE_PIECE.fullmatch(text)
@@ -302,16 +302,19 @@ def _compute_required(fmt: Any) -> tuple[RequiredToken, ...]:
     return tuple(found.values())
 
 
-class _ObjectCache:
+_V = TypeVar("_V")
+
+
+class _ObjectCache(Generic[_V]):
     """Values per object, by identity, without keeping the object alive (weak references where the
     object allows them, else a small strong-reference dict)."""
 
     def __init__(self) -> None:
-        self._weak: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-        self._strong: dict[int, tuple[Any, Any]] = {}
+        self._weak: weakref.WeakKeyDictionary[Any, _V] = weakref.WeakKeyDictionary()
+        self._strong: dict[int, tuple[Any, _V]] = {}
         self._lock = threading.Lock()
 
-    def get(self, obj: Any) -> Any:
+    def get(self, obj: Any) -> _V | None:
         with self._lock:
             try:
                 return self._weak.get(obj)
@@ -319,7 +322,7 @@ class _ObjectCache:
                 hit = self._strong.get(id(obj))
                 return hit[1] if hit is not None and hit[0] is obj else None
 
-    def set(self, obj: Any, value: Any) -> None:
+    def set(self, obj: Any, value: _V) -> None:
         with self._lock:
             try:
                 self._weak[obj] = value
@@ -329,9 +332,10 @@ class _ObjectCache:
                 self._strong[id(obj)] = (obj, value)
 
 
-_required = _ObjectCache()
+_required: _ObjectCache[tuple[RequiredToken, ...]] = _ObjectCache()
 _computing = threading.RLock()
-_pairs = _ObjectCache()  # format -> {id(tokenizer): (weakref-or-object, missing)}
+#: format -> {id(tokenizer): (weakref-or-object, missing)}
+_pairs: _ObjectCache[dict[int, tuple[Any, MissingToken | None]]] = _ObjectCache()
 
 
 def required_tokens(fmt: Any) -> tuple[RequiredToken, ...]:
@@ -353,7 +357,7 @@ def required_tokens(fmt: Any) -> tuple[RequiredToken, ...]:
 def _text_id(tokenizer: Any, text: str) -> int | None:
     """The id of ``text`` as one token of ``tokenizer``, or ``None``."""
     for table in ("special_tokens", "added_tokens"):
-        tid = (getattr(tokenizer, table, None) or {}).get(text)
+        tid: int | None = (getattr(tokenizer, table, None) or {}).get(text)
         if tid is not None:
             return tid
     try:
@@ -367,7 +371,8 @@ def _text_id(tokenizer: Any, text: str) -> int | None:
 
 def _id_text(tokenizer: Any, tid: int) -> str | None:
     try:
-        return tokenizer.id_to_token(tid)
+        text: str | None = tokenizer.id_to_token(tid)
+        return text
     except Exception:  # noqa: BLE001 - out of range
         return None
 

@@ -20,7 +20,7 @@ own implementations satisfy them:
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
@@ -168,7 +168,7 @@ class BackendLike(Protocol):
         *,
         result: GenerationResult | None = None,
         cancel: threading.Event | None = None,
-    ) -> Iterator[int]: ...
+    ) -> Generator[int, None, None]: ...
 
     def close(self) -> None: ...
 

@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from .. import messages as msgs
+from ..errors import ValidationError
 from ..formats.base import ChatFormat
 from ..formats.jinja import JinjaFormat
 from ..formats.loader import load_format, with_tokenizer_tokens
@@ -80,7 +81,7 @@ def render(
             data, name = read_json_input(file)
         try:
             messages, record_tools = conversation_input(data, fmt, input_kind)
-        except msgs.ValidationError as e:
+        except ValidationError as e:
             raise e.located(source=name) from None
         if tools is not None:
             record_tools, _ = read_json_input(tools)

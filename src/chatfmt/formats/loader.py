@@ -55,9 +55,8 @@ def _token_text(value: Any) -> str | None:
     """A special token as written in tokenizer_config.json: a string or an AddedToken dict."""
     if isinstance(value, str):
         return value
-    if isinstance(value, dict) and isinstance(value.get("content"), str):
-        return value["content"]
-    return None
+    content = value.get("content") if isinstance(value, dict) else None
+    return content if isinstance(content, str) else None
 
 
 def _tool_use_of(templates: dict[str, str], template: str | None, picked: str) -> str | None:
@@ -246,7 +245,7 @@ def with_tokenizer_tokens(fmt: ChatFormat, tokenizer: Any) -> ChatFormat:
     return fmt.with_special_tokens(wanted) if wanted else fmt  # the same object when nothing is missing
 
 
-def load_format(name_or_path: str | Path, *, template: str | None = None, **options: Any) -> ChatFormat:
+def load_format(name_or_path: str | Path | ChatFormat, *, template: str | None = None, **options: Any) -> ChatFormat:
     """Load a chat format.
 
     ``name_or_path`` is a built-in name (``chatfmt formats`` lists them), a ``.jinja`` file, a

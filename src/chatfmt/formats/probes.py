@@ -16,10 +16,10 @@ import datetime as _dt
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 #: the instant every probe render sees as "now" (``strftime_now``, today's date in built-ins)
 FROZEN_NOW = _dt.datetime(2025, 1, 15, 12, 0, 0)
@@ -85,7 +85,15 @@ class Probe:
         return None if self.tools is None else copy.deepcopy(list(self.tools))
 
 
-def _p(id: str, description: str, messages: list[dict[str, Any]], *, tools=None, gen=False, tags=()) -> Probe:
+def _p(
+    id: str,
+    description: str,
+    messages: list[dict[str, Any]],
+    *,
+    tools: list[dict[str, Any]] | None = None,
+    gen: bool = False,
+    tags: Iterable[str] = (),
+) -> Probe:
     return Probe(
         id, description, tuple(messages), None if tools is None else tuple(tools), gen, frozenset(tags)
     )
@@ -280,15 +288,16 @@ class Outcome:
 _clock_lock = threading.RLock()
 
 
-def _frozen_datetime(now: _dt.datetime) -> type:
+def _frozen_datetime(now: _dt.datetime) -> type[_dt.datetime]:
     class FrozenDatetime(_dt.datetime):
         @classmethod
-        def now(cls, tz=None):  # noqa: D102
-            return now if tz is None else now.replace(tzinfo=tz)
+        def now(cls, tz: _dt.tzinfo | None = None) -> Self:  # noqa: D102
+            moment = now if tz is None else now.replace(tzinfo=tz)
+            return cls.combine(moment.date(), moment.timetz())
 
         @classmethod
-        def today(cls):  # noqa: D102
-            return now
+        def today(cls) -> Self:  # noqa: D102
+            return cls.combine(now.date(), now.timetz())
 
     return FrozenDatetime
 
@@ -308,12 +317,12 @@ def frozen_clock(now: _dt.datetime = FROZEN_NOW) -> Iterator[None]:
                 isinstance(current, type) and current.__name__ == "FrozenDatetime"
             ):
                 patched.append((mod, current))
-                mod.datetime = fake
+                vars(mod)["datetime"] = fake
         try:
             yield
         finally:
             for mod, original in reversed(patched):
-                mod.datetime = original
+                vars(mod)["datetime"] = original
 
 
 def _import_clock_users() -> None:
@@ -346,9 +355,9 @@ def render_messages(
     fmt: Any,
     messages: list[dict[str, Any]],
     *,
-    tools=None,
-    add_generation_prompt=False,
-    now=FROZEN_NOW,
+    tools: list[dict[str, Any]] | None = None,
+    add_generation_prompt: bool = False,
+    now: _dt.datetime = FROZEN_NOW,
     **kwargs: Any,
 ) -> Outcome:
     """:func:`render_probe` for an ad-hoc conversation."""

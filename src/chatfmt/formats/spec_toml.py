@@ -26,10 +26,15 @@ import re
 import tomllib
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..errors import SpecError
 from .spec import BUILTIN_SPECS, FormatSpec, SpecFormat
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_D = TypeVar("_D", bound="DataclassInstance")
 
 KeyPath = tuple[str, ...]
 
@@ -87,7 +92,8 @@ class _KeyScanner:
         if s.startswith('"', self.i):
             start = self.i
             self.skip_basic()
-            return tomllib.loads(f"k = {s[start:self.i]}")["k"]
+            key: str = tomllib.loads(f"k = {s[start:self.i]}")["k"]
+            return key
         if s.startswith("'", self.i):
             end = s.index("'", self.i + 1)
             part = s[self.i + 1 : end]
@@ -263,7 +269,7 @@ def _suggest(key: str, known: list[str]) -> str:
     return f" (known keys here: {', '.join(known)})"
 
 
-def _build(cls: type, data: dict[str, Any], path: KeyPath, layers: list[_Layer], extra: tuple[str, ...] = ()) -> Any:
+def _build(cls: type[_D], data: dict[str, Any], path: KeyPath, layers: list[_Layer], extra: tuple[str, ...] = ()) -> _D:
     known = {f.name: f for f in fields(cls)}
     for key in data:
         if key not in known and key not in extra:

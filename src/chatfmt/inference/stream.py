@@ -8,9 +8,12 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .backends.base import Backend, GenerationParams, GenerationResult
+
+if TYPE_CHECKING:
+    from ..types import TokenizerLike
 
 
 class IncrementalDecoder:
@@ -18,7 +21,7 @@ class IncrementalDecoder:
     waits until the character is complete (decoding is done over a short window, so the cost per
     token does not grow with the length of the output)."""
 
-    def __init__(self, tokenizer: Any) -> None:
+    def __init__(self, tokenizer: TokenizerLike) -> None:
         self.tokenizer = tokenizer
         self.ids: list[int] = []
         self._prefix = 0  # window start

@@ -125,7 +125,7 @@ def _messages(req: ChatRequestBase) -> list[dict[str, Any]]:
                     raise bad_request(
                         f"content part type {part.type!r} is not supported (text only)", param=f"messages[{i}].content[{j}]"
                     )
-                texts.append(part.text)  # type: ignore[union-attr]
+                texts.append(part.text)
             d["content"] = "\n".join(texts)
         elif m.content is None:
             d["content"] = None if m.tool_calls else ""
@@ -199,7 +199,7 @@ class ServerState:
             names = ", ".join(t["function"]["name"] for t in tools or [])
             messages = _tool_instruction(messages, f"You must answer by calling one of these tools: {names}.", fmt)
         elif choice is not None and choice != "auto":
-            name = choice.function.name  # type: ignore[union-attr]
+            name = choice.function.name
             picked = [t for t in tools or [] if t["function"]["name"] == name]
             if not picked:
                 raise bad_request(f"tool_choice names {name!r}, which is not among the tools", param="tool_choice")
@@ -315,7 +315,8 @@ class ServerState:
 
         tok = self.engine.tokenizer
         if not special:
-            return tok.encode_text(text)
+            plain: list[int] = tok.encode_text(text)
+            return plain
         ids, _, _ = encode_rendered(Rendered([Segment(text)]), tok)
         return ids
 

@@ -552,7 +552,7 @@ def _version() -> str:
 
 
 def prepare(
-    inputs: str | Path | Iterable[str | Path],
+    inputs: str | Path | Iterable[str | Path] | None,
     format: Any,
     tokenizer: Any,
     output: str | Path,
@@ -682,6 +682,8 @@ def prepare(
         workers = 1
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
+    elif inputs is None:  # (only with ``dataset``, which names the files)
+        inputs = ()
 
     tmp_out, tmp_rej = _tmp_path(output), _tmp_path(rejects)
     records = iter_raw_records(inputs)  # a generator: checked for missing inputs on first use

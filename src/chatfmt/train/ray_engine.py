@@ -106,7 +106,7 @@ def ray_engine(
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
         actors = max(1, int(ray.cluster_resources().get("CPU", 1)) - 1)
-        ds = ray.data.from_items([{"path": str(p)} for p in files], override_num_blocks=len(files))
+        ds: ray.data.Dataset = ray.data.from_items([{"path": str(p)} for p in files], override_num_blocks=len(files))
         ds = ds.map_batches(_read_files, batch_size=1, batch_format="pyarrow")
         ds = ds.map_batches(
             _Encode,
@@ -116,6 +116,7 @@ def ray_engine(
             compute=ray.data.ActorPoolStrategy(size=actors),
         )
         pending: list[Outcome] = []
+        table: Any  # a pyarrow.Table (batch_format="pyarrow"); pyarrow has no type information
         for table in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
             for row in table.select(list(_OUTCOME_FIELDS)).to_pylist():
                 row["not_rendered"] = tuple(row["not_rendered"] or ())

@@ -6,10 +6,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ...errors import BackendCrashError, BackendFallbackWarning
+from ...errors import BackendCrashError, BackendError, BackendFallbackWarning
 from .base import (
     Backend,
-    BackendError,
     BackendSpec,
     GenerationParams,
     GenerationResult,

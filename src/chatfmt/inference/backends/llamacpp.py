@@ -5,11 +5,12 @@ and evaluates only the part of a new prompt that differs from the previous one."
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .base import Backend, BackendError, GenerationParams, GenerationResult, register_backend
+from ...errors import BackendError
+from .base import Backend, GenerationParams, GenerationResult, register_backend
 
 #: CMake flags for a portable CPU build of llama-cpp-python (the Makefile's LLAMA_CMAKE_ARGS; a test
 #: keeps the two equal). A default (native) build may use kernels this machine cannot run.
@@ -84,7 +85,7 @@ class LlamaCppBackend(Backend):
         *,
         result: GenerationResult | None = None,
         cancel: threading.Event | None = None,
-    ) -> Iterator[int]:
+    ) -> Generator[int, None, None]:
         res = result if result is not None else GenerationResult()
         ids = list(prompt_ids)
         res.prompt_tokens = len(ids)

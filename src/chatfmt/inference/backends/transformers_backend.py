@@ -15,11 +15,12 @@ import os
 import queue
 import threading
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .base import Backend, BackendError, GenerationParams, GenerationResult, register_backend
+from ...errors import BackendError
+from .base import Backend, GenerationParams, GenerationResult, register_backend
 
 _DONE = object()
 
@@ -112,7 +113,8 @@ class TransformersBackend(Backend):
             raise BackendError(f"transformers could not load {path}: {e}") from e
         _reemit(caught, _LOAD_WARNINGS_SHOWN)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.model.to(self.device)
+        # transformers types the decorated PreTrainedModel.to as taking the model again (a wrong stub)
+        self.model.to(self.device)  # type: ignore[arg-type]
         self.model.eval()
         cfg = self.model.config
         self._n_ctx = int(n_ctx or getattr(cfg, "max_position_embeddings", 0) or 2048)
@@ -171,7 +173,7 @@ class TransformersBackend(Backend):
         *,
         result: GenerationResult | None = None,
         cancel: threading.Event | None = None,
-    ) -> Iterator[int]:
+    ) -> Generator[int, None, None]:
         torch = self._torch
         from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList
         from transformers.generation.streamers import BaseStreamer
@@ -188,7 +190,7 @@ class TransformersBackend(Backend):
         if max_new <= 0:
             res.finish_reason = "length"
             return
-        cancel = cancel or threading.Event()
+        cancelled = cancel or threading.Event()
         halt = threading.Event()  # set when the consumer stops early
         q: queue.Queue[Any] = queue.Queue()
 
@@ -207,7 +209,7 @@ class TransformersBackend(Backend):
 
         class _Cancel(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> Any:
-                return torch.full((input_ids.shape[0],), cancel.is_set() or halt.is_set(), dtype=torch.bool, device=input_ids.device)
+                return torch.full((input_ids.shape[0],), cancelled.is_set() or halt.is_set(), dtype=torch.bool, device=input_ids.device)
 
         stop_ids = sorted(params.stop_ids)
         self._lock.acquire()
@@ -258,7 +260,7 @@ class TransformersBackend(Backend):
                         res.finish_reason = "stop"
                         res.stop_id = item
                         continue
-                    if cancel.is_set():
+                    if cancelled.is_set():
                         continue
                     produced.append(item)
                     res.completion_tokens = len(produced)
@@ -272,7 +274,7 @@ class TransformersBackend(Backend):
             if error:
                 raise BackendError(f"generation failed: {error[0]}") from error[0]
             if res.finish_reason is None:
-                res.finish_reason = "cancelled" if cancel.is_set() else "length"
+                res.finish_reason = "cancelled" if cancelled.is_set() else "length"
         finally:
             self._lock.release()
 
