@@ -62,6 +62,26 @@ def smollm2_gguf() -> Path:
     )
 
 
+_shared_tokenizers: dict[str, object] = {}
+
+
+@pytest.fixture(scope="session")
+def shared_tokenizer():
+    """A loader ``shared_tokenizer(path) -> tokenizer``: ``chatfmt.load_tokenizer(path)`` once per
+    session and path, for tests that only read a tokenizer (loading Qwen2.5's vocab.json + merges.txt
+    or a GGUF's vocabulary takes seconds). A test that changes a tokenizer loads its own."""
+
+    def load(path: Path | str) -> object:
+        key = str(Path(path).resolve())
+        if key not in _shared_tokenizers:
+            from chatfmt import load_tokenizer
+
+            _shared_tokenizers[key] = load_tokenizer(path)
+        return _shared_tokenizers[key]
+
+    return load
+
+
 # -- the chat-template matrix ---------------------------------------------------------------------
 
 

@@ -37,8 +37,8 @@ def qwen3_jinja(testdata) -> Path:
 
 
 @pytest.fixture(scope="module")
-def qwen_tok(testdata):
-    return chatfmt.load_tokenizer(testdata("qwen2.5"))
+def qwen_tok(testdata, shared_tokenizer):
+    return shared_tokenizer(testdata("qwen2.5"))
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +183,7 @@ def test_dataset_map_function_reports_a_keyword_the_format_never_reads(qwen_tok)
 # -- the command line ---------------------------------------------------------------------------------
 
 
-def test_cli_render_and_encode_take_template_kwargs(tmp_path, qwen3_jinja, testdata):
+def test_cli_render_and_encode_take_template_kwargs(tmp_path, qwen3_jinja, testdata, shared_tokenizer):
     conv = tmp_path / "c.json"
     conv.write_text(json.dumps(ASK))
     r = runner.invoke(app, ["render", str(conv), "-f", "qwen3", "-g", "--template-kwarg", "enable_thinking=false"])
@@ -195,7 +195,7 @@ def test_cli_render_and_encode_take_template_kwargs(tmp_path, qwen3_jinja, testd
                             "--template-kwarg", "enable_thinking=false"])
     assert r.exit_code == 0, r.output
     ids = json.loads(r.stdout)["input_ids"]
-    tok = chatfmt.load_tokenizer(testdata("qwen2.5"))
+    tok = shared_tokenizer(testdata("qwen2.5"))
     assert tok.decode(ids).endswith(EMPTY_THINK)
 
 
@@ -311,7 +311,7 @@ def test_cli_template_kwarg_value_that_is_not_json_stays_the_string(key, text):
 
 
 @pytest.mark.parametrize("which", ["builtin", "jinja"])
-def test_cli_render_and_encode_read_a_records_own_chat_template_kwargs(tmp_path, qwen3_jinja, testdata, which):
+def test_cli_render_and_encode_read_a_records_own_chat_template_kwargs(tmp_path, qwen3_jinja, testdata, which, shared_tokenizer):
     fmt = "qwen3" if which == "builtin" else str(qwen3_jinja)
     rec = tmp_path / "r.json"
     rec.write_text(json.dumps({"messages": ASK, "chat_template_kwargs": {"enable_thinking": False}}))
@@ -322,7 +322,7 @@ def test_cli_render_and_encode_read_a_records_own_chat_template_kwargs(tmp_path,
     assert r.stdout.endswith(EMPTY_THINK)  # the record's own win, as in prepare
     r = runner.invoke(app, ["encode", str(rec), "-f", fmt, "-t", str(testdata("qwen2.5")), "-g", "--json"])
     assert r.exit_code == 0, r.output
-    tok = chatfmt.load_tokenizer(testdata("qwen2.5"))
+    tok = shared_tokenizer(testdata("qwen2.5"))
     assert tok.decode(json.loads(r.stdout)["input_ids"]).endswith(EMPTY_THINK)
     rec.write_text(json.dumps({"messages": ASK, "chat_template_kwargs": ["enable_thinking"]}))
     r = runner.invoke(app, ["render", str(rec), "-f", fmt, "-g"])

@@ -214,10 +214,8 @@ def test_encode_and_inspect_print_bracketed_contents_as_written(tmp_path, testda
 CHINESE = "龘靐齉，𝔘𝔫𝔦𝔠𝔬𝔡𝔢 🤖 你好"
 
 
-def test_encode_shows_characters_split_over_byte_tokens_whole(tmp_path, testdata):
-    from chatfmt.tokenizers import load_tokenizer
-
-    tok = load_tokenizer(testdata("qwen2.5"))
+def test_encode_shows_characters_split_over_byte_tokens_whole(tmp_path, testdata, shared_tokenizer):
+    tok = shared_tokenizer(testdata("qwen2.5"))
     ids = tok.encode_text(CHINESE)
     assert any("\ufffd" in tok.decode([i]) for i in ids), "the sample no longer splits a character"
     messages = [{"role": "user", "content": CHINESE}, {"role": "assistant", "content": CHINESE}]
@@ -352,15 +350,14 @@ def test_python_encode_of_a_bare_jinja_takes_the_tokens_from_its_tokenizer(bare_
     assert enc.input_ids[:2] == [1, 518]
 
 
-def test_a_format_with_its_own_tokens_is_kept_as_it_is(smollm2_gguf, testdata):
+def test_a_format_with_its_own_tokens_is_kept_as_it_is(smollm2_gguf, testdata, shared_tokenizer):
     from chatfmt import load_format
     from chatfmt.formats.loader import with_tokenizer_tokens
-    from chatfmt.tokenizers import load_tokenizer
 
     fmt = load_format(smollm2_gguf)
-    assert with_tokenizer_tokens(fmt, load_tokenizer(smollm2_gguf)) is fmt
+    assert with_tokenizer_tokens(fmt, shared_tokenizer(smollm2_gguf)) is fmt
     qwen = load_format("qwen2.5")  # a built-in has its tokens in its code
-    assert with_tokenizer_tokens(qwen, load_tokenizer(testdata("qwen2.5"))) is qwen
+    assert with_tokenizer_tokens(qwen, shared_tokenizer(testdata("qwen2.5"))) is qwen
 
 
 def test_a_bare_jinja_that_prints_bos_token_alone_says_it_rendered_nothing(tmp_path, testdata):

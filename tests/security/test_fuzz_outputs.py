@@ -174,10 +174,8 @@ def test_any_output_any_chunking_without_token_ids(data):
 
 
 @pytest.fixture(scope="module")
-def qwen_tok(testdata):
-    import chatfmt
-
-    return chatfmt.load_tokenizer(testdata("qwen2.5"))
+def qwen_tok(testdata, shared_tokenizer):
+    return shared_tokenizer(testdata("qwen2.5"))
 
 
 def _run_with_ids(name: str, tok, pieces) -> None:

@@ -43,13 +43,13 @@ LOCAL = "http://127.0.0.1"
 
 
 @pytest.fixture(scope="module")
-def qwen_tok(testdata):
-    return chatfmt.load_tokenizer(testdata("qwen2.5"))
+def qwen_tok(testdata, shared_tokenizer):
+    return shared_tokenizer(testdata("qwen2.5"))
 
 
 @pytest.fixture(scope="module")
-def smol_tok(smollm2_gguf):
-    return chatfmt.load_tokenizer(smollm2_gguf)
+def smol_tok(smollm2_gguf, shared_tokenizer):
+    return shared_tokenizer(smollm2_gguf)
 
 
 @cache

@@ -98,10 +98,8 @@ class ScriptedEngine(Engine):
 
 
 @pytest.fixture(scope="session")
-def smol_tokenizer(smollm2_gguf: Path) -> Any:
-    from chatfmt.tokenizers import load_tokenizer
-
-    return load_tokenizer(smollm2_gguf)
+def smol_tokenizer(smollm2_gguf: Path, shared_tokenizer: Any) -> Any:
+    return shared_tokenizer(smollm2_gguf)
 
 
 @pytest.fixture(scope="session")

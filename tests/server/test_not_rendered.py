@@ -35,10 +35,8 @@ def smol_client(smollm2_gguf, smol_tokenizer):
 
 
 @pytest.fixture(scope="module")
-def qwen_client(testdata, qwen_format):
-    from chatfmt.tokenizers import load_tokenizer
-
-    engine = ScriptedEngine(load_tokenizer(testdata("qwen2.5")), qwen_format, "It is sunny.<|im_end|>")
+def qwen_client(testdata, qwen_format, shared_tokenizer):
+    engine = ScriptedEngine(shared_tokenizer(testdata("qwen2.5")), qwen_format, "It is sunny.<|im_end|>")
     with TestClient(create_app(engine), base_url="http://127.0.0.1:8000") as client:
         yield client
 

@@ -19,10 +19,8 @@ EMPTY_THINK = "<|im_start|>assistant\n<think>\n\n</think>\n\n"
 
 
 @pytest.fixture(scope="module")
-def qwen_tok(testdata):
-    from chatfmt.tokenizers import load_tokenizer
-
-    return load_tokenizer(testdata("qwen2.5"))
+def qwen_tok(testdata, shared_tokenizer):
+    return shared_tokenizer(testdata("qwen2.5"))
 
 
 def test_default_template_kwargs_render_every_prompt_and_a_request_overrides_them(qwen_tok):

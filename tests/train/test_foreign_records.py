@@ -244,12 +244,12 @@ def test_train_detail_round_trips_through_to_dict():
 
 
 @pytest.fixture(scope="module", params=["qwen2.5", "smollm2"])
-def pair(request, testdata):
+def pair(request, testdata, shared_tokenizer):
     if request.param == "qwen2.5":
         d = testdata("qwen2.5")
-        return chatfmt.load_format("qwen2.5"), chatfmt.load_tokenizer(d)
+        return chatfmt.load_format("qwen2.5"), shared_tokenizer(d)
     gguf = request.getfixturevalue("smollm2_gguf")
-    return chatfmt.load_format(gguf), chatfmt.load_tokenizer(gguf)
+    return chatfmt.load_format(gguf), shared_tokenizer(gguf)
 
 
 def trained_text(tok, ids, labels) -> str:

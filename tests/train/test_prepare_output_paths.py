@@ -28,11 +28,11 @@ GOOD = '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "
 
 
 @pytest.fixture(scope="module")
-def qwen():
-    """The format and tokenizer, loaded once for the module (prepare takes objects too)."""
+def qwen(shared_tokenizer):
+    """The format and tokenizer (the tokenizer loaded once for the session; prepare takes objects too)."""
     import chatfmt
 
-    return chatfmt.load_format("qwen2.5"), chatfmt.load_tokenizer(QWEN)
+    return chatfmt.load_format("qwen2.5"), shared_tokenizer(QWEN)
 
 
 def corpus(tmp_path: Path, lines: list[str]) -> Path:

@@ -27,8 +27,8 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def qwen(testdata):
-    return chatfmt.load_format("qwen2.5"), chatfmt.load_tokenizer(testdata("qwen2.5"))
+def qwen(testdata, shared_tokenizer):
+    return chatfmt.load_format("qwen2.5"), shared_tokenizer(testdata("qwen2.5"))
 
 
 @pytest.fixture(scope="module")

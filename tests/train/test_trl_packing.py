@@ -40,11 +40,11 @@ RECORDS = [
 
 
 @pytest.fixture(scope="module", params=["qwen2.5", "smollm2"])
-def pair(request, testdata):
+def pair(request, testdata, shared_tokenizer):
     if request.param == "qwen2.5":
-        return chatfmt.load_format("qwen2.5"), chatfmt.load_tokenizer(testdata("qwen2.5"))
+        return chatfmt.load_format("qwen2.5"), shared_tokenizer(testdata("qwen2.5"))
     gguf = request.getfixturevalue("smollm2_gguf")
-    return chatfmt.load_format(gguf), chatfmt.load_tokenizer(gguf)
+    return chatfmt.load_format(gguf), shared_tokenizer(gguf)
 
 
 def _write_inputs(tmp_path: Path) -> Path:

@@ -37,8 +37,8 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def qwen():
-    return chatfmt.load_format("qwen2.5"), chatfmt.load_tokenizer(QWEN)
+def qwen(shared_tokenizer):
+    return chatfmt.load_format("qwen2.5"), shared_tokenizer(QWEN)
 
 
 def mixed_records(n: int) -> list:
