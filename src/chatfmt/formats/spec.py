@@ -397,19 +397,26 @@ class SpecFormat(NativeFormat):
         self._final_eos = s.eos if s.eos_placement == "end" else ""
         trs = s.tool_results
         self._tool_strip = s.strips("tool")
-        if trs.style == "user_block":
-            self._tool_headers = headers("tool", roles.user.prefix)
-            self._tool_end = split_closing(roles.user.suffix, ends)
-        elif roles.tool is not None:
-            self._tool_headers = headers("tool", roles.tool.prefix + trs.prefix)
-            self._tool_end = split_closing(roles.tool.suffix, ends)
-        else:
-            self._tool_headers = {}
-            self._tool_end = ("", "")
+        self._tool_group = trs.style == "user_block"
+        self._tool_between = trs.separator + trs.prefix
+        self._tool_after = trs.suffix
+        tool_role = roles.user if self._tool_group else roles.tool
+        self._tool_end = split_closing(tool_role.suffix, ends) if tool_role is not None else ("", "")
+        self._tool = (
+            headers("tool", tool_role.prefix + trs.prefix) if tool_role is not None else None,
+            self._tool_strip,
+            *self._tool_end,
+        )
+        placement = s.system.placement
+        self._own_system = placement == "own_block"
+        self._merge_system = placement == "merge_first_user"
+        self._no_system = placement == "unsupported"
+        self._tools_in_system = s.tools is not None and s.tools.placement == "system"
+        self._tools_own_block = s.tools is not None and s.tools.placement == "own_block"
         self._generation = {prev: s.separator_before("assistant", prev) + s.generation_prompt_text for prev in _PREVIOUS}
         tc = s.tool_calls
         self._call_mode = "error" if tc is None else tc.mode
-        self._call_pieces = split_placeholders(tc.template, _CALL_FIELDS) if tc is not None else []
+        self._call_format = _call_pattern(tc) if tc is not None else ""
         self._tools_error = s.tools_error
 
     def with_info(self, **changes: Any) -> SpecFormat:
@@ -452,9 +459,7 @@ class SpecFormat(NativeFormat):
         """One tool call: the template with ``{name}`` and ``{arguments}`` filled in, wrapped."""
         tc = self.spec.tool_calls
         assert tc is not None
-        values = {"{name}": call.name, "{arguments}": call.arguments_json}
-        body = "".join(values[p] if k % 2 else p for k, p in enumerate(self._call_pieces))
-        return tc.prefix + body + tc.suffix
+        return self._call_format.format(call.name, call.arguments_json)
 
     def _text(self, m: Message) -> str:
         text = m.text
@@ -463,50 +468,12 @@ class SpecFormat(NativeFormat):
     # -- rendering -------------------------------------------------------------------------------
 
     def build(self, conv: Conversation, out: SegmentBuilder, *, add_generation_prompt: bool, **kwargs: Any) -> None:
-        s = self.spec
-        name = self.info.name
         msgs = conv.messages
         n = len(msgs)
-        sys_msg = msgs[0] if n and msgs[0].role == "system" else None
-        first = 1 if sys_msg is not None else 0
-        placement = s.system.placement
-        if sys_msg is not None and placement == "unsupported":
-            raise ValidationError(s.system_error, index=0, rule="system")
-        if s.alternating:
-            check_alternating(conv, name)
-        tools = s.tools
-        tools_text = self.tools_text(conv.tools) if tools is not None and conv.tools else ""
-        in_system = tools_text if tools is not None and tools.placement == "system" else ""
-        has_system = sys_msg is not None or bool(s.system.default) or bool(in_system)
-        merge = has_system and placement == "merge_first_user"
-        if merge and (first == n or msgs[first].role != "user"):
-            what = f"message {first} is {msgs[first].role!r}" if first < n else "there is none"
-            raise ValidationError(
-                f"{name} merges the system prompt into the first user message, but {what}",
-                index=min(first, n - 1),
-                rule="system",
-            )
-
-        out.control(s.bos)
-        prev: str | None = None
-        if has_system and placement == "own_block":
-            head, rest = self._sys_end
-            if sys_msg is not None:
-                trained = sys_msg.trained
-                out.control(self._sys_head, 0)
-                out.content(self._text(sys_msg), 0, trained)
-                out.control(in_system, 0)
-                out.control(head, 0, trained)
-                out.control(rest, 0)
-            else:
-                out.control(self._sys_head + s.system.default + in_system + head + rest)
-            prev = "system"
-        if tools_text and tools is not None and tools.placement == "own_block":
-            out.control(s.separator_before("tools", prev) + tools_text)
-            prev = "tools"
-
+        prev, first, merge, sys_msg, in_system = self._opening(conv, out)
         user_headers, user_strip, user_head, user_rest = self._user
         bot_headers, bot_strip, bot_head, bot_rest = self._assistant
+        tool_headers, tool_strip, tool_head, tool_rest = self._tool
         i = first
         while i < n:
             m = msgs[i]
@@ -521,61 +488,99 @@ class SpecFormat(NativeFormat):
                 text = m.text
                 if bot_strip:
                     text = text.strip()
-                head = bot_head
                 if m.tool_calls and self._call_mode != "drop":
-                    if self._call_mode == "error":
-                        raise ValidationError(s.tool_call_error, index=i, rule="tool_call")
-                    head = self._calls_text(m, text) + head
-                out.turn(i, bot_headers[prev], text, head, m.trained, bot_rest)
+                    out.turn(i, bot_headers[prev], text, self._calls_text(i, m, text) + bot_head, m.trained, bot_rest)
+                else:
+                    out.turn(i, bot_headers[prev], text, bot_head, m.trained, bot_rest)
                 if self._final_eos and i == n - 1:
                     out.control(self._final_eos, i, m.trained)
             elif role == "tool":
-                if not self._tool_headers:
+                if tool_headers is None:
                     raise ValidationError(
-                        f"{name} has no tool-result syntax (it needs a [roles.tool] table or "
+                        f"{self.info.name} has no tool-result syntax (it needs a [roles.tool] table or "
                         'tool_results.style = "user_block")',
                         index=i,
                         rule="tool_result",
                     )
-                i = self._tool_block(out, self._tool_headers[prev], msgs, i)
-                prev = "tool"
-                continue
+                if self._tool_group or self._tool_after:
+                    i = self._tool_block(out, tool_headers[prev], msgs, i)
+                    prev = role
+                    continue
+                text = m.text
+                out.turn(i, tool_headers[prev], text.strip() if tool_strip else text, tool_head, m.trained, tool_rest)
             else:  # a system message after the first; validation rejects it before this
-                raise ValidationError(f"{name}: unexpected {m.role} message", index=i, rule="system")
+                raise ValidationError(f"{self.info.name}: unexpected {m.role} message", index=i, rule="system")
             prev = role
             i += 1
         if add_generation_prompt:
             out.control(self._generation[prev])
 
-    def _calls_text(self, m: Message, text: str) -> str:
+    def _opening(self, conv: Conversation, out: SegmentBuilder) -> tuple[str | None, int, bool, Message | None, str]:
+        """BOS, the system block and the tool block: ``(the last block, the first message of the
+        loop, whether it merges the system prompt, the system message, the tool text in it)``."""
+        s = self.spec
+        msgs = conv.messages
+        n = len(msgs)
+        sys_msg = msgs[0] if n and msgs[0].role == "system" else None
+        first = 1 if sys_msg is not None else 0
+        if sys_msg is not None and self._no_system:
+            raise ValidationError(s.system_error, index=0, rule="system")
+        if s.alternating:
+            check_alternating(conv, self.info.name)
+        tools_text = self.tools_text(conv.tools) if conv.tools and s.tools is not None else ""
+        in_system = tools_text if self._tools_in_system else ""
+        default = s.system.default
+        has_system = sys_msg is not None or bool(default) or bool(in_system)
+        merge = has_system and self._merge_system
+        if merge and (first == n or msgs[first].role != "user"):
+            what = f"message {first} is {msgs[first].role!r}" if first < n else "there is none"
+            raise ValidationError(
+                f"{self.info.name} merges the system prompt into the first user message, but {what}",
+                index=min(first, n - 1),
+                rule="system",
+            )
+        if s.bos:
+            out.control(s.bos)
+        if not (has_system and self._own_system):
+            prev: str | None = None
+        elif sys_msg is None:
+            out.control(self._sys_head + default + in_system + "".join(self._sys_end))
+            prev = "system"
+        else:
+            head, rest = self._sys_end
+            trained = sys_msg.trained
+            if in_system:
+                out.turn(0, self._sys_head, self._text(sys_msg), "", trained, in_system)
+                out.turn(0, "", "", head, trained, rest)
+            else:
+                out.turn(0, self._sys_head, self._text(sys_msg), head, trained, rest)
+            prev = "system"
+        if tools_text and self._tools_own_block:
+            out.control(s.separator_before("tools", prev) + tools_text)
+            prev = "tools"
+        return prev, first, merge, sys_msg, in_system
+
+    def _calls_text(self, i: int, m: Message, text: str) -> str:
         """The tool calls of an assistant message, with the separator before the first when there is content."""
         tc = self.spec.tool_calls
-        assert tc is not None and m.tool_calls
-        calls = tc.separator.join(self.call_text(call) for call in m.tool_calls)
+        if tc is None or self._call_mode == "error":
+            raise ValidationError(self.spec.tool_call_error, index=i, rule="tool_call")
+        calls = tc.separator.join([self.call_text(call) for call in m.tool_calls or ()])
         return tc.separator + calls if text else calls
 
     def _tool_block(self, out: SegmentBuilder, header: str, msgs: list[Message], i: int) -> int:
         """The tool result at ``i`` (a turn of its own), or with ``tool_results.style = "user_block"``
         the results from ``i`` on that share one user turn; the index after them."""
-        trs = self.spec.tool_results
-        strip = self._tool_strip
-        head, rest = self._tool_end
-        j = i + 1
-        if trs.style == "user_block":
-            while j < len(msgs) and msgs[j].role == "tool":
-                j += 1
-        out.control(header, i)
-        for k in range(i, j):
-            m = msgs[k]
-            if k > i:
-                out.control(trs.separator + trs.prefix, k)
-            elif trs.style == "user_block":
-                out.control(trs.prefix, k)
+        strip, between, after = self._tool_strip, self._tool_between, self._tool_after
+        end = len(msgs) if self._tool_group else i + 1
+        j = i
+        while j < end and msgs[j].role == "tool":
+            m = msgs[j]
             text = m.text
-            out.content(text.strip() if strip else text, k, m.trained)
-            out.control(trs.suffix, k)
-        out.control(head, j - 1, msgs[j - 1].trained)
-        out.control(rest, j - 1)
+            out.turn(j, header if j == i else between, text.strip() if strip else text, "", m.trained, after)
+            j += 1
+        head, rest = self._tool_end
+        out.turn(j - 1, "", "", head, msgs[j - 1].trained, rest)
         return j
 
     def _merged_user(
@@ -601,6 +606,17 @@ class SpecFormat(NativeFormat):
 
 
 _CALL_FIELDS = ("{name}", "{arguments}")
+
+
+def _call_pattern(tc: ToolCallsSpec) -> str:
+    """One call as a :meth:`str.format` pattern (``{0}`` the name, ``{1}`` the arguments JSON): the
+    template between the prefix and the suffix, literal braces doubled."""
+    pieces = split_placeholders(tc.template, _CALL_FIELDS)
+    pieces[0] = tc.prefix + pieces[0]
+    pieces[-1] = pieces[-1] + tc.suffix
+    return "".join(
+        f"{{{_CALL_FIELDS.index(p)}}}" if k % 2 else p.replace("{", "{{").replace("}", "}}") for k, p in enumerate(pieces)
+    )
 
 
 def _replace_text(value: Any, old: str, new: str) -> Any:

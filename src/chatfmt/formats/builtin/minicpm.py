@@ -64,9 +64,9 @@ from ._chatml import (
     THINK_OPEN,
     ChatMLFormat,
     chatml_info,
-    last_query_index,
     tool_lines,
 )
+from ._chatml import last_query_index as _last_query_index
 from ._reasoning import split_reasoning
 
 __all__ = ["FAMILIES", "MiniCPM5", "function_xml", "last_query_index", "split_reasoning", "tool_definitions"]
@@ -82,6 +82,11 @@ TOOLS_TAIL = (
 )
 TOOL_DEF_SEP = "<tool_def_sep>"
 TOOL_SEP = "<tool_sep>"
+
+
+def last_query_index(conv: Conversation) -> int:
+    """The last user message with string content not wrapped in ``<tool_response>`` (else the last index)."""
+    return _last_query_index(conv, string_content=True)
 
 
 def tool_definitions(tools: list[Any]) -> str:
