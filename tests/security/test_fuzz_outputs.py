@@ -203,15 +203,21 @@ def test_any_output_any_chunking_with_token_ids(qwen_tok):
     prop()
 
 
-def test_real_token_streams_of_nasty_output(qwen_tok):
+@pytest.mark.parametrize(
+    ("every_nth_body", "wrappings_each"),
+    # the default run: every parser, a fifth of the bodies, each alone and in its first block; slow:
+    # half of the bodies in up to three places
+    [pytest.param(4, 2, id="sample"), pytest.param(2, 3, id="wide", marks=pytest.mark.slow)],
+)
+def test_real_token_streams_of_nasty_output(qwen_tok, every_nth_body, wrappings_each):
     """The nasty bodies and every marker as a real model would stream them: token by token from the
     Qwen2.5 tokenizer, markers as their control ids, each piece decoded as the backend decodes it."""
     from chatfmt.inference.stream import IncrementalDecoder
 
     specials = {**qwen_tok.special_tokens, **getattr(qwen_tok, "added_tokens", {})}
     for name in PARSERS:
-        for body in NASTY_BODIES[::2]:
-            for text in wrappings(name, body)[:3]:
+        for body in NASTY_BODIES[::every_nth_body]:
+            for text in wrappings(name, body)[:wrappings_each]:
                 ids: list[int] = []
                 rest = text
                 for marker in sorted(specials, key=len, reverse=True):
