@@ -77,16 +77,27 @@ def test_render_bundled_example_with_every_builtin():
         assert "What is the capital of France?" in res.stdout
 
 
-@pytest.mark.parametrize(
-    ("payload", "needle"),
-    [
-        ('[{"role": "user", "content": "x"}, {"role": "system", "content": "s"}]', "message 1"),
-        ('[{"role": "wizard", "content": "x"}]', "unknown role"),
-        ("[]", "empty"),
-        ('{"messages": [', "<stdin>:1: invalid JSON"),
-    ],
-)
+USER_ERRORS = [
+    ('[{"role": "user", "content": "x"}, {"role": "system", "content": "s"}]', "message 1"),
+    ('[{"role": "wizard", "content": "x"}]', "unknown role"),
+    ("[]", "empty"),
+    ('{"messages": [', "<stdin>:1: invalid JSON"),
+]
+
+
+@pytest.mark.parametrize(("payload", "needle"), USER_ERRORS)
 def test_user_errors_are_one_line_on_stderr_with_exit_code_2(payload, needle):
+    # the CLI in this process; the test below runs one of them through a real ``python -m``
+    res = runner.invoke(app, ["render", "-", "-f", "chatml"], input=payload)
+    assert res.exit_code == 2
+    assert res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert needle in lines[0]
+
+
+def test_a_user_error_in_a_real_process_is_one_line_on_stderr_with_exit_code_2():
+    payload, needle = USER_ERRORS[0]
     proc = subprocess.run(
         [sys.executable, "-m", "chatfmt.cli", "render", "-", "-f", "chatml"],
         input=payload,
