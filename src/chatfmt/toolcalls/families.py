@@ -359,12 +359,13 @@ def parser_name_for_format(fmt: Any) -> str:
 
     1. the format's family (:func:`chatfmt.formats.registry.family_of`: a built-in or plugin format
        by name, a Jinja template by the official template a family is pinned against) names it;
-    2. a registered parser says it serves the format (``ParserSpec.formats``);
-    3. a declarative (TOML) format's ``parser`` key (checked before 2), else, for a format no family
-       declares, its tool-call syntax matched against the parsers' ``template_markers``; a Jinja
-       template by what it contains (``<tool_call>`` -> hermes, with
-       ``<think>`` qwen3, ``[TOOL_CALLS]`` -> mistral, ``<|python_tag|>`` -> llama3, ...);
-    4. ``think`` for a format that supports reasoning, else ``plain``."""
+    2. a declarative (TOML) format's ``parser`` key names it;
+    3. a registered parser says it serves the format (``ParserSpec.formats``);
+    4. a Jinja template by what it contains, matched against the parsers' ``template_markers``
+       (``<tool_call>`` -> hermes, with ``<think>`` qwen3, ``[TOOL_CALLS]`` -> mistral,
+       ``<|python_tag|>`` -> llama3, ...; none: ``plain``); a TOML format no family declares by its
+       ``[tool_calls]`` syntax, the same way;
+    5. ``think`` for a format that supports reasoning, else ``plain``."""
     from ..formats import registry
 
     fam = registry.family_of(fmt)
@@ -374,26 +375,18 @@ def parser_name_for_format(fmt: Any) -> str:
     if spec is not None and spec.parser:
         return str(spec.parser)
     info = getattr(fmt, "info", None)
-    name = getattr(info, "name", "") or ""
-    served = _served_by(name) or (_served_by(fam.name) if fam is not None else None)
+    served = _served_by(getattr(info, "name", "") or "") or (_served_by(fam.name) if fam is not None else None)
     if served is not None:
         return served
-    if fam is None:
-        if spec is not None:
-            calls = spec.tool_calls
-            found = _by_markers(calls.prefix + calls.template + calls.suffix) if calls is not None else None
-            if found is not None:
-                return found
-        template = getattr(fmt, "template", None)
-        if isinstance(template, str):
-            known = _known_builtin(template)
-            if known is not None:
-                by_known = registry.family(known).parser if known in registry.FAMILIES else None
-                by_known = by_known or _served_by(known)
-                if by_known is not None:
-                    return by_known
-            tool_use = getattr(getattr(fmt, "_tool_use", None), "template", "") or ""
-            return _by_markers(template + tool_use) or "plain"
+    template = getattr(fmt, "template", None)
+    if isinstance(template, str):
+        tool_use = getattr(getattr(fmt, "_tool_use", None), "template", "") or ""
+        return _by_markers(template + tool_use) or "plain"
+    if fam is None and spec is not None and spec.tool_calls is not None:
+        calls = spec.tool_calls
+        found = _by_markers(calls.prefix + calls.template + calls.suffix)
+        if found is not None:
+            return found
     if getattr(info, "supports_reasoning", False):
         return "think"
     return "plain"
@@ -429,21 +422,6 @@ def _declared_spec(fmt: Any) -> Any:
 
     spec = getattr(fmt, "spec", None)
     return spec if isinstance(spec, FormatSpec) else None
-
-
-def _known_builtin(template: str) -> str | None:
-    """The built-in whose exact template this is (chatfmt's known-templates table), if any."""
-    import hashlib
-    import importlib
-
-    table = getattr(importlib.import_module("chatfmt.formats.jinja"), "_known_templates", None)
-    if table is None:  # the table goes once every family pins its official templates
-        return None
-    try:
-        known = table().get(hashlib.sha256(template.encode("utf-8")).hexdigest())
-    except Exception:  # noqa: BLE001 - the table is an optimisation
-        return None
-    return known if isinstance(known, str) else None
 
 
 def parser_for_format(
