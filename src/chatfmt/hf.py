@@ -34,9 +34,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import ChatfmtError, FormatError
+
+if TYPE_CHECKING:
+    from .encode import Compat, TrainOn
 
 __all__ = ["MASKS_NOTE", "ChatfmtTokenizerMixin", "is_wrapped", "unwrap", "wrap"]
 
@@ -55,7 +58,7 @@ _TOKENIZER_KWARGS = ("pad_to_multiple_of", "padding_side", "return_attention_mas
 class _Options:
     """What a wrapper was made with (picklable: the format as given, not a compiled template)."""
 
-    def __init__(self, format: Any, compat: str | None, train_on: str, allow_missing_tokens: bool) -> None:
+    def __init__(self, format: Any, compat: Compat, train_on: TrainOn, allow_missing_tokens: bool) -> None:
         self.format = format  # None (the tokenizer's own template), a name/path or a ChatFormat
         self.compat = compat
         self.train_on = train_on
@@ -81,17 +84,24 @@ def _unmarked(template: Any) -> Any:
 class ChatfmtTokenizerMixin:
     """Mixed in front of a transformers tokenizer class by :func:`wrap` (see the module doc)."""
 
-    _chatfmt_base: type
+    _chatfmt_base: type[Any]
+
+    if TYPE_CHECKING:  # provided by the transformers tokenizer class this is mixed in front of
+        special_tokens_map: dict[str, Any]
+        model_input_names: list[str]
+
+        def __len__(self) -> int: ...
 
     # -- state ----------------------------------------------------------------------------------
 
     @property
     def _chatfmt(self) -> _Options:
-        return self.__dict__["_chatfmt_options"]
+        options: _Options = self.__dict__["_chatfmt_options"]
+        return options
 
     def _chatfmt_plain(self) -> Any:
         """The tokenizer without the wrapper: an instance of its own class on the same state."""
-        plain = object.__new__(self._chatfmt_base)
+        plain: Any = object.__new__(self._chatfmt_base)
         plain.__dict__.update({k: v for k, v in self.__dict__.items() if not k.startswith("_chatfmt")})
         return plain
 
@@ -127,7 +137,7 @@ class ChatfmtTokenizerMixin:
             fmt = cache[key] = self._chatfmt_build(key)
         return fmt
 
-    def _chatfmt_build(self, key: tuple) -> Any:
+    def _chatfmt_build(self, key: tuple[Any, ...]) -> Any:
         from .formats.jinja import JinjaFormat
         from .formats.loader import load_format, with_tokenizer_tokens
 
@@ -158,7 +168,7 @@ class ChatfmtTokenizerMixin:
     # -- the template attribute -----------------------------------------------------------------
 
     @property
-    def chat_template(self) -> Any:  # type: ignore[override]
+    def chat_template(self) -> Any:
         """The format's Jinja template, led by :data:`MASKS_NOTE`."""
         if self._chatfmt.format is not None:
             text = self._chatfmt_export()
@@ -272,8 +282,8 @@ class ChatfmtTokenizerMixin:
             self._chatfmt_tokenizer(),
             tools=tools,
             add_generation_prompt=add_generation_prompt,
-            train_on=opts.train_on,  # type: ignore[arg-type]
-            compat=opts.compat,  # type: ignore[arg-type]
+            train_on=opts.train_on,
+            compat=opts.compat,
             allow_missing_tokens=opts.allow_missing_tokens,
             **render,
         )
@@ -403,7 +413,7 @@ def _as_dict(m: Any) -> Any:
 
 def _json_schema(fn: Any) -> dict[str, Any]:
     """A tool given as a Python function: transformers' own schema of it (what its template would see)."""
-    from transformers.utils import get_json_schema
+    from transformers.utils.chat_template_utils import get_json_schema
 
     return get_json_schema(fn)
 
@@ -425,7 +435,7 @@ def _wrap_object(tokenizer: Any, options: _Options) -> Any:
     if isinstance(tokenizer, ChatfmtTokenizerMixin):
         base = tokenizer._chatfmt_base
         tokenizer = tokenizer._chatfmt_plain()
-    obj = object.__new__(_subclass(base))
+    obj: Any = object.__new__(_subclass(base))
     obj.__dict__.update(tokenizer.__dict__)
     obj.__dict__["_chatfmt_options"] = options
     return obj
@@ -469,8 +479,8 @@ def wrap(
     tokenizer: Any,
     format: Any = None,
     *,
-    compat: str | None = "transformers",
-    train_on: str = "all_assistant",
+    compat: Compat = "transformers",
+    train_on: TrainOn = "all_assistant",
     allow_missing_tokens: bool = False,
     **from_pretrained: Any,
 ) -> Any:

@@ -60,7 +60,7 @@ def _load_tools(path: str | None) -> list[dict[str, Any]]:
 
 
 def _make_chat(
-    model: str | None,
+    model: str | Path | None,
     backend: str,
     format: str | None,
     system: str | None,
@@ -535,15 +535,16 @@ def chat_cmd(
         fail("--json needs a question: -p QUESTION or one on stdin")
     template_kwargs = template_kwargs_option(template_kwarg)
     tool_list = _load_tools(tools)
+    model_ref: str | Path | None = model
     if gguf_file is not None:
         from ..hub import with_gguf_file
 
         with user_errors():
-            model = with_gguf_file(model, gguf_file)  # type: ignore[assignment]
+            model_ref = with_gguf_file(model, gguf_file)
     if question is None:
         Console(stderr=True, highlight=False).print(Text("loading the model ...", style=NOTICE_STYLE))
     chat = _make_chat(
-        model, backend, format, system, tool_list, max_new_tokens, temperature, seed, ctx, allow_missing_tokens, template_kwargs
+        model_ref, backend, format, system, tool_list, max_new_tokens, temperature, seed, ctx, allow_missing_tokens, template_kwargs
     )
     for line in not_rendered_lines(chat):
         warn(line)

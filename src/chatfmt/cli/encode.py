@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import typer
 from rich.console import Console
@@ -23,6 +23,9 @@ from .common import (
     user_errors,
 )
 from .render import _example, conversation_input, own_template_kwargs
+
+if TYPE_CHECKING:
+    from ..encode import Compat, TrainOn, Truncation
 
 
 def encode_cmd(
@@ -71,9 +74,11 @@ def encode_cmd(
             tools=record_tools,
             add_generation_prompt=generation_prompt,
             max_length=max_length,
-            truncation=truncation,  # type: ignore[arg-type]
-            train_on=train_on,  # type: ignore[arg-type]
-            compat=compat,  # type: ignore[arg-type]
+            # the option strings as typer gives them: encode refuses another truncation or train_on, and
+            # encodes any compat but "transformers" as the vendor does
+            truncation=cast("Truncation", truncation),
+            train_on=cast("TrainOn", train_on),
+            compat=cast("Compat", compat),
             allow_missing_tokens=allow_missing_tokens,
             template_kwargs=own_template_kwargs(data, template_kwargs),
         )

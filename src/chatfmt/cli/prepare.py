@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -29,6 +29,9 @@ from ..messages import PARSERS
 from ..train.pipeline import ENGINES, TRAIN_ON, TRUNCATIONS, prepare
 from ..train.writers import OUTPUT_FORMATS
 from .common import TemplateKwargOption, fail, template_kwargs_option, user_errors, warn
+
+if TYPE_CHECKING:
+    from ..train.pipeline import PrepareTruncation
 
 #: exit code of a run that wrote no example (2 is a usage or input error, 128 + N a signal)
 EXIT_NOTHING_WRITTEN = 1
@@ -183,7 +186,7 @@ def prepare_cmd(
                 tokenizer,
                 output,
                 max_length=max_length,
-                truncation=truncation,  # type: ignore[arg-type]
+                truncation=cast("PrepareTruncation", truncation),  # checked against TRUNCATIONS above
                 train_on=train_on,
                 input_kind=input_kind,
                 batch_size=batch_size,

@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 import typer
 
 from .common import TemplateKwargOption, fail, template_kwargs_option, user_errors
 
+if TYPE_CHECKING:
+    from ..formats.base import ChatFormat
+    from ..tokenizers.base import Tokenizer
+
 
 def build_engine(
     *,
-    model: str | None,
+    model: str | Path | None,
     backend: str,
     chat_format: str | None,
     tokenizer: str | None,
@@ -39,7 +44,7 @@ def build_engine(
     if any(hub_ref(x) is not None for x in (model, chat_format, tokenizer)):
         # the log is JSON lines: huggingface_hub's progress bars would break it
         try:
-            from huggingface_hub.utils import disable_progress_bars
+            from huggingface_hub.utils.tqdm import disable_progress_bars
 
             disable_progress_bars()
         except ImportError:
@@ -73,6 +78,9 @@ def build_engine(
         logging.getLogger("chatfmt.server").info("fetching %s from the Hub (or its cache)", model)
         model = str(local(model, "model", backend=backend))
     options: dict[str, Any] = {}
+    # the format and tokenizer given (names or paths), replaced by the loaded and checked objects
+    fmt_arg: str | ChatFormat | None = chat_format
+    tok_arg: str | Tokenizer | None = tokenizer
     if n_ctx:
         options["n_ctx"] = n_ctx
     if chat_format or tokenizer:
@@ -82,18 +90,19 @@ def build_engine(
         from ..tokenizers import load_tokenizer
 
         own = model if model is not None else default_model_path()
-        tokenizer = load_tokenizer(tokenizer or own)  # type: ignore[assignment]
+        loaded_tok = load_tokenizer(tokenizer or own)
         checked = load_format(chat_format or own)
-        check_tokenizer(checked, tokenizer, allow_missing_tokens=allow_missing_tokens)
-        chat_format = checked if chat_format else None
+        check_tokenizer(checked, loaded_tok, allow_missing_tokens=allow_missing_tokens)
+        fmt_arg = checked if chat_format else None
+        tok_arg = loaded_tok
     be = load_backend(model, backend, **options)
-    tok = None
-    if tokenizer:
+    local_tok: Tokenizer | None = None
+    if tok_arg:
         from ..tokenizers import load_tokenizer
 
-        tok = load_tokenizer(tokenizer)
-    fmt = with_tokenizer_tokens(load_format(chat_format), tok or be.tokenizer) if chat_format else None
-    return LocalEngine(be, format=fmt, tokenizer=tok, model_id=model_name)
+        local_tok = load_tokenizer(tok_arg)
+    local_fmt = with_tokenizer_tokens(load_format(fmt_arg), local_tok or be.tokenizer) if fmt_arg else None
+    return LocalEngine(be, format=local_fmt, tokenizer=local_tok, model_id=model_name)
 
 
 def _is_ip(host: str) -> bool:
@@ -124,7 +133,7 @@ class _JSONLines(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.StreamHandler[TextIO]):
     """Writes to ``sys.stderr`` as it is when a record comes (not as it was when the handler was
     made), so a replaced or closed stream (an in-process CLI run) is never written to."""
 
@@ -132,11 +141,11 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
         logging.Handler.__init__(self)
 
     @property
-    def stream(self) -> Any:  # type: ignore[override]
+    def stream(self) -> TextIO:
         return sys.stderr
 
     @stream.setter
-    def stream(self, value: Any) -> None:
+    def stream(self, value: TextIO) -> None:
         pass
 
 
@@ -254,13 +263,14 @@ def serve_cmd(
 
         check_options(header_timeout=header_timeout, body_timeout=body_timeout, max_connections=max_connections)
         check_origins(cors_allow_origin or ())  # before the model loads
+        model_ref: str | Path | None = model
         if gguf_file is not None:
             from ..hub import with_gguf_file
 
-            model = with_gguf_file(model, gguf_file)  # type: ignore[assignment]
+            model_ref = with_gguf_file(model, gguf_file)
         try:
             engine = build_engine(
-                model=model,
+                model=model_ref,
                 backend=backend,
                 chat_format=chat_format,
                 tokenizer=tokenizer,

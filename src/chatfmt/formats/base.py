@@ -11,11 +11,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cache
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import NotRenderedWarning
 from ..messages import Conversation, Message, as_conversation
 from ..segments import CONTENT, Rendered, SegmentBuilder
+
+if TYPE_CHECKING:
+    from ..encode import Compat, Encoded, TrainOn, Truncation
 
 
 class CheckedRender(NamedTuple):
@@ -246,13 +249,13 @@ class ChatFormat(ABC):
         tools: list[dict[str, Any]] | None = None,
         add_generation_prompt: bool = False,
         max_length: int | None = None,
-        truncation: str = "error",
-        train_on: str = "all_assistant",
-        compat: str | None = None,
+        truncation: Truncation = "error",
+        train_on: TrainOn = "all_assistant",
+        compat: Compat = None,
         allow_special_in_content: bool = False,
         allow_missing_tokens: bool = False,
         **template_kwargs: Any,
-    ) -> Any:
+    ) -> Encoded:
         """Render and tokenize: ``Encoded(input_ids, labels, attention_mask, message_spans)``.
 
         ``tokenizer`` is a :class:`chatfmt.tokenizers.Tokenizer` or anything
@@ -273,9 +276,9 @@ class ChatFormat(ABC):
             tools=tools,
             add_generation_prompt=add_generation_prompt,
             max_length=max_length,
-            truncation=truncation,  # type: ignore[arg-type]
-            train_on=train_on,  # type: ignore[arg-type]
-            compat=compat,  # type: ignore[arg-type]
+            truncation=truncation,
+            train_on=train_on,
+            compat=compat,
             allow_special_in_content=allow_special_in_content,
             allow_missing_tokens=allow_missing_tokens,
             **template_kwargs,

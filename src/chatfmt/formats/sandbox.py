@@ -35,7 +35,7 @@ import re
 import string
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from functools import lru_cache, update_wrapper
 from typing import Any
@@ -133,7 +133,7 @@ class _GenerationExtension(jinja2.ext.Extension):
         return jinja2.nodes.CallBlock(self.call_method("_generation", []), [], [], body).set_lineno(lineno)
 
     def _generation(self, caller: Any) -> str:
-        rv = caller()
+        rv: str = caller()
         state = _render_state.current
         if state is not None:
             start = state.emitted
@@ -205,7 +205,7 @@ class _LimitedCodeGenerator(CodeGenerator):
         self.write(")")
 
 
-_COMPARE = {
+_COMPARE: dict[str, Callable[[Any, Any], Any]] = {
     "eq": lambda a, b: a == b,
     "ne": lambda a, b: a != b,
     "gt": lambda a, b: a > b,
@@ -218,7 +218,7 @@ _COMPARE = {
 _SCALARS = (str, int, float, bool, type(None))
 _SCALAR_TYPES = frozenset(_SCALARS)
 _ACCOUNTED = frozenset((str, list, tuple, dict))
-_CONTAINERS = (list, tuple, dict, set, frozenset, type({}.keys()), type({}.values()), type({}.items()), jinja2.utils.Namespace)
+_CONTAINERS: tuple[type, ...] = (list, tuple, dict, set, frozenset, type({}.keys()), type({}.values()), type({}.items()), jinja2.utils.Namespace)
 
 
 def _children(obj: Any) -> list[Any] | None:
@@ -228,7 +228,8 @@ def _children(obj: Any) -> list[Any] | None:
     if isinstance(obj, dict):
         return [*obj.keys(), *obj.values()]
     if isinstance(obj, type({}.items())):
-        return [x for kv in obj for x in kv]
+        pairs: Iterable[tuple[Any, Any]] = obj
+        return [x for kv in pairs for x in kv]
     if isinstance(obj, (list, tuple, set, frozenset, type({}.keys()), type({}.values()))):
         return list(obj)
     if isinstance(obj, jinja2.utils.Namespace):
@@ -273,19 +274,21 @@ def measure(value: Any, limit: int, what: str, *, chars: bool = True) -> tuple[i
             stack.append((obj, kids))
             stack.extend((k, None) for k in kids if id(k) not in memo)
             continue
-        chars, nodes, depth = 2, 1, 0
+        width, nodes, depth = 2, 1, 0
         for k in kids:
             m = memo.get(id(k)) or (5, 1, 0)
-            chars += m[0] + 2
+            width += m[0] + 2
             nodes += m[1]
             depth = max(depth, m[2] + 1)
-        if nodes > limit or (chars > limit and check_chars):
+        if nodes > limit or (width > limit and check_chars):
             raise TemplateLimitError(
                 f"template tried to {what} a value of more than {limit} characters or parts (counting shared parts "
                 f"each time they appear; limit {limit})"
             )
-        memo[id(obj)] = (chars, nodes, depth)
-    return memo[id(value)]  # type: ignore[return-value]
+        memo[id(obj)] = (width, nodes, depth)
+    result = memo[id(value)]
+    assert result is not None  # the walk finished every object it started
+    return result
 
 
 def _limited_range(*args: int) -> range:
@@ -316,10 +319,10 @@ def _strftime_now(fmt: str) -> str:
 class _SafeDict:
     """``dict(...)`` for templates, without exposing the dict type itself."""
 
-    def __call__(self, *args: Any, **kwargs: Any) -> dict:
+    def __call__(self, *args: Any, **kwargs: Any) -> dict[Any, Any]:
         return dict(*args, **kwargs)
 
-    def fromkeys(self, *args: Any, **kwargs: Any) -> dict:
+    def fromkeys(self, *args: Any, **kwargs: Any) -> dict[Any, Any]:
         return dict.fromkeys(*args, **kwargs)
 
 
@@ -370,7 +373,8 @@ class ChatTemplateEnvironment(ImmutableSandboxedEnvironment):
             finalize=self._finalize,
         )
         self.max_value = max_output
-        # block, macro, caller() and {% set %}...{% endset %} output is joined through this
+        # block, macro, caller() and {% set %}...{% endset %} output is joined through this (jinja2
+        # declares concat as a class-level function meant to be replaced; this one needs the instance)
         self.concat = self._checked_buffer_concat  # type: ignore[method-assign]
         self.filters["tojson"] = self._tojson
         for name in ("center", "indent", "wordwrap", "format", "join", "replace", "sum", "batch", "slice"):
@@ -413,7 +417,8 @@ class ChatTemplateEnvironment(ImmutableSandboxedEnvironment):
     def _checked_buffer_concat(self, parts: Any) -> str:
         parts = parts if isinstance(parts, list) else list(parts)
         self._too_big("a block, macro or {% set %} body", sum(len(p) for p in parts))
-        return self._account("".join(parts))
+        text: str = self._account("".join(parts))
+        return text
 
     def _text_size(self, value: Any) -> int:
         return len(value) if isinstance(value, str) else measure(value, self.max_value, "print")[0]
@@ -442,7 +447,7 @@ class ChatTemplateEnvironment(ImmutableSandboxedEnvironment):
     def checked_slice(self, obj: Any, start: Any, stop: Any, step: Any) -> Any:
         return self._account(obj[start:stop:step])
 
-    def checked_tuple(self, value: tuple) -> tuple:
+    def checked_tuple(self, value: tuple[Any, ...]) -> tuple[Any, ...]:
         """Tuple literals are hashable: a nested one is sized so that hashing it stays cheap."""
         for item in value:
             if not isinstance(item, _SCALARS):
@@ -453,7 +458,8 @@ class ChatTemplateEnvironment(ImmutableSandboxedEnvironment):
     def _lipsum(self, n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> str:  # noqa: A002
         if isinstance(n, int) and isinstance(max, int):
             self._too_big("lipsum", n * max * 12)
-        return self._account(jinja2.utils.generate_lorem_ipsum(n=n, html=html, min=min, max=max))
+        text: str = self._account(jinja2.utils.generate_lorem_ipsum(n=n, html=html, min=min, max=max))
+        return text
 
     def _guarded_filter(self, name: str, fn: Any) -> Any:
         """Every filter: a container it stringifies or compares is sized first; what it returns is
@@ -472,7 +478,7 @@ class ChatTemplateEnvironment(ImmutableSandboxedEnvironment):
 
         guarded.__name__ = getattr(fn, "__name__", name)
         if hasattr(fn, "jinja_pass_arg"):
-            guarded.jinja_pass_arg = fn.jinja_pass_arg  # type: ignore[attr-defined]
+            vars(guarded)["jinja_pass_arg"] = fn.jinja_pass_arg
         return guarded
 
     def _guarded_test(self, fn: Any) -> Any:
@@ -483,7 +489,7 @@ class ChatTemplateEnvironment(ImmutableSandboxedEnvironment):
 
         guarded.__name__ = getattr(fn, "__name__", "test")
         if hasattr(fn, "jinja_pass_arg"):
-            guarded.jinja_pass_arg = fn.jinja_pass_arg  # type: ignore[attr-defined]
+            vars(guarded)["jinja_pass_arg"] = fn.jinja_pass_arg
         return guarded
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
@@ -592,7 +598,8 @@ class ChatTemplateEnvironment(ImmutableSandboxedEnvironment):
 
     def checked_concat(self, parts: tuple[Any, ...]) -> str:
         self._too_big("~", sum(self._text_size(p) for p in parts))
-        return self._account("".join([p if isinstance(p, str) else str(p) for p in parts]))
+        text: str = self._account("".join([p if isinstance(p, str) else str(p) for p in parts]))
+        return text
 
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
         name = getattr(__obj, "__name__", None)
@@ -649,8 +656,8 @@ class ChatTemplateEnvironment(ImmutableSandboxedEnvironment):
         """``format``, ``join``, ``replace`` and ``sum``: their result size depends on their input, so
         it is computed (and the iterable materialised) before the filter runs."""
 
-        def checked(*args: Any, **kwargs: Any) -> Any:
-            args = list(args)
+        def checked(*given: Any, **kwargs: Any) -> Any:
+            args = list(given)
             if name == "format" and args:  # (value, *args, **kwargs)
                 if isinstance(args[0], str):
                     self._check_percent(args[0], tuple(args[1:]) or tuple(kwargs.values()))
@@ -676,7 +683,7 @@ class ChatTemplateEnvironment(ImmutableSandboxedEnvironment):
 
         checked.__name__ = getattr(fn, "__name__", name)
         if hasattr(fn, "jinja_pass_arg"):
-            checked.jinja_pass_arg = fn.jinja_pass_arg
+            vars(checked)["jinja_pass_arg"] = fn.jinja_pass_arg
         return checked
 
     def _tojson(

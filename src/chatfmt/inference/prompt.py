@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..compat import check_tokenizer
-from ..encode import _control_space, _encode_run, _Piece, _special_pattern, _split_control, _strip_run
+from ..encode import Compat, _control_space, _encode_run, _Piece, _special_pattern, _split_control, _strip_run
 from ..errors import ChatfmtError, ChatfmtWarning
 from ..errors import ContextOverflowError as ContextOverflowError
 from ..messages import as_conversation
@@ -103,7 +103,7 @@ class IncrementalEncoder:
         fmt: Any,
         tokenizer: Any,
         *,
-        compat: str | None = None,
+        compat: Compat = None,
         allow_special_in_content: bool = False,
         allow_missing_tokens: bool = False,
     ) -> None:
@@ -141,7 +141,7 @@ class IncrementalEncoder:
             if u[0] == "ids":
                 u_ids = list(u[1])
             else:
-                u_ids, _ = _encode_run(self.tokenizer, u[1], at_start=u[2], compat=self.compat, control_space=u[3])  # type: ignore[arg-type]
+                u_ids, _ = _encode_run(self.tokenizer, u[1], at_start=u[2], compat=self.compat, control_space=u[3])
             new_cache.append((u, u_ids))
             ids.extend(u_ids)
         self._cache = new_cache
@@ -264,6 +264,6 @@ def bridge_ids(
         if u[0] == "ids":
             out.extend(u[1])
         else:
-            ids, _ = _encode_run(tokenizer, u[1], at_start=False, compat=enc.compat, control_space=u[3])  # type: ignore[arg-type]
+            ids, _ = _encode_run(tokenizer, u[1], at_start=False, compat=enc.compat, control_space=u[3])
             out.extend(ids)
     return out

@@ -70,6 +70,8 @@ def protocol_class(
         _refused_logged = 0.0
         _refused_since_log = 0
 
+        # uvicorn's H11Protocol narrows asyncio.BaseProtocol's BaseTransport parameter to Transport
+        # (its own override carries the same ignore); this one follows uvicorn's signature
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             if max_connections is not None and len(self.connections) > max_connections:

@@ -115,7 +115,7 @@ class Outcome:
         return self.rule is None
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        return {k: getattr(self, k) for k in self.__slots__}
 
     def length_error(self) -> LengthError:
         """The error a ``fatal`` outcome stops the run with, naming the file and record."""
@@ -194,7 +194,9 @@ def encode_records(fmt: Any, tokenizer: Any, records: Sequence[RawRecord], opts:
                             message=f"the chat format does not render tools: the record's {len(conv.tools)} tool(s) "
                             "would be left out of the prompt",
                         )
-    return out  # type: ignore[return-value]
+    done = [o for o in out if o is not None]
+    assert len(done) == len(out)  # every record has its outcome by now
+    return done
 
 
 def _tools_left_out(fmt: Any, conv: Any) -> tuple[str, ...]:
@@ -260,13 +262,14 @@ class Loader:
             elif self.what == "format":
                 from ..formats.loader import load_format, with_tokenizer_tokens
 
-                self.obj = load_format(self.spec)  # type: ignore[arg-type]
+                assert self.spec is not None  # (no object and no pickled blob: a name or path)
+                self.obj = load_format(self.spec)
                 if self.tokens_from is not None:
                     self.obj = with_tokenizer_tokens(self.obj, self.tokens_from.get())
             else:
                 from ..tokenizers import load_tokenizer
 
-                self.obj = load_tokenizer(self.spec)  # type: ignore[arg-type]
+                self.obj = load_tokenizer(self.spec)
         return self.obj
 
     def __getstate__(self) -> dict[str, Any]:

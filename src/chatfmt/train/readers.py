@@ -61,7 +61,12 @@ class _StrictJSON:
         obj = dict(pairs)
         if len(obj) != len(pairs):
             seen: set[str] = set()
-            dup = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+            dup = ""
+            for k, _ in pairs:
+                if k in seen:
+                    dup = k
+                    break
+                seen.add(k)
             self.problems.append(f"duplicate key {dup!r} in an object")
         return obj
 

@@ -94,7 +94,8 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         import pyarrow.parquet as pq
 
         meta = pq.read_schema(str(path)).metadata or {}
-        return json.loads(meta.get(b"chatfmt", b"{}"))
+        recorded: dict[str, Any] = json.loads(meta.get(b"chatfmt", b"{}"))
+        return recorded
     except Exception:  # not Parquet, no pyarrow, no metadata: nothing recorded
         return {}
 
