@@ -103,157 +103,68 @@ U1 = {"role": "user", "content": "What is the capital of France?"}
 A1 = {"role": "assistant", "content": "The capital of France is Paris."}
 U2 = {"role": "user", "content": "And of Germany?"}
 A2 = {"role": "assistant", "content": "Berlin."}
+S1 = {"role": "system", "content": SYSTEM}
+#: the weather question, the call answering it and the call's result (the tool probes' conversation)
+WEATHER_Q = {"role": "user", "content": "What is the weather in Paris?"}
+WEATHER_RESULT = {"role": "tool", "tool_call_id": "call12345", "name": "get_weather", "content": '{"temperature": 22}'}
+WEATHER_CALL: list[dict[str, Any]] = [
+    WEATHER_Q, {"role": "assistant", "tool_calls": [_call({"city": "Paris"})]}, WEATHER_RESULT
+]
+REASONED: list[dict[str, Any]] = [
+    {"role": "user", "content": "What is 2+2?"},
+    {"role": "assistant", "content": "4", "reasoning_content": "Two plus two is four."},
+]
+CORE = ("core",)
 
 #: the probes ``detect`` and ``diff`` compare, in order (the first is the cheapest to tell formats apart)
 PROBES: tuple[Probe, ...] = (
     _p("user+gen", "one user turn, generation prompt", [U1], gen=True, tags=("core", "generation")),
     _p("user", "one user turn, no generation prompt", [U1], tags=("core", "generation")),
-    _p(
-        "system+user+gen",
-        "system prompt and one user turn",
-        [{"role": "system", "content": SYSTEM}, U1],
-        gen=True,
-        tags=("core",),
-    ),
-    _p(
-        "empty-system",
-        "an empty system message (what a client with no system prompt configured may send)",
-        [{"role": "system", "content": ""}, U1],
-        gen=True,
-        tags=("edge",),
-    ),
-    _p("multi-turn+gen", "user, assistant, user, generation prompt", [U1, A1, U2], gen=True, tags=("core",)),
-    _p(
-        "multi-turn-system",
-        "system and two completed rounds, no generation prompt",
-        [{"role": "system", "content": SYSTEM}, U1, A1, U2, A2],
-        tags=("core",),
-    ),
-    _p(
-        "chinese",
-        "Chinese text in every role",
-        [
-            {"role": "system", "content": "你是一个乐于助人的助手。"},
-            {"role": "user", "content": "你好，世界！"},
-            {"role": "assistant", "content": "你好！有什么可以帮你的吗？"},
-            {"role": "user", "content": "请用中文回答：天空为什么是蓝色的？"},
-        ],
-        gen=True,
-        tags=("core",),
-    ),
-    _p(
-        "whitespace",
-        "content with leading/trailing spaces, newlines and tabs",
-        [
-            {"role": "user", "content": "  padded question \n"},
-            {"role": "assistant", "content": "\n\nan answer between blank lines\n\n"},
-            {"role": "user", "content": "\ttab\tand  two  spaces  "},
-        ],
-        gen=True,
-        tags=("core",),
-    ),
-    _p(
-        "tools",
-        "a tool list and one user turn",
-        [{"role": "user", "content": "What is the weather in Paris?"}],
-        tools=[WEATHER_TOOL],
-        gen=True,
-        tags=("tools",),
-    ),
-    _p(
-        "tool-call",
-        "an assistant tool call (arguments as an object) and its result, generation prompt",
-        [
-            {"role": "user", "content": "What is the weather in Paris?"},
-            {"role": "assistant", "tool_calls": [_call({"city": "Paris"})]},
-            {
-                "role": "tool",
-                "tool_call_id": "call12345",
-                "name": "get_weather",
-                "content": '{"temperature": 22}',
-            },
-        ],
-        tools=[WEATHER_TOOL],
-        gen=True,
-        tags=("tools",),
-    ),
-    _p(
-        "tool-call-answered",
-        "a tool call, its result and the final answer",
-        [
-            {"role": "user", "content": "What is the weather in Paris?"},
-            {"role": "assistant", "tool_calls": [_call({"city": "Paris"})]},
-            {
-                "role": "tool",
-                "tool_call_id": "call12345",
-                "name": "get_weather",
-                "content": '{"temperature": 22}',
-            },
-            {"role": "assistant", "content": "It is 22 °C in Paris."},
-        ],
-        tools=[WEATHER_TOOL],
-        tags=("tools",),
-    ),
-    _p(
-        "reasoning",
-        "an earlier assistant turn with reasoning, then a new user turn",
-        [
-            {"role": "user", "content": "What is 2+2?"},
-            {"role": "assistant", "content": "4", "reasoning_content": "Two plus two is four."},
-            {"role": "user", "content": "And 3+3?"},
-        ],
-        gen=True,
-        tags=("reasoning",),
-    ),
-    _p(
-        "reasoning-last",
-        "the final assistant turn has reasoning",
-        [
-            {"role": "user", "content": "What is 2+2?"},
-            {"role": "assistant", "content": "4", "reasoning_content": "Two plus two is four."},
-        ],
-        tags=("reasoning",),
-    ),
+    _p("system+user+gen", "system prompt and one user turn", [S1, U1], gen=True, tags=CORE),
+    _p("empty-system", "an empty system message (what a client with no system prompt configured may send)",
+       [{"role": "system", "content": ""}, U1], gen=True, tags=("edge",)),
+    _p("multi-turn+gen", "user, assistant, user, generation prompt", [U1, A1, U2], gen=True, tags=CORE),
+    _p("multi-turn-system", "system and two completed rounds, no generation prompt", [S1, U1, A1, U2, A2], tags=CORE),
+    _p("chinese", "Chinese text in every role", [
+        {"role": "system", "content": "你是一个乐于助人的助手。"},
+        {"role": "user", "content": "你好，世界！"},
+        {"role": "assistant", "content": "你好！有什么可以帮你的吗？"},
+        {"role": "user", "content": "请用中文回答：天空为什么是蓝色的？"},
+    ], gen=True, tags=CORE),
+    _p("whitespace", "content with leading/trailing spaces, newlines and tabs", [
+        {"role": "user", "content": "  padded question \n"},
+        {"role": "assistant", "content": "\n\nan answer between blank lines\n\n"},
+        {"role": "user", "content": "\ttab\tand  two  spaces  "},
+    ], gen=True, tags=CORE),
+    _p("tools", "a tool list and one user turn", [WEATHER_Q], tools=[WEATHER_TOOL], gen=True, tags=("tools",)),
+    _p("tool-call", "an assistant tool call (arguments as an object) and its result, generation prompt",
+       WEATHER_CALL, tools=[WEATHER_TOOL], gen=True, tags=("tools",)),
+    _p("tool-call-answered", "a tool call, its result and the final answer",
+       [*WEATHER_CALL, {"role": "assistant", "content": "It is 22 °C in Paris."}], tools=[WEATHER_TOOL], tags=("tools",)),
+    _p("reasoning", "an earlier assistant turn with reasoning, then a new user turn",
+       [*REASONED, {"role": "user", "content": "And 3+3?"}], gen=True, tags=("reasoning",)),
+    _p("reasoning-last", "the final assistant turn has reasoning", REASONED, tags=("reasoning",)),
 )
+
+
+def _payload_call(content: Any, arguments: Any) -> list[dict[str, Any]]:
+    """The weather call with ``content`` (``None``: the key is there, as null) and ``arguments`` as given."""
+    call = {"role": "assistant", "content": content, "tool_calls": [_call(arguments)]}
+    return [WEATHER_Q, call, {"role": "tool", "tool_call_id": "call12345", "content": "sunny"}]
+
 
 #: what OpenAI-compatible servers send as given (lint: a template should not crash or leak reprs)
 PAYLOAD_PROBES: tuple[Probe, ...] = (
-    _p(
-        "content-parts",
-        "system and user content as lists of text parts, over two rounds",
-        [
-            {"role": "system", "content": [{"type": "text", "text": SYSTEM}]},
-            {"role": "user", "content": [{"type": "text", "text": "Describe Paris."}]},
-            {"role": "assistant", "content": "Paris is the capital of France."},
-            {"role": "user", "content": [{"type": "text", "text": "And Berlin?"}]},
-        ],
-        gen=True,
-        tags=("payload",),
-    ),
-    _p(
-        "null-content",
-        "an assistant tool call with content: null",
-        [
-            {"role": "user", "content": "What is the weather in Paris?"},
-            {"role": "assistant", "content": None, "tool_calls": [_call({"city": "Paris"})]},
-            {"role": "tool", "tool_call_id": "call12345", "content": "sunny"},
-        ],
-        tools=[WEATHER_TOOL],
-        gen=True,
-        tags=("payload", "tools"),
-    ),
-    _p(
-        "string-arguments",
-        "tool-call arguments as a JSON string",
-        [
-            {"role": "user", "content": "What is the weather in Paris?"},
-            {"role": "assistant", "content": "", "tool_calls": [_call('{"city": "Paris"}')]},
-            {"role": "tool", "tool_call_id": "call12345", "content": "sunny"},
-        ],
-        tools=[WEATHER_TOOL],
-        gen=True,
-        tags=("payload", "tools"),
-    ),
+    _p("content-parts", "system and user content as lists of text parts, over two rounds", [
+        {"role": "system", "content": [{"type": "text", "text": SYSTEM}]},
+        {"role": "user", "content": [{"type": "text", "text": "Describe Paris."}]},
+        {"role": "assistant", "content": "Paris is the capital of France."},
+        {"role": "user", "content": [{"type": "text", "text": "And Berlin?"}]},
+    ], gen=True, tags=("payload",)),
+    _p("null-content", "an assistant tool call with content: null", _payload_call(None, {"city": "Paris"}),
+       tools=[WEATHER_TOOL], gen=True, tags=("payload", "tools")),
+    _p("string-arguments", "tool-call arguments as a JSON string", _payload_call("", '{"city": "Paris"}'),
+       tools=[WEATHER_TOOL], gen=True, tags=("payload", "tools")),
 )
 
 ALL_PROBES: tuple[Probe, ...] = PROBES + PAYLOAD_PROBES
