@@ -68,8 +68,8 @@ def need(path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def qwen_tok():
-    return chatfmt.load_tokenizer(need(TD / "qwen2.5"))
+def qwen_tok(shared_tokenizer):
+    return shared_tokenizer(need(TD / "qwen2.5"))
 
 
 @pytest.fixture(scope="module")
@@ -113,12 +113,12 @@ def test_qwen25_tool_conversation_ids_equal_transformers(qwen_tok, qwen_hf):
 
 
 @pytest.fixture(scope="module")
-def smollm2(smollm2_gguf):
+def smollm2(smollm2_gguf, shared_tokenizer):
     transformers = pytest.importorskip("transformers")
     pytest.importorskip("gguf")
     pytest.importorskip("torch", reason="transformers reads GGUF tokenizers only with torch installed")
     hf = transformers.AutoTokenizer.from_pretrained(str(smollm2_gguf.parent), gguf_file=smollm2_gguf.name)
-    return hf, chatfmt.load_format(smollm2_gguf), chatfmt.load_tokenizer(smollm2_gguf)
+    return hf, chatfmt.load_format(smollm2_gguf), shared_tokenizer(smollm2_gguf)
 
 
 @pytest.mark.parametrize("name", sorted(CONVERSATIONS))
