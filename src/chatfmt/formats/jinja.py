@@ -160,13 +160,6 @@ def _official_hashes() -> frozenset[str]:
     return frozenset(hashlib.sha256(t.encode("utf-8")).hexdigest() for t in texts)
 
 
-def _known_templates() -> dict[str, str]:
-    """sha256 of every official template a family is pinned against -> the family's name."""
-    from . import registry
-
-    return {sha: fam.name for sha, fam in registry.pinned_templates().items()}
-
-
 @dataclass(frozen=True)
 class JinjaOptions:
     timeout: float = DEFAULT_TIMEOUT
