@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -80,12 +80,8 @@ class Finding:
         return f"{self.severity}[{self.rule}]: {self.message}"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "rule": self.rule,
-            "severity": self.severity,
-            "message": self.message,
-            "probes": list(self.probes),
-        }
+        """The finding as JSON data (its fields in order, the probes as a list)."""
+        return {**asdict(self), "probes": list(self.probes)}
 
 
 @dataclass
