@@ -4,46 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = [
-    "ChatfmtError",
-    "ValidationError",
-    "FormatError",
-    "UnknownFormatError",
-    "TemplateError",
-    "TemplateLimitError",
-    "SpecError",
-    "EmptyConversationError",
-    "BackendError",
-    "BackendCrashError",
-    "HubError",
-    "HubRepoNotFoundError",
-    "HubFileNotFoundError",
-    "HubGatedRepoError",
-    "HubNotCachedError",
-    "ServerConfigError",
-    "TokenizerMismatchError",
-    "PluginError",
-    "ChatfmtWarning",
-    "BackendFallbackWarning",
-    "NotRenderedWarning",
-    "PluginWarning",
-    "LengthError",
-    "ContextOverflowError",
-    "TokenizerError",
-    "ProtoError",
-    "ParserError",
-    "BodyError",
-    "InputError",
-    "OutputError",
-    "WorkerError",
-    "InspectError",
-    "DatasetInfoError",
-    "APIError",
-    "ToolCallWarning",
-    "RenderDeadline",
-    "StopSignal",
-]
-
 
 class ChatfmtError(Exception):
     """Base class of every error chatfmt raises on bad input."""

@@ -46,40 +46,18 @@ __all__ = [
 
 @runtime_checkable
 class FormatLike(Protocol):
-    """A chat format: renders a conversation into segments and text, and describes itself."""
+    """A chat format: renders a conversation into segments and text, and describes itself. The
+    options are :class:`~chatfmt.formats.base.ChatFormat`'s: ``tools``, ``add_generation_prompt``,
+    ``continue_final_message`` and template keyword arguments."""
 
     @property
     def info(self) -> FormatInfo: ...
 
-    def render_segments(
-        self,
-        messages: Any,
-        *,
-        tools: list[dict[str, Any]] | None = None,
-        add_generation_prompt: bool = False,
-        continue_final_message: bool = False,
-        **template_kwargs: Any,
-    ) -> Rendered: ...
+    def render_segments(self, messages: Any, **options: Any) -> Rendered: ...
 
-    def render(
-        self,
-        messages: Any,
-        *,
-        tools: list[dict[str, Any]] | None = None,
-        add_generation_prompt: bool = False,
-        continue_final_message: bool = False,
-        **template_kwargs: Any,
-    ) -> str: ...
+    def render(self, messages: Any, **options: Any) -> str: ...
 
-    def render_checked(
-        self,
-        messages: Any,
-        *,
-        tools: list[dict[str, Any]] | None = None,
-        add_generation_prompt: bool = False,
-        continue_final_message: bool = False,
-        **template_kwargs: Any,
-    ) -> CheckedRender: ...
+    def render_checked(self, messages: Any, **options: Any) -> CheckedRender: ...
 
 
 class EncodingLike(Protocol):
@@ -161,13 +139,8 @@ class BackendLike(Protocol):
 
     def default_format(self) -> Any: ...
 
-    def generate(
-        self,
-        prompt_ids: Sequence[int],
-        params: GenerationParams,
-        *,
-        result: GenerationResult | None = None,
-        cancel: threading.Event | None = None,
+    def generate(  # continue prompt_ids; see Backend.generate
+        self, prompt_ids: Sequence[int], params: GenerationParams, *, result: GenerationResult | None = None, cancel: threading.Event | None = None
     ) -> Generator[int, None, None]: ...
 
     def close(self) -> None: ...
