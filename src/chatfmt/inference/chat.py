@@ -17,12 +17,15 @@ import inspect
 import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import ChatfmtError, EmptyConversationError
 from .backends import Backend, GenerationParams, load_backend
 from .prompt import FittedPrompt, IncrementalEncoder, fit_history
 from .stream import Reply, ReplyStream
+
+if TYPE_CHECKING:
+    from ..types import FormatLike, TokenizerLike
 
 _EMPTY_CHAT = "the chat is empty, so there is no prompt yet: send a message first (chat.send(text)) or add one to chat.messages"
 
@@ -36,7 +39,7 @@ class StopTokens(NamedTuple):
     texts: tuple[str, ...]
 
 
-def stop_tokens(fmt: Any, tokenizer: Any, extra: Sequence[str] = ()) -> StopTokens:
+def stop_tokens(fmt: FormatLike, tokenizer: TokenizerLike, extra: Sequence[str] = ()) -> StopTokens:
     """Split a format's stop strings (and ``extra``) into control-token ids and text stop strings;
     the tokenizer's EOS always stops."""
     ids: set[int] = set()
