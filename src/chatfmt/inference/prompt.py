@@ -13,7 +13,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..compat import check_tokenizer
 from ..encode import Compat, _control_space, _encode_run, _Piece, _special_pattern, _split_control, _strip_run
@@ -22,10 +22,14 @@ from ..errors import ContextOverflowError as ContextOverflowError
 from ..messages import as_conversation
 from ..segments import CONTENT, Rendered
 
+if TYPE_CHECKING:
+    from ..tokenizers.base import Tokenizer
+    from ..types import FormatLike
+
 
 def _units(
     rendered: Rendered,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     allow_special_in_content: bool,
     split_cache: dict[str, list[tuple[str, tuple[int, ...] | None]]] | None = None,
 ) -> list[tuple[Any, ...]]:
@@ -100,8 +104,8 @@ class IncrementalEncoder:
 
     def __init__(
         self,
-        fmt: Any,
-        tokenizer: Any,
+        fmt: FormatLike,
+        tokenizer: Tokenizer,
         *,
         compat: Compat = None,
         allow_special_in_content: bool = False,
@@ -211,8 +215,8 @@ def fit_history(
 
 
 def bridge_ids(
-    fmt: Any,
-    tokenizer: Any,
+    fmt: FormatLike,
+    tokenizer: Tokenizer,
     prompt_ids: Sequence[int],
     completion_ids: Sequence[int],
     history: Sequence[Any],
