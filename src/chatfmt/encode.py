@@ -38,13 +38,16 @@ import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, is_dataclass, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from .compat import check_tokenizer
 from .errors import LengthError as LengthError
 from .errors import ValidationError
 from .segments import CONTENT, Rendered
 from .tokenizers.base import Tokenizer
+
+if TYPE_CHECKING:
+    from .types import FormatLike
 
 IGNORE_INDEX = -100
 
@@ -488,7 +491,7 @@ def _with_train_detail(rendered: Rendered, details: list[tuple[int, Any]], *, on
     return Rendered(segs)
 
 
-def _render_and_encode(fmt: Any, convs: list[Any], tokenizer: Tokenizer, opts: dict[str, Any]) -> list[tuple[list[int], list[int], dict[int, tuple[int, int]]]]:
+def _render_and_encode(fmt: FormatLike, convs: list[Any], tokenizer: Tokenizer, opts: dict[str, Any]) -> list[tuple[list[int], list[int], dict[int, tuple[int, int]]]]:
     """Render and encode ``convs``; messages with a ``train_detail`` are labelled by their spans.
 
     A token that holds content characters a ``train_detail`` leaves untrained is not trained, even
@@ -578,7 +581,7 @@ def _finish(
     result: tuple[list[int], list[int], dict[int, tuple[int, int]]],
     messages: Any,
     msg_list: list[Any],
-    fmt: Any,
+    fmt: FormatLike,
     tokenizer: Tokenizer,
     opts: dict[str, Any],
 ) -> Encoded:
@@ -647,7 +650,7 @@ def _finish(
 
 
 def encode(
-    fmt: Any,
+    fmt: FormatLike,
     messages: Any,
     tokenizer: Tokenizer,
     *,
@@ -685,7 +688,7 @@ def encode(
 
 
 def encode_batch(
-    fmt: Any,
+    fmt: FormatLike,
     conversations: Iterable[Any],
     tokenizer: Tokenizer,
     *,
