@@ -166,7 +166,7 @@ class RecordParser(Protocol):
     """A record kind's parser: one dataset record (decoded JSON) to a validated conversation;
     ``strict_tools=False`` keeps tool definitions that are not valid JSON Schema."""
 
-    def __call__(self, record: Any, *, strict_tools: bool = ...) -> Conversation: ...
+    def __call__(self, record: Any, /, *, strict_tools: bool = ...) -> Conversation: ...
 
 
 class RecordDetector(Protocol):
