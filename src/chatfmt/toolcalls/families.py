@@ -50,7 +50,8 @@ class ParserSpec:
     name: str
     factory: Callable[[list[Any] | None], Grammar]
     description: str = ""
-    #: format names (``FormatInfo.name``) this parser serves, for formats that name no parser
+    #: format names this parser serves, for a plugin format whose own declaration names no parser (a
+    #: format given as a plain callable); chatfmt's built-ins name theirs in their ``Family``
     formats: tuple[str, ...] = ()
     #: substrings of a Jinja template (or of a TOML format's tool-call syntax) that select this parser
     template_markers: tuple[str, ...] = ()
@@ -318,36 +319,35 @@ def _minicpm5(tools: Any) -> Grammar:
 
 
 def _default_specs() -> list[ParserSpec]:
+    # which formats use which parser is said by the formats (``Family.parser``); the markers choose one
+    # for a Jinja template no family is pinned against, most specific (lowest priority) first
     S = ParserSpec
     return [
         S("plain", _plain, "content only"),
         S("think", _think, "<think>...</think> reasoning, no tool calls", template_markers=("<think>",), priority=140),
-        S("hermes", _hermes, "<tool_call>{json}</tool_call>", ("qwen2.5", "hermes-2-pro", "falcon3"), ("<tool_call>",),
-          priority=120),
-        S("qwen3", _qwen3, "<think> + <tool_call>", ("qwen3",)),
-        S("qwq", _qwq, "reasoning from the prompt's <think>\\n + <tool_call>", ("qwq",)),
-        S("llama3", _llama3, "bare JSON calls (with tools), <|python_tag|>", ("llama-3", "llama-3.1", "llama-3.2"),
-          ("<|python_tag|>", "<|eom_id|>"), priority=90),
-        S("llama4", _llama4_always, "<|python_start|> JSON / pythonic calls", ("llama-4",), ("<|python_start|>",),
+        S("hermes", _hermes, "<tool_call>{json}</tool_call>", template_markers=("<tool_call>",), priority=120),
+        S("qwen3", _qwen3, "<think> + <tool_call>"),
+        S("qwq", _qwq, "reasoning from the prompt's <think>\\n + <tool_call>"),
+        S("llama3", _llama3, "bare JSON calls (with tools), <|python_tag|>",
+          template_markers=("<|python_tag|>", "<|eom_id|>"), priority=90),
+        S("llama4", _llama4_always, "<|python_start|> JSON / pythonic calls", template_markers=("<|python_start|>",),
           priority=80),
-        S("mistral", _mistral, "[TOOL_CALLS][{...}] or name[ARGS]{...}",
-          ("mistral-v2", "mistral-v3", "mistral-v7", "mistral-tekken"), ("[TOOL_CALLS]",), priority=70),
-        S("chatglm3", _chatglm3, "name\\n```python\\ntool_call(...)```", ("chatglm3",), ("tool_call(",), priority=110),
-        S("glm4", _glm4, "name\\n{json}", ("glm-4",), ("<|observation|>",), priority=130),
-        S("functionary-v3.1", _functionary_v31, "<function=name>{json}</function>", ("functionary-v3.1",),
-          ("<function=",), priority=40),
-        S("functionary-v3.2", _functionary_v32, ">>>name\\n{json}", ("functionary-v3.2",), (">>>",), priority=50),
-        S("granite-3.3", _granite33, "<|tool_call|>[{...}]", ("granite-3.3",), ("<|tool_call|>",), priority=95),
-        S("granite-4.0", _granite40, "<tool_call> blocks", ("granite-4.0",)),
-        S("command-r7b", _command_r7b, "<|START_ACTION|>[...]<|END_ACTION|>", ("command-r7b",), ("<|START_ACTION|>",),
+        S("mistral", _mistral, "[TOOL_CALLS][{...}] or name[ARGS]{...}", template_markers=("[TOOL_CALLS]",), priority=70),
+        S("chatglm3", _chatglm3, "name\\n```python\\ntool_call(...)```", template_markers=("tool_call(",), priority=110),
+        S("glm4", _glm4, "name\\n{json}", template_markers=("<|observation|>",), priority=130),
+        S("functionary-v3.1", _functionary_v31, "<function=name>{json}</function>", template_markers=("<function=",),
+          priority=40),
+        S("functionary-v3.2", _functionary_v32, ">>>name\\n{json}", template_markers=(">>>",), priority=50),
+        S("granite-3.3", _granite33, "<|tool_call|>[{...}]", template_markers=("<|tool_call|>",), priority=95),
+        S("granite-4.0", _granite40, "<tool_call> blocks"),
+        S("command-r7b", _command_r7b, "<|START_ACTION|>[...]<|END_ACTION|>", template_markers=("<|START_ACTION|>",),
           priority=30),
-        S("deepseek-r1", _deepseek_r1, "<think> + <｜tool▁call▁begin｜>function<｜tool▁sep｜>...", ("deepseek-r1",),
-          ("<｜tool▁call▁begin｜>function",), priority=10),
-        S("deepseek-v3", _deepseek_v3, "<｜tool▁call▁begin｜>function<｜tool▁sep｜>name + json block, no reasoning",
-          ("deepseek-v3",)),
+        S("deepseek-r1", _deepseek_r1, "<think> + <｜tool▁call▁begin｜>function<｜tool▁sep｜>...",
+          template_markers=("<｜tool▁call▁begin｜>function",), priority=10),
+        S("deepseek-v3", _deepseek_v3, "<｜tool▁call▁begin｜>function<｜tool▁sep｜>name + json block, no reasoning"),
         S("deepseek-v3.1", _deepseek_v31, "<think> + <｜tool▁call▁begin｜>name<｜tool▁sep｜>{...}",
-          ("deepseek-v3.1",), ("<｜tool▁calls▁begin｜>",), priority=20),
-        S("minicpm5", _minicpm5, '<function name="f"><param ...>', ("minicpm5",), ("<function name=",), priority=60),
+          template_markers=("<｜tool▁calls▁begin｜>",), priority=20),
+        S("minicpm5", _minicpm5, '<function name="f"><param ...>', template_markers=("<function name=",), priority=60),
     ]
 
 
