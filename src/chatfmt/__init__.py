@@ -45,6 +45,7 @@ from .errors import (
     ServerConfigError,
     SpecError,
     TemplateError,
+    TemplateFailure,
     TemplateLimitError,
     TokenizerError,
     TokenizerMismatchError,
@@ -95,6 +96,7 @@ __all__ = [
     "prepare",
     "prepare_dataset",
     # every exception and warning class chatfmt raises (chatfmt.errors)
+    "TemplateFailure",
     "SpecError",
     "EmptyConversationError",
     "BackendError",

@@ -83,6 +83,12 @@ class TemplateLimitError(TemplateError):
     """A template exceeded its time or output-size budget, or tried something the sandbox forbids."""
 
 
+class TemplateFailure(ChatfmtError):
+    """A built-in format that writes a template's tool rendering in Python reached a point where the
+    template raises (a malformed tool definition); the format reports it as a :class:`ValidationError`
+    naming the tool."""
+
+
 class SpecError(FormatError):
     """A declarative (TOML) format spec is invalid; names the file, the line and the key path
     (``roles.user.prefix``) of the offending key."""

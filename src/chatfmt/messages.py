@@ -245,7 +245,7 @@ def _zero_one(key: str, value: Any, index: int | None, *, integer: bool) -> bool
             index=index,
             rule="weight",
         )
-    return value == 1
+    return bool(value == 1)
 
 
 def _loss_flags(
@@ -1023,6 +1023,7 @@ def parse_prompt_completion(obj: Any, *, strict_tools: bool = True) -> Conversat
         if not isinstance(value, list):
             got = "it is missing" if value is None else f"got {_kind_of(value)}"
             raise ValidationError(f"a prompt/completion record needs a {key!r} list of messages; {got}", rule="shape")
+    assert isinstance(prompt, list) and isinstance(completion, list)  # (checked just above)
     if not completion:
         raise ValidationError("the completion is empty: nothing would be trained", index=len(prompt), rule="empty")
     b = _Builder()

@@ -699,7 +699,7 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None,
                 raise bad_request(f"{name} is not supported", param=name)
         ids = await run_in_threadpool(state.completion_ids, req)
         sampling = state.sampling(req, len(ids))
-        text = engine.tokenizer.decode(ids) if getattr(engine, "prompt_mode", "ids") == "text" else ""
+        text = engine.tokenizer.decode(ids) if engine.prompt_mode == "text" else ""
         gen = TextGeneration(engine.source(ids, text, sampling), sampling.stop_texts)
         job = Job(state, gen, request)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)

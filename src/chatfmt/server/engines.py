@@ -71,6 +71,9 @@ class Engine(ABC):
     slots: int = 1
     #: whether control tokens may come back as text (then they are text stop strings as well)
     sees_text_only: bool = False
+    #: how :meth:`source` takes the prompt: ``"ids"`` (the prompt ids; ``prompt_text`` may be empty)
+    #: or ``"text"`` (the decoded prompt text, for an upstream that tokenizes itself)
+    prompt_mode: str = "ids"
 
     @property
     @abstractmethod

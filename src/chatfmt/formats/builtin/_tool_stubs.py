@@ -7,16 +7,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ...errors import ValidationError
+from ...errors import TemplateFailure, ValidationError
 
 #: the JSON Schema types both templates' ``json_to_python_type`` macros map to a Python name
 BASIC_TYPES = {"string": "str", "number": "float", "integer": "int", "boolean": "bool"}
 #: Jinja's ``Undefined``: what a missing key reads as
 MISSING = object()
-
-
-class TemplateFailure(Exception):
-    """The template would raise here."""
 
 
 def attr(obj: Any, key: str) -> Any:

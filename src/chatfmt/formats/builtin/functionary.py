@@ -46,7 +46,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from ...errors import ValidationError
+from ...errors import TemplateFailure, ValidationError
 from ...messages import Conversation, Message, ToolCall
 from ...segments import SegmentBuilder
 from ..base import NativeFormat
@@ -58,13 +58,9 @@ header = LLAMA3.header
 TOKENS = {"bos": BOS, "start_header": LLAMA3.open, "end_header": "<|end_header_id|>", "eot": EOT}
 
 
-class _TemplateFailure(Exception):
-    """The template would raise here."""
-
-
 def _string(value: Any, what: str) -> str:
     if not isinstance(value, str):
-        raise _TemplateFailure(f"{what} must be a string")
+        raise TemplateFailure(f"{what} must be a string")
     return value
 
 
@@ -81,7 +77,7 @@ def _type_of(tool: Any) -> Any:
     return tool.get("type") if isinstance(tool, dict) else None
 
 
-def _tools_error(e: _TemplateFailure, k: int, name: str) -> ValidationError:
+def _tools_error(e: TemplateFailure, k: int, name: str) -> ValidationError:
     return ValidationError(f"the {name} template cannot render this tool: {e}", tool=k, rule="tools")
 
 
@@ -91,10 +87,10 @@ def _each_tool(tools: list[Any], render: Callable[[Any], str], name: str) -> lis
     for k, tool in enumerate(tools):
         try:
             parts.append(render(tool))
-        except _TemplateFailure as e:
+        except TemplateFailure as e:
             raise _tools_error(e, k, name) from None
         except RecursionError:
-            raise _tools_error(_TemplateFailure("the schema nests too deeply"), k, name) from None
+            raise _tools_error(TemplateFailure("the schema nests too deeply"), k, name) from None
     return parts
 
 
@@ -116,11 +112,11 @@ def _v31_tool(t: Any) -> str:
     if isinstance(t, dict) and "type" in t:
         fn = t.get("function")
         if not isinstance(fn, dict):
-            raise _TemplateFailure("'function' must be an object")
+            raise TemplateFailure("'function' must be an object")
     elif isinstance(t, dict):
         fn = t
     else:
-        raise _TemplateFailure("a tool must be an object")
+        raise TemplateFailure("a tool must be an object")
     name = _string(fn.get("name"), "the function name")
     desc = _string(fn.get("description"), "the function description")
     # the template adds them to `"..."|safe` strings: markupsafe HTML-escapes each plain operand
@@ -220,7 +216,7 @@ def _get_param_type(param: dict[str, Any]) -> str:
                         continue
                     seen.add(key)
                 except TypeError:
-                    raise _TemplateFailure("'oneOf' types must be hashable") from None
+                    raise TemplateFailure("'oneOf' types must be hashable") from None
                 types.append(t)
         return _convert_data_type(" | ".join(_jstr(t) for t in types))
     return ""  # the macro prints nothing: the declared type is empty
@@ -237,7 +233,7 @@ def _get_format_param(param: dict[str, Any]) -> str:
         for item in one_of:
             if not isinstance(item, dict):
                 if isinstance(item, str) and "format" in item:  # a substring test, then an undefined format
-                    raise _TemplateFailure("'oneOf' entries must be objects")
+                    raise TemplateFailure("'oneOf' entries must be objects")
                 continue
             if "format" in item:
                 if item["format"] == last:
@@ -284,7 +280,7 @@ def _get_param_info(param: dict[str, Any]) -> str:
 
 def _get_enum_option_str(options: Any) -> str:
     if not isinstance(options, list):
-        raise _TemplateFailure("'enum' must be a list")
+        raise TemplateFailure("'enum' must be a list")
     out = ""
     for v in options:
         out += '"' + v + '"' if isinstance(v, str) else _jstr(v)
@@ -298,14 +294,14 @@ def _items(param: dict[str, Any]) -> dict[str, Any]:
     if isinstance(items, list) and not items:
         return {}
     if not isinstance(items, dict):
-        raise _TemplateFailure("'items' must be an object")
+        raise TemplateFailure("'items' must be an object")
     return items
 
 
 def _properties(param: dict[str, Any]) -> dict[str, Any]:
     props = param.get("properties", {})
     if not isinstance(props, dict):
-        raise _TemplateFailure("'properties' must be an object")
+        raise TemplateFailure("'properties' must be an object")
     return props
 
 
@@ -351,7 +347,7 @@ def _get_parameter_typescript(properties: dict[str, Any], required: Any, depth: 
         examples: list[Any] = []
         if "examples" in param:
             if not isinstance(param["examples"], list):
-                raise _TemplateFailure("'examples' must be a list")
+                raise TemplateFailure("'examples' must be a list")
             examples = ["Example " + name + ":", *param["examples"]]
         declaration = name
         if _is_iterable(required) and name not in required:
@@ -370,7 +366,7 @@ def _get_parameter_typescript(properties: dict[str, Any], required: Any, depth: 
             try:
                 typed_items = "type" in param.get("items", {})
             except TypeError:
-                raise _TemplateFailure("'items' must be an object") from None
+                raise TemplateFailure("'items' must be an object") from None
             if not typed_items:
                 out += _append_new_param_info(declaration + ": [],", comment, examples, depth)
             else:
@@ -391,11 +387,11 @@ def _get_parameter_typescript(properties: dict[str, Any], required: Any, depth: 
 
 def _v32_function(function: Any) -> str:
     if not isinstance(function, dict):
-        raise _TemplateFailure("a tool must be an object")
+        raise TemplateFailure("a tool must be an object")
     if function.get("function"):
         function = function["function"]
         if not isinstance(function, dict):
-            raise _TemplateFailure("'function' must be an object")
+            raise TemplateFailure("'function' must be an object")
     name = function.get("name")
     if not name:
         return ""
@@ -403,11 +399,11 @@ def _v32_function(function: Any) -> str:
     parameters = function.get("parameters", {})
     text = "// " + description + "\n" + "type " + _string(name, "the function name")
     if parameters and not isinstance(parameters, dict):
-        raise _TemplateFailure("'parameters' must be an object")
+        raise TemplateFailure("'parameters' must be an object")
     props = parameters.get("properties") if parameters else None
     if parameters and props:
         if not isinstance(props, dict):
-            raise _TemplateFailure("'properties' must be an object")
+            raise TemplateFailure("'properties' must be an object")
         return text + " = (_: {" + _get_parameter_typescript(props, parameters.get("required", []), 0) + "\n}) => any;\n\n"
     return text + " = () => any;\n\n"
 

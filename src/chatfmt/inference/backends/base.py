@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -86,7 +86,7 @@ class Backend(ABC):
         *,
         result: GenerationResult | None = None,
         cancel: threading.Event | None = None,
-    ) -> Iterator[int]:
+    ) -> Generator[int, None, None]:
         """Yield generated ids one at a time. Stops (without yielding it) at an id in
         ``params.stop_ids``, after ``max_tokens``, at the end of the context, or when ``cancel`` is set;
         ``result`` (if given) receives the finish reason and token counts."""
