@@ -30,7 +30,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from .errors import PluginError, PluginWarning
 
@@ -116,7 +116,7 @@ class Registry(Generic[T]):
         """Register what a plugin (or a built-in module) declares under ``name``, adapted to this
         kind (``adapt``): the one hook built-ins and entry points share."""
         if self._adapt is None:
-            return self.register(name, obj, origin=origin)  # type: ignore[arg-type]
+            return self.register(name, cast(T, obj), origin=origin)  # a registry without adapt takes objects as they are
         value, aliases = self._adapt(name, obj)
         return self.register(name, value, aliases, origin=origin)
 

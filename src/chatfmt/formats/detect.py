@@ -364,7 +364,8 @@ class ProbeComparison:
         if not self.same:
             if self.a.ok and self.b.ok:
                 start, end_a, end_b = self.region()
-                out.update(offset=start, a_region=self.a.text[start:end_a], b_region=self.b.text[start:end_b])  # type: ignore[index]
+                a_text, b_text = self.a.text or "", self.b.text or ""  # (ok: both rendered)
+                out.update(offset=start, a_region=a_text[start:end_a], b_region=b_text[start:end_b])
             out.update(a=self.a.text, b=self.b.text, a_error=self.a.error, b_error=self.b.error)
         return out
 

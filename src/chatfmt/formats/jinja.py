@@ -24,7 +24,7 @@ import warnings
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from ..errors import ChatfmtWarning, TemplateError
 from ..messages import Conversation
@@ -411,7 +411,7 @@ class JinjaFormat(ChatFormat):
             special_tokens=dict(self.special_tokens),
         )
         self._compiled = compile_template(template, max_output)
-        self._native: ChatFormat | None | bool = False  # False = not looked up yet
+        self._native: ChatFormat | Literal[False] | None = False  # False = not looked up yet
 
     def __getstate__(self) -> dict[str, Any]:
         """Picklable (worker processes, ``datasets.map``): the compiled template and the caches stay
@@ -431,8 +431,9 @@ class JinjaFormat(ChatFormat):
         it the same for plain conversations (with or without ``Pin.tools``: tool rendering never
         takes this path) -- confirmed on probe conversations with this format's own special tokens
         before it is trusted -- or ``None``."""
-        if self._native is False:
-            self._native = None
+        known = self._native
+        if known is False:
+            self._native = known = None
             digest = hashlib.sha256(self.template.encode("utf-8")).hexdigest()
             if not self.options.strict and digest in _official_hashes():
                 from . import registry
@@ -443,8 +444,8 @@ class JinjaFormat(ChatFormat):
                 except Exception:  # noqa: BLE001 - a broken module or plugin: render with Jinja
                     native = None
                 if native is not None and self._agrees_with(native):
-                    self._native = native
-        return self._native  # type: ignore[return-value]
+                    self._native = known = native
+        return known
 
     def _native_for(
         self, messages: Any, tools: Any, documents: Any, template_kwargs: dict[str, Any], continue_final_message: bool

@@ -236,7 +236,8 @@ class _Linter:
                 crashed.append(p)
             elif len(_REPR_RE.findall(out.text or "")) > baseline:
                 m = _REPR_RE.search(out.text or "")
-                leaks.append((p, (out.text or "")[max(0, m.start() - 10) : m.end() + 20]))  # type: ignore[union-attr]
+                assert m is not None  # (findall found more than the baseline)
+                leaks.append((p, (out.text or "")[max(0, m.start() - 10) : m.end() + 20]))
         hard = [p for p in crashed if p.id != "content-parts"]
         if hard:
             self.add(

@@ -144,8 +144,11 @@ def register_backend(
     ``chatfmt.backends`` entry point (a ``BackendSpec`` or the factory)."""
 
     def deco(factory: BackendFactory) -> BackendFactory:
-        hooks = {k: v for k, v in (("accepts", accepts), ("available", available)) if v is not None}
-        spec = BackendSpec(name, factory, native_dist=native_dist, fix=fix, rank=rank, **hooks)  # type: ignore[arg-type]
+        spec = BackendSpec(name, factory, native_dist=native_dist, fix=fix, rank=rank)
+        if accepts is not None:
+            spec = replace(spec, accepts=accepts)
+        if available is not None:
+            spec = replace(spec, available=available)
         _DECLARED[name] = spec
         BACKENDS.register(name, spec, _aliases_of(name), origin=_origin_of(spec))
         return factory
