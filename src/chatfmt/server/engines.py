@@ -18,13 +18,17 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..inference.backends import Backend, GenerationParams, GenerationResult
 from ..inference.stream import IncrementalDecoder, Reply, StopMatcher, Usage
 from ..plugins import Origin, Registry
 from .errors import APIError, upstream_error
+
+if TYPE_CHECKING:
+    from ..tokenizers.base import Tokenizer
+    from ..types import FormatLike
 
 
 @dataclass(frozen=True)
@@ -65,8 +69,8 @@ class Engine(ABC):
 
     #: the model id the server answers to
     model_id: str
-    tokenizer: Any
-    format: Any
+    tokenizer: Tokenizer
+    format: FormatLike
     #: generations that may run at the same time
     slots: int = 1
     #: whether control tokens may come back as text (then they are text stop strings as well)
