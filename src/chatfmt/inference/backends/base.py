@@ -12,10 +12,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ...errors import BackendError
 from ...plugins import Origin, Registry
+
+if TYPE_CHECKING:
+    from ...formats.base import ChatFormat
+    from ...tokenizers.base import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -71,11 +75,11 @@ class Backend(ABC):
 
     @property
     @abstractmethod
-    def tokenizer(self) -> Any:
+    def tokenizer(self) -> Tokenizer:
         """The chatfmt :class:`~chatfmt.tokenizers.Tokenizer` whose ids this model uses."""
 
     @abstractmethod
-    def default_format(self) -> Any:
+    def default_format(self) -> ChatFormat:
         """The chat format the model ships (GGUF metadata / tokenizer_config), a ChatFormat."""
 
     @abstractmethod

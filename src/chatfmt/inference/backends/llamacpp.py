@@ -7,10 +7,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Generator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import BackendError
 from .base import Backend, GenerationParams, GenerationResult, register_backend
+
+if TYPE_CHECKING:
+    from ...formats.base import ChatFormat
+    from ...tokenizers.base import Tokenizer
 
 #: CMake flags for a portable CPU build of llama-cpp-python (the Makefile's LLAMA_CMAKE_ARGS; a test
 #: keeps the two equal). A default (native) build may use kernels this machine cannot run.
@@ -55,8 +59,8 @@ class LlamaCppBackend(Backend):
             )
         except (ValueError, RuntimeError) as e:
             raise BackendError(f"llama.cpp could not load {path}: {e}") from e
-        self._tokenizer = tokenizer
-        self._format = chat_format
+        self._tokenizer: Tokenizer | None = tokenizer
+        self._format: ChatFormat | None = chat_format
         self._lock = threading.Lock()
 
     @property
@@ -64,14 +68,14 @@ class LlamaCppBackend(Backend):
         return int(self.llm.n_ctx())
 
     @property
-    def tokenizer(self) -> Any:
+    def tokenizer(self) -> Tokenizer:
         if self._tokenizer is None:
             from ...tokenizers import load_tokenizer
 
             self._tokenizer = load_tokenizer(self.model_path)
         return self._tokenizer
 
-    def default_format(self) -> Any:
+    def default_format(self) -> ChatFormat:
         if self._format is None:
             from ...formats.loader import load_format
 

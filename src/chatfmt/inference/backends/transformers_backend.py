@@ -17,10 +17,14 @@ import threading
 import warnings
 from collections.abc import Generator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...errors import BackendError
 from .base import Backend, GenerationParams, GenerationResult, register_backend
+
+if TYPE_CHECKING:
+    from ...formats.base import ChatFormat
+    from ...tokenizers.base import Tokenizer
 
 _DONE = object()
 
@@ -118,8 +122,8 @@ class TransformersBackend(Backend):
         self.model.eval()
         cfg = self.model.config
         self._n_ctx = int(n_ctx or getattr(cfg, "max_position_embeddings", 0) or 2048)
-        self._tokenizer = tokenizer
-        self._format = chat_format
+        self._tokenizer: Tokenizer | None = tokenizer
+        self._format: ChatFormat | None = chat_format
         self.cache_prefix = cache_prefix
         self._cache_kwarg = _cache_kwarg()
         self._cache: Any = None
@@ -131,14 +135,14 @@ class TransformersBackend(Backend):
         return self._n_ctx
 
     @property
-    def tokenizer(self) -> Any:
+    def tokenizer(self) -> Tokenizer:
         if self._tokenizer is None:
             from ...tokenizers import load_tokenizer
 
             self._tokenizer = load_tokenizer(self.model_path)
         return self._tokenizer
 
-    def default_format(self) -> Any:
+    def default_format(self) -> ChatFormat:
         if self._format is None:
             from ...formats.loader import load_format
 
