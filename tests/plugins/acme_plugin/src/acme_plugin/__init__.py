@@ -69,17 +69,21 @@ _ROLES = {"user": "user", "bot": "assistant"}
 
 
 def parse_acme(record: Any, *, strict_tools: bool = True) -> Conversation:
-    """An Acme dialog record as a validated conversation."""
-    lines = record.get("acme")
-    if not isinstance(lines, list):
-        from chatfmt.errors import ValidationError
+    """An Acme dialog record as a validated conversation (any malformed record is a ValidationError,
+    as chatfmt asks of every record kind)."""
+    from chatfmt.errors import ValidationError
 
+    lines = record.get("acme") if isinstance(record, dict) else None
+    if not isinstance(lines, list):
         raise ValidationError("an acme_dialog record needs an 'acme' list of lines", rule="acme")
     messages: list[dict[str, Any]] = []
     if record.get("sys"):
         messages.append({"role": "system", "content": record["sys"]})
-    for line in lines:
-        msg: dict[str, Any] = {"role": _ROLES.get(line.get("who"), line.get("who")), "content": line.get("say")}
+    for i, line in enumerate(lines):
+        if not isinstance(line, dict):
+            raise ValidationError(f"acme line {i} is not an object", rule="acme")
+        who = line.get("who")
+        msg: dict[str, Any] = {"role": _ROLES.get(who, who) if isinstance(who, str) else who, "content": line.get("say")}
         if line.get("skip"):
             msg["loss"] = False
         messages.append(msg)
