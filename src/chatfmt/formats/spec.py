@@ -701,53 +701,9 @@ def closed_turns(name: str, description: str, end: str, *stop: str, eos: str | N
         **fields,
     )
 
-# Built-ins still implemented natively whose specs render them identically (checked by probe renders
-# in spec_of); a module that declares its family with spec= takes its place.
-_NATIVE_SPECS: dict[str, FormatSpec] = {
-    "llama-3": closed_turns(
-        "llama-3",
-        "Meta-Llama-3-Instruct: <|start_header_id|>role<|end_header_id|>\\n\\n...<|eot_id|>",
-        "<|eot_id|>",
-        "<|end_of_text|>",
-        bos="<|begin_of_text|>",
-        strip=True,
-        roles=role_tables("<|start_header_id|>{role}<|end_header_id|>\n\n", "<|eot_id|>"),
-        tool_calls=replace(DROPS_CALLS, error="{name} has no tool-call syntax (its template would drop the tool calls)"),
-    ),
-    "gemma": closed_turns(
-        "gemma",
-        "Gemma / Gemma 2 -it: <start_of_turn>user|model\\n...<end_of_turn>\\n, no system role",
-        "<end_of_turn>",
-        "<eos>",
-        eos="<eos>",
-        bos="<bos>",
-        strip=True,
-        alternating=True,
-        roles=Roles(
-            user=RoleSpec("<start_of_turn>user\n", "<end_of_turn>\n"),
-            assistant=RoleSpec("<start_of_turn>model\n", "<end_of_turn>\n"),
-            tool=None,
-        ),
-        system=SystemSpec(
-            placement="unsupported",
-            error="{name} does not support a system message (the template raises: 'System role not supported')",
-        ),
-        tool_calls=DROPS_CALLS,
-    ),
-}
-
-
-def _native_spec(key: str | None) -> FormatSpec | None:
-    """The spec of the native built-in ``key`` (while its family is not declared as a spec)."""
-    from . import registry
-
-    spec = _NATIVE_SPECS.get(key or "")
-    return spec if spec is not None and key is not None and registry.family(key).spec is None else None
-
-
 class _BuiltinSpecs(Mapping[str, FormatSpec]):
     """The built-in formats a spec expresses, by canonical name: every built-in family declared with
-    ``spec=`` (read from the registry when asked) and the native built-ins of :data:`_NATIVE_SPECS`."""
+    ``spec=`` (read from the registry when asked)."""
 
     def _specs(self) -> dict[str, FormatSpec]:
         from . import registry
@@ -756,8 +712,6 @@ class _BuiltinSpecs(Mapping[str, FormatSpec]):
         for key, fam in registry.FAMILIES.items():
             if fam.spec is not None and registry.FAMILIES.origin(key).builtin:
                 specs[fam.name] = fam.spec
-            elif _native_spec(key) is not None:
-                specs[fam.name] = _NATIVE_SPECS[key]
         return specs
 
     def __getitem__(self, name: str) -> FormatSpec:
@@ -776,68 +730,17 @@ class _BuiltinSpecs(Mapping[str, FormatSpec]):
 #: built-in formats a spec renders (text and segments), by canonical name
 BUILTIN_SPECS: Mapping[str, FormatSpec] = _BuiltinSpecs()
 
-# conversations on which a native built-in and its spec must agree before a spec stands for it
-_PROBE_TOOLS = [{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": {}}}}]
-_PROBES: tuple[tuple[list[dict[str, Any]], dict[str, Any]], ...] = (
-    ([{"role": "user", "content": " q "}], {"add_generation_prompt": True}),
-    (
-        [
-            {"role": "system", "content": "s "},
-            {"role": "user", "content": "q"},
-            {"role": "assistant", "content": " a\n"},
-            {"role": "user", "content": "r", "loss": True},
-            {"role": "assistant", "content": "b", "loss": False},
-        ],
-        {},
-    ),
-    ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}], {"tools": _PROBE_TOOLS}),
-    (
-        [
-            {"role": "user", "content": "q"},
-            {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": {}}}]},
-            {"role": "tool", "content": "r"},
-            {"role": "tool", "content": "t"},
-        ],
-        {"add_generation_prompt": True},
-    ),
-)
-
-
-def _same_render(a: ChatFormat, b: ChatFormat) -> bool:
-    for messages, kwargs in _PROBES:
-        try:
-            ra = a.render_segments(messages, **kwargs).segments
-        except (ValidationError, ValueError):
-            ra = None
-        try:
-            rb = b.render_segments(messages, **kwargs).segments
-        except (ValidationError, ValueError):
-            rb = None
-        if ra != rb:
-            return False
-    return True
-
-
 def spec_of(fmt: ChatFormat) -> FormatSpec:
-    """The spec of a :class:`SpecFormat` (every built-in declared as a spec, customised or not, and
-    every TOML format), or of a native built-in that :data:`BUILTIN_SPECS` expresses.
-
-    A native built-in instance counts only if it renders as its registered default does. Raises
-    :class:`FormatError` otherwise.
-    """
+    """The spec of a :class:`SpecFormat`: every built-in declared as a spec (customised or not) and
+    every TOML format. Raises :class:`FormatError` for a format implemented in Python or a Jinja
+    template (a family renders from one source: its spec or its builder)."""
     if isinstance(fmt, SpecFormat):
         return fmt.spec
-    from . import registry
-
-    key = registry.resolve(fmt.info.name) if isinstance(fmt, NativeFormat) else None
-    spec = _native_spec(key)
-    if spec is None or key is None or type(registry.get(key)) is not type(fmt) or not _same_render(SpecFormat(spec), fmt):
-        kind = "a Jinja chat template" if not isinstance(fmt, NativeFormat) else "implemented in Python"
-        raise FormatError(
-            f"format {fmt.info.name!r} has no declarative spec (it is {kind}); "
-            f"formats with one: {', '.join(sorted(BUILTIN_SPECS))} and TOML formats"
-        )
-    return spec
+    kind = "a Jinja chat template" if not isinstance(fmt, NativeFormat) else "implemented in Python"
+    raise FormatError(
+        f"format {fmt.info.name!r} has no declarative spec (it is {kind}); "
+        f"formats with one: {', '.join(sorted(BUILTIN_SPECS))} and TOML formats"
+    )
 
 
 def load_spec(path: Any) -> SpecFormat:
