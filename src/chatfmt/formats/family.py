@@ -49,18 +49,21 @@ class Pin:
     """An official chat template the family renders identically: plain conversations always, tool
     lists, calls and results too with ``tools=True`` (``False``: its tool rendering differs).
 
-    ``file`` is the template as published (in ``chatfmt/formats/builtin/official/``, its source in
-    ``SOURCES.md`` there); its sha256 is computed from the file, so a template that is edited stops
-    matching. :class:`~chatfmt.formats.jinja.JinjaFormat` renders plain conversations of that exact
+    ``file`` is the template as published, read from the folder ``folder`` of the Python package
+    ``package`` (chatfmt's own: ``chatfmt/formats/builtin/official/``, sources in ``SOURCES.md``
+    there; a plugin names its own package); its sha256 is computed from the file, so a template
+    that is edited stops matching. :class:`~chatfmt.formats.jinja.JinjaFormat` renders plain conversations of that exact
     template with the family's built-in; ``parser_for_format`` gives it the family's parser."""
 
     repo: str
     file: str
     tools: bool = True
+    package: str = BUILTIN_PACKAGE
+    folder: str = "official"
 
     @cached_property
     def text(self) -> str:
-        return resources.files(BUILTIN_PACKAGE).joinpath("official", self.file).read_text("utf-8")
+        return resources.files(self.package).joinpath(self.folder, self.file).read_text("utf-8")
 
     @cached_property
     def sha256(self) -> str:
