@@ -52,6 +52,10 @@ USER = {"role": "user", "content": "Weather in Paris?"}
 
 def _assistant_text(fmt, assistant):
     """(prompt, generated text) for the assistant message, or None when the format cannot render it."""
+    if fmt.info.family == "kimi" and assistant.get("tool_calls"):
+        # Kimi writes no function name, only the call id, which by Moonshot's convention is functions.NAME:IDX
+        calls = [{**c, "id": f"functions.{c['function']['name']}:{i}"} for i, c in enumerate(assistant["tool_calls"])]
+        assistant = {**assistant, "tool_calls": calls}
     try:
         prompt = fmt.render([USER], tools=TOOLS, add_generation_prompt=True)
         full = fmt.render([USER, assistant], tools=TOOLS)
@@ -70,6 +74,9 @@ def _assistant_text(fmt, assistant):
         if not (opener.strip() == "<think>" and full.startswith(prompt[: -len(opener)])):
             return None
         prompt = prompt[: -len(opener)]
+        if full[len(prompt) :].startswith("</think>"):
+            # history closes the block the prompt opens (GLM-4.7/5.x): what the model writes after the opener
+            return prompt + opener, full[len(prompt) :]
     return prompt, full[len(prompt) :]
 
 
