@@ -12,8 +12,8 @@ the name of the last call, read only to raise), so they are one class with four 
   ``\\nCurrent date: ...`` / ``\\nCurrent location: ...`` when the system message has those keys;
 - with tools, ``\\n\\n# Tools ... <tools>\\n`` + one ``<tool>{function as JSON}</tool>\\n`` per tool +
   ``</tools>`` and the call-syntax instructions; then ``[e~[\\n``;
-- a user turn ``]~b]user\\n{content}[e~[\\n``; system messages after the first, and any other role,
-  are not rendered (the template skips them);
+- a user turn ``]~b]user\\n{content}[e~[\\n`` (chatfmt refuses a system message after the first
+  one, which the template would skip);
 - an assistant turn ``]~b]ai\\n`` + (after the last user message only, when it has reasoning)
   ``<think>\\n{reasoning}\\n</think>\\n\\n`` + the content + (with calls) ``\\n<minimax:tool_call>\\n``,
   per call ``<invoke name="NAME">\\n`` + per argument ``<parameter name="KEY">VALUE</parameter>\\n``
@@ -24,8 +24,8 @@ the name of the last call, read only to raise), so they are one class with four 
   (a result given as a list of parts: ``\\n<response>{part}\\n</response>`` per part), then ``[e~[\\n``;
 - the generation prompt is ``]~b]ai\\n<think>\\n``: the model starts inside its reasoning.
 
-Deliberate leniency: the templates raise on a tool result with no assistant tool call before it; it is
-rendered here. Content given as a list of parts renders as the template does (its ``text`` parts joined
+A tool result with no assistant tool call before it is refused (a ValidationError), as the templates
+raise on it. Content given as a list of parts renders as the template does (its ``text`` parts joined
 with nothing between them).
 
 Segments: message content and reasoning are ``content``, everything else ``control``. An assistant
@@ -220,7 +220,6 @@ class MiniMaxM2(NativeFormat):
                 self._assistant(out, i, m, i > last_user)
             elif m.role == "tool":
                 self._tool(out, conv, i, m, start)
-            # any other role (a later system message) is not rendered, as in the template
         if add_generation_prompt:
             out.control(GENERATION_PROMPT)
 
