@@ -160,7 +160,7 @@ def _strip_tool_blocks(parser: Any) -> Any:
     from ..toolcalls import OutputParser
 
     g = dataclasses.replace(parser.grammar, blocks=(), bare=None)
-    return OutputParser(g, parser.tokenizer, prompt=parser.prompt)
+    return (g.parser_class or OutputParser)(g, parser.tokenizer, prompt=parser.prompt)
 
 
 class ServerState:

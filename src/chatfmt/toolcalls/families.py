@@ -137,7 +137,7 @@ def get_parser(
     grammar = parser_spec(name).factory(tools)
     if stop:
         grammar = grammar.with_markers(stop)
-    return OutputParser(grammar, tokenizer, prompt=prompt, **kwargs)
+    return (grammar.parser_class or OutputParser)(grammar, tokenizer, prompt=prompt, **kwargs)
 
 
 # -- the grammars ------------------------------------------------------------------------------------
@@ -152,7 +152,7 @@ def _think(tools: Any) -> Grammar:
 
 
 _TOOL_CALL = {"tool_call_start": "<tool_call>", "tool_call_end": "</tool_call>"}
-_HERMES_BLOCK = Block("tool_call_start", ("tool_call_end",), bodies.json_calls)
+_HERMES_BLOCK = Block("tool_call_start", ("tool_call_end",), bodies.json_or_named_calls)
 _IM_END = {"im_end": "<|im_end|>", "endoftext": "<|endoftext|>"}
 
 
@@ -318,6 +318,30 @@ def _minicpm5(tools: Any) -> Grammar:
     )
 
 
+def _tool_calls_list(tools: Any) -> Grammar:
+    # Apriel / Jamba: <tool_calls>[{json}, ...]</tool_calls>; Hunyuan: <tool_calls><tool_call>name
+    # ```json {...}```</tool_call>...</tool_calls>
+    markers = {"calls_start": "<tool_calls>", "calls_end": "</tool_calls>", **THINK}
+    return Grammar(
+        "tool-calls-list", markers, think=_THINK_KEYS,
+        blocks=(Block("calls_start", ("calls_end",), bodies.tool_calls_list),),
+    )
+
+
+def _tagged(name: str, start: str, end: str, body: Callable[[str], list[bodies.Call]]) -> Callable[[Any], Grammar]:
+    """A grammar whose calls sit between two tags (``end`` "": the block runs to the end of the message),
+    with an optional ``<think>`` block before them."""
+
+    def factory(tools: Any) -> Grammar:
+        markers = {"calls_start": start, **THINK}
+        if end:
+            markers["calls_end"] = end
+        block = Block("calls_start", ("calls_end",) if end else (), body)
+        return Grammar(name, markers, think=_THINK_KEYS, blocks=(block,))
+
+    return factory
+
+
 def _default_specs() -> list[ParserSpec]:
     # which formats use which parser is said by the formats (``Family.parser``); the markers choose one
     # for a Jinja template no family is pinned against, most specific (lowest priority) first
@@ -329,7 +353,7 @@ def _default_specs() -> list[ParserSpec]:
         S("qwen3", _qwen3, "<think> + <tool_call>"),
         S("qwq", _qwq, "reasoning from the prompt's <think>\\n + <tool_call>"),
         S("llama3", _llama3, "bare JSON calls (with tools), <|python_tag|>",
-          template_markers=("<|python_tag|>", "<|eom_id|>"), priority=90),
+          template_markers=("<|python_tag|>", "<|eom_id|>", '"parameters": dictionary of argument name'), priority=90),
         S("llama4", _llama4_always, "<|python_start|> JSON / pythonic calls", template_markers=("<|python_start|>",),
           priority=80),
         S("mistral", _mistral, "[TOOL_CALLS][{...}] or name[ARGS]{...}", template_markers=("[TOOL_CALLS]",), priority=70),
@@ -347,6 +371,17 @@ def _default_specs() -> list[ParserSpec]:
         S("deepseek-v3", _deepseek_v3, "<｜tool▁call▁begin｜>function<｜tool▁sep｜>name + json block, no reasoning"),
         S("deepseek-v3.1", _deepseek_v31, "<think> + <｜tool▁call▁begin｜>name<｜tool▁sep｜>{...}",
           template_markers=("<｜tool▁calls▁begin｜>",), priority=20),
+        # syntaxes of Hub models no built-in family covers, chosen for their templates by markers
+        S("tool-calls-list", _tool_calls_list, "<tool_calls>[{json}]</tool_calls> or <tool_calls><tool_call>...",
+          template_markers=("<tool_calls>",), priority=115),
+        S("olmo3", _tagged("olmo3", "<function_calls>", "</function_calls>", bodies.json_or_pythonic_list),
+          "<function_calls>f(a=1)\\ng(b=2)</function_calls>", template_markers=("<function_calls>",), priority=65),
+        S("lfm2", _tagged("lfm2", "<|tool_call_start|>", "<|tool_call_end|>", bodies.json_or_pythonic_list),
+          "<|tool_call_start|>[f(a=1)]<|tool_call_end|>", template_markers=("<|tool_call_start|>",), priority=66),
+        S("nemotron", _tagged("nemotron", "<TOOLCALL>", "</TOOLCALL>", bodies.json_calls),
+          "<TOOLCALL>[{json}]</TOOLCALL>", template_markers=("<TOOLCALL>",), priority=67),
+        S("gigachat", _tagged("gigachat", "<|function_call|>", "", bodies.json_calls),
+          "<|function_call|>{json}", template_markers=("<|function_call|>",), priority=68),
         S("minicpm5", _minicpm5, '<function name="f"><param ...>', template_markers=("<function name=",), priority=60),
     ]
 

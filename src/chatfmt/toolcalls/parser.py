@@ -68,6 +68,9 @@ class Grammar:
     end: tuple[str, ...] = ()
     #: markers that carry no text (dropped where they appear)
     drop: tuple[str, ...] = ()
+    #: the :class:`OutputParser` subclass that runs this grammar, for output that is not markers around
+    #: blocks (gpt-oss's harmony channels); ``None``: :class:`OutputParser`
+    parser_class: type[OutputParser] | None = None
 
     def __post_init__(self) -> None:
         keys = [*self.end, *self.drop, *(b.start for b in self.blocks), *(k for b in self.blocks for k in b.end)]
@@ -101,7 +104,7 @@ class Grammar:
                     end.append(key)
         return Grammar(
             self.name, markers, self.think, self.reasoning_by_default, self.blocks, self.segments, self.bare,
-            tuple(end), self.drop,
+            tuple(end), self.drop, self.parser_class,
         )
 
 
@@ -321,6 +324,7 @@ class OutputParser:
             self._emit_content(raw)
         else:
             self._emit_calls(calls)
+            self._emit_content(getattr(calls, "rest", ""))  # prose after the calls stays content
 
     # -- the state machine -------------------------------------------------------------------------
 
@@ -448,6 +452,7 @@ class OutputParser:
                 self._emit_content(buf)
             else:
                 self._emit_calls(calls)
+                self._emit_content(getattr(calls, "rest", ""))
         elif mode == "seg_call":
             seg = g.segments
             assert seg is not None
