@@ -30,6 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import chatfmt
+from chatfmt.errors import ValidationError
 from chatfmt.formats import registry
 from chatfmt.formats.builtin import gpt_oss as gpt_oss_module
 from chatfmt.formats.builtin.gpt_oss import GptOss, GptOssSafeguard
@@ -245,18 +246,12 @@ CASES: dict[str, tuple[list[dict], list[dict] | None]] = {
         ],
         [TIME],
     ),
-    "parallel_calls": (
+    "consecutive_calls": (
         [
             msg("user", "Paris and Oslo?"),
-            msg(
-                "assistant",
-                "",
-                tool_calls=[
-                    call("get_weather", {"city": "Paris"}, "c1"),
-                    call("get_weather", {"city": "Oslo"}, "c2"),
-                ],
-            ),
+            msg("assistant", "", tool_calls=[call("get_weather", {"city": "Paris"}, "c1")]),
             msg("tool", "21", tool_call_id="c1"),
+            msg("assistant", "", tool_calls=[call("get_weather", {"city": "Oslo"}, "c2")]),
             msg("tool", "12", tool_call_id="c2"),
         ],
         [WEATHER],
@@ -323,10 +318,26 @@ def test_the_variants_differ_only_around_the_developer_instructions() -> None:
         assert a == b, case
 
 
-def test_the_template_writes_only_the_first_of_parallel_calls() -> None:
-    text = ours("gpt-oss", *CASES["parallel_calls"])
+PARALLEL = [
+    msg("user", "Paris and Oslo?"),
+    msg(
+        "assistant",
+        "",
+        tool_calls=[call("get_weather", {"city": "Paris"}), call("get_weather", {"city": "Oslo"})],
+    ),
+    msg("tool", "21"),
+    msg("tool", "12"),
+]
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_parallel_calls_are_refused_where_the_template_drops_all_but_the_first(name: str) -> None:
+    text = reference(name, PARALLEL, [WEATHER])
     assert text.count("<|call|>") == 1 and '"Oslo"' not in text
     assert text.count("<|start|>functions.get_weather to=assistant") == 2
+    with pytest.raises(ValidationError, match="one tool call per assistant message") as e:
+        ours(name, PARALLEL, [WEATHER])
+    assert e.value.index == 1
 
 
 def test_deliberate_leniencies_where_the_template_raises() -> None:
@@ -461,7 +472,7 @@ tool_calls = st.lists(
         call, st.text(min_size=1, max_size=12), st.dictionaries(st.text(max_size=6), json_values, max_size=3)
     ),
     min_size=1,
-    max_size=2,
+    max_size=1,  # more than one is refused (tested above)
 )
 leaf_schemas = st.fixed_dictionaries(
     {"type": st.sampled_from(["string", "integer", "number", "boolean", "array", "object", "null"])},
@@ -736,9 +747,7 @@ def harmony_conversation(
     return Conversation.from_messages(out)
 
 
-ID_CASES = [
-    c for c in CASES if c not in ("parallel_calls", "empty_contents", "empty_reasoning_last", "schemas")
-]
+ID_CASES = [c for c in CASES if c not in ("empty_contents", "empty_reasoning_last", "schemas")]
 
 
 def plain_tools(tools: list[dict] | None) -> list[dict] | None:

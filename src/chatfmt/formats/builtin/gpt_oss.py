@@ -25,7 +25,9 @@ renders under transformers; ``gpt-oss-safeguard`` what openai/gpt-oss-safeguard-
 - an assistant message with tool calls: its content (or else its reasoning) as an analysis message
   unless a later assistant message without tool calls follows, then ``<|start|>assistant
   to=functions.NAME<|channel|>commentary json<|message|>`` + the arguments as ``tojson`` + ``<|call|>``.
-  Only the first call is written (the template assumes one call per message);
+  One call per message: the template writes only the first and names every result after it, chatfmt
+  refuses more than one (a ``ValidationError``: give parallel calls as consecutive assistant messages)
+  rather than drop calls silently;
 - a tool result ``<|start|>functions.NAME to=assistant<|channel|>commentary<|message|>`` + the
   content as ``tojson`` (a JSON string literal) + ``<|end|>``, NAME the last call's;
 - the generation prompt ``<|start|>assistant``.
@@ -70,7 +72,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from ...errors import BodyError
+from ...errors import BodyError, ValidationError
 from ...messages import Conversation, Message, ToolCall
 from ...segments import SegmentBuilder
 from ...toolcalls import bodies
@@ -280,8 +282,16 @@ def today() -> str:
     return datetime.now().strftime("%Y-%m-%d")
 
 
-def _first_call(m: Message) -> ToolCall:
+def _only_call(i: int, m: Message) -> ToolCall:
+    """The message's one tool call; more than one is refused (the template would drop all but the first)."""
     assert m.tool_calls
+    if len(m.tool_calls) > 1:
+        raise ValidationError(
+            f"gpt-oss writes one tool call per assistant message ({len(m.tool_calls)} given; its template would "
+            "drop all but the first): give each call its own assistant message",
+            index=i,
+            rule="tool_call",
+        )
     return m.tool_calls[0]
 
 
@@ -415,7 +425,7 @@ class GptOss(NativeFormat):
             out.control(CHANNEL + "commentary" + MESSAGE, i, trained)
             out.content(content, i, trained)
             out.control(END + START + "assistant", i, trained)
-        call = _first_call(m)
+        call = _only_call(i, m)
         out.control(
             " to=functions."
             + call.name
