@@ -27,7 +27,12 @@ def load_target(path: str, template: str | None = None) -> ChatFormat:
 
 
 def print_result(result: DetectResult, console: Console) -> None:
-    style = {"identical": "bold green", "equivalent": "bold yellow", "unknown": "bold red"}[result.verdict]
+    style = {
+        "identical": "bold green",
+        "equivalent": "bold yellow",
+        "closest": "yellow",
+        "unknown": "bold red",
+    }[result.verdict]
     console.print(
         Text.assemble((result.verdict, style), "  ", result.summary(), "  ", (f"[{result.source}]", "dim"))
     )
@@ -41,28 +46,39 @@ def print_result(result: DetectResult, console: Console) -> None:
         table.add_column(Text(result.format or "built-in"))
         for d in result.differences:
             table.add_row(
-                Text(d.probe), Text("" if d.offset is None else str(d.offset)), Text(d.excerpt("a")), Text(d.excerpt("b"))
+                Text(d.probe),
+                Text("" if d.offset is None else str(d.offset)),
+                Text(d.excerpt("a")),
+                Text(d.excerpt("b")),
             )
         console.print(table)
     if result.verdict != "identical" and result.candidates:
         table = Table(title=Text("closest built-ins"), title_justify="left")
         table.add_column(Text("format"))
         table.add_column(Text("probes the same"), justify="right")
+        closeness = result.verdict in ("closest", "unknown")
+        if closeness:
+            table.add_column(Text("markup similarity"), justify="right")
         table.add_column(Text("differing probes"))
         for c in result.candidates:
-            table.add_row(Text(c.format), Text(f"{c.matches}/{c.total}"), Text(", ".join(d.probe for d in c.differences)))
+            cells = [Text(c.format), Text(f"{c.matches}/{c.total}")]
+            if closeness:
+                cells.append(Text(f"{c.similarity:.0%}"))
+            table.add_row(*cells, Text(", ".join(d.probe for d in c.differences)))
         console.print(table)
 
 
 def detect_cmd(
     path: str = typer.Argument(
-        ..., help="A .jinja, tokenizer_config.json, model dir, .gguf, Hub id ORG/NAME[@REV], or - for a template on stdin."
+        ...,
+        help="A .jinja, tokenizer_config.json, model dir, .gguf, Hub id ORG/NAME[@REV], or - for a template on stdin.",
     ),
     template: str = typer.Option(None, "--template", help="Pick a named template (e.g. tool_use)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Tell which built-in format a chat template is, by rendering probe conversations with it and with
-    every built-in: identical, equivalent except some cases, or unknown (with the closest built-ins)."""
+    every built-in: identical, equivalent except some cases, closest (the same turn markup or nearly, the
+    differences listed), or unknown (the closest built-ins still listed)."""
     with user_errors(), chatfmt_warnings():
         fmt = load_target(path, template)
         result = detect(fmt)

@@ -9,10 +9,25 @@ with every registered built-in, under a frozen clock, and compares the texts:
   prompt is handled (a default system prompt, a vendor's placement) and in tools, reasoning or edge
   cases. The differing probes are reported with their first differing characters; other built-ins that
   match exactly as well are listed in ``also``;
-- ``unknown``: otherwise, with the closest built-ins and their match counts.
+- ``closest``: neither of those, but one built-in writes the same turn markup as the template, or
+  nearly: its *markup similarity* (below) is at least :data:`CLOSE_ENOUGH` (0.7). ``format`` names it
+  and ``differences`` lists every probe it renders differently, with the first differing characters
+  (Qwen2.5-VL's template is closest to ``qwen2.5``: the same turns, its own default system prompt,
+  no tool syntax). It is a starting point for writing the template's format, not a replacement for it;
+- ``unknown``: nothing is that close; the closest built-ins are still listed, with their scores.
 
-Best first means: most probes the same; then most rendered the same (not merely raising in both);
-then most ``core`` probes the same.
+Markup similarity: on the plain-chat (``core``) probes, every message's content is cut out of both
+rendered texts, and the rest (role markers, separators, BOS/EOS, default system prompts) is compared
+as sequences of words, runs of white space and punctuation marks, with
+:class:`difflib.SequenceMatcher` (``ratio``: the share of pieces in common, 0 to 1); a probe
+that one side renders and the other raises on scores 0, one that raises in both is left out. The
+similarity is the higher of two means: over the probes with a system message and over those without
+one (as for ``equivalent``, a vendor's own handling of the system prompt does not hide that the turns
+are alike). A template that renders nothing like a built-in (``### USER >> ...``) scores below 0.5.
+
+Best first means, for ``identical`` and ``equivalent``: most probes the same; then most rendered the
+same (not merely raising in both); then most ``core`` probes the same. For ``closest`` and ``unknown``:
+highest markup similarity; then the highest mean over all ``core`` probes; then as before.
 
 A template with no special tokens of its own (a bare ``.jinja``) is rendered with each built-in's
 BOS/EOS (the tokens a tokenizer would supply); a template from a tokenizer_config.json, model
@@ -22,7 +37,9 @@ directory or GGUF keeps its own and borrows only the ones it lacks. A template n
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
+from difflib import SequenceMatcher
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,7 +49,10 @@ from .family import Family
 from .jinja import JinjaFormat
 from .probes import PROBES, Outcome, Probe, render_probe
 
-Verdict = Literal["identical", "equivalent", "unknown"]
+Verdict = Literal["identical", "equivalent", "closest", "unknown"]
+
+#: the markup similarity (see the module docstring) from which a built-in is ``closest``
+CLOSE_ENOUGH = 0.7
 
 #: how many characters of context a difference shows before and after its first differing character
 CONTEXT_BEFORE = 16
@@ -121,6 +141,11 @@ class CandidateScore:
     core_matched: int
     #: probes rendered by both and equal (``matched`` also counts probes that raise in both)
     rendered_matched: int = 0
+    #: markup similarity (0 to 1; see the module docstring), computed when the verdict is ``closest``
+    #: or ``unknown`` (else 0)
+    similarity: float = 0.0
+    #: the mean markup similarity over all ``core`` probes (the tie-breaker)
+    similarity_all: float = 0.0
 
     @property
     def matches(self) -> int:
@@ -136,15 +161,17 @@ class CandidateScore:
             "matches": self.matches,
             "rendered_matches": self.rendered_matched,
             "probes": self.total,
+            "similarity": round(self.similarity, 3),
             "differing": [d.probe for d in self.differences],
         }
 
 
 @dataclass(frozen=True)
 class DetectResult:
-    """What :func:`detect` decided. ``format`` is the best built-in (``None`` when unknown); ``also``
-    lists other built-ins that behave identically (aliases in behaviour, e.g. a format and its
-    superset on these probes); ``candidates`` are the closest built-ins, best first."""
+    """What :func:`detect` decided. ``format`` is the best built-in (the closest one for ``closest``,
+    ``None`` when unknown); ``also`` lists other built-ins that behave identically (aliases in
+    behaviour, e.g. a format and its superset on these probes); ``differences`` the probes ``format``
+    renders differently; ``candidates`` are the closest built-ins, best first."""
 
     source: str
     verdict: Verdict
@@ -156,8 +183,8 @@ class DetectResult:
 
     @property
     def matched(self) -> bool:
-        """True when the template is a built-in (identical or equivalent)."""
-        return self.verdict != "unknown"
+        """True when the template is a built-in (identical or equivalent; ``closest`` is not)."""
+        return self.verdict in ("identical", "equivalent")
 
     def summary(self) -> str:
         if self.verdict == "identical":
@@ -166,7 +193,16 @@ class DetectResult:
         if self.verdict == "equivalent":
             also = f" (as close: {', '.join(self.also)})" if self.also else ""
             return f"equivalent to {self.format} except {', '.join(d.probe for d in self.differences)}{also}"
-        best = ", ".join(f"{c.format} {c.matches}/{c.total}" for c in self.candidates[:3])
+        if self.verdict == "closest":
+            c = self.candidates[0]
+            differing = ", ".join(d.probe for d in self.differences)
+            return (
+                f"closest to {self.format} ({c.similarity:.0%} markup similarity, {c.matches}/{c.total} probes "
+                f"the same; differs in {differing})"
+            )
+        best = ", ".join(
+            f"{c.format} {c.matches}/{c.total} ({c.similarity:.0%})" for c in self.candidates[:3]
+        )
         return f"unknown (closest: {best})" if best else "unknown"
 
     def to_dict(self) -> dict[str, Any]:
@@ -226,7 +262,9 @@ class _Candidate:
     def outcomes(self, tokens: dict[str, str]) -> tuple[Outcome, ...]:
         key = tuple(sorted(tokens.items()))
         if key not in self._cache:
-            template_tokens: dict[str, Any] = dict(tokens)  # bos_token / eos_token, never render_probe's own `now`
+            template_tokens: dict[str, Any] = dict(
+                tokens
+            )  # bos_token / eos_token, never render_probe's own `now`
             self._cache[key] = tuple(render_probe(self.fmt, p, **template_tokens) for p in self.probes)
         return self._cache[key]
 
@@ -253,6 +291,72 @@ def compare(
 
 def _rank(score: CandidateScore) -> tuple[int, int, int]:
     return (score.matches, score.rendered_matched, score.core_matched)
+
+
+def _closeness(score: CandidateScore) -> tuple[float, float, int, int, int]:
+    return (round(score.similarity, 6), round(score.similarity_all, 6), *_rank(score))
+
+
+def _contents(probe: Probe) -> list[str]:
+    """The probe's message contents (as given and stripped), longest first."""
+    out: set[str] = set()
+    for m in probe.messages:
+        c = m.get("content")
+        if isinstance(c, str) and c.strip():
+            out.update((c, c.strip()))
+    return sorted(out, key=len, reverse=True)
+
+
+def markup(text: str, probe: Probe) -> str:
+    """``text`` (a rendering of ``probe``) with every message content cut out (a NUL in its place):
+    what the format itself wrote."""
+    for c in _contents(probe):
+        text = text.replace(c, "\x00")
+    return text
+
+
+_PIECE = re.compile(r"\w+|\s+|[^\w\s]")
+_pieces_cache: dict[tuple[str, str], tuple[str, ...]] = {}
+#: how many pieces of each end of a long markup are compared
+_ENDS = 200
+
+
+def _pieces(text: str, probe: Probe) -> tuple[str, ...]:
+    """The markup of a rendering as words, runs of white space and single punctuation marks."""
+    key = (probe.id, text)
+    if key not in _pieces_cache:
+        if len(_pieces_cache) > 4096:
+            _pieces_cache.clear()
+        pieces = _PIECE.findall(markup(text, probe))
+        if len(pieces) > 2 * _ENDS:  # a long default prompt: its two ends (bounded cost, quadratic at worst)
+            pieces = pieces[:_ENDS] + pieces[-_ENDS:]
+        _pieces_cache[key] = tuple(pieces)
+    return _pieces_cache[key]
+
+
+def _means(groups: dict[bool, list[float]]) -> tuple[float, float]:
+    means = [sum(v) / len(v) for v in groups.values() if v]
+    every = groups[True] + groups[False]
+    return (max(means) if means else 0.0, sum(every) / len(every) if every else 0.0)
+
+
+def markup_similarity(
+    a: tuple[Outcome, ...], b: tuple[Outcome, ...], probes: tuple[Probe, ...], *, bound: bool = False
+) -> tuple[float, float]:
+    """``(similarity, mean)``: the markup similarity of two outcome lists (see the module docstring)
+    and the mean over all ``core`` probes. ``bound=True``: a cheap upper bound of both
+    (``SequenceMatcher.quick_ratio``)."""
+    groups: dict[bool, list[float]] = {True: [], False: []}
+    for p, x, y in zip(probes, a, b):
+        if "core" not in p.tags or (x.text is None and y.text is None):
+            continue
+        if x.text is None or y.text is None:
+            r = 0.0
+        else:
+            m = SequenceMatcher(None, _pieces(x.text, p), _pieces(y.text, p), autojunk=False)
+            r = m.quick_ratio() if bound else m.ratio()
+        groups[_has_system(p)].append(r)
+    return _means(groups)
 
 
 def _is_equivalent(best: CandidateScore, probes: tuple[Probe, ...]) -> bool:
@@ -307,16 +411,18 @@ def detect(
     cand = _Candidate(fmt, probes)
     self_name = registry.resolve(fmt.name) if not isinstance(fmt, JinjaFormat) else None
     scores: list[CandidateScore] = []
+    outcomes: dict[str, tuple[tuple[Outcome, ...], tuple[Outcome, ...]]] = {}
     for name, family in sorted(registry.FAMILIES.items()):
         ours = cand.outcomes(cand.borrowed(family))
         theirs = _builtin_outcomes(name, probes)
+        outcomes[name] = (ours, theirs)
         scores.append(compare(ours, theirs, probes, name))
     # best first (see the module docstring), then the format itself, then by name
     scores.sort(key=lambda s: (*(-k for k in _rank(s)), s.format != self_name, s.format))
     best = scores[0] if scores else None
     total = len(probes)
     if best is None or best.rendered_matched == 0:
-        return DetectResult(source, "unknown", None, candidates=tuple(scores[:top]), probes=total)
+        return _closest(source, scores, outcomes, probes, top)
     if best.matches == best.total:
         also = tuple(s.format for s in scores[1:] if s.matches == s.total)
         return DetectResult(source, "identical", best.format, also, (), tuple(scores[:top]), total)
@@ -327,7 +433,36 @@ def detect(
         return DetectResult(
             source, "equivalent", best.format, also, best.differences, tuple(scores[:top]), total
         )
-    return DetectResult(source, "unknown", None, (), (), tuple(scores[:top]), total)
+    return _closest(source, scores, outcomes, probes, top)
+
+
+def _closest(
+    source: str,
+    scores: list[CandidateScore],
+    outcomes: dict[str, tuple[tuple[Outcome, ...], tuple[Outcome, ...]]],
+    probes: tuple[Probe, ...],
+    top: int,
+) -> DetectResult:
+    """The ``closest`` or ``unknown`` verdict: the candidates ranked by markup similarity. The exact
+    similarity is computed best bound first, until no other candidate can enter the ``top`` ones."""
+    bounds = sorted(
+        ((markup_similarity(*outcomes[s.format], probes, bound=True), s) for s in scores),
+        key=lambda bs: (-bs[0][0], -bs[0][1], bs[1].format),
+    )
+    ranked: list[CandidateScore] = []
+    for bound, s in bounds:
+        if len(ranked) >= max(top, 1):
+            kth = sorted((c.similarity for c in ranked), reverse=True)[max(top, 1) - 1]
+            if bound[0] < kth:
+                break
+        sim, mean = markup_similarity(*outcomes[s.format], probes)
+        ranked.append(replace(s, similarity=sim, similarity_all=mean))
+    ranked.sort(key=lambda s: (*(-k for k in _closeness(s)), s.format))
+    total = len(probes)
+    best = ranked[0] if ranked else None
+    if best is not None and best.similarity >= CLOSE_ENOUGH:
+        return DetectResult(source, "closest", best.format, (), best.differences, tuple(ranked[:top]), total)
+    return DetectResult(source, "unknown", None, (), (), tuple(ranked[:top]), total)
 
 
 # -- comparing two formats (``chatfmt diff``) ------------------------------------------------------------
@@ -382,11 +517,14 @@ def compare_formats(
 __all__ = [
     "ProbeComparison",
     "compare_formats",
+    "CLOSE_ENOUGH",
     "CandidateScore",
     "DetectResult",
     "ProbeDifference",
     "compare",
     "detect",
     "first_difference",
+    "markup",
+    "markup_similarity",
     "visible",
 ]

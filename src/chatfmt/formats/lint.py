@@ -345,7 +345,11 @@ def lint(
         # tokenizer would supply them, so that an undefined eos_token is not reported as a crash
         from . import registry
 
-        known = builtin_tokens(registry.family(result.format)) if result is not None and result.format else {}
+        # (the built-in it is: identical or equivalent, not merely the closest)
+        is_builtin = result is not None and result.matched and result.format is not None
+        known = (
+            builtin_tokens(registry.family(result.format)) if is_builtin and result and result.format else {}
+        )
         tokens = {k: known.get(k, v) for k, v in _GENERIC_TOKENS.items() if k in _missing_tokens(fmt)}
     linter = _Linter(fmt, tokens)
     linter.raises()
