@@ -100,6 +100,9 @@ def test_rendered_assistant_message_parses_back(fmt_name, case):
         # read as content + calls only when the calls stand alone
         pytest.xfail("llama-4 renders content inside <|python_start|>...<|python_end|> before the calls")
     assert calls_of(result) == want_calls, text
+    if fmt.info.family == "gpt-oss" and case == "text-and-call":
+        # gpt-oss's template writes the content of a message with tool calls as its analysis message
+        assistant = {**assistant, "content": "", "reasoning_content": assistant["content"]}
     # what one generation produces ends at the first stop text (DeepSeek-R1 renders content after the
     # calls as a second turn)
     stops = [text.find(t) for t in fmt.info.stop if t and t in text]
