@@ -43,7 +43,8 @@ and ``<|system|>Reasoning Effort: Max`` (``High`` with ``reasoning_effort="high"
 ``enable_thinking`` is "off" when it is given and false, as the templates test it (``None`` counts as
 not given here; the templates would count an explicit ``None`` as off).
 
-Deliberate differences from the templates: ``None`` content renders as ``""`` (5.1/5.2 raise); a list
+Deliberate differences from the templates: ``None`` content renders as ``""``, as it does once
+transformers has dropped the key (the templates given the ``None`` itself write ``None``); a list
 of content parts renders as its text joined by newlines (the templates join text parts with nothing,
 and 4.5 writes a list-valued tool result as one ``<tool_response>`` per part); GLM-5.1/5.2's
 ``tool_reference`` tool results and GLM-5.2's media reminders are not rendered; tool-call arguments
@@ -372,6 +373,7 @@ class GLM52(GLM51):
 
 # -- the output parser ---------------------------------------------------------------------------------
 
+_ESCAPED_NEWLINES = re.compile(r"^(?:\s|\\n)+|(?:\s|\\n)+$")
 _PAIR = re.compile(r"<arg_key>(.*?)</arg_key>(?:\\n|\s)*<arg_value>(.*?)</arg_value>", re.S)
 
 
@@ -389,7 +391,7 @@ def tool_call_body(body: str, schemas: Mapping[str, Mapping[str, Any]]) -> list[
     if body.lstrip().startswith("{"):
         return bodies.json_calls(body)
     name, sep, rest = body.partition("<arg_key>")
-    name = name.strip()
+    name = _ESCAPED_NEWLINES.sub("", name).strip()
     if not name or "<" in name or "\n" in name:
         raise BodyError("a <tool_call> without a function name before its arguments")
     rest = sep + rest
