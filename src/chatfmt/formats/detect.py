@@ -409,7 +409,12 @@ def detect(
     if tool_use_only(fmt):
         probes = tuple(p for p in probes if p.tools) or probes
     cand = _Candidate(fmt, probes)
-    self_name = registry.resolve(fmt.name) if not isinstance(fmt, JinjaFormat) else None
+    if isinstance(fmt, JinjaFormat):
+        # a pinned official template is its family's, among built-ins the probes cannot tell apart
+        pinned = registry.pinned_family(fmt.template)
+        self_name = pinned.name if pinned is not None else None
+    else:
+        self_name = registry.resolve(fmt.name)
     scores: list[CandidateScore] = []
     outcomes: dict[str, tuple[tuple[Outcome, ...], tuple[Outcome, ...]]] = {}
     for name, family in sorted(registry.FAMILIES.items()):
