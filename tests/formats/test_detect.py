@@ -184,7 +184,6 @@ TOP_EXCEPTIONS: dict[str, str] = {
     "microsoft-DialoGPT-medium": "not a chat format: each content followed by EOS, no roles",
     # chat templates of families chatfmt has no built-in for
     "HuggingFaceTB-SmolVLM-256M-Instruct": "SmolVLM's 'User:'/'Assistant:' turns ended by <end_of_utterance> (image parts)",
-    "HuggingFaceTB-SmolLM3-3B@3e0e27": "SmolLM3: a metadata system header (knowledge cutoff, reasoning mode) no built-in writes",
     "MiniMaxAI-MiniMax-M3-MXFP8": "MiniMax-M3's own ]~b]...[e~[ markup, unlike MiniMax-M2's",
     "LGAI-EXAONE-EXAONE-3.5-7.8B-Instruct": "EXAONE's [|role|] ... [|endofturn|] markup",
     "ibm-granite-granite-vision-3.3-2b": "granite-vision's <|system|>/<|user|> turns with a default 'curious user' prompt",
