@@ -551,8 +551,13 @@ def test_arbitrary_conversations_match_the_official_templates(
     bad = ("<|channel|>analysis<|message|>", "<|channel|>final<|message|>")
     if any(b in (m.get(k) or "") for m in messages for k in ("content", "reasoning_content") for b in bad):
         return  # the template raises (tested above)
-    expected = reference(name, messages, tools, add_generation_prompt=add_generation_prompt)
-    assert ours(name, messages, tools, add_generation_prompt=add_generation_prompt) == expected
+    try:
+        expected = reference(name, messages, tools, add_generation_prompt=add_generation_prompt)
+    except TypeError:  # a non-string enum or oneOf default the template concatenates: chatfmt writes its str
+        expected = None
+    got = ours(name, messages, tools, add_generation_prompt=add_generation_prompt)
+    if expected is not None:
+        assert got == expected
     check_segments(name, messages, tools, add_generation_prompt=add_generation_prompt)
 
 
@@ -1095,3 +1100,26 @@ def test_the_server_returns_a_replayed_answers_tool_call(stream: bool, tokenizer
             finish = next(d["finish_reason"] for d in deltas if d.get("finish_reason"))
     assert content == "" and finish == "tool_calls"
     assert list(zip(names, arguments)) == PARIS
+
+
+def test_a_prompt_that_opened_a_message_goes_on_in_it() -> None:
+    messages = [msg("user", "hi"), msg("assistant", "Hel")]
+    prompt = registry.get("gpt-oss").render(messages, continue_final_message=True)
+    assert prompt.endswith("<|start|>assistant<|channel|>final<|message|>Hel")
+    r = parser_for_format(registry.get("gpt-oss"), prompt=prompt).parse("lo there.<|return|>")
+    assert r.content == "lo there." and r.reasoning_content is None
+    thinking = prompt.replace("<|channel|>final<|message|>Hel", "<|channel|>analysis<|message|>Hm")
+    r = parser_for_format(registry.get("gpt-oss"), prompt=thinking).parse(
+        ", easy.<|end|><|start|>assistant<|channel|>final<|message|>Hi"
+    )
+    assert r.reasoning_content == ", easy." and r.content == "Hi"
+
+
+def test_without_tool_grammar_a_call_stays_content() -> None:
+    """What the server does for tool_choice "none": the grammar without blocks (the same parser class)."""
+    import dataclasses
+
+    parser = get_parser("gpt-oss", tools=[WEATHER])
+    stripped = dataclasses.replace(parser.grammar, blocks=())
+    r = stripped.parser_class(stripped).parse(WEATHER_CALL)
+    assert r.tool_calls == [] and r.content == '{"city": "Paris"}'

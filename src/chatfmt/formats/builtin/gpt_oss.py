@@ -506,9 +506,7 @@ class HarmonyParser(OutputParser):
         tail = prompt[idx + len(START) :] if idx >= 0 else ""
         head, sep, rest = tail.partition(MESSAGE)
         if sep and not any(t in rest for t in (END, CALL, RETURN)):
-            self._open(head)  # the prompt opened a message (continue_final_message)
-            self._on_text(rest)
-            self._out = []
+            self._open(head)  # the prompt opened a message (continue_final_message): generation goes on in it
 
     def _open(self, header: str) -> None:
         recipient = _RECIPIENT.search(header)
