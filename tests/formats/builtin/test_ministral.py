@@ -601,6 +601,7 @@ def test_registered_under_the_hub_names() -> None:
         assert registry.get(alias).name == name
 
 
+@pytest.mark.filterwarnings("ignore:chat template .* reads 'bos_token'")
 @pytest.mark.parametrize(("name", "k"), PINS)
 def test_the_official_template_loads_as_the_family_and_gets_its_parser(
     name: str, k: int, tmp_path: Path
@@ -948,3 +949,66 @@ def test_parsing_with_the_tokenizer_counts_single_token_markers_as_tokens(tekken
         "[THINK]x[/THINK][TOOL_CALLS]f[ARGS]{}"
     )
     assert as_text.tool_calls == [] and as_text.content == "[THINK]x[/THINK][TOOL_CALLS]f[ARGS]{}"
+
+
+# --- the server: a replayed Ministral 3 answer through chatfmt serve's app ---------------------------
+
+
+def _scripted_engine(tokenizer: Any, fmt: Any, script: str) -> Any:
+    """tests/server's ScriptedEngine (real tokenizer and format, ``script`` replayed token by token)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "server" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("_ministral_server_fixtures", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ScriptedEngine(tokenizer, fmt, script)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_the_server_returns_a_replayed_answers_reasoning_and_tool_calls(stream: bool, tekken: Any) -> None:
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from chatfmt.server import create_app
+
+    script = (
+        "[THINK]The user wants the weather.[/THINK]I'll check." + CALL + "[TOOL_CALLS]get_time[ARGS]{}</s>"
+    )
+    engine = _scripted_engine(tekken, registry.get("ministral-3-reasoning"), script)
+    assert 34 in engine.script_ids and 9 in engine.script_ids  # [THINK] and [TOOL_CALLS] as tokens
+    request = {
+        "model": "scripted",
+        "messages": [{"role": "user", "content": "Weather in Paris?"}],
+        "tools": TOOLS,
+    }
+    with TestClient(create_app(engine), base_url="http://127.0.0.1:8000") as client:
+        r = client.post("/v1/chat/completions", json={**request, "stream": stream})
+        assert r.status_code == 200, r.text
+        if not stream:
+            choice = r.json()["choices"][0]
+            message, finish = choice["message"], choice["finish_reason"]
+            content, reasoning, calls = (
+                message["content"],
+                message.get("reasoning_content"),
+                message["tool_calls"],
+            )
+            names = [c["function"]["name"] for c in calls]
+            arguments = [json.loads(c["function"]["arguments"]) for c in calls]
+        else:
+            chunks = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
+            deltas = [ch["choices"][0] for ch in chunks if ch.get("choices")]
+            content = "".join(d["delta"].get("content") or "" for d in deltas)
+            reasoning = "".join(d["delta"].get("reasoning_content") or "" for d in deltas)
+            by_index: dict[int, dict] = {}
+            for d in deltas:
+                for tc in d["delta"].get("tool_calls") or []:
+                    entry = by_index.setdefault(tc["index"], {"name": "", "arguments": ""})
+                    entry["name"] += tc["function"].get("name") or ""
+                    entry["arguments"] += tc["function"].get("arguments") or ""
+            names = [by_index[k]["name"] for k in sorted(by_index)]
+            arguments = [json.loads(by_index[k]["arguments"]) for k in sorted(by_index)]
+            finish = next(d["finish_reason"] for d in deltas if d.get("finish_reason"))
+    assert content == "I'll check." and reasoning == "The user wants the weather." and finish == "tool_calls"
+    assert list(zip(names, arguments, strict=True)) == [*PARIS, ("get_time", {})]
