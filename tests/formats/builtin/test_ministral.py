@@ -12,10 +12,11 @@ whose ``_index.json`` gives their repos and sha256: checked here), rendered by
 Ids: ``mistral_common.tokens.tokenizers.mistral.MistralTokenizer.encode_chat_completion`` (1.13,
 ``InstructTokenizerV13``, finetuning mode so that a conversation may end with an answer). mistral-common
 ships no v13 tekken file and no registry package ships these models' ``tekken.json``: the fixture
-below builds one from mistral-common's own ``tekken_240911.json`` vocabulary with the v13 special-token
-table (``[ARGS]`` 32, ``[CALL_ID]`` 33, ``[THINK]`` 34, ``[/THINK]`` 35, the rest as in every tekken
-file). What is pinned is the protocol (which strings are encoded separately, which control tokens come
-where); the model files' own vocabulary is not available here.
+below builds one from mistral-common's own ``tekken_240911.json`` vocabulary with a v13 special-token
+table (``[ARGS]`` 32 and ``[CALL_ID]`` 33 as in mistral-common's test tables, ``[THINK]`` 34 and
+``[/THINK]`` 35 assumed, ranks 0-19 as in every tekken file). What is pinned is the protocol (which
+strings are encoded separately, which control tokens come where); the model files' own vocabulary and
+ids are not available here (the formats hard-code no id: control tokens are text the tokenizer maps).
 """
 
 from __future__ import annotations

@@ -37,11 +37,15 @@ The templates raise, and so does chatfmt (:class:`~chatfmt.errors.ValidationErro
 message (after merging) is neither a user's nor a system's, on a role that may not follow the one
 before it (after a system message: a tool result; after a user message: a tool result; after an
 assistant message: a system message; after a tool result: a system message), on an assistant message
-with neither content nor tool calls (nor reasoning), and on non-text content parts (``thinking`` parts
-but in ``ministral-3-reasoning``'s assistant and system messages; the templates' ``[IMG]`` is not a
-text format's). Deliberate differences: a tool result given as text parts is their text joined by
-``"\\n\\n"`` (as mistral-common joins them; the template writes the Python list), ``None`` as ``""``;
-reasoning on a user message is not written (the reasoning template would raise on it).
+with neither content nor tool calls (nor reasoning), and on ``thinking`` parts anywhere but in
+``ministral-3-reasoning``'s assistant and system messages. Deliberate differences (each pinned in the tests): a tool result given as text parts
+is their text joined by ``"\\n\\n"`` (as mistral-common joins them; the template writes the Python
+list), ``None`` as ``""``; reasoning on a user message is not written (the reasoning template would
+raise on it); tool-call arguments given as JSON text are parsed, as chatfmt's messages always hold
+them, and written as ``tojson`` (the template writes the text as given; mistral-common re-serialises
+it too); a tool name is written as it is, where transformers' rendering of the template HTML-escapes a
+name holding ``<>&'"`` (it is concatenated to ``tojson|safe``'s ``Markup``); an image part is refused
+(the templates write ``[IMG]``).
 
 Ids: mistral-common (1.13; ``MistralTokenizer.encode_chat_completion`` with ``InstructTokenizerV13``,
 the tokenizer version of these models' ``tekken.json``) and the template give the same ids where
@@ -49,11 +53,12 @@ their texts agree: a conversation that starts with a system message (mistral-com
 system prompt), answers without trailing spaces (mistral-common ``rstrip(" ")``s an answer), tool-call
 arguments as objects or in ``json.dumps`` form (mistral-common re-serialises a JSON string), results
 in the order of their calls (mistral-common v13 reorders them by call id), tools given as
-``{"type": "function", "function": {"name", "description", "parameters"}}`` in that key order
-(mistral-common re-serialises the tool list the same way). mistral-common ships no v13 tekken file:
-the tests build one from its ``tekken_240911.json`` vocabulary (the tekken vocabulary of every tekken
-model) with the v13 special-token table (``[ARGS]`` 32, ``[CALL_ID]`` 33, ``[THINK]`` 34, ``[/THINK]``
-35), and compare ``fmt.encode`` with chatfmt's tekken reader on it to mistral-common's ids. chatfmt
+``{"type": "function", "function": {"name", "description", "parameters"}}`` in that key order, with
+a description (mistral-common re-serialises each tool that way, ``"description": ""`` when absent).
+mistral-common ships no v13 tekken file, and no package ships these models' ``tekken.json``: the tests
+build one from mistral-common's ``tekken_240911.json`` vocabulary (whether the models' own vocabulary
+is the same is not checked here) with a v13 special-token table (``[ARGS]`` 32 and ``[CALL_ID]`` 33 as
+in mistral-common's own test tables, ``[THINK]`` 34 and ``[/THINK]`` 35 assumed), and compare ``fmt.encode`` with chatfmt's tekken reader on it to mistral-common's ids. chatfmt
 writes every control token as text (``[INST]``, ``[THINK]``, ...), which the tokenizer maps to its
 own ids, so no id table is hard-coded here.
 
@@ -480,9 +485,7 @@ def _arguments(text: str) -> str:
         raise BodyError(f"arguments are not usable JSON: {type(e).__name__}") from None
     if text[end:].strip():
         raise BodyError("text after the arguments' JSON")
-    if isinstance(value, str):
-        return bodies.dump_arguments(value)
-    return bodies.dump_arguments(value)
+    return bodies.dump_arguments(value)  # a JSON string holding an object is decoded there
 
 
 def tool_call(body: str) -> list[Call]:
