@@ -155,24 +155,24 @@ def _is_sequence(value: Any) -> bool:
     return isinstance(value, (list, tuple))
 
 
-def format_argument(value: Any, escape_keys: bool = True) -> str:
+def format_argument(value: Any, escape_keys: bool = True, null: str = "null") -> str:
     """A value in Gemma's notation (the templates' ``format_argument``): ``<|"|>text<|"|>``, ``true``,
     ``null``, numbers as Python writes them, ``{key:value}`` with sorted keys (quoted with
     ``escape_keys``), ``[a,b]``."""
     if value is None:
-        return "null"
+        return null
     if isinstance(value, str):
         return Q + value + Q
     if value is True or value is False:
         return "true" if value else "false"
     if isinstance(value, Mapping):
         items = (
-            (Q + _str(k) + Q if escape_keys else _str(k)) + ":" + format_argument(v, escape_keys)
+            (Q + _str(k) + Q if escape_keys else _str(k)) + ":" + format_argument(v, escape_keys, null)
             for k, v in dictsort(value)
         )
         return "{" + ",".join(items) + "}"
     if _is_sequence(value):
-        return "[" + ",".join(format_argument(v, escape_keys) for v in value) + "]"
+        return "[" + ",".join(format_argument(v, escape_keys, null) for v in value) + "]"
     return _str(value)
 
 
@@ -183,7 +183,7 @@ def _quoted_list(items: Any) -> str:
 _STANDARD_KEYS = ("description", "type", "properties", "required", "nullable")
 
 
-def format_parameters(properties: Mapping[Any, Any], filter_keys: bool = False) -> str:
+def format_parameters(properties: Mapping[Any, Any], filter_keys: bool = False, null: str = "null") -> str:
     """The properties of a JSON schema in Gemma's notation (the templates' ``format_parameters``)."""
     out: list[str] = []
     for key, value in dictsort(properties):
@@ -195,19 +195,19 @@ def format_parameters(properties: Mapping[Any, Any], filter_keys: bool = False) 
             parts.append("description:" + Q + _str(value["description"]) + Q)
         if kind == "STRING":
             if _get(value, "enum"):
-                parts.append("enum:" + format_argument(value["enum"]))
+                parts.append("enum:" + format_argument(value["enum"], null=null))
         elif kind == "ARRAY":
             items = _get(value, "items")
             if isinstance(items, Mapping) and items:
-                parts.append("items:{" + _items(items) + "}")
+                parts.append("items:{" + _items(items, null) + "}")
         if _get(value, "nullable"):
             parts.append("nullable:true")
         if kind == "OBJECT":
             props = _get(value, "properties")
             if isinstance(props, Mapping):
-                parts.append("properties:{" + format_parameters(props) + "}")
+                parts.append("properties:{" + format_parameters(props, null=null) + "}")
             elif isinstance(value, Mapping):
-                parts.append("properties:{" + format_parameters(value, filter_keys=True) + "}")
+                parts.append("properties:{" + format_parameters(value, filter_keys=True, null=null) + "}")
             if _get(value, "required"):
                 parts.append("required:[" + _quoted_list(value["required"]) + "]")
         parts.append("type:" + Q + kind + Q + "}")
@@ -215,7 +215,7 @@ def format_parameters(properties: Mapping[Any, Any], filter_keys: bool = False) 
     return ",".join(out)
 
 
-def _items(items: Mapping[Any, Any]) -> str:
+def _items(items: Mapping[Any, Any], null: str) -> str:
     """The ``items`` schema of an array property."""
     out: list[str] = []
     for key, value in dictsort(items):
@@ -223,21 +223,23 @@ def _items(items: Mapping[Any, Any]) -> str:
             continue
         if key == "properties":
             out.append(
-                "properties:{" + (format_parameters(value) if isinstance(value, Mapping) else "") + "}"
+                "properties:{"
+                + (format_parameters(value, null=null) if isinstance(value, Mapping) else "")
+                + "}"
             )
         elif key == "required":
             out.append("required:[" + _quoted_list(value) + "]")
         elif key == "type":
             if isinstance(value, str):
-                out.append("type:" + format_argument(value.upper()))
+                out.append("type:" + format_argument(value.upper(), null=null))
             else:
-                out.append("type:" + format_argument([_upper(v) for v in value]))
+                out.append("type:" + format_argument([_upper(v) for v in value], null=null))
         else:
-            out.append(_str(key) + ":" + format_argument(value))
+            out.append(_str(key) + ":" + format_argument(value, null=null))
     return ",".join(out)
 
 
-def declaration(tool: Any) -> str:
+def declaration(tool: Any, null: str = "null") -> str:
     """One tool of the system turn, between ``<|tool>`` and ``<tool|>`` (``format_function_declaration``)."""
     fn = _get(tool, "function")
     text = "declaration:" + _str(_get(fn, "name")) + "{description:" + Q + _str(_get(fn, "description")) + Q
@@ -245,7 +247,7 @@ def declaration(tool: Any) -> str:
     if params:
         text += ",parameters:{"
         if _get(params, "properties"):
-            text += "properties:{" + format_parameters(params["properties"]) + "},"
+            text += "properties:{" + format_parameters(params["properties"], null=null) + "},"
         if _get(params, "required"):
             text += "required:[" + _quoted_list(params["required"]) + "],"
         if _get(params, "type"):
@@ -260,7 +262,7 @@ def declaration(tool: Any) -> str:
     return (text + "}").strip()
 
 
-def call_text(call: ToolCall, index: int) -> str:
+def call_text(call: ToolCall, index: int, null: str = "null") -> str:
     """``<|tool_call>call:NAME{key:value,...}<tool_call|>``."""
     args = call.arguments
     if args is None:
@@ -271,7 +273,9 @@ def call_text(call: ToolCall, index: int) -> str:
             index=index,
             rule="tool_call",
         )
-    body = ",".join(_str(k) + ":" + format_argument(v, escape_keys=False) for k, v in dictsort(args))
+    body = ",".join(
+        _str(k) + ":" + format_argument(v, escape_keys=False, null=null) for k, v in dictsort(args)
+    )
     return CALL_OPEN + "call:" + call.name + "{" + body + "}" + CALL_CLOSE
 
 
@@ -314,6 +318,13 @@ class Gemma4(NativeFormat):
     empty_thought_prompt = True
     #: a tool message ends the model turn for the next assistant message (diffusiongemma's template)
     tool_breaks_continuation = False
+    #: how a null value is written in Gemma's notation (the earlier template: Python's ``None``)
+    null = "null"
+    #: the earlier template's turns: reasoning kept only with tool calls, a turn of results without
+    #: content never closed, no thought opener after results, media parts change the turn's end
+    legacy = False
+    #: ``image_url`` and ``input_audio`` parts count as media (not in the earlier template)
+    openai_media = True
 
     def build(
         self,
@@ -339,7 +350,9 @@ class Gemma4(NativeFormat):
             if has_system:
                 self._system_content(out, msgs[0])
             if conv.tools:
-                out.control("".join(TOOL_OPEN + declaration(t) + TOOL_CLOSE for t in conv.tools), owner)
+                out.control(
+                    "".join(TOOL_OPEN + declaration(t, self.null) + TOOL_CLOSE for t in conv.tools), owner
+                )
                 prev_type = "tool"
             out.control(TURN_END + "\n", owner)
         start = 1 if has_system else 0
@@ -371,13 +384,17 @@ class Gemma4(NativeFormat):
             if not (role == "model" and prev_role == "assistant"):
                 out.control(TURN_OPEN + role + "\n", i)
             reasoning = m.reasoning_content
-            if reasoning and (i > last_user or (preserve_thinking and m.tool_calls)):
+            if self.legacy:
+                keep = bool(i > last_user and m.tool_calls)
+            else:
+                keep = bool(i > last_user or (preserve_thinking and m.tool_calls))
+            if reasoning and keep:
                 out.control(THOUGHT_OPEN, i, trained)
                 out.content(reasoning, i, trained)
                 out.control("\n" + CHANNEL_CLOSE, i, trained)
             responded = False
             if m.tool_calls:
-                out.control("".join(call_text(c, i) for c in m.tool_calls), i, trained)
+                out.control("".join(call_text(c, i, self.null) for c in m.tool_calls), i, trained)
                 prev_type = "tool_call"
                 k = i + 1
                 while k < len(msgs) and msgs[k].role == "tool":
@@ -386,11 +403,18 @@ class Gemma4(NativeFormat):
                     responded = True
                     prev_type = "tool_response"
                     k += 1
-            has_content = bool(self._content(out, i, m, role).strip())
+            captured, media = self._content(out, i, m, role)
+            has_content = bool(captured.strip())
+            if self.legacy and media:
+                prev_type = media
             next_role = next((msgs[j].role for j in range(i + 1, len(msgs)) if msgs[j].role != "tool"), None)
             continues = role == "model" and next_role == "assistant" and (not m.tool_calls or responded)
             if prev_type == "tool_call" and not responded:
                 out.control(RESPONSE_OPEN, i, trained)
+            elif self.legacy:
+                if not (responded and not has_content):
+                    out.control(TURN_END, i, trained)
+                    out.control("\n", i)
             elif continues:
                 pass
             elif not (responded and not has_content and next_role is None):
@@ -402,7 +426,7 @@ class Gemma4(NativeFormat):
                 out.control(TURN_OPEN + "model\n")
                 if not think and self.empty_thought_prompt:
                     out.control(EMPTY_THOUGHT)
-            elif prev_type == "tool_response" and think:
+            elif prev_type == "tool_response" and think and not self.legacy:
                 out.control(THOUGHT_OPEN)
 
     @staticmethod
@@ -416,17 +440,17 @@ class Gemma4(NativeFormat):
                 out.content(_str(MISSING if text is None else text).strip(), 0, m.trained)
                 out.control(" ", 0)
 
-    @staticmethod
-    def _content(out: SegmentBuilder, i: int, m: Message, role: str) -> str:
-        """Writes the message's content; returns it (what the template captures)."""
+    def _content(self, out: SegmentBuilder, i: int, m: Message, role: str) -> tuple[str, str]:
+        """Writes the message's content; returns it (what the template captures) and the kind of
+        its last media part (``image``, ``audio``, ``video``) if any."""
         trim = strip_thinking if role == "model" else str.strip
         trained = m.trained
         c = m.content
         if isinstance(c, str):
             text = trim(c)
             out.content(text, i, trained)
-            return text
-        captured = ""
+            return text, ""
+        captured = last_media = ""
         if isinstance(c, list):
             for part in c:
                 if not isinstance(part, Mapping):
@@ -436,13 +460,19 @@ class Gemma4(NativeFormat):
                     out.content(text, i, trained)
                     captured += text
                 else:
-                    media = _media(part)
+                    media = self._media(part)
                     out.control(media, i)
                     captured += media
-        return captured
+                    last_media = media[2:-2] if media else last_media
+        return captured, last_media
 
-    @staticmethod
+    def _media(self, part: Mapping[str, Any]) -> str:
+        if self.openai_media:
+            return _media(part)
+        return {"image": IMAGE, "audio": AUDIO, "video": VIDEO}.get(part.get("type") or "", "")
+
     def _response(
+        self,
         out: SegmentBuilder,
         call_message: Message,
         m: Message,
@@ -452,10 +482,16 @@ class Gemma4(NativeFormat):
         owner_trained: bool,
         owner: int,
     ) -> None:
-        name = m.name or "unknown"
+        name = m.name if self.legacy else m.name or "unknown"
         for tc in call_message.tool_calls or ():
             if tc.id == m.tool_call_id:
                 name = tc.name
+        if name is None:
+            raise ValidationError(
+                f"{self.info.name}: a tool result needs a name or the id of its call (the template raises)",
+                index=k,
+                rule="tool_call_id",
+            )
         if first:
             out.control(RESPONSE_OPEN, owner, owner_trained)  # what the model emits after its calls
         else:
@@ -478,9 +514,11 @@ class Gemma4(NativeFormat):
             out.control(Q + "}" + RESPONSE_CLOSE, k)
             for p in c:
                 if isinstance(p, Mapping):
-                    out.control(_media(p), k)
+                    out.control(self._media(p), k)
         else:
-            out.control(head + format_argument(c, escape_keys=False) + "}" + RESPONSE_CLOSE, k)
+            out.control(
+                head + format_argument(c, escape_keys=False, null=self.null) + "}" + RESPONSE_CLOSE, k
+            )
 
 
 class Gemma4E(Gemma4):
@@ -507,6 +545,22 @@ class DiffusionGemma(Gemma4E):
         special_tokens=dict(SPECIAL_TOKENS),
     )
     tool_breaks_continuation = True
+
+
+class Gemma4OTel(Gemma4E):
+    """An earlier revision of Google's Gemma 4 E4B template, as farbodtavakkoli/OTel-LLM-E4B-IT (and many
+    E2B/E4B fine-tunes) ship it."""
+
+    info = replace(
+        Gemma4.info,
+        name="gemma-4-otel",
+        description="Gemma 4 E4B's earlier template (OTel-LLM-E4B-IT): None for null, reasoning only with calls",
+        reference="the chat_template of farbodtavakkoli/OTel-LLM-E4B-IT, rendered by transformers",
+        special_tokens=dict(SPECIAL_TOKENS),
+    )
+    null = "None"
+    legacy = True
+    openai_media = False
 
 
 # -- the output parser -----------------------------------------------------------------------------------
@@ -705,13 +759,18 @@ _PRESERVE = TemplateKwarg(
 )
 
 
-def _family(fmt: type[Gemma4], aliases: tuple[str, ...], pin: Pin) -> Family:
+def _family(
+    fmt: type[Gemma4],
+    aliases: tuple[str, ...],
+    pin: Pin,
+    kwargs: tuple[TemplateKwarg, ...] = (_THINKING, _PRESERVE),
+) -> Family:
     return Family(
         fmt.info.name,
         make=fmt,
         aliases=aliases,
         parser="gemma-4",
-        kwargs=(_THINKING, _PRESERVE),
+        kwargs=kwargs,
         pins=(pin,),
         reference=fmt.info.reference,
         group="gemma",
@@ -734,6 +793,12 @@ FAMILIES = [
         ("diffusiongemma-26b-a4b-it", "diffusion-gemma"),
         Pin("google/diffusiongemma-26B-A4B-it", "google--diffusiongemma-26B-A4B-it.jinja"),
     ),
+    _family(
+        Gemma4OTel,
+        ("otel-llm-e4b-it",),
+        Pin("farbodtavakkoli/OTel-LLM-E4B-IT", "farbodtavakkoli--OTel-LLM-E4B-IT.jinja"),
+        kwargs=(_THINKING,),
+    ),
 ]
 
 __all__ = [
@@ -742,6 +807,7 @@ __all__ = [
     "DiffusionGemma",
     "Gemma4",
     "Gemma4E",
+    "Gemma4OTel",
     "declaration",
     "format_argument",
     "format_parameters",
