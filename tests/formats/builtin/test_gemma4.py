@@ -875,3 +875,13 @@ def test_the_prompt_after_results_with_thinking_opens_the_reasoning() -> None:
     parser = parser_for_format(fmt, tools=tools, prompt=prompt)
     r = parser.parse("It is noon, say so.\n<channel|>It is 12:00.<turn|>")
     assert r.reasoning_content == "It is noon, say so." and r.content == "It is 12:00."
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_detect_names_the_family_of_each_official_template(name: str, tmp_path: Path) -> None:
+    from chatfmt.formats.detect import detect
+
+    path = tmp_path / "chat_template.jinja"
+    path.write_text(official(name), encoding="utf-8")
+    result = detect(path)
+    assert (result.verdict, result.format) == ("identical", name)

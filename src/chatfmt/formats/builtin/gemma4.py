@@ -1,10 +1,11 @@
-"""Gemma 4: ``<|turn>ROLE\\n ... <turn|>\\n`` turns, ``<|channel>thought`` reasoning, ``<|tool_call>call:NAME{...}`` calls.
+"""Gemma 4: ``<|turn>ROLE\n ... <turn|>\n`` turns, ``<|channel>thought`` reasoning, ``<|tool_call>call:NAME{...}`` calls.
 
 ``gemma-4`` renders exactly what the chat template of google/gemma-4-26B-A4B-it renders under
 transformers (the same text is published for gemma-4-31B-it and gemma-4-12B-it); ``gemma-4-e4b`` what
-google/gemma-4-E4B-it's renders (also E2B's), and ``diffusiongemma`` what
-google/diffusiongemma-26B-A4B-it's renders. All three are pinned to the published templates
-(``official/``); they differ only where noted below.
+google/gemma-4-E4B-it's renders (also E2B's); ``diffusiongemma`` what google/diffusiongemma-26B-A4B-it's
+renders; ``gemma-4-otel`` what farbodtavakkoli/OTel-LLM-E4B-IT's renders (an earlier revision of
+Google's E4B template, 6.3M downloads, shipped by many E2B/E4B fine-tunes). All four are pinned to
+those templates (``official/``); they differ only where noted below.
 
 - ``<bos>`` first. A system turn ``<|turn>system\\n`` ... ``<turn|>\\n`` is written when there is a
   system message, a tool list or ``enable_thinking``: ``<|think|>\\n`` first with thinking, then the
@@ -25,7 +26,14 @@ google/diffusiongemma-26B-A4B-it's renders. All three are pinned to the publishe
 - the generation prompt is ``<|turn>model\\n`` + (``gemma-4`` only, without thinking)
   ``<|channel>thought\\n<channel|>``; after calls nothing, after results ``<|channel>thought\\n`` with
   thinking, else nothing;
-- keyword arguments: ``enable_thinking`` and ``preserve_thinking`` (default false).
+- keyword arguments: ``enable_thinking`` and ``preserve_thinking`` (default false);
+- ``gemma-4-otel`` (the earlier template) writes a null value as ``None``, keeps reasoning only on an
+  assistant message with tool calls after the last user message (no ``preserve_thinking``), never
+  closes a turn of results without content (the next assistant message continues it, any other
+  message opens its own turn after it), writes no thought opener after results, counts only
+  ``image``/``audio``/``video`` parts as media, and raises (so does this format: ``ValidationError``)
+  on a tool result with neither a ``name`` nor its call's id; its generation prompt is
+  ``gemma-4-e4b``'s.
 
 Content parts: text parts are trimmed (a model message's thinking removed) and written back to back,
 ``image``/``image_url`` parts as ``<|image|>``, ``audio``/``input_audio`` as ``<|audio|>``, ``video`` as
@@ -34,7 +42,8 @@ text parts are joined as they are and its media tokens follow the response block
 
 Deliberate differences from the templates, each where the template raises or silently loses text:
 tool-call arguments must be an object (given as JSON text they are parsed first; anything else is a
-``ValidationError``, as the template raises); a tool message that does not follow an assistant
+``ValidationError``, as the template raises; ``gemma-4-otel``'s template writes a string as it is);
+a tool message that does not follow an assistant
 message with tool calls (through other tool messages) is a ``ValidationError`` (the template drops it);
 Gemma's legacy ``tool_responses`` key on an assistant message is a ``ValidationError`` (not rendered).
 Reasoning given as ``thinking`` (chatfmt's alias) is rendered as ``reasoning_content`` is.
@@ -48,8 +57,8 @@ calls follows its results, so the segments of that message are not contiguous th
 turn without a system message and the generation prompt belong to no message.
 
 Ids: no Gemma 4 tokenizer ships in a registry package or in the shared test data, so the text is
-pinned and the ids are not (chatfmt's encode of this text with the model's tokenizer is what the
-model saw: every marker above is one special token of Gemma 4's vocabulary).
+pinned and the ids are not (text only); the markers above are declared as the format's special tokens
+(``info.special_tokens``), which a test checks against every marker the templates write.
 
 The output parser ``gemma-4`` reads what these models generate: a ``<|channel>thought`` reasoning block
 (opened by the prompt after results with thinking), content, ``<|tool_call>call:NAME{...}<tool_call|>``
