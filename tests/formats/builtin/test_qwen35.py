@@ -302,6 +302,31 @@ def test_text_matches_the_official_template(
     assert ours(name, messages, tools, add_generation_prompt=add_generation_prompt, **kwargs) == expected
 
 
+@pytest.mark.parametrize(("name", "case", "kw"), [p for p in TEXT_PARAMS if p[0] in QWEN35])
+def test_the_jinja_export_renders_like_the_builtin_with_arguments_as_json_text(
+    name: str, case: str, kw: str
+) -> None:
+    from chatfmt.formats.export import to_jinja
+
+    messages, tools = CASES[case]
+    kwargs = {"add_generation_prompt": True, **_template_kwargs(name, KWARGS[kw])}
+    as_text = [
+        dict(
+            m,
+            tool_calls=[
+                call(c["function"]["name"], json.dumps(c["function"]["arguments"], indent=1))
+                for c in m["tool_calls"]
+            ],
+        )
+        if m.get("tool_calls")
+        else m
+        for m in messages
+    ]
+    template = to_jinja(registry.get(name))
+    expected = ours(name, messages, tools, **kwargs)
+    assert render_reference(as_text, template=template, tools=tools, keep_none=True, **kwargs) == expected
+
+
 @pytest.mark.parametrize("name", list(FAMILIES))
 def test_continue_final_message_matches_the_template(name: str) -> None:
     messages = [msg("user", "Write a haiku."), msg("assistant", "Autumn moon")]

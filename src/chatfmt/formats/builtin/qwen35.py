@@ -156,6 +156,13 @@ class Qwen35(ChatMLFormat):
     def write(self, value: Any) -> str:
         return value_json(value) if self.json_values else value_text(value)
 
+    def jinja_variables(self) -> dict[str, object]:
+        return {
+            "thinking_by_default": self.thinking_by_default,
+            "json_values": self.json_values,
+            "has_preserve_thinking": self.has_preserve_thinking,
+        }
+
     def tool_definitions(self, tools: list[Any]) -> str:
         return tool_lines(TOOLS_HEADER, tools, TOOLS_FOOTER)
 
@@ -375,6 +382,7 @@ def _family(
     parser: str,
     kwargs: tuple[TemplateKwarg, ...],
     pin: Pin,
+    export: str | None = None,
 ) -> Family:
     return Family(
         fmt.info.name,
@@ -383,6 +391,7 @@ def _family(
         parser=parser,
         kwargs=kwargs,
         pins=(pin,),
+        export=export,
         reference=fmt.info.reference,
         group="qwen",
     )
@@ -405,6 +414,7 @@ FAMILIES = [
         "qwen3.5",
         (_THINKING,),
         Pin("Qwen/Qwen3.5-4B", "Qwen--Qwen3.5-4B.jinja"),
+        "qwen3.5.jinja",
     ),
     _family(
         Qwen35Small,
@@ -412,6 +422,7 @@ FAMILIES = [
         "qwen3.5-small",
         (_SMALL_THINKING,),
         Pin("Qwen/Qwen3.5-0.8B", "Qwen--Qwen3.5-0.8B.jinja"),
+        "qwen3.5.jinja",
     ),
     _family(
         Qwen36,
@@ -419,6 +430,7 @@ FAMILIES = [
         "qwen3.5",
         (_THINKING, _PRESERVE),
         Pin("Qwen/Qwen3.6-35B-A3B", "Qwen--Qwen3.6-35B-A3B.jinja"),
+        "qwen3.5.jinja",
     ),
     _family(
         Qwen3Instruct2507,
