@@ -8,12 +8,19 @@ turn must be the family's own rendering of the whole conversation, the tool resu
 The families are read from the registry, so a new family with a parser is in this test without an
 edit. The scripted engine uses the real SmolLM2 tokenizer; a family's control tokens that it lacks
 are encoded as text (``allow_missing_tokens``), which the parsers read as they read a model's text.
+The same loop runs through :class:`chatfmt.Chat` (what ``chatfmt chat`` drives) on a scripted
+backend: the call, then the family's rendering of a final answer; the registered Python function must
+be called with the call's arguments, and the second prompt must be the family's rendering of the
+question, the call and its result.
+
 The default run takes every third family (one call); ``slow`` the others, and every family again
 with two parallel calls where it renders them (a family that cannot is skipped with its reason)."""
 
 from __future__ import annotations
 
+import itertools
 import json
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import openai
@@ -21,6 +28,8 @@ import pytest
 
 from chatfmt.errors import ValidationError
 from chatfmt.formats import registry
+from chatfmt.inference import Backend, Chat
+from chatfmt.inference.backends.base import GenerationParams, GenerationResult
 from chatfmt.server import create_app
 
 from .conftest import ScriptedEngine, post_json, uvicorn_thread
@@ -105,32 +114,49 @@ def _think_markers(name: str) -> tuple[str | None, str | None]:
     return markers.get("think_start"), markers.get("think_end")
 
 
-def generated_part(fmt: Any, calls: list[dict[str, Any]]) -> str:
-    """What the family's model emits for ``calls``: its rendering of the assistant's tool-call turn
-    after the rendering of the prompt (generation prompt included), reasoning first for a reasoning
-    family. Where the prompt is not a prefix of that rendering (the generation prompt opens a reasoning
-    block that the history drops), the turn from where the two differ, after a reasoning block closed
-    with the family's own end marker."""
-    prompt = fmt.render([QUESTION], tools=TOOLS, add_generation_prompt=True)
+def continuation(fmt: Any, history: list[dict[str, Any]], reply: Callable[[bool], dict[str, Any]]) -> str:
+    """What the family's model emits after ``history``: its rendering of ``history`` plus the reply
+    (``reply(reasoning)``: with reasoning first for a reasoning family) after the rendering of the
+    prompt (generation prompt included). Where the prompt is not a prefix of that rendering (the
+    generation prompt opens a reasoning block that the history drops, or the family writes a turn
+    differently once another follows), the reply's own trained segments, after a reasoning block
+    closed with the family's own end marker when the prompt leaves one open."""
+    prompt = fmt.render(history, tools=TOOLS, add_generation_prompt=True)
+    fulls = []
+    for reasoning in dict.fromkeys((fmt.info.supports_reasoning, False)):
+        try:
+            fulls.append(fmt.render([*history, reply(reasoning)], tools=TOOLS))
+        except ValidationError as e:  # a family whose template cannot write this reply
+            pytest.skip(f"{fmt.name} cannot render the reply: {e}")
+    generated = next((f[len(prompt) :] for f in fulls if f.startswith(prompt)), None)
+    if generated is not None:
+        # a reply header the generation prompt did not write (diffusiongemma after a tool response
+        # continues the model's turn, its history opens a new one) is not the model's to emit
+        segments = fmt.render_segments([*history, reply(fmt.info.supports_reasoning)], tools=TOOLS)
+        header = "".join(
+            seg.text
+            for seg in itertools.takewhile(
+                lambda seg: not seg.trained, (g for g in segments if g.message == len(history))
+            )
+        )
+        return generated.removeprefix(header) if header else generated
+    segments = fmt.render_segments([*history, reply(False)], tools=TOOLS)
+    generated = "".join(seg.text for seg in segments if seg.message == len(history) and seg.trained)
+    start, end = _think_markers(fmt.name)
+    if start and end and prompt.rfind(start) > prompt.rfind(end):
+        generated = f"{REASONING}\n{end}\n\n{generated}"
+    return generated
+
+
+def generated_part(fmt: Any, calls: list[dict[str, Any]]) -> tuple[str, str]:
+    """What the family's model emits for ``calls`` after the question, and the id style it was
+    rendered with (``named`` for a family that writes a call by its id alone)."""
     for style in ("plain", "named"):
-        fulls = []
-        for reasoning in dict.fromkeys((fmt.info.supports_reasoning, False)):
-            try:
-                fulls.append(fmt.render([QUESTION, _assistant(fmt, calls, style, reasoning)], tools=TOOLS))
-            except ValidationError as e:  # a family whose template cannot write an assistant's tool calls
-                pytest.skip(f"{fmt.name} renders no assistant tool calls: {e}")
-        generated = next((f[len(prompt) :] for f in fulls if f.startswith(prompt)), None)
-        if generated is None:
-            full = fulls[-1]  # without reasoning
-            i = next((k for k, (x, y) in enumerate(zip(prompt, full)) if x != y), min(len(prompt), len(full)))
-            i = max(prompt.rfind(">", 0, i), prompt.rfind("\n", 0, i)) + 1  # not inside a marker
-            generated = full[i:].lstrip()
-            start, end = _think_markers(fmt.name)
-            opened = prompt[i:]
-            if start and end and start in opened and end not in opened[opened.rindex(start) :]:
-                generated = f"{REASONING}\n{end}\n\n{generated}"
+        generated = continuation(
+            fmt, [QUESTION], lambda reasoning, style=style: _assistant(fmt, calls, style, reasoning)
+        )
         if all(c["name"] in generated for c in calls):
-            return generated
+            return generated, style
     pytest.fail(f"{fmt.name}: the rendered call turn does not name the tool: {generated!r}")
 
 
@@ -151,7 +177,7 @@ def _check_calls(got: list[Any], calls: list[dict[str, Any]]) -> None:
 
 def _loop(name: str, calls: list[dict[str, Any]], smol_tokenizer: Any) -> None:
     fmt = registry.get(name)
-    script = generated_part(fmt, calls)
+    script, _ = generated_part(fmt, calls)
     fmt, server = _server(name, script, smol_tokenizer)
     with server as base:
         client = openai.OpenAI(base_url=base + "/v1", api_key="none")
@@ -222,10 +248,115 @@ def test_a_family_tool_call_goes_round_the_real_server_every_family(name, smol_t
 @pytest.mark.slow
 @pytest.mark.parametrize("name", _families("all"))
 def test_a_family_parallel_tool_calls_go_round_the_real_server(name, smol_tokenizer):
-    fmt = registry.get(name)
-    try:
-        script = generated_part(fmt, TWO_CALLS)
-    except Exception as e:  # noqa: BLE001 - a family that cannot render two calls in one turn
-        pytest.skip(f"{name} does not render parallel calls: {e}")
-    assert script
     _loop(name, TWO_CALLS, smol_tokenizer)
+
+
+# -- the same loop through chatfmt.Chat (what `chatfmt chat` runs), its tools called in between ----------
+
+ANSWER = "It is 22 °C and clear in Paris."
+
+
+class ScriptedBackend(Backend):
+    """Replays one script per generation (the last one again after that) with a real tokenizer, and
+    keeps the prompt text each generation was asked for."""
+
+    name = "scripted"
+
+    def __init__(self, tokenizer: Any, scripts: list[str]) -> None:
+        from chatfmt.encode import encode_rendered
+        from chatfmt.segments import Rendered, Segment
+
+        self._tokenizer = tokenizer
+        self.scripts = [encode_rendered(Rendered([Segment(s)]), tokenizer)[0] for s in scripts]
+        self.prompts: list[str] = []
+        self.chat: Chat | None = None
+
+    @property
+    def n_ctx(self) -> int:
+        return 32_768
+
+    @property
+    def tokenizer(self) -> Any:
+        return self._tokenizer
+
+    def default_format(self) -> Any:
+        raise NotImplementedError("the test gives the format")
+
+    def generate(
+        self,
+        prompt_ids: Sequence[int],
+        params: GenerationParams,
+        *,
+        result: GenerationResult | None = None,
+        cancel: Any = None,
+    ) -> Iterator[int]:
+        assert self.chat is not None
+        self.prompts.append(self.chat.encoder.last_text)
+        script = self.scripts[min(len(self.prompts), len(self.scripts)) - 1]
+        result = result if result is not None else GenerationResult()
+        result.prompt_tokens = len(prompt_ids)
+        for tid in script:
+            if tid in params.stop_ids:
+                result.finish_reason, result.stop_id = "stop", tid
+                return
+            result.completion_tokens += 1
+            yield tid
+        result.finish_reason = "stop"
+
+
+def _chat_loop(name: str, smol_tokenizer: Any) -> None:
+    fmt = registry.get(name)
+    call, style = generated_part(fmt, ONE_CALL)
+    history = [
+        QUESTION,
+        _assistant(fmt, ONE_CALL, style, False),
+        {
+            "role": "tool",
+            "tool_call_id": _call_id(style, "get_weather", 0),
+            "name": "get_weather",
+            "content": RESULTS[0],
+        },
+    ]
+    answer = continuation(
+        fmt,
+        history,
+        lambda reasoning: {
+            "role": "assistant",
+            "content": ANSWER,
+            **({"reasoning_content": REASONING} if reasoning else {}),
+        },
+    )
+    backend = ScriptedBackend(smol_tokenizer, [call, answer])
+    called: list[dict[str, Any]] = []
+
+    def get_weather(city: str, unit: str = "celsius") -> str:
+        called.append({"city": city, "unit": unit})
+        return RESULTS[0]
+
+    chat = Chat(backend=backend, format=fmt, temperature=0, allow_missing_tokens=True, max_tool_rounds=2)
+    chat.add_tool(WEATHER, get_weather)
+    chat.add_tool(TIME, lambda city: RESULTS[1])
+    backend.chat = chat
+    reply = chat.send(QUESTION["content"])
+    assert called == [ONE_CALL[0]["arguments"]], (call, chat.messages)
+    assert [m["role"] for m in chat.messages] == ["user", "assistant", "tool", "assistant"]
+    (tc,) = chat.messages[1]["tool_calls"]
+    assert (
+        tc["function"]["name"] == "get_weather"
+        and json.loads(tc["function"]["arguments"]) == ONE_CALL[0]["arguments"]
+    )
+    assert reply.content.strip() == ANSWER and reply.finish_reason == "stop", (answer, reply)
+    # the second prompt: the family's rendering of the question, the call and its result
+    assert len(backend.prompts) == 2
+    assert backend.prompts[1] == fmt.render(chat.messages[:3], tools=chat.tools, add_generation_prompt=True)
+
+
+@pytest.mark.parametrize("name", _families("sample"))
+def test_a_family_tool_call_goes_round_chat(name, smol_tokenizer):
+    _chat_loop(name, smol_tokenizer)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _families("rest"))
+def test_a_family_tool_call_goes_round_chat_every_family(name, smol_tokenizer):
+    _chat_loop(name, smol_tokenizer)
