@@ -171,6 +171,34 @@ def test_text_matches_the_official_template(case: str, add_generation_prompt: bo
     assert ours(messages, tools, add_generation_prompt=add_generation_prompt, **kwargs) == expected
 
 
+@pytest.mark.parametrize("kw", list(KWARGS))
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_jinja_export_renders_like_the_builtin(case: str, kw: str) -> None:
+    from chatfmt.formats.export import to_jinja
+
+    messages, tools = CASES[case]
+    template = to_jinja(registry.get("smollm3"))
+    kwargs = {"add_generation_prompt": True, **KWARGS[kw]}
+    assert render_reference(messages, template=template, tools=tools, keep_none=True, **kwargs) == ours(
+        messages, tools, **kwargs
+    )
+    # with tool calls (arguments as JSON text too) and tool results
+    turns = [
+        msg("user", "Weather in Paris, and the time?"),
+        msg(
+            "assistant",
+            "\nChecking.",
+            tool_calls=[call("get_weather", json.dumps({"city": "Paris", "days": 3})), CALLS[1]],
+        ),
+        msg("tool", "21°C"),
+        msg("tool", "12:00"),
+        msg("assistant", "", tool_calls=[CALLS[1]]),
+    ]
+    assert render_reference(turns, template=template, tools=TOOLS, keep_none=True, **kwargs) == ours(
+        turns, TOOLS, **kwargs
+    )
+
+
 def test_the_system_block_is_closed_only_with_tools() -> None:
     # the template writes <|im_end|> after the system block in its tools branch only
     plain = ours([msg("user", "hi")])

@@ -216,6 +216,7 @@ FAMILIES = [
             ),
         ),
         pins=(Pin("HuggingFaceTB/SmolLM3-3B", "HuggingFaceTB--SmolLM3-3B.jinja", tools=False),),
+        export="smollm3.jinja",
         reference=SmolLM3.info.reference,
         group="smollm",
     ),
