@@ -410,6 +410,38 @@ def test_deliberate_differences_from_the_template() -> None:
     assert reference("ministral-3", as_text).endswith('[TOOL_CALLS]get_time[ARGS]{"tz":"UTC"}</s>')
 
 
+@pytest.mark.parametrize("case", list(CASES) + list(REASONING_CASES) + list(THINKING_PARTS))
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_the_jinja_export_renders_like_the_builtin_with_arguments_as_json_text(name: str, case: str) -> None:
+    from chatfmt.formats.export import to_jinja
+
+    messages, tools = {**CASES, **REASONING_CASES, **THINKING_PARTS}[case]
+    as_text = [
+        dict(
+            m,
+            tool_calls=[
+                call(
+                    c["function"]["name"],
+                    json.dumps(c["function"]["arguments"], ensure_ascii=False),
+                    c.get("id"),
+                )
+                for c in m["tool_calls"]
+            ],
+        )
+        if m.get("tool_calls")
+        else m
+        for m in messages
+    ]
+    template = to_jinja(registry.get(name))
+    try:
+        expected = ours(name, messages, tools)
+    except ValidationError:
+        with pytest.raises(Exception, match="needs content|parts"):
+            render_reference(as_text, template=template, tools=tools, keep_none=True)
+        return
+    assert render_reference(as_text, template=template, tools=tools, keep_none=True) == expected
+
+
 # --- segments -------------------------------------------------------------------------------------
 
 

@@ -67,6 +67,9 @@ typed in a tool description stays text); everything else is ``control``. An assi
 ``[THINK]`` block, ``[TOOL_CALLS]``/``[ARGS]`` and the calls' names and arguments, ``</s>``) is trained;
 ``[INST]``/``[/INST]`` and the rest are not; the default system prompt and ``<s>`` belong to no message.
 
+``chatfmt export NAME --to jinja`` writes ``templates/ministral-3.jinja`` (written from this format,
+not copied from the vendor's template), with the variant's default system prompt and ``thinking``.
+
 The output parser ``ministral-3`` reads what these models generate: ``[THINK]reasoning[/THINK]`` (the
 reasoning model), content, then one ``[TOOL_CALLS]name[ARGS]{json}`` per call, to ``</s>``. As vLLM's
 ``mistral`` parser, it also takes ``name{json}`` without ``[ARGS]``, v11's ``name[CALL_ID]id[ARGS]{json}``
@@ -284,11 +287,9 @@ class Ministral3(NativeFormat):
         special_tokens=dict(SPECIAL_TOKENS),
     )
 
-    #: why ``chatfmt export --to jinja`` refuses: the official template is the export
-    jinja_unsupported = (
-        "the format is its official chat template, byte for byte: use that template (the Hub repo's "
-        "chat_template.jinja)"
-    )
+    def jinja_variables(self) -> dict[str, object]:
+        """What the Jinja export (``templates/ministral-3.jinja``) is written with."""
+        return {"default_system": self.default_system, "thinking": self.thinking}
 
     # -- merging (the templates' aggregation of consecutive messages)
 
@@ -543,6 +544,7 @@ def _family(fmt: type[Ministral3], aliases: tuple[str, ...], *pins: Pin) -> Fami
         parser="ministral-3",
         kwargs=(),
         pins=pins,
+        export="ministral-3.jinja",
         reference=fmt.info.reference,
         group="mistral",
     )
