@@ -32,10 +32,15 @@ renders under transformers; ``gpt-oss-safeguard`` what openai/gpt-oss-safeguard-
   content as ``tojson`` (a JSON string literal) + ``<|end|>``, NAME the last call's;
 - the generation prompt ``<|start|>assistant``.
 
-Where the templates differ from openai-harmony (the vendor renderer): harmony writes
+Where the templates differ from openai-harmony (the vendor renderer and encoder): harmony writes
 ``<|constrain|>json`` where the templates write ``json``, the tool result as it is where the templates
-write it as a JSON string, and gpt-oss's developer instructions without the ``\\n\\n`` after them
-(gpt-oss-safeguard's template agrees with harmony there). chatfmt follows the templates.
+write it as a JSON string, gpt-oss's developer instructions without the ``\\n\\n`` after them
+(gpt-oss-safeguard's template agrees with harmony there) and safeguard's tools without the ``\\n\\n``
+before them, a parameter's default without the comma after it, ``nullable`` on any type, and a tool
+whose parameters are an empty object as ``(_: any)``. chatfmt follows the templates. The ids are pinned to harmony's
+(the ``o200k_harmony`` encoding) on conversations where both write the same text, the harmony
+messages built to write the template's text where they do not (tests/formats/builtin/test_gpt_oss.py).
+chatfmt has no ``developer`` role: the system message is the developer message, as in the templates.
 
 Deliberate leniencies (the templates would raise): ``None`` content renders as ``""``, a list of
 content parts as its joined text, a tool without description without its ``// `` line, a non-string
@@ -59,7 +64,10 @@ arguments of a call of NAME (JSON, or a Python literal, trailing text ignored), 
 (``browser.search``, ``python``) a call of that name (``python`` may take raw code). Text after
 ``<|return|>`` is not part of the message; messages after ``<|call|>`` are (a backend that did not stop
 there). A body that does not end before the output does is taken as it is (backends drop the stop
-token).
+token). Two messages of one kind (two analysis messages, a preamble and a final answer) are joined with
+a blank line. A header without ``<|message|>`` is dropped with a warning; text with no harmony marker at
+all is content. The parser is :class:`HarmonyParser` (the grammar's ``parser_class``); without the
+grammar's block (``tool_choice: "none"``) a call's body is content.
 """
 
 from __future__ import annotations
