@@ -833,6 +833,19 @@ def test_where_harmony_writes_other_text_than_the_templates(harmony: Any) -> Non
         harmony.render_conversation(no_system)
     )
     assert "<|start|>developer<|message|>\n\n# Tools\n\n" in ours("gpt-oss-safeguard", messages[1:], tools)
+    # a tool whose parameters are an empty object
+    from openai_harmony import Conversation, DeveloperContent, Message, ToolDescription
+
+    dev = DeveloperContent.new().with_function_tools(
+        [ToolDescription.new("get_time", "Current time", parameters={})]
+    )
+    empty = harmony.decode_utf8(
+        harmony.render_conversation(
+            Conversation.from_messages([Message.from_role_and_content(Role.DEVELOPER, dev)])
+        )
+    )
+    assert "type get_time = (_: any) => any;" in empty
+    assert "type get_time = () => any;" in ours("gpt-oss", [msg("user", "t?")], [TIME])
 
 
 # --- the output parser ---------------------------------------------------------------------------------
