@@ -24,11 +24,41 @@ class Call:
     id: str | None = None
 
 
+class Calls(list[Call]):
+    """Calls a body parser found, followed by text that is not a call (``rest``: prose after the
+    JSON, a stray closing tag) which the output parser keeps as content. A plain ``list`` of calls
+    means the whole body was calls."""
+
+    def __init__(self, calls: list[Call], rest: str = "") -> None:
+        super().__init__(calls)
+        self.rest = rest
+
+
+#: byte-level BPE pieces that leak into decoded text when a tokenizer's decoder is missing:
+#: GPT-2's space and newline (``Ġ``, ``Ċ``) and SentencePiece's space (``▁``)
+_BPE_MARKS = str.maketrans({"Ġ": " ", "Ċ": "\n", "▁": " "})
+
+
+def unmark_bpe(text: str) -> str:
+    """``text`` with leaked byte-level BPE space/newline pieces turned back into whitespace."""
+    return text.translate(_BPE_MARKS)
+
+
+def python_literal(text: str) -> Any:
+    """A Python literal (single quotes, ``True``/``False``/``None``) as the JSON value it means, or a
+    :class:`BodyError`: models trained on Python reprs write arguments that way (the serving stacks'
+    Hermes and Llama parsers fall back to ``ast.literal_eval`` too)."""
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        raise BodyError("not JSON, nor a Python literal") from None
+
+
 def dump_arguments(args: Any) -> str:
     """The arguments JSON string: an object is ``json.dumps(obj, ensure_ascii=False)``; a string must
     hold a JSON object and is normalised the same way."""
     if isinstance(args, str):
-        args = _loads(args) if args.strip() else {}
+        args = _lenient_loads(args) if args.strip() else {}
     if args is None:
         args = {}
     if not isinstance(args, dict):
@@ -45,6 +75,25 @@ def _loads(text: str) -> Any:
         raise BodyError(f"arguments are not JSON: {e.msg} at {e.pos}") from None
     except (ValueError, RecursionError) as e:
         raise BodyError(f"arguments are not usable JSON: {type(e).__name__}: {str(e)[:80]}") from None
+
+
+def _lenient_loads(text: str) -> Any:
+    """JSON text (a double-encoded argument string), else a Python literal, else leaked BPE pieces
+    undone; the JSON error when none of them reads."""
+    try:
+        return _loads(text)
+    except BodyError as first:
+        for attempt in (text, unmark_bpe(text)):
+            try:
+                value = python_literal(attempt)
+            except BodyError:
+                try:
+                    value = _loads(unmark_bpe(attempt))
+                except BodyError:
+                    continue
+            if isinstance(value, (dict, list)):
+                return value
+        raise first from None
 
 
 def _dumps(value: Any) -> str:
@@ -98,11 +147,16 @@ def strip_fence(text: str) -> str:
     return m.group(1) if m else text
 
 
-def json_values(text: str) -> list[Any]:
-    """One or more JSON values, back to back or separated by ``;`` / ``,`` / whitespace."""
+def json_values(text: str, *, rest: list[str] | None = None) -> list[Any]:
+    """One or more JSON values, back to back or separated by ``;`` / ``,`` / whitespace.
+
+    Lenient as the serving stacks are: a value that is not JSON but a Python literal (single quotes,
+    ``True``) is read as one, and leaked BPE pieces (``Ġ``) are undone. With ``rest`` (a list), text
+    after the last value that is neither (prose, a closing tag) is appended to it instead of failing
+    the whole body."""
     dec = json.JSONDecoder()
     text = strip_fence(text).strip()
-    values = []
+    values: list[Any] = []
     pos = 0
     while True:
         while pos < len(text) and text[pos] in " \t\r\n;,":
@@ -112,7 +166,14 @@ def json_values(text: str) -> list[Any]:
         try:
             value, pos = dec.raw_decode(text, pos)
         except json.JSONDecodeError as e:
-            raise BodyError(f"not valid JSON: {e.msg} at character {e.pos}") from None
+            found = _lenient_value(text, pos)
+            if found is not None:
+                value, pos = found
+            elif values and rest is not None:
+                rest.append(text[pos:])
+                break
+            else:
+                raise BodyError(f"not valid JSON: {e.msg} at character {e.pos}") from None
         except (ValueError, RecursionError) as e:  # nesting past the recursion limit, huge integers
             raise BodyError(f"not usable JSON: {type(e).__name__}: {str(e)[:80]}") from None
         values.append(value)
@@ -121,15 +182,63 @@ def json_values(text: str) -> list[Any]:
     return values
 
 
+def _balanced_end(text: str, pos: int) -> int | None:
+    """The end of the bracketed value that starts at ``pos`` (quotes of either kind respected)."""
+    if pos >= len(text) or text[pos] not in "[{":
+        return None
+    depth = 0
+    quote = ""
+    i = pos
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return None
+
+
+def _lenient_value(text: str, pos: int) -> tuple[Any, int] | None:
+    """A bracketed value at ``pos`` read as a Python literal or with leaked BPE pieces undone."""
+    end = _balanced_end(text, pos)
+    if end is None:
+        return None
+    chunk = text[pos:end]
+    for attempt in (chunk, unmark_bpe(chunk)):
+        try:
+            return json.loads(attempt), end
+        except (ValueError, RecursionError):
+            pass
+        try:
+            value = python_literal(attempt)
+        except BodyError:
+            continue
+        if isinstance(value, (dict, list)):
+            return value, end
+    return None
+
+
 def json_calls(text: str) -> list[Call]:
-    """Calls from JSON: an object, a list of objects, or several objects in a row."""
+    """Calls from JSON: an object, a list of objects, or several objects in a row; text after them
+    that is not JSON (prose, a stray closing tag) is handed back as :attr:`Calls.rest`."""
     calls: list[Call] = []
-    for value in json_values(text):
+    rest: list[str] = []
+    for value in json_values(text, rest=rest):
         for obj in value if isinstance(value, list) else [value]:
             calls.append(call_from_object(obj))
     if not calls:
         raise BodyError("an empty list of tool calls")
-    return calls
+    return Calls(calls, "".join(rest)) if rest else calls
 
 
 def _call_name(func: ast.expr) -> str:
@@ -270,10 +379,13 @@ def mistral_calls(body: str) -> list[Call]:
 
 
 def deepseek_r1_call(body: str, sep: str) -> list[Call]:
-    """DeepSeek-R1: ``function<sep>name\\n```json\\n{...}\\n```` ``."""
+    """DeepSeek-R1: ``function<sep>name\\n```json\\n{...}\\n```` ``; V3.1's ``name<sep>{json}`` is
+    read too (templates of either family are shared between checkpoints)."""
     kind, found, rest = body.partition(sep)
     if not found:
         raise BodyError(f"no {sep} in the tool call")
+    if kind.strip() != "function" and rest.strip()[:1] == "{":
+        return deepseek_v31_call(body, sep)
     name, nl, args = rest.partition("\n")
     if not nl:
         raise BodyError("no arguments after the tool name")
@@ -281,8 +393,65 @@ def deepseek_r1_call(body: str, sep: str) -> list[Call]:
 
 
 def deepseek_v31_call(body: str, sep: str) -> list[Call]:
-    """DeepSeek-V3.1: ``name<sep>{json}``."""
+    """DeepSeek-V3.1: ``name<sep>{json}``; R1's ``function<sep>name\\n```json ...```` is read too."""
     name, found, args = body.partition(sep)
     if not found:
         raise BodyError(f"no {sep} in the tool call")
+    if name.strip() == "function" and args.strip()[:1] not in ("{", ""):
+        return deepseek_r1_call(body, sep)
     return [Call(_name(name), dump_arguments(args.strip()))]
+
+
+def named_json_call(body: str) -> list[Call]:
+    """``name`` on the first line, then its JSON arguments (bare or in a code fence): Hunyuan's
+    ``<tool_call>name\\n```json\\n{...}\\n```</tool_call>``, Step's ``function\\nname\\n{...}``."""
+    text = body.strip()
+    name, nl, args = text.partition("\n")
+    if name.strip() == "function" and nl:
+        name, nl, args = args.strip().partition("\n")
+    if not nl or not _NAME.fullmatch(name.strip()):
+        raise BodyError("neither JSON nor a tool name and its JSON arguments")
+    return [Call(_name(name), dump_arguments(strip_fence(args).strip()))]
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:\-]*")
+
+
+def json_or_named_calls(body: str) -> list[Call]:
+    """JSON calls (Hermes), else a name line and its JSON arguments."""
+    try:
+        return json_calls(body)
+    except BodyError as first:
+        try:
+            return named_json_call(body)
+        except BodyError:
+            raise first from None
+
+
+_INNER_CALL = re.compile(r"<tool_call>(.*?)</tool_call>", re.S)
+
+
+def tool_calls_list(body: str) -> list[Call]:
+    """The inside of ``<tool_calls>...</tool_calls>``: a JSON list (Apriel, Jamba) or ``<tool_call>``
+    items, each JSON or a name and its JSON arguments (Hunyuan)."""
+    items = _INNER_CALL.findall(body)
+    if not items:
+        return json_calls(body)
+    if _INNER_CALL.sub("", body).strip():
+        raise BodyError("text between the <tool_call> items")
+    return [c for item in items for c in json_or_named_calls(item)]
+
+
+def json_or_pythonic_list(body: str) -> list[Call]:
+    """A list of calls written as JSON or as Python calls ``[f(a=1)]`` (LFM2), or one Python call a
+    line (Olmo 3's ``<function_calls>``)."""
+    try:
+        return json_or_pythonic_calls(body)
+    except BodyError as first:
+        lines = [line for line in body.strip().splitlines() if line.strip()]
+        if len(lines) < 2:
+            raise
+        try:
+            return [c for line in lines for c in pythonic_calls(line)]
+        except BodyError:
+            raise first from None

@@ -69,8 +69,10 @@ def _as_parser_spec(name: str, obj: object) -> tuple[ParserSpec, tuple[str, ...]
         return ParserSpec(name, lambda tools: grammar), ()
     if callable(obj):
         return ParserSpec(name, obj), ()
-    raise ParserError(f"parser plugin {name!r}: expected a ParserSpec, a Grammar or a factory(tools) -> Grammar, "
-                      f"got {type(obj).__name__}")
+    raise ParserError(
+        f"parser plugin {name!r}: expected a ParserSpec, a Grammar or a factory(tools) -> Grammar, "
+        f"got {type(obj).__name__}"
+    )
 
 
 def _builtin_parsers(reg: Registry[ParserSpec]) -> None:
@@ -107,8 +109,9 @@ def register_parser(
     """Register an output grammar (or a ``factory(tools) -> Grammar``) under ``name`` in this process;
     later registrations win. To reach every process, declare a ``chatfmt.parsers`` entry point."""
     spec, _ = _as_parser_spec(name, factory)
-    spec = replace(spec, description=description, formats=formats, template_markers=template_markers,
-                   priority=priority)
+    spec = replace(
+        spec, description=description, formats=formats, template_markers=template_markers, priority=priority
+    )
     OUTPUT_PARSERS.register(name, spec, origin=Origin("runtime"))
 
 
@@ -162,15 +165,22 @@ def _hermes(tools: Any) -> Grammar:
 
 def _qwen3(tools: Any) -> Grammar:
     return Grammar(
-        "qwen3", {**_TOOL_CALL, **THINK, **_IM_END}, think=_THINK_KEYS, blocks=(_HERMES_BLOCK,),
+        "qwen3",
+        {**_TOOL_CALL, **THINK, **_IM_END},
+        think=_THINK_KEYS,
+        blocks=(_HERMES_BLOCK,),
         end=("im_end", "endoftext"),
     )
 
 
 def _qwq(tools: Any) -> Grammar:
     return Grammar(
-        "qwq", {**_TOOL_CALL, **THINK, **_IM_END}, think=_THINK_KEYS, reasoning_by_default=True,
-        blocks=(_HERMES_BLOCK,), end=("im_end", "endoftext"),
+        "qwq",
+        {**_TOOL_CALL, **THINK, **_IM_END},
+        think=_THINK_KEYS,
+        reasoning_by_default=True,
+        blocks=(_HERMES_BLOCK,),
+        end=("im_end", "endoftext"),
     )
 
 
@@ -179,19 +189,28 @@ _LLAMA3 = {"eot": "<|eot_id|>", "eom": "<|eom_id|>", "eos": "<|end_of_text|>", "
 
 def _llama3(tools: Any) -> Grammar:
     return Grammar(
-        "llama3", _LLAMA3, blocks=(Block("python_tag", (), bodies.code_or_calls),),
-        bare=bodies.json_or_pythonic_calls if tools else None, end=("eot", "eom", "eos"),
+        "llama3",
+        _LLAMA3,
+        blocks=(Block("python_tag", (), bodies.code_or_calls),),
+        bare=bodies.json_or_pythonic_calls if tools else None,
+        end=("eot", "eom", "eos"),
     )
 
 
 def _llama4(tools: Any) -> Grammar:
     markers = {
-        "eot": "<|eot|>", "eom": "<|eom|>", "eos": "<|end_of_text|>",
-        "python_start": "<|python_start|>", "python_end": "<|python_end|>",
+        "eot": "<|eot|>",
+        "eom": "<|eom|>",
+        "eos": "<|end_of_text|>",
+        "python_start": "<|python_start|>",
+        "python_end": "<|python_end|>",
     }
     return Grammar(
-        "llama4", markers, bare=bodies.json_or_pythonic_calls if tools else None,
-        end=("eot", "eom", "eos"), drop=("python_start", "python_end"),
+        "llama4",
+        markers,
+        bare=bodies.json_or_pythonic_calls if tools else None,
+        end=("eot", "eom", "eos"),
+        drop=("python_start", "python_end"),
     )
 
 
@@ -203,26 +222,39 @@ def _llama4_always(tools: Any) -> Grammar:
 
 def _mistral(tools: Any) -> Grammar:
     return Grammar(
-        "mistral", {"tool_calls": "[TOOL_CALLS]", "eos": "</s>"},
-        blocks=(Block("tool_calls", (), bodies.mistral_calls),), end=("eos",),
+        "mistral",
+        {"tool_calls": "[TOOL_CALLS]", "eos": "</s>"},
+        blocks=(Block("tool_calls", (), bodies.mistral_calls),),
+        end=("eos",),
     )
 
 
 def _chatglm3(tools: Any) -> Grammar:
-    markers = {"assistant": "<|assistant|>", "user": "<|user|>", "observation": "<|observation|>", "eos": "</s>"}
+    markers = {
+        "assistant": "<|assistant|>",
+        "user": "<|user|>",
+        "observation": "<|observation|>",
+        "eos": "</s>",
+    }
     return Grammar(
-        "chatglm3", markers, segments=Segments("assistant", frozenset({""}), bodies.chatglm3_call),
+        "chatglm3",
+        markers,
+        segments=Segments("assistant", frozenset({""}), bodies.chatglm3_call),
         end=("user", "observation", "eos"),
     )
 
 
 def _glm4(tools: Any) -> Grammar:
     markers = {
-        "assistant": "<|assistant|>", "user": "<|user|>", "observation": "<|observation|>",
+        "assistant": "<|assistant|>",
+        "user": "<|user|>",
+        "observation": "<|observation|>",
         "eos": "<|endoftext|>",
     }
     return Grammar(
-        "glm4", markers, segments=Segments("assistant", frozenset({""}), bodies.args_call),
+        "glm4",
+        markers,
+        segments=Segments("assistant", frozenset({""}), bodies.args_call),
         end=("user", "observation", "eos"),
     )
 
@@ -230,7 +262,8 @@ def _glm4(tools: Any) -> Grammar:
 def _functionary_v31(tools: Any) -> Grammar:
     markers = {**_LLAMA3, "function": "<function=", "function_end": "</function>"}
     return Grammar(
-        "functionary-v3.1", markers,
+        "functionary-v3.1",
+        markers,
         blocks=(
             Block("function", ("function_end",), bodies.function_tag_call),
             Block("python_tag", (), partial(bodies.code_or_calls, code_tool="python")),
@@ -242,7 +275,9 @@ def _functionary_v31(tools: Any) -> Grammar:
 def _functionary_v32(tools: Any) -> Grammar:
     markers = {"sep": ">>>", "eot": "<|eot_id|>", "eos": "<|end_of_text|>"}
     return Grammar(
-        "functionary-v3.2", markers, segments=Segments("sep", frozenset({"all"}), bodies.args_call),
+        "functionary-v3.2",
+        markers,
+        segments=Segments("sep", frozenset({"all"}), bodies.args_call),
         end=("eot", "eos"),
     )
 
@@ -255,38 +290,53 @@ def _granite33(tools: Any) -> Grammar:
 def _granite40(tools: Any) -> Grammar:
     markers = {**_TOOL_CALL, "tool_call": "<|tool_call|>", "eos": "<|end_of_text|>"}
     return Grammar(
-        "granite-4.0", markers,
-        blocks=(_HERMES_BLOCK, Block("tool_call", (), bodies.json_calls)), end=("eos",),
+        "granite-4.0",
+        markers,
+        blocks=(_HERMES_BLOCK, Block("tool_call", (), bodies.json_calls)),
+        end=("eos",),
     )
 
 
 def _command_r7b(tools: Any) -> Grammar:
     markers = {
-        "think_start": "<|START_THINKING|>", "think_end": "<|END_THINKING|>",
-        "action_start": "<|START_ACTION|>", "action_end": "<|END_ACTION|>",
-        "response_start": "<|START_RESPONSE|>", "response_end": "<|END_RESPONSE|>",
+        "think_start": "<|START_THINKING|>",
+        "think_end": "<|END_THINKING|>",
+        "action_start": "<|START_ACTION|>",
+        "action_end": "<|END_ACTION|>",
+        "response_start": "<|START_RESPONSE|>",
+        "response_end": "<|END_RESPONSE|>",
         "eot": "<|END_OF_TURN_TOKEN|>",
     }
     return Grammar(
-        "command-r7b", markers, think=_THINK_KEYS,
+        "command-r7b",
+        markers,
+        think=_THINK_KEYS,
         blocks=(Block("action_start", ("action_end",), bodies.json_calls),),
-        end=("eot",), drop=("response_start", "response_end"),
+        end=("eot",),
+        drop=("response_start", "response_end"),
     )
 
 
 _DS = {
-    "calls_begin": "<｜tool▁calls▁begin｜>", "calls_end": "<｜tool▁calls▁end｜>",
-    "call_begin": "<｜tool▁call▁begin｜>", "call_end": "<｜tool▁call▁end｜>",
-    "eos": "<｜end▁of▁sentence｜>", **THINK,
+    "calls_begin": "<｜tool▁calls▁begin｜>",
+    "calls_end": "<｜tool▁calls▁end｜>",
+    "call_begin": "<｜tool▁call▁begin｜>",
+    "call_end": "<｜tool▁call▁end｜>",
+    "eos": "<｜end▁of▁sentence｜>",
+    **THINK,
 }
 _DS_SEP = "<｜tool▁sep｜>"
 
 
 def _deepseek_r1(tools: Any) -> Grammar:
     return Grammar(
-        "deepseek-r1", _DS, think=_THINK_KEYS, reasoning_by_default=True,
+        "deepseek-r1",
+        _DS,
+        think=_THINK_KEYS,
+        reasoning_by_default=True,
         blocks=(Block("call_begin", ("call_end",), partial(bodies.deepseek_r1_call, sep=_DS_SEP)),),
-        end=("eos",), drop=("calls_begin", "calls_end"),
+        end=("eos",),
+        drop=("calls_begin", "calls_end"),
     )
 
 
@@ -296,25 +346,33 @@ def _deepseek_v3(tools: Any) -> Grammar:
     markers = {k: v for k, v in _DS.items() if k not in THINK}
     markers["assistant"] = "<｜Assistant｜>"
     return Grammar(
-        "deepseek-v3", markers,
+        "deepseek-v3",
+        markers,
         blocks=(Block("call_begin", ("call_end",), partial(bodies.deepseek_r1_call, sep=_DS_SEP)),),
-        end=("eos",), drop=("calls_begin", "calls_end", "assistant"),
+        end=("eos",),
+        drop=("calls_begin", "calls_end", "assistant"),
     )
 
 
 def _deepseek_v31(tools: Any) -> Grammar:
     return Grammar(
-        "deepseek-v3.1", _DS, think=_THINK_KEYS,
+        "deepseek-v3.1",
+        _DS,
+        think=_THINK_KEYS,
         blocks=(Block("call_begin", ("call_end",), partial(bodies.deepseek_v31_call, sep=_DS_SEP)),),
-        end=("eos",), drop=("calls_begin", "calls_end"),
+        end=("eos",),
+        drop=("calls_begin", "calls_end"),
     )
 
 
 def _minicpm5(tools: Any) -> Grammar:
     markers = {"function": "<function name=", "function_end": "</function>", **THINK, **_IM_END}
     return Grammar(
-        "minicpm5", markers, think=_THINK_KEYS,
-        blocks=(Block("function", ("function_end",), bodies.xml_function_call),), end=("im_end", "endoftext"),
+        "minicpm5",
+        markers,
+        think=_THINK_KEYS,
+        blocks=(Block("function", ("function_end",), bodies.xml_function_call),),
+        end=("im_end", "endoftext"),
     )
 
 
@@ -323,12 +381,16 @@ def _tool_calls_list(tools: Any) -> Grammar:
     # ```json {...}```</tool_call>...</tool_calls>
     markers = {"calls_start": "<tool_calls>", "calls_end": "</tool_calls>", **THINK}
     return Grammar(
-        "tool-calls-list", markers, think=_THINK_KEYS,
+        "tool-calls-list",
+        markers,
+        think=_THINK_KEYS,
         blocks=(Block("calls_start", ("calls_end",), bodies.tool_calls_list),),
     )
 
 
-def _tagged(name: str, start: str, end: str, body: Callable[[str], list[bodies.Call]]) -> Callable[[Any], Grammar]:
+def _tagged(
+    name: str, start: str, end: str, body: Callable[[str], list[bodies.Call]]
+) -> Callable[[Any], Grammar]:
     """A grammar whose calls sit between two tags (``end`` "": the block runs to the end of the message),
     with an optional ``<think>`` block before them."""
 
@@ -342,47 +404,189 @@ def _tagged(name: str, start: str, end: str, body: Callable[[str], list[bodies.C
     return factory
 
 
+def _bare_json(tools: Any) -> Grammar:
+    # a template that renders tool calls with no marker of its own: the calls are a bare JSON object
+    # or list at the start of the message (xLAM, fine-tunes of Llama 3 that dropped its tags)
+    return Grammar("json", THINK, think=_THINK_KEYS, bare=bodies.json_or_pythonic_calls)
+
+
+def _command_r(tools: Any) -> Grammar:
+    # Command R / R+ tool use: "Action: ```json [{"tool_name": ..., "parameters": {...}}] ```"
+    markers = {"action": "Action:", "eot": "<|END_OF_TURN_TOKEN|>", "sot": "<|START_OF_TURN_TOKEN|>"}
+    return Grammar("command-r", markers, blocks=(Block("action", (), bodies.json_calls),), end=("eot", "sot"))
+
+
 def _default_specs() -> list[ParserSpec]:
     # which formats use which parser is said by the formats (``Family.parser``); the markers choose one
     # for a Jinja template no family is pinned against, most specific (lowest priority) first
     S = ParserSpec
     return [
         S("plain", _plain, "content only"),
-        S("think", _think, "<think>...</think> reasoning, no tool calls", template_markers=("<think>",), priority=140),
-        S("hermes", _hermes, "<tool_call>{json}</tool_call>", template_markers=("<tool_call>",), priority=120),
+        S(
+            "think",
+            _think,
+            "<think>...</think> reasoning, no tool calls",
+            template_markers=("<think>",),
+            priority=140,
+        ),
+        S(
+            "hermes",
+            _hermes,
+            "<tool_call>{json}</tool_call>",
+            template_markers=("<tool_call>",),
+            priority=120,
+        ),
         S("qwen3", _qwen3, "<think> + <tool_call>"),
         S("qwq", _qwq, "reasoning from the prompt's <think>\\n + <tool_call>"),
-        S("llama3", _llama3, "bare JSON calls (with tools), <|python_tag|>",
-          template_markers=("<|python_tag|>", "<|eom_id|>", '"parameters": dictionary of argument name'), priority=90),
-        S("llama4", _llama4_always, "<|python_start|> JSON / pythonic calls", template_markers=("<|python_start|>",),
-          priority=80),
-        S("mistral", _mistral, "[TOOL_CALLS][{...}] or name[ARGS]{...}", template_markers=("[TOOL_CALLS]",), priority=70),
-        S("chatglm3", _chatglm3, "name\\n```python\\ntool_call(...)```", template_markers=("tool_call(",), priority=110),
+        S(
+            "llama3",
+            _llama3,
+            "bare JSON calls (with tools), <|python_tag|>",
+            template_markers=("<|python_tag|>", "<|eom_id|>", '"parameters": dictionary of argument name'),
+            priority=90,
+        ),
+        S(
+            "llama4",
+            _llama4_always,
+            "<|python_start|> JSON / pythonic calls",
+            template_markers=("<|python_start|>",),
+            priority=80,
+        ),
+        S(
+            "mistral",
+            _mistral,
+            "[TOOL_CALLS][{...}] or name[ARGS]{...}",
+            template_markers=("[TOOL_CALLS]",),
+            priority=70,
+        ),
+        S(
+            "chatglm3",
+            _chatglm3,
+            "name\\n```python\\ntool_call(...)```",
+            template_markers=("tool_call(",),
+            priority=110,
+        ),
         S("glm4", _glm4, "name\\n{json}", template_markers=("<|observation|>",), priority=130),
-        S("functionary-v3.1", _functionary_v31, "<function=name>{json}</function>", template_markers=("<function=",),
-          priority=40),
+        S(
+            "functionary-v3.1",
+            _functionary_v31,
+            "<function=name>{json}</function>",
+            template_markers=("<function=",),
+            priority=40,
+        ),
         S("functionary-v3.2", _functionary_v32, ">>>name\\n{json}", template_markers=(">>>",), priority=50),
-        S("granite-3.3", _granite33, "<|tool_call|>[{...}]", template_markers=("<|tool_call|>",), priority=95),
+        S(
+            "granite-3.3",
+            _granite33,
+            "<|tool_call|>[{...}]",
+            template_markers=("<|tool_call|>",),
+            priority=95,
+        ),
         S("granite-4.0", _granite40, "<tool_call> blocks"),
-        S("command-r7b", _command_r7b, "<|START_ACTION|>[...]<|END_ACTION|>", template_markers=("<|START_ACTION|>",),
-          priority=30),
-        S("deepseek-r1", _deepseek_r1, "<think> + <｜tool▁call▁begin｜>function<｜tool▁sep｜>...",
-          template_markers=("<｜tool▁call▁begin｜>function",), priority=10),
-        S("deepseek-v3", _deepseek_v3, "<｜tool▁call▁begin｜>function<｜tool▁sep｜>name + json block, no reasoning"),
-        S("deepseek-v3.1", _deepseek_v31, "<think> + <｜tool▁call▁begin｜>name<｜tool▁sep｜>{...}",
-          template_markers=("<｜tool▁calls▁begin｜>",), priority=20),
+        S(
+            "command-r7b",
+            _command_r7b,
+            "<|START_ACTION|>[...]<|END_ACTION|>",
+            template_markers=("<|START_ACTION|>",),
+            priority=30,
+        ),
+        S(
+            "deepseek-r1",
+            _deepseek_r1,
+            "<think> + <｜tool▁call▁begin｜>function<｜tool▁sep｜>...",
+            template_markers=("<｜tool▁call▁begin｜>function",),
+            priority=10,
+        ),
+        S(
+            "deepseek-v3",
+            _deepseek_v3,
+            "<｜tool▁call▁begin｜>function<｜tool▁sep｜>name + json block, no reasoning",
+        ),
+        S(
+            "deepseek-v3.1",
+            _deepseek_v31,
+            "<think> + <｜tool▁call▁begin｜>name<｜tool▁sep｜>{...}",
+            template_markers=("<｜tool▁calls▁begin｜>",),
+            priority=20,
+        ),
         # syntaxes of Hub models no built-in family covers, chosen for their templates by markers
-        S("tool-calls-list", _tool_calls_list, "<tool_calls>[{json}]</tool_calls> or <tool_calls><tool_call>...",
-          template_markers=("<tool_calls>",), priority=115),
-        S("olmo3", _tagged("olmo3", "<function_calls>", "</function_calls>", bodies.json_or_pythonic_list),
-          "<function_calls>f(a=1)\\ng(b=2)</function_calls>", template_markers=("<function_calls>",), priority=65),
-        S("lfm2", _tagged("lfm2", "<|tool_call_start|>", "<|tool_call_end|>", bodies.json_or_pythonic_list),
-          "<|tool_call_start|>[f(a=1)]<|tool_call_end|>", template_markers=("<|tool_call_start|>",), priority=66),
-        S("nemotron", _tagged("nemotron", "<TOOLCALL>", "</TOOLCALL>", bodies.json_calls),
-          "<TOOLCALL>[{json}]</TOOLCALL>", template_markers=("<TOOLCALL>",), priority=67),
-        S("gigachat", _tagged("gigachat", "<|function_call|>", "", bodies.json_calls),
-          "<|function_call|>{json}", template_markers=("<|function_call|>",), priority=68),
-        S("minicpm5", _minicpm5, '<function name="f"><param ...>', template_markers=("<function name=",), priority=60),
+        S(
+            "tool-calls-list",
+            _tool_calls_list,
+            "<tool_calls>[{json}]</tool_calls> or <tool_calls><tool_call>...",
+            template_markers=("<tool_calls>",),
+            priority=115,
+        ),
+        S(
+            "olmo3",
+            _tagged("olmo3", "<function_calls>", "</function_calls>", bodies.json_or_pythonic_list),
+            "<function_calls>f(a=1)\\ng(b=2)</function_calls>",
+            template_markers=("<function_calls>",),
+            priority=65,
+        ),
+        S(
+            "lfm2",
+            _tagged("lfm2", "<|tool_call_start|>", "<|tool_call_end|>", bodies.json_or_pythonic_list),
+            "<|tool_call_start|>[f(a=1)]<|tool_call_end|>",
+            template_markers=("<|tool_call_start|>",),
+            priority=66,
+        ),
+        S(
+            "nemotron",
+            _tagged("nemotron", "<TOOLCALL>", "</TOOLCALL>", bodies.json_calls),
+            "<TOOLCALL>[{json}]</TOOLCALL>",
+            template_markers=("<TOOLCALL>",),
+            priority=67,
+        ),
+        S(
+            "gigachat",
+            _tagged("gigachat", "<|function_call|>", "", bodies.json_calls),
+            "<|function_call|>{json}",
+            template_markers=("<|function_call|>",),
+            priority=68,
+        ),
+        S(
+            "step-audio",
+            _tagged("step-audio", "<|CALL_START|>", "<|CALL_END|>", bodies.named_json_call),
+            "<|CALL_START|>function\\nname\\n{json}<|CALL_END|>",
+            template_markers=("<|CALL_START|>",),
+            priority=69,
+        ),
+        S(
+            "internlm",
+            _tagged("internlm", "<|action_start|><|plugin|>", "<|action_end|>", bodies.json_calls),
+            "<|action_start|><|plugin|>{json}<|action_end|>",
+            template_markers=("<|action_start|><|plugin|>",),
+            priority=71,
+        ),
+        S(
+            "longcat",
+            _tagged("longcat", "<longcat_tool_call>", "</longcat_tool_call>", bodies.json_calls),
+            "<longcat_tool_call>{json}</longcat_tool_call>",
+            template_markers=("<longcat_tool_call>",),
+            priority=72,
+        ),
+        S(
+            "command-r",
+            _command_r,
+            "Action: ```json [{tool_name, parameters}]```",
+            template_markers=("Write 'Action:'",),
+            priority=73,
+        ),
+        S(
+            "json",
+            _bare_json,
+            "a bare JSON call or list of calls (templates with no call markers)",
+            template_markers=("tool_calls",),
+            priority=150,
+        ),
+        S(
+            "minicpm5",
+            _minicpm5,
+            '<function name="f"><param ...>',
+            template_markers=("<function name=",),
+            priority=60,
+        ),
     ]
 
 
@@ -410,7 +614,9 @@ def parser_name_for_format(fmt: Any) -> str:
     if spec is not None and spec.parser:
         return str(spec.parser)
     info = getattr(fmt, "info", None)
-    served = _served_by(getattr(info, "name", "") or "") or (_served_by(fam.name) if fam is not None else None)
+    served = _served_by(getattr(info, "name", "") or "") or (
+        _served_by(fam.name) if fam is not None else None
+    )
     if served is not None:
         return served
     template = getattr(fmt, "template", None)
@@ -442,7 +648,9 @@ def _by_markers(text: str) -> str | None:
     a hermes ``<tool_call>`` text that also opens ``<think>`` blocks is qwen3's."""
     if not text:
         return None
-    with_markers = sorted((s for s in OUTPUT_PARSERS.values() if s.template_markers), key=lambda s: s.priority)
+    with_markers = sorted(
+        (s for s in OUTPUT_PARSERS.values() if s.template_markers), key=lambda s: s.priority
+    )
     for spec in with_markers:
         if any(m in text for m in spec.template_markers):
             if spec.name == "hermes" and "<think>" in text:
@@ -477,5 +685,7 @@ def parser_for_format(
     if fmt is None:
         raise ParserError("parser_for_format needs a format")
     info = getattr(fmt, "info", None)
-    stop = tuple(dict.fromkeys([*(getattr(info, "stop", ()) or ()), *(getattr(info, "end_of_turn", ()) or ())]))
+    stop = tuple(
+        dict.fromkeys([*(getattr(info, "stop", ()) or ()), *(getattr(info, "end_of_turn", ()) or ())])
+    )
     return get_parser(parser_name_for_format(fmt), tokenizer, prompt=prompt, tools=tools, stop=stop, **kwargs)

@@ -73,7 +73,12 @@ class Grammar:
     parser_class: type[OutputParser] | None = None
 
     def __post_init__(self) -> None:
-        keys = [*self.end, *self.drop, *(b.start for b in self.blocks), *(k for b in self.blocks for k in b.end)]
+        keys = [
+            *self.end,
+            *self.drop,
+            *(b.start for b in self.blocks),
+            *(k for b in self.blocks for k in b.end),
+        ]
         if self.think:
             keys += list(self.think)
         if self.segments:
@@ -95,7 +100,11 @@ class Grammar:
                 texts.add(text)
             elif text:
                 key = next(kk for kk, t in markers.items() if t == text)
-                used = {*self.drop, *(b.start for b in self.blocks), *(kk for b in self.blocks for kk in b.end)}
+                used = {
+                    *self.drop,
+                    *(b.start for b in self.blocks),
+                    *(kk for b in self.blocks for kk in b.end),
+                }
                 if self.think:
                     used |= set(self.think)
                 if self.segments:
@@ -103,8 +112,16 @@ class Grammar:
                 if key not in used and key not in end:
                     end.append(key)
         return Grammar(
-            self.name, markers, self.think, self.reasoning_by_default, self.blocks, self.segments, self.bare,
-            tuple(end), self.drop, self.parser_class,
+            self.name,
+            markers,
+            self.think,
+            self.reasoning_by_default,
+            self.blocks,
+            self.segments,
+            self.bare,
+            tuple(end),
+            self.drop,
+            self.parser_class,
         )
 
 
