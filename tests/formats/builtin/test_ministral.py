@@ -40,6 +40,7 @@ from chatfmt.formats.builtin.ministral import (
     Ministral3_8B,
     Ministral3_14B,
     Ministral3Reasoning,
+    MistralLarge3,
     ministral_3_system,
 )
 from chatfmt.toolcalls import get_parser, parser_for_format
@@ -52,6 +53,7 @@ FAMILIES: dict[str, tuple[type[Ministral3], tuple[str, ...]]] = {
     "ministral-3-8b": (Ministral3_8B, ("mistralai-Ministral-3-8B-Instruct-2512.jinja",)),
     "ministral-3-14b": (Ministral3_14B, ("mistralai-Ministral-3-14B-Instruct-2512.jinja",)),
     "ministral-3-reasoning": (Ministral3Reasoning, ("mistralai-Ministral-3-3B-Reasoning-2512.jinja",)),
+    "mistral-large-3": (MistralLarge3, ("mistralai-Mistral-Large-3-675B-Instruct-2512.jinja",)),
     "devstral-2": (
         Devstral2,
         (
@@ -60,6 +62,8 @@ FAMILIES: dict[str, tuple[type[Ministral3], tuple[str, ...]]] = {
         ),
     ),
 }
+#: the formats that write reasoning (the Reasoning template's body)
+THINKING = ("ministral-3-reasoning", "mistral-large-3")
 #: (family, pin index) of every pinned template
 PINS = [(name, k) for name, (_, files) in FAMILIES.items() for k in range(len(files))]
 TOKENS = {"bos_token": "<s>", "eos_token": "</s>"}
@@ -291,7 +295,7 @@ def test_text_matches_the_official_template(
     name: str, k: int, case: str, add_generation_prompt: bool
 ) -> None:
     messages, tools = {**CASES, **REASONING_CASES}[case]
-    if case == "reasoning_only" and name != "ministral-3-reasoning":
+    if case == "reasoning_only" and name not in THINKING:
         # an answer that is only reasoning is empty to the instruct templates: they raise, chatfmt too
         with pytest.raises(Exception, match="Assistant message must have"):
             reference(name, messages, tools, k)
@@ -305,6 +309,8 @@ def test_text_matches_the_official_template(
 @pytest.mark.parametrize("case", list(THINKING_PARTS))
 def test_thinking_parts_match_the_reasoning_template(case: str) -> None:
     messages, tools = THINKING_PARTS[case]
+    for name in THINKING[1:]:
+        assert ours(name, messages, tools) == reference(name, messages, tools)
     text = ours("ministral-3-reasoning", messages, tools)
     assert text == reference("ministral-3-reasoning", messages, tools)
     assert (
@@ -331,11 +337,15 @@ def test_the_instruct_templates_ignore_reasoning() -> None:
 
 
 def test_the_variants_differ_only_in_their_default_system_prompt() -> None:
+    # (and in reasoning: ministral-3-reasoning and mistral-large-3 write it, see above)
     messages = [msg("user", "hi")]
     bodies = {name: ours(name, messages) for name in FAMILIES}
     assert bodies["ministral-3"].startswith("<s>[SYSTEM_PROMPT]You are Ministral-3-3B-Instruct-2512, a Large")
     assert bodies["ministral-3-8b"] == bodies["ministral-3"].replace("3-3B-", "3-8B-", 1)
     assert bodies["ministral-3-14b"] == bodies["ministral-3"].replace("3-3B-", "3-14B-", 1)
+    assert bodies["mistral-large-3"] == bodies["ministral-3"].replace(
+        "Ministral-3-3B-", "Mistral-Large-3-675B-", 1
+    )
     assert ministral_3_system("X") in ours("ministral-3", messages).replace(
         "Ministral-3-3B-Instruct-2512", "X"
     )
@@ -466,7 +476,7 @@ def check_segments(name: str, messages: list[dict], tools: list[dict] | None) ->
         c = m["content"]
         text = c if isinstance(c, str) else "".join(p["text"] for p in c or () if p["type"] == "text")
         if m["role"] == "assistant":
-            reasoning = m.get("reasoning_content") or "" if name == "ministral-3-reasoning" else ""
+            reasoning = m.get("reasoning_content") or "" if name in THINKING else ""
             names_args = "".join(
                 c["function"]["name"] + json.dumps(c["function"]["arguments"], ensure_ascii=False)
                 for c in m.get("tool_calls") or []
@@ -483,9 +493,9 @@ def check_segments(name: str, messages: list[dict], tools: list[dict] | None) ->
 
 
 @pytest.mark.parametrize("case", list(CASES) + list(REASONING_CASES))
-@pytest.mark.parametrize("name", ["ministral-3", "ministral-3-reasoning", "devstral-2"])
+@pytest.mark.parametrize("name", ["ministral-3", "ministral-3-reasoning", "mistral-large-3", "devstral-2"])
 def test_segments_split_content_from_control_and_train_the_assistant(name: str, case: str) -> None:
-    if case == "reasoning_only" and name != "ministral-3-reasoning":
+    if case == "reasoning_only" and name not in THINKING:
         pytest.skip("an answer that is only reasoning is refused by the instruct formats (tested above)")
     check_segments(name, *{**CASES, **REASONING_CASES}[case])
 
@@ -590,7 +600,7 @@ def test_arbitrary_conversations_match_the_official_templates(pin, messages, too
             return
         raise
     assert ours(name, messages, tools) == expected
-    if name in ("ministral-3", "ministral-3-reasoning", "devstral-2"):
+    if name in ("ministral-3", "ministral-3-reasoning", "mistral-large-3", "devstral-2"):
         check_segments(name, messages, tools)
 
 
@@ -629,6 +639,7 @@ def test_registered_under_the_hub_names() -> None:
         "Ministral-3-14B-Instruct-2512": "ministral-3-14b",
         "Devstral-Small-2-24B-Instruct-2512": "devstral-2",
         "Devstral-2-123B-Instruct-2512": "devstral-2",
+        "Mistral-Large-3-675B-Instruct-2512": "mistral-large-3",
     }
     for alias, name in expected.items():
         assert registry.get(alias).name == name
@@ -749,7 +760,7 @@ ID_CASES = {
 
 
 @pytest.mark.parametrize("case", list(ID_CASES))
-@pytest.mark.parametrize("name", ["ministral-3", "ministral-3-reasoning", "devstral-2"])
+@pytest.mark.parametrize("name", ["ministral-3", "ministral-3-reasoning", "mistral-large-3", "devstral-2"])
 def test_ids_match_mistral_common(name: str, case: str, vendor: Any, tekken: Any) -> None:
     messages, tools = ID_CASES[case]
     thinking = any(
@@ -758,7 +769,7 @@ def test_ids_match_mistral_common(name: str, case: str, vendor: Any, tekken: Any
         and any(p.get("type") == "thinking" for p in m["content"])
         for m in messages
     )
-    if thinking and name != "ministral-3-reasoning":
+    if thinking and name not in THINKING:
         pytest.skip("the instruct templates write no reasoning (mistral-common would)")
     assert tekken.special_tokens["[THINK]"] == 34 and tekken.special_tokens["[ARGS]"] == 32
     got = registry.get(name).encode(copy.deepcopy(messages), tekken, tools=copy.deepcopy(tools)).input_ids
@@ -841,7 +852,7 @@ CALL_CASES = {
 
 
 @pytest.mark.parametrize("case", list(CALL_CASES))
-@pytest.mark.parametrize("name", ["ministral-3", "ministral-3-reasoning", "devstral-2"])
+@pytest.mark.parametrize("name", ["ministral-3", "ministral-3-reasoning", "mistral-large-3", "devstral-2"])
 def test_the_templates_tool_calls_parse_back(name: str, case: str) -> None:
     messages, tools = CALL_CASES[case]
     text = generated(name, messages, tools)
@@ -849,7 +860,7 @@ def test_the_templates_tool_calls_parse_back(name: str, case: str) -> None:
     result = parser.parse(text)
     assert calls_of(result) == expected_calls(messages[-1])
     assert result.content == (messages[-1]["content"] or "").strip()
-    reasoning = messages[-1].get("reasoning_content") if name == "ministral-3-reasoning" else None
+    reasoning = messages[-1].get("reasoning_content") if name in THINKING else None
     assert result.reasoning_content == reasoning
     assert result.warnings == []
     assert calls_of(

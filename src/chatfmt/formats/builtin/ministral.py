@@ -11,6 +11,9 @@ transformers (pinned byte for byte in ``official/``):
 - ``ministral-3-reasoning``: mistralai/Ministral-3-3B-Reasoning-2512's template, which the 8B and 14B
   Reasoning models publish too; its default system prompt asks for ``[THINK]...[/THINK]`` and
   assistant reasoning is written as ``[THINK]reasoning[/THINK]`` before the answer, in every turn;
+- ``mistral-large-3``: mistralai/Mistral-Large-3-675B-Instruct-2512's template: the Reasoning
+  template's body (reasoning written as ``[THINK]...[/THINK]``) with the Instruct default system
+  prompt for its own name;
 - ``devstral-2``: mistralai/Devstral-Small-2-24B-Instruct-2512's and Devstral-2-123B-Instruct-2512's
   templates (they differ only in how they order image and text parts of a user message, which a
   text-only conversation never shows); the Mistral Vibe default system prompt.
@@ -455,6 +458,20 @@ class Ministral3Reasoning(Ministral3):
     )
 
 
+class MistralLarge3(Ministral3Reasoning):
+    """Mistral-Large-3-675B-Instruct-2512: the Reasoning template's body (``[THINK]`` reasoning written)
+    with the Ministral 3 Instruct default system prompt, for its own name."""
+
+    default_system = ministral_3_system("Mistral-Large-3-675B-Instruct-2512")
+    info = replace(
+        Ministral3Reasoning.info,
+        name="mistral-large-3",
+        description="Mistral Large 3 675B Instruct: ministral-3-reasoning's format with the Le Chat default system prompt",
+        reference="the chat_template of mistralai/Mistral-Large-3-675B-Instruct-2512, rendered by transformers; ids "
+        "compared with mistral-common 1.13's InstructTokenizerV13 (encode_chat_completion)",
+    )
+
+
 class Devstral2(Ministral3):
     """Devstral-Small-2-24B / Devstral-2-123B-Instruct-2512: ``ministral-3`` with the Mistral Vibe prompt."""
 
@@ -581,6 +598,11 @@ FAMILIES = [
             "ministral-3-14b-reasoning",
         ),
         _pin("mistralai/Ministral-3-3B-Reasoning-2512"),
+    ),
+    _family(
+        MistralLarge3,
+        ("mistral-large-3-675b-instruct-2512", "mistral-large-3-675b-instruct", "mistral-large-3-675b"),
+        _pin("mistralai/Mistral-Large-3-675B-Instruct-2512"),
     ),
     _family(
         Devstral2,
