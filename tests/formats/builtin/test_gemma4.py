@@ -885,3 +885,67 @@ def test_detect_names_the_family_of_each_official_template(name: str, tmp_path: 
     path.write_text(official(name), encoding="utf-8")
     result = detect(path)
     assert (result.verdict, result.format) == ("identical", name)
+
+
+# --- the Jinja export ----------------------------------------------------------------------------
+
+
+def _export_render(name: str, messages: list[dict], tools: list[dict] | None, **kwargs: Any) -> str | None:
+    from chatfmt.formats.export import to_jinja
+
+    try:
+        return render_reference(
+            messages,
+            template=to_jinja(registry.get(name)),
+            tools=copy.deepcopy(tools),
+            keep_none=True,
+            **kwargs,
+        )
+    except Exception:  # noqa: BLE001 - raise_exception: the built-in raises ValidationError there
+        return None
+
+
+def _builtin_render(name: str, messages: list[dict], tools: list[dict] | None, **kwargs: Any) -> str | None:
+    try:
+        return ours(name, messages, tools, **kwargs)
+    except ValidationError:
+        return None
+
+
+@pytest.mark.parametrize("kw", ["default", "thinking", "preserve"])
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_the_jinja_export_renders_like_the_builtin_with_arguments_as_json_text(
+    name: str, case: str, kw: str
+) -> None:
+    messages, tools = CASES[case]
+    as_text = [
+        dict(
+            m,
+            tool_calls=[
+                call(c["function"]["name"], json.dumps(c["function"]["arguments"], indent=1), c.get("id"))
+                for c in m["tool_calls"]
+            ],
+        )
+        if m.get("tool_calls")
+        else m
+        for m in messages
+    ]
+    for gen in (False, True):
+        kwargs = {**KWARGS[kw], "add_generation_prompt": gen}
+        expected = _builtin_render(name, messages, tools, **kwargs)
+        assert _export_render(name, copy.deepcopy(messages), tools, **kwargs) == expected
+        assert _export_render(name, as_text, tools, **kwargs) == expected
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(list(FAMILIES)), conversations(), tool_lists, st.booleans(), st.sampled_from(list(KWARGS))
+)
+def test_the_jinja_export_renders_arbitrary_conversations_like_the_builtin(
+    name, messages, tools, gen, kw
+) -> None:
+    kwargs = {**KWARGS[kw], "add_generation_prompt": gen}
+    assert _export_render(name, copy.deepcopy(messages), tools, **kwargs) == _builtin_render(
+        name, messages, tools, **kwargs
+    )

@@ -335,6 +335,17 @@ class Gemma4(NativeFormat):
     #: ``image_url`` and ``input_audio`` parts count as media (not in the earlier template)
     openai_media = True
 
+    def jinja_variables(self) -> dict[str, object]:
+        """The export (``templates/gemma-4.jinja``, one body for the four variants) is written with
+        these: how the variants differ."""
+        return {
+            "empty_thought_prompt": self.empty_thought_prompt,
+            "tool_breaks_continuation": self.tool_breaks_continuation,
+            "null_text": self.null,
+            "legacy": self.legacy,
+            "openai_media": self.openai_media,
+        }
+
     def build(
         self,
         conv: Conversation,
@@ -781,6 +792,7 @@ def _family(
         parser="gemma-4",
         kwargs=kwargs,
         pins=(pin,),
+        export="gemma-4.jinja",
         reference=fmt.info.reference,
         group="gemma",
     )
