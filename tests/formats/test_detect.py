@@ -245,3 +245,14 @@ def test_report_detection_prints_the_top_templates_table(capsys):
     assert _report().main(["--top", "3"]) == 0
     out = capsys.readouterr().out
     assert "| 1 | Qwen/Qwen3-0.6B |" in out and "| identical | qwen3 |" in out
+
+
+def test_without_closest_what_is_neither_identical_nor_equivalent_is_unknown():
+    t = _indexed("NousResearch-Meta-Llama-3.1-8B-Instruct")
+    fmt = from_template(t.path.read_text(encoding="utf-8"))
+    result = detect(fmt, closest=False)
+    assert result.verdict == "unknown" and result.format is None
+    assert result.candidates[0].format == "llama-3" and result.candidates[0].similarity == 0.0
+    assert [c.matches for c in result.candidates] == sorted(
+        (c.matches for c in result.candidates), reverse=True
+    )

@@ -397,12 +397,15 @@ def detect(
     template: str | None = None,
     probes: tuple[Probe, ...] = PROBES,
     top: int = 5,
+    closest: bool = True,
 ) -> DetectResult:
     """Decide which built-in format ``fmt_or_path`` is, by rendering the probe conversations with it
     and with every built-in (see the module docstring for the verdicts).
 
     ``fmt_or_path`` is a format or anything :func:`~chatfmt.load_format` accepts (a ``.jinja``, a
     tokenizer_config.json, a model directory, a GGUF); ``template`` picks a named template.
+    ``closest=False`` skips the markup similarity (the cost of the ``closest`` verdict): what is neither
+    identical nor equivalent is then ``unknown``, its candidates ranked by probes matched.
     """
     fmt = _as_format(fmt_or_path, template)
     source = fmt.info.source or (str(fmt_or_path) if not isinstance(fmt_or_path, ChatFormat) else fmt.name)
@@ -427,7 +430,7 @@ def detect(
     best = scores[0] if scores else None
     total = len(probes)
     if best is None or best.rendered_matched == 0:
-        return _closest(source, scores, outcomes, probes, top)
+        return _closest(source, scores, outcomes, probes, top, closest)
     if best.matches == best.total:
         also = tuple(s.format for s in scores[1:] if s.matches == s.total)
         return DetectResult(source, "identical", best.format, also, (), tuple(scores[:top]), total)
@@ -438,7 +441,7 @@ def detect(
         return DetectResult(
             source, "equivalent", best.format, also, best.differences, tuple(scores[:top]), total
         )
-    return _closest(source, scores, outcomes, probes, top)
+    return _closest(source, scores, outcomes, probes, top, closest)
 
 
 def _closest(
@@ -447,9 +450,12 @@ def _closest(
     outcomes: dict[str, tuple[tuple[Outcome, ...], tuple[Outcome, ...]]],
     probes: tuple[Probe, ...],
     top: int,
+    closest: bool = True,
 ) -> DetectResult:
     """The ``closest`` or ``unknown`` verdict: the candidates ranked by markup similarity. The exact
     similarity is computed best bound first, until no other candidate can enter the ``top`` ones."""
+    if not closest:
+        return DetectResult(source, "unknown", None, (), (), tuple(scores[:top]), len(probes))
     bounds = sorted(
         ((markup_similarity(*outcomes[s.format], probes, bound=True), s) for s in scores),
         key=lambda bs: (-bs[0][0], -bs[0][1], bs[1].format),

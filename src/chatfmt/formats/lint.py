@@ -338,7 +338,8 @@ def lint(
         fmt = load_format(fmt_or_path, template=template)
     from .detect import builtin_tokens, detect
 
-    result = detect(fmt) if reference or _missing_tokens(fmt) else None
+    # (lint reports the built-in a template is, not the closest one: the markup similarity is skipped)
+    result = detect(fmt, closest=False) if reference or _missing_tokens(fmt) else None
     tokens: dict[str, str] = {}
     if _missing_tokens(fmt):
         # a bare template: render with the tokens of the built-in it is (else generic ones), as a
