@@ -1170,3 +1170,62 @@ def test_the_templates_own_tool_call_turns_round_trip_in_random_chunks(
     for a, b in zip(bounds, bounds[1:]):
         parser.feed(text[a:b])
     assert parser.finish().output == whole
+
+
+# --- the Jinja export ------------------------------------------------------------------------------------
+
+
+def exported(name: str, messages: list[dict], tools: list[dict] | None, **kwargs: Any) -> str:
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    from chatfmt.formats.export import to_jinja
+
+    rendered, _ = render_jinja_template(
+        [copy.deepcopy(messages)],
+        chat_template=to_jinja(registry.get(name)),
+        tools=copy.deepcopy(tools),
+        **kwargs,
+    )
+    return rendered[0]
+
+
+def json_text_arguments(messages: list[dict]) -> list[dict]:
+    """The calls' arguments as the JSON text a client sends."""
+    out = []
+    for m in copy.deepcopy(messages):
+        for c in m.get("tool_calls") or []:
+            c["function"]["arguments"] = json.dumps(c["function"]["arguments"], ensure_ascii=False)
+        out.append(m)
+    return out
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_the_jinja_export_renders_like_the_builtin(name: str, case: str) -> None:
+    messages, tools = CASES[case]
+    for gen in (False, True):
+        want = ours(name, messages, tools, add_generation_prompt=gen)
+        assert exported(name, messages, tools, add_generation_prompt=gen) == want
+        assert exported(name, json_text_arguments(messages), tools, add_generation_prompt=gen) == want
+    for kwargs in KWARGS:
+        want = ours(name, messages, tools, add_generation_prompt=True, **kwargs)
+        assert exported(name, messages, tools, add_generation_prompt=True, **kwargs) == want
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(st.sampled_from(list(FAMILIES)), conversations(), tool_lists, st.booleans())
+def test_the_jinja_export_renders_arbitrary_conversations_like_the_builtin(
+    name, messages, tools, gen
+) -> None:
+    assert exported(name, messages, tools, add_generation_prompt=gen) == ours(
+        name, messages, tools, add_generation_prompt=gen
+    )
+
+
+def test_the_jinja_export_refuses_parallel_calls_as_the_builtin_does() -> None:
+    with pytest.raises(Exception, match="one tool call per assistant message"):
+        exported("gpt-oss", PARALLEL, [WEATHER])

@@ -322,6 +322,9 @@ class GptOss(NativeFormat):
     #: whether ``\\n\\n`` follows the developer instructions (gpt-oss) or precedes the tools (safeguard)
     instructions_tail = True
 
+    def jinja_variables(self) -> dict[str, object]:
+        return {"instructions_tail": self.instructions_tail}
+
     def system_text(self, tools: bool, reasoning_effort: Any, builtin_tools: Any, model_identity: Any) -> str:
         identity = DEFAULT_IDENTITY if model_identity is None else jinja_str(model_identity)
         effort = "medium" if reasoning_effort is None else jinja_str(reasoning_effort)
@@ -633,6 +636,7 @@ FAMILIES = [
         parser="gpt-oss",
         kwargs=_KWARGS,
         pins=(Pin("openai/gpt-oss-120b", "openai--gpt-oss-120b.jinja"),),
+        export="gpt-oss.jinja",
         reference=GptOss.info.reference,
         group="openai",
     ),
@@ -643,6 +647,7 @@ FAMILIES = [
         parser="gpt-oss",
         kwargs=_KWARGS,
         pins=(Pin("openai/gpt-oss-safeguard-20b", "openai--gpt-oss-safeguard-20b.jinja"),),
+        export="gpt-oss.jinja",
         reference=GptOssSafeguard.info.reference,
         group="openai",
     ),
