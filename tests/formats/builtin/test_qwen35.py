@@ -794,6 +794,8 @@ def _chatfmt_tokenizer(path: Path) -> Any:
     "case",
     ["multi_turn", "chinese", "reasoning_in_content", "parallel_calls_and_results", "multi_step_chinese"],
 )
+# slow: transformers builds the tokenizer from vocab.json/merges.txt first (about 20 s on 2 cores)
+@pytest.mark.slow
 @pytest.mark.parametrize("name", QWEN3_2507)
 def test_2507_ids_match_transformers_on_the_qwen3_tokenizer(
     name: str, case: str, qwen3_tokenizer_dir: Path
