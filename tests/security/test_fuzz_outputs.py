@@ -103,9 +103,17 @@ def wrappings(name: str, body: str) -> list[str]:
             out.append(start + "f>" + body + (m[b.end[0]] if b.end else ""))
     if g.segments is not None:
         out += ["f\n" + body, m[g.segments.sep] + "f\n" + body, "python\n" + body]
-    if name.startswith("deepseek"):
+    if name == "deepseek-v3.2":
+        d = "｜DSML｜"
+        out.append(m["calls"] + f'<{d}invoke name="f"><{d}parameter name="a" string="false">' + body + m["calls_end"])
+        out.append(m["calls"] + f'<{d}invoke name="f"><{d}parameter name="a">' + body + f"</{d}parameter></{d}invoke>" + m["calls_end"])
+    elif name.startswith("deepseek"):
         sep = "<｜tool▁sep｜>"
         out += [m["call_begin"] + "function" + sep + "f\n" + body + m["call_end"], m["call_begin"] + "f" + sep + body + m["call_end"]]
+    if name == "minimax-m2":
+        start, end = m["tool_call_start"], m["tool_call_end"]
+        out.append(start + '<invoke name="f"><parameter name="a">' + body + end)
+        out.append(start + '<invoke name="f"><parameter name="b">' + body + "</parameter></invoke>" + end)
     if name == "minicpm5":
         out.append('<function name="f"><param name="a">' + body + "</param></function>")
     if name == "mistral":
