@@ -949,3 +949,117 @@ def test_the_jinja_export_renders_arbitrary_conversations_like_the_builtin(
     assert _export_render(name, copy.deepcopy(messages), tools, **kwargs) == _builtin_render(
         name, messages, tools, **kwargs
     )
+
+
+# --- token ids and the server ------------------------------------------------------------------------
+# No Gemma 4 tokenizer can be had here: these tests use Qwen2.5's byte-level BPE from the shared test
+# data with Gemma 4's markers added as special tokens, a stand-in that checks what does not depend on
+# the vocabulary (markers counted as tokens, the server's tool calls), not Gemma 4's ids.
+
+
+@pytest.fixture(scope="module")
+def marker_tokenizer_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ._harness import TESTDATA, need
+
+    src = TESTDATA / "qwen2.5"
+    for f in ("vocab.json", "merges.txt", "tokenizer_config.json"):
+        need(src / f)
+    d = tmp_path_factory.mktemp("gemma4-markers")
+    for f in ("vocab.json", "merges.txt"):
+        (d / f).write_bytes((src / f).read_bytes())
+    config = json.loads((src / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config.pop("chat_template", None)
+    first = 1 + max(int(k) for k in config["added_tokens_decoder"])
+    for k, text in enumerate(sorted(set(SPECIAL_TOKENS.values()))):
+        config["added_tokens_decoder"][str(first + k)] = {
+            "content": text,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": True,
+        }
+    (d / "tokenizer_config.json").write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+    return d
+
+
+def test_parsing_with_a_tokenizer_counts_single_token_markers_as_tokens(marker_tokenizer_dir: Path) -> None:
+    tok = chatfmt.load_tokenizer(marker_tokenizer_dir)
+    text = "<|channel>thought\nWeather.\n<channel|>Checking.\n" + CALL + "<|tool_response>"
+    from chatfmt.encode import encode_rendered
+    from chatfmt.segments import Rendered, Segment
+
+    encoded = registry.get("gemma-4").encode([msg("user", "x")], tok, add_generation_prompt=True).input_ids
+    assert [tok.id_to_token(i) for i in encoded[:2]] == ["<bos>", "<|turn>"]
+    assert (
+        encoded.count(tok.token_to_id("<turn|>")) == 1 and encoded.count(tok.token_to_id("<|channel>")) == 1
+    )
+    ids, _, _ = encode_rendered(
+        Rendered([Segment(text)]), tok
+    )  # as the model emits it: markers as their tokens
+    assert ids.count(tok.token_to_id("<|tool_call>")) == 1
+    parser = parser_for_format(registry.get("gemma-4"), tok, tools=TOOLS)
+    assert parser.marker_token_ids["<|tool_call>"] == tok.token_to_id("<|tool_call>")
+    for tid in ids:
+        parser.feed(tok.decode([tid]), token_id=tid)
+    result = parser.finish()[1]
+    assert (
+        calls_of(result) == PARIS and result.content == "Checking." and result.reasoning_content == "Weather."
+    )
+    # the same characters as text are not markers
+    assert parser_for_format(registry.get("gemma-4"), tok).parse(CALL).content == CALL
+
+
+def _scripted_engine(tokenizer: Any, fmt: Any, script: str) -> Any:
+    """tests/server's ScriptedEngine (a tokenizer and the format, ``script`` replayed token by token)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "server" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("_gemma4_server_fixtures", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ScriptedEngine(tokenizer, fmt, script)
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_the_server_returns_a_replayed_answers_tool_calls(stream: bool, marker_tokenizer_dir: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from chatfmt.server import create_app
+
+    script = (
+        "<|channel>thought\nTwo calls.\n<channel|>I'll check.\n"
+        + CALL
+        + "<|tool_call>call:get_time{}<tool_call|><|tool_response>"
+    )
+    engine = _scripted_engine(chatfmt.load_tokenizer(marker_tokenizer_dir), registry.get("gemma-4"), script)
+    request = {
+        "model": "scripted",
+        "messages": [{"role": "user", "content": "Weather in Paris?"}],
+        "tools": TOOLS,
+    }
+    with TestClient(create_app(engine), base_url="http://127.0.0.1:8000") as client:
+        r = client.post("/v1/chat/completions", json={**request, "stream": stream})
+        assert r.status_code == 200, r.text
+        if not stream:
+            choice = r.json()["choices"][0]
+            message, finish = choice["message"], choice["finish_reason"]
+            content, calls = message["content"], message["tool_calls"]
+            names = [c["function"]["name"] for c in calls]
+            arguments = [json.loads(c["function"]["arguments"]) for c in calls]
+        else:
+            chunks = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
+            deltas = [ch["choices"][0] for ch in chunks if ch.get("choices")]
+            content = "".join(d["delta"].get("content") or "" for d in deltas)
+            by_index: dict[int, dict] = {}
+            for d in deltas:
+                for tc in d["delta"].get("tool_calls") or []:
+                    entry = by_index.setdefault(tc["index"], {"name": "", "arguments": ""})
+                    entry["name"] += tc["function"].get("name") or ""
+                    entry["arguments"] += tc["function"].get("arguments") or ""
+            names = [by_index[k]["name"] for k in sorted(by_index)]
+            arguments = [json.loads(by_index[k]["arguments"]) for k in sorted(by_index)]
+            finish = next(d["finish_reason"] for d in deltas if d.get("finish_reason"))
+    assert content == "I'll check." and finish == "tool_calls"
+    assert list(zip(names, arguments)) == [*PARIS, ("get_time", {})]
