@@ -678,8 +678,6 @@ def test_chatfmt_detect_names_the_family(name: str, k: int, tmp_path: Path) -> N
 
 # --- ids: mistral-common's v13 encoder ------------------------------------------------------------
 
-mistral_common = pytest.importorskip("mistral_common")
-
 #: the v13 tekken special tokens by rank (every other rank below 1000 is a ``<SPECIAL_n>`` filler)
 V13_SPECIAL = {
     0: "<unk>", 1: "<s>", 2: "</s>", 3: "[INST]", 4: "[/INST]", 5: "[AVAILABLE_TOOLS]", 6: "[/AVAILABLE_TOOLS]",
@@ -692,6 +690,7 @@ V13_SPECIAL = {
 @pytest.fixture(scope="module")
 def tekken_v13(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A v13 tekken file: mistral-common's tekken_240911.json vocabulary with the v13 special tokens."""
+    mistral_common = pytest.importorskip("mistral_common", reason="the id reference is mistral-common")
     src = Path(mistral_common.__file__).parent / "data" / "tekken_240911.json"
     data = json.loads(src.read_text(encoding="utf-8"))
     data["config"]["version"] = "v13"
