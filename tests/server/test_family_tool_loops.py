@@ -186,6 +186,11 @@ def _loop(name: str, calls: list[dict[str, Any]], smol_tokenizer: Any) -> None:
         choice = r.choices[0]
         assert choice.finish_reason == "tool_calls", (script, choice)
         _check_calls(choice.message.tool_calls, calls)
+        if REASONING in script:  # the reasoning comes apart from the content, not in it
+            assert REASONING not in (choice.message.content or "")
+            assert (choice.message.model_extra or {}).get("reasoning_content", "").strip() == REASONING, (
+                choice.message
+            )
         # streamed: the call's deltas add up to the same call
         chunks = list(
             client.chat.completions.create(model="scripted", messages=[QUESTION], tools=TOOLS, stream=True)
