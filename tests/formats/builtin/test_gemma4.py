@@ -1063,3 +1063,21 @@ def test_the_server_returns_a_replayed_answers_tool_calls(stream: bool, marker_t
             finish = next(d["finish_reason"] for d in deltas if d.get("finish_reason"))
     assert content == "I'll check." and finish == "tool_calls"
     assert list(zip(names, arguments)) == [*PARIS, ("get_time", {})]
+
+
+CONTINUE_CASES = {
+    "pair": [msg("user", "Hello"), msg("assistant", "The answer is")],
+    "after_results": CASES["parallel_calls_and_results"][0][:-1] + [msg("assistant", "Paris is")],
+    "with_reasoning": [msg("user", "2+2?"), msg("assistant", "It is", reasoning_content="Add.")],
+    "chinese": [msg("user", "你好"), msg("assistant", "你好！我")],
+}
+
+
+@pytest.mark.parametrize("kw", ["default", "thinking"])
+@pytest.mark.parametrize("case", list(CONTINUE_CASES))
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_continue_final_message_matches_transformers(name: str, case: str, kw: str) -> None:
+    messages = CONTINUE_CASES[case]
+    tools = TOOLS if case == "after_results" else None
+    expected = reference(name, messages, tools, continue_final_message=True, **KWARGS[kw])
+    assert ours(name, messages, tools, continue_final_message=True, **KWARGS[kw]) == expected
