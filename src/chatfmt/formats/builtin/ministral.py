@@ -1,5 +1,6 @@
-"""Ministral 3 and Devstral 2 (Mistral AI, December 2025): ``[INST]`` turns on a tekken tokenizer of
-mistral-common's instruct version v13, ``[TOOL_CALLS]name[ARGS]{json}`` calls, ``[THINK]`` reasoning.
+"""Ministral 3, Mistral Large 3 and Devstral 2 (Mistral AI, December 2025): ``[INST]`` turns on a
+tekken tokenizer of mistral-common's instruct version v13, ``[TOOL_CALLS]name[ARGS]{json}`` calls,
+``[THINK]`` reasoning.
 
 Formats (``FAMILIES``), each rendering exactly what its official chat template renders under
 transformers (pinned byte for byte in ``official/``):
@@ -30,8 +31,8 @@ What the templates write:
   where it stands; an assistant turn is its content, then per call ``[TOOL_CALLS]name[ARGS]arguments``
   (an object as ``tojson``, a string as it is, ``""`` as ``{}``), then ``</s>``; a tool result
   ``[TOOL_RESULTS]content[/TOOL_RESULTS]`` (no call id);
-- ``ministral-3-reasoning``: a message's ``reasoning_content`` (also ``reasoning``) is a leading
-  ``[THINK]...[/THINK]``; content parts ``{"type": "thinking", "thinking": ..., "closed": bool}`` in
+- ``ministral-3-reasoning`` and ``mistral-large-3``: an answer's ``reasoning_content`` (also
+  ``reasoning``) is a leading ``[THINK]...[/THINK]``; content parts ``{"type": "thinking", "thinking": ..., "closed": bool}`` in
   assistant and system messages are ``[THINK]...`` and ``[/THINK]`` unless ``closed`` is false;
 - the model answers right after ``[/INST]`` or ``[/TOOL_RESULTS]``: no generation prompt; the
   templates read no keyword argument.
