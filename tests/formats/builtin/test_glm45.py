@@ -263,6 +263,48 @@ def test_text_matches_the_official_template(
     assert ours(name, messages, tools, add_generation_prompt=add_generation_prompt, **kwargs) == expected
 
 
+@pytest.mark.parametrize("kw", list(KWARGS))
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_the_jinja_export_renders_like_the_builtin_with_arguments_as_json_text(
+    name: str, case: str, kw: str
+) -> None:
+    from chatfmt.formats.export import to_jinja
+
+    messages, tools = CASES[case]
+    kwargs = _reads(name, KWARGS[kw])
+    as_text = [
+        dict(
+            m,
+            tool_calls=[
+                dict(
+                    c,
+                    function=dict(
+                        c["function"], arguments=json.dumps(c["function"]["arguments"], ensure_ascii=False)
+                    ),
+                )
+                for c in m["tool_calls"]
+            ],
+        )
+        if m.get("tool_calls")
+        else m
+        for m in messages
+    ]
+    template = to_jinja(registry.get(name))
+    for gen in (False, True):
+        want = ours(name, messages, tools, add_generation_prompt=gen, **kwargs)
+        assert (
+            render_reference(
+                as_text, template=template, tools=tools, keep_none=True, add_generation_prompt=gen, **kwargs
+            )
+            == want
+        )
+        assert (
+            render_reference(messages, template=template, tools=tools, add_generation_prompt=gen, **kwargs)
+            == want
+        )
+
+
 def test_the_variants_differ_where_their_templates_do() -> None:
     messages, tools = CASES["content_and_reasoning_before_calls"]
     texts = {name: ours(name, messages, tools, add_generation_prompt=True) for name in FAMILIES}

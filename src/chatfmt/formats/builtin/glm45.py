@@ -205,8 +205,26 @@ class GLM45(NativeFormat):
         )
         return f"{nl}<tool_call>{call.name}{nl}{pairs}</tool_call>"
 
+    #: what follows ``<|assistant|>`` in the generation prompt, thinking on and off
+    prompt_on, prompt_off = "", "\n<think></think>"
+    #: GLM-5.1's empty think blocks (:meth:`empty_think`); GLM-5.2's reasoning-effort line
+    empty_rule = effort_line = False
+
     def generation_prompt(self, thinking_off: bool) -> str:
-        return ASSISTANT + ("\n<think></think>" if thinking_off else "")
+        return ASSISTANT + (self.prompt_off if thinking_off else self.prompt_on)
+
+    def jinja_variables(self) -> dict[str, object]:
+        return {
+            "nl": self.nl,
+            "no_think": self.no_think,
+            "trim": self.trim_reasoning,
+            "function_json": self.function_json,
+            "reads_clear": self.reads_clear_thinking,
+            "empty_rule": self.empty_rule,
+            "effort_line": self.effort_line,
+            "prompt_on": self.prompt_on,
+            "prompt_off": self.prompt_off,
+        }
 
     def preamble(self, out: SegmentBuilder, thinking_off: bool, kwargs: dict[str, Any]) -> None:
         """What follows ``[gMASK]<sop>`` before the tool list (GLM-5.2's effort line)."""
@@ -307,8 +325,7 @@ class GLM47(GLM45):
     no_think = "</think>"
     reads_clear_thinking = True
 
-    def generation_prompt(self, thinking_off: bool) -> str:
-        return ASSISTANT + ("</think>" if thinking_off else "<think>")
+    prompt_on, prompt_off = "<think>", "</think>"
 
 
 class GLM51(GLM47):
@@ -322,6 +339,7 @@ class GLM51(GLM47):
     )
     trim_reasoning = False
     function_json = True
+    empty_rule = True
 
     def empty_think(
         self, conv: Conversation, i: int, last_user: int, thinking_off: bool, clear: bool
@@ -362,8 +380,8 @@ class GLM52(GLM51):
     ) -> bool:
         return False
 
-    def generation_prompt(self, thinking_off: bool) -> str:
-        return ASSISTANT + ("<think></think>" if thinking_off else "<think>")
+    prompt_off = "<think></think>"
+    empty_rule, effort_line = False, True
 
     def preamble(self, out: SegmentBuilder, thinking_off: bool, kwargs: dict[str, Any]) -> None:
         if not thinking_off:
@@ -471,6 +489,7 @@ FAMILIES = [
             Pin("zai-org/GLM-4.6", "zai-org--GLM-4.6.jinja"),
             Pin("unsloth/GLM-4.5-Air", "unsloth--GLM-4.5-Air.jinja"),
         ),
+        export="glm-4.5.jinja",
         reference=GLM45.info.reference,
         group="glm",
     ),
@@ -484,6 +503,7 @@ FAMILIES = [
             Pin("zai-org/GLM-4.7-Flash", "zai-org--GLM-4.7-Flash.jinja"),
             Pin("zai-org/GLM-5", "zai-org--GLM-5.jinja"),
         ),
+        export="glm-4.5.jinja",
         reference=GLM47.info.reference,
         group="glm",
     ),
@@ -494,6 +514,7 @@ FAMILIES = [
         parser="glm-4.7",
         kwargs=(_THINKING, _CLEAR),
         pins=(Pin("zai-org/GLM-5.1", "zai-org--GLM-5.1.jinja"),),
+        export="glm-4.5.jinja",
         reference=GLM51.info.reference,
         group="glm",
     ),
@@ -504,6 +525,7 @@ FAMILIES = [
         parser="glm-4.7",
         kwargs=(_THINKING, _CLEAR, _EFFORT),
         pins=(Pin("zai-org/GLM-5.2", "zai-org--GLM-5.2.jinja"),),
+        export="glm-4.5.jinja",
         reference=GLM52.info.reference,
         group="glm",
     ),

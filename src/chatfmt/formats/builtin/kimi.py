@@ -128,6 +128,22 @@ class KimiK2(NativeFormat):
     #: the template writes a think block in assistant messages
     thinks = False
 
+    #: which assistant messages keep their reasoning (Jinja export): none, after the last plain answer, all
+    keep = "none"
+    #: the template reads thinking / preserve_thinking / tools_ts_str; its generation prompt opens <think>
+    reads_thinking = reads_preserve = reads_ts = prompt_think = False
+
+    def jinja_variables(self) -> dict[str, object]:
+        return {
+            "default_system": self.default_system or "",
+            "thinks": self.thinks,
+            "keep": self.keep,
+            "reads_thinking": self.reads_thinking,
+            "reads_preserve": self.reads_preserve,
+            "reads_ts": self.reads_ts,
+            "prompt_think": self.prompt_think,
+        }
+
     def tool_declaration(self, tools: list[Any], kwargs: Mapping[str, Any]) -> str:
         return f"<|im_system|>tool_declare{MIDDLE}{compact_json(tools)}{IM_END}"
 
@@ -198,6 +214,7 @@ class KimiK2Thinking(KimiK2):
     )
     default_system: str | None = f"<|im_system|>system{MIDDLE}{DEFAULT_SYSTEM}{IM_END}"
     thinks = True
+    keep = "suffix"
 
     def reasoning_kept(self, conv: Conversation, kwargs: Mapping[str, Any]) -> int:
         return _last_plain_assistant(conv.messages) + 1
@@ -214,6 +231,7 @@ class KimiK25(KimiK2Thinking):
     )
     extra_template_kwargs: tuple[str, ...] = ("thinking", "tools_ts_str")
     default_system = None
+    reads_thinking = reads_ts = prompt_think = True
 
     def tool_declaration(self, tools: list[Any], kwargs: Mapping[str, Any]) -> str:
         ts = kwargs.get("tools_ts_str")
@@ -238,6 +256,7 @@ class KimiK26(KimiK25):
         reference="the chat_template of moonshotai/Kimi-K2.6, rendered by transformers",
     )
     extra_template_kwargs = ("thinking", "tools_ts_str", "preserve_thinking")
+    reads_preserve = True
 
     def _preserve(self, kwargs: Mapping[str, Any]) -> bool:
         return bool(kwargs.get("preserve_thinking"))
@@ -260,6 +279,8 @@ class KimiK27Code(KimiK25):
         reference="the chat_template of moonshotai/Kimi-K2.7-Code, rendered by transformers",
     )
     extra_template_kwargs = ("tools_ts_str",)
+    keep = "all"
+    reads_thinking = False
 
     def reasoning_kept(self, conv: Conversation, kwargs: Mapping[str, Any]) -> int:
         return 0
@@ -356,6 +377,7 @@ FAMILIES = [
         aliases=("kimi-k2-instruct", "kimi-k2-instruct-0905", "kimi-k2-0905"),
         parser="kimi-k2",
         pins=(_pin("moonshotai/Kimi-K2-Instruct"), _pin("moonshotai/Kimi-K2-Instruct-0905")),
+        export="kimi-k2.jinja",
         reference=KimiK2.info.reference,
         group="kimi",
     ),
@@ -364,6 +386,7 @@ FAMILIES = [
         make=KimiK2Thinking,
         parser="kimi-k2-thinking",
         pins=(_pin("moonshotai/Kimi-K2-Thinking"),),
+        export="kimi-k2.jinja",
         reference=KimiK2Thinking.info.reference,
         group="kimi",
     ),
@@ -373,6 +396,7 @@ FAMILIES = [
         parser="kimi-k2.5",
         kwargs=(_THINKING, _TS),
         pins=(_pin("moonshotai/Kimi-K2.5"),),
+        export="kimi-k2.jinja",
         reference=KimiK25.info.reference,
         group="kimi",
     ),
@@ -382,6 +406,7 @@ FAMILIES = [
         parser="kimi-k2.5",
         kwargs=(_THINKING, _TS, _PRESERVE),
         pins=(_pin("moonshotai/Kimi-K2.6"),),
+        export="kimi-k2.jinja",
         reference=KimiK26.info.reference,
         group="kimi",
     ),
@@ -391,6 +416,7 @@ FAMILIES = [
         parser="kimi-k2.5",
         kwargs=(_TS,),
         pins=(_pin("moonshotai/Kimi-K2.7-Code"),),
+        export="kimi-k2.jinja",
         reference=KimiK27Code.info.reference,
         group="kimi",
     ),
