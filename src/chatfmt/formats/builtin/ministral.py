@@ -32,8 +32,8 @@ What the templates write:
   (an object as ``tojson``, a string as it is, ``""`` as ``{}``), then ``</s>``; a tool result
   ``[TOOL_RESULTS]content[/TOOL_RESULTS]`` (no call id);
 - ``ministral-3-reasoning`` and ``mistral-large-3``: an answer's ``reasoning_content`` (also
-  ``reasoning``) is a leading ``[THINK]...[/THINK]``; content parts ``{"type": "thinking", "thinking": ..., "closed": bool}`` in
-  assistant and system messages are ``[THINK]...`` and ``[/THINK]`` unless ``closed`` is false;
+  ``reasoning``) is a leading ``[THINK]...[/THINK]``; content parts
+  ``{"type": "thinking", "thinking": ..., "closed": bool}`` in assistant and system messages are ``[THINK]...`` and ``[/THINK]`` unless ``closed`` is false;
 - the model answers right after ``[/INST]`` or ``[/TOOL_RESULTS]``: no generation prompt; the
   templates read no keyword argument.
 
