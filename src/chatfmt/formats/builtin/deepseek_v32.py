@@ -45,7 +45,18 @@ Segments: BOS and the generation prompt belong to no message; the system prompt 
 content, calls and ``<｜end▁of▁sentence｜>`` are trained with the answer. Ids: the DeepSeek-V3.2
 tokenizer (``<think>`` 128798, ``</think>`` 128799, ``｜DSML｜`` 128793).
 
-The output parser ``deepseek-v3.2`` reads reasoning up to ``</think>`` (when the prompt opened
+``deepseek-v4`` (DeepSeek-V4, -Flash, -Pro) renders what V4's encoder (``encoding/encoding_dsv4.py``)
+renders: the same turns, with ``thinking``/``enable_thinking`` and ``reasoning_effort`` (``"max"`` puts
+the encoder's maximum-effort instructions right after BOS, in thinking mode); its own tool instructions
+(``## Tools`` ... ``### Available Tool Schemas`` + one JSON line per function + the closing sentence);
+calls in ``<｜DSML｜tool_calls>`` blocks; tool results inside a user turn, each
+``<tool_result>{content}</tool_result>``, joined by ``\n\n`` with the results and user messages around
+them (consecutive user and tool messages are one user turn), results ordered as the preceding calls
+(by ``tool_call_id``); with tools the reasoning of every turn is kept and every opener is ``<think>``
+(thinking on), without them only after the last user turn. The encoder's ``developer`` and
+``latest_reminder`` roles and its ``task`` key are not chatfmt messages. Ids: the V4 tokenizer.
+
+The output parser ``deepseek-v3.2`` (both families) reads reasoning up to ``</think>`` (when the prompt opened
 ``<think>``), content, and ``<｜DSML｜function_calls>`` blocks (V4's ``<｜DSML｜tool_calls>`` too, as
 SGLang accepts it) of invokes; a ``string="true"`` value is the text as it is, ``string="false"`` is
 decoded as JSON (or a Python literal), and kept as text when it is neither; a parameter without the
@@ -205,6 +216,133 @@ class DeepSeekV32(NativeFormat):
         out.control(EOS, i, trained)
 
 
+V4_TOOLS_TEMPLATE = (
+    "## Tools\n\nYou have access to a set of tools to help answer the user's question. You can invoke tools by "
+    'writing a "<{d}tool_calls>" block like the following:\n\n<{d}tool_calls>\n<{d}invoke name="$TOOL_NAME">\n'
+    '<{d}parameter name="$PARAMETER_NAME" string="true|false">$PARAMETER_VALUE</{d}parameter>\n...\n</{d}invoke>\n'
+    '<{d}invoke name="$TOOL_NAME2">\n...\n</{d}invoke>\n</{d}tool_calls>\n\n'
+    'String parameters should be specified as is and set `string="true"`. For all other types (numbers, booleans, '
+    'arrays, objects), pass the value in JSON format and set `string="false"`.\n\n'
+    "If thinking_mode is enabled (triggered by <think>), you MUST output your complete reasoning inside "
+    "<think>...</think> BEFORE any tool calls or final response.\n\n"
+    "Otherwise, output directly after </think> with tool calls or final response.\n\n### Available Tool Schemas\n\n"
+).replace("{d}", DSML)
+V4_TOOLS_FOOTER = (
+    "\n\nYou MUST strictly follow the above defined tool name and parameter schemas to invoke tool calls.\n"
+)
+REASONING_EFFORT_MAX = (
+    "Reasoning Effort: Absolute maximum with no shortcuts permitted.\n"
+    "You MUST be very thorough in your thinking and comprehensively decompose the problem to resolve the root cause, "
+    "rigorously stress-testing your logic against all potential paths, edge cases, and adversarial scenarios.\n"
+    "Explicitly write out your entire deliberation process, documenting every intermediate step, considered "
+    "alternative, and rejected hypothesis to ensure absolutely no assumption is left unchecked.\n\n"
+)
+
+
+def v4_tools_text(tools: list[Any]) -> str:
+    functions = [t.get("function", t) if isinstance(t, Mapping) else t for t in tools]
+    return V4_TOOLS_TEMPLATE + "\n".join(tojson(f) for f in functions) + V4_TOOLS_FOOTER
+
+
+def v4_calls_text(calls: list[ToolCall]) -> str:
+    block = f"<{DSML}tool_calls>"
+    return (
+        "\n\n" + block + "\n" + "\n".join(invoke_text(c) for c in calls) + "\n" + block.replace("<", "</", 1)
+    )
+
+
+class DeepSeekV4(NativeFormat):
+    """DeepSeek-V4: the ``encoding_dsv4.py`` encoder's text: tool results inside user turns, ``<｜DSML｜tool_calls>``."""
+
+    info = eos_info(
+        "deepseek-v4",
+        "deepseek",
+        "DeepSeek-V4: <｜User｜>/<｜Assistant｜>, </think> or <think>, <tool_result> in user turns, DSML tool_calls",
+        "deepseek-ai/DeepSeek-V4's encoder (encoding/encoding_dsv4.py, encode_messages), the generation prompt added "
+        "as its opener after the last user turn",
+        eos=EOS,
+        bos=BOS,
+        tokens=SPECIAL_TOKENS,
+        supports_tools=True,
+        supports_reasoning=True,
+    )
+
+    def build(
+        self,
+        conv: Conversation,
+        out: SegmentBuilder,
+        *,
+        add_generation_prompt: bool,
+        thinking: Any = None,
+        enable_thinking: Any = None,
+        reasoning_effort: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        think = bool(thinking) if thinking is not None else bool(enable_thinking)
+        msgs = conv.messages
+        out.control(BOS)
+        if think and reasoning_effort == "max" and msgs:
+            out.control(REASONING_EFFORT_MAX)
+        start = 0
+        if msgs and msgs[0].role == "system":
+            start = 1
+            out.content(msgs[0].text, 0, msgs[0].trained)
+        if conv.tools:
+            out.control("\n\n" + v4_tools_text(conv.tools), 0 if start else None)
+        # the encoder merges tool results (and the user messages right after them) into one user turn
+        groups: list[list[int]] = []
+        for i in range(start, len(msgs)):
+            role = msgs[i].role
+            prev = groups[-1] if groups else None
+            if role in ("user", "tool") and prev is not None and msgs[prev[0]].role in ("user", "tool"):
+                prev.append(i)
+            else:
+                groups.append([i])
+        keep_all = bool(conv.tools)  # with tools the encoder keeps every turn's thinking
+        last_user = max((k for k, g in enumerate(groups) if msgs[g[0]].role in ("user", "tool")), default=-1)
+        opener = ""
+        order: dict[str, int] = {}
+        for k, group in enumerate(groups):
+            m = msgs[group[0]]
+            if m.role == "assistant":
+                out.control(opener, group[0])
+                self._assistant(out, group[0], m, think and (keep_all or k > last_user))
+                opener = ""
+                if m.tool_calls:
+                    order = {c.id: n for n, c in enumerate(m.tool_calls) if c.id}
+            else:
+                self._user_turn(out, group, msgs, order)
+                opener = ASSISTANT + (THINK_START if think and (keep_all or k >= last_user) else THINK_END)
+        if add_generation_prompt:
+            out.control(opener)
+
+    @staticmethod
+    def _user_turn(out: SegmentBuilder, group: list[int], msgs: list[Message], order: dict[str, int]) -> None:
+        results = [i for i in group if msgs[i].role == "tool"]
+        if len(results) > 1 and order:
+            ranked = iter(sorted(results, key=lambda i: order.get(msgs[i].tool_call_id or "", 0)))
+            group = [next(ranked) if msgs[i].role == "tool" else i for i in group]
+        out.control(USER, group[0])
+        for n, i in enumerate(group):
+            m = msgs[i]
+            sep = "\n\n" if n else ""
+            if m.role == "tool":
+                out.turn(i, sep + "<tool_result>", m.text, "", m.trained, "</tool_result>")
+            else:
+                out.turn(i, sep, m.text, "", m.trained)
+
+    @staticmethod
+    def _assistant(out: SegmentBuilder, i: int, m: Message, reasoning: bool) -> None:
+        trained = m.trained
+        if reasoning:
+            out.content(m.reasoning_content or "", i, trained)
+            out.control(THINK_END, i, trained)
+        out.content(m.text, i, trained)
+        if m.tool_calls:
+            out.control(v4_calls_text(m.tool_calls), i, trained)
+        out.control(EOS, i, trained)
+
+
 # -- the output parser -------------------------------------------------------------------------------
 
 _NAME = r"""\s*(?:"([^"]*)"|'([^']*)'|([^\s>"']+))"""
@@ -309,7 +447,22 @@ _ENABLE_THINKING = TemplateKwarg(
     "enable_thinking", "bool | None", None, "the same switch, read when thinking is not given"
 )
 
+_REASONING_EFFORT = TemplateKwarg(
+    "reasoning_effort",
+    "str | None",
+    None,
+    "'max' puts the encoder's maximum-effort instructions first (thinking only)",
+)
+
 FAMILIES = [
+    Family(
+        "deepseek-v4",
+        make=DeepSeekV4,
+        aliases=("deepseek-v4-flash", "deepseek-v4-pro"),
+        parser="deepseek-v3.2",
+        kwargs=(_THINKING, _ENABLE_THINKING, _REASONING_EFFORT),
+        reference=DeepSeekV4.info.reference,
+    ),
     Family(
         "deepseek-v3.2",
         make=DeepSeekV32,
