@@ -714,6 +714,9 @@ def test_lenient_shapes_the_vendors_parsers_accept() -> None:
         "<tool_call>run<arg_key>nested</arg_key><arg_value>{'a': True, 'b': None}</arg_value></tool_call>"
     )
     assert calls_of(parse(python_literals, [RUN])) == [("run", {"nested": {"a": True, "b": None}})]
+    # a value holding GLM's own closing tag (code that writes the syntax) stays whole
+    code = "<tool_call>run<arg_key>code</arg_key><arg_value>s = '</arg_value>'</arg_value><arg_key>n</arg_key><arg_value>1</arg_value></tool_call>"
+    assert calls_of(parse(code, [RUN])) == [("run", {"code": "s = '</arg_value>'", "n": 1})]
     two = CALL + "\n" + CALL
     assert calls_of(parse(two)) == PARIS * 2
 
@@ -752,6 +755,11 @@ def test_malformed_calls_stay_content_with_a_warning(text: str) -> None:
         ('{"a": [1, null]}', {"type": "object"}, {"a": [1, None]}),
         ("[1, 2", {"type": "array"}, "[1, 2"),
         ("forty", {"type": "integer"}, "forty"),
+        ("123_456", None, "123_456"),  # an id: Python would read the digits as 123456 (SGLang's bug)
+        ("123_456", {"type": "integer"}, "123_456"),
+        ("NaN", {"type": "number"}, "NaN"),  # no JSON number
+        ("{'a': True}", None, {"a": True}),
+        ("None", None, None),
     ],
 )
 def test_values_are_typed_by_the_tool_schema(text: str, schema: Any, value: Any) -> None:

@@ -67,6 +67,7 @@ holding a JSON object is read as Hermes JSON.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import replace
@@ -82,7 +83,7 @@ from ...toolcalls.parser import Block, Grammar
 from ..base import FormatInfo, NativeFormat
 from ..family import Family, Pin, TemplateKwarg
 from ._chatml import tojson
-from .qwen3_coder import _literal, _schema_type, tool_schemas
+from .qwen3_coder import _jsonable, _literal, _schema_type, tool_schemas
 
 PREFIX = "[gMASK]<sop>"
 SYSTEM, USER, ASSISTANT, OBSERVATION = "<|system|>", "<|user|>", "<|assistant|>", "<|observation|>"
@@ -392,15 +393,28 @@ class GLM52(GLM51):
 # -- the output parser ---------------------------------------------------------------------------------
 
 _ESCAPED_NEWLINES = re.compile(r"^(?:\s|\\n)+|(?:\s|\\n)+$")
-_PAIR = re.compile(r"<arg_key>(.*?)</arg_key>(?:\\n|\s)*<arg_value>(.*?)</arg_value>", re.S)
+#: a key/value pair; ``</arg_value>`` ends the value only before the next ``<arg_key>`` or the end of the
+#: call, so a value that holds the text ``</arg_value>`` (code that writes GLM's syntax) is kept whole
+_PAIR = re.compile(
+    r"<arg_key>(.*?)</arg_key>(?:\\n|\s)*<arg_value>(.*?)</arg_value>(?=(?:\\n|\s)*(?:<arg_key>|\Z))", re.S
+)
+_PYTHON_LITERAL = re.compile(r"\s*(?:[\[{(]|True\s*$|False\s*$|None\s*$)")
 
 
 def convert_value(text: str, schema: Any) -> Any:
-    """An ``<arg_value>``'s text: kept when the argument is declared a string, else decoded as JSON (or a
-    Python literal), else kept."""
+    """An ``<arg_value>``'s text: kept when the argument is declared a string, else decoded as JSON, else
+    (an object, a list, ``True``/``False``/``None``) as a Python literal, else kept. Digits with
+    underscores (``123_456``, an id) stay text: Python would read them as a number."""
     if schema is not None and _schema_type(schema) in ("string", "str", "text", "enum"):
         return text
-    return _literal(text)
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        pass
+    else:
+        if _jsonable(value):
+            return value
+    return _literal(text) if _PYTHON_LITERAL.match(text) else text
 
 
 def tool_call_body(body: str, schemas: Mapping[str, Mapping[str, Any]]) -> list[Call]:
