@@ -364,13 +364,6 @@ def test_deliberate_leniencies_where_the_template_raises() -> None:
     assert ours("gpt-oss", none).endswith(
         "<|start|>user<|message|><|end|><|start|>assistant<|channel|>final<|message|><|return|>"
     )
-    orphan = [
-        msg("user", "x"),
-        msg("assistant", "", tool_calls=[call("f", {})]),
-        msg("tool", "1"),
-        msg("assistant", "ok"),
-    ]
-    assert "<|start|>functions.f to=assistant" in ours("gpt-oss", orphan)
 
 
 def test_date_is_today(monkeypatch: pytest.MonkeyPatch) -> None:

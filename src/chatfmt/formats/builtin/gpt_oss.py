@@ -46,8 +46,7 @@ Deliberate leniencies (the templates would raise): ``None`` content renders as `
 content parts as its joined text, a tool without description without its ``// `` line, a non-string
 enum default with ``str``; content holding ``<|channel|>analysis<|message|>`` renders as it is; an
 assistant message with tool calls and both content and reasoning writes the reasoning as the analysis
-message (dropped as above) and the content as a ``commentary`` preamble; a tool result with no call
-before it is named ``functions.`` + its ``name`` (or nothing). A call's ``content_type`` is not read:
+message (dropped as above) and the content as a ``commentary`` preamble. A call's ``content_type`` is not read:
 chatfmt's tool calls have none, and the template's default is ``json``.
 
 Segments: message content (and reasoning) is ``content``, a tool result's ``tojson`` text included;
