@@ -15,7 +15,7 @@ renders under transformers, with no Jinja at run time:
 - a system message containing ``/system_override`` replaces all of that with
   ``<|im_start|>system\\n{custom instructions without /system_override}<|im_end|>\\n`` (no tool list);
 - user turns ``<|im_start|>user\\n{content}<|im_end|>\\n``; tool results are user turns too; system
-  messages write nothing in the loop (one after the first is dropped, as by the template);
+  messages write nothing in the loop (the template would drop a later one; chatfmt refuses it);
 - assistant turns ``<|im_start|>assistant\\n`` + (``/no_think``: ``<think>\\n\\n</think>\\n``) + the
   content with leading newlines removed + ``<|im_end|>\\n``;
 - the generation prompt is ``<|im_start|>assistant\\n``, plus ``<think>\\n\\n</think>\\n`` in ``/no_think`` mode.
