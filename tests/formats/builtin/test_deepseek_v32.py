@@ -836,3 +836,63 @@ def test_v4_ids_match_the_v4_tokenizer_on_the_encoders_text(
         thinking=True,
     )
     assert got.input_ids == expected
+
+
+# --- the server: a replayed answer through chatfmt serve's app ---------------------------------------
+
+
+def _scripted_engine(tokenizer: Any, fmt: Any, script: str) -> Any:
+    """tests/server's ScriptedEngine (real tokenizer and format, ``script`` replayed token by token)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "server" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("_dsv32server_fixtures", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.ScriptedEngine(tokenizer, fmt, script)
+
+
+def _ask(engine: Any, stream: bool, tools: list[dict]) -> tuple[str, str | None, list[tuple[str, Any]], str]:
+    """(content, reasoning, calls, finish_reason) of one chat completion from ``engine``'s app."""
+    from fastapi.testclient import TestClient
+
+    from chatfmt.server import create_app
+
+    request = {
+        "model": "scripted",
+        "messages": [{"role": "user", "content": "Weather in Paris?"}],
+        "tools": tools,
+        "stream": stream,
+    }
+    with TestClient(create_app(engine), base_url="http://127.0.0.1:8000") as client:
+        r = client.post("/v1/chat/completions", json=request)
+        assert r.status_code == 200, r.text
+        if not stream:
+            choice = r.json()["choices"][0]
+            message = choice["message"]
+            calls = [
+                (c["function"]["name"], json.loads(c["function"]["arguments"])) for c in message["tool_calls"]
+            ]
+            return message["content"], message.get("reasoning_content"), calls, choice["finish_reason"]
+        chunks = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
+        deltas = [ch["choices"][0] for ch in chunks if ch.get("choices")]
+        content = "".join(d["delta"].get("content") or "" for d in deltas)
+        reasoning = "".join(d["delta"].get("reasoning_content") or "" for d in deltas) or None
+        by_index: dict[int, dict] = {}
+        for d in deltas:
+            for tc in d["delta"].get("tool_calls") or []:
+                entry = by_index.setdefault(tc["index"], {"name": "", "arguments": ""})
+                entry["name"] += tc["function"].get("name") or ""
+                entry["arguments"] += tc["function"].get("arguments") or ""
+        calls = [(by_index[k]["name"], json.loads(by_index[k]["arguments"])) for k in sorted(by_index)]
+        finish = next(d["finish_reason"] for d in deltas if d.get("finish_reason"))
+        return content, reasoning, calls, finish
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_the_server_returns_a_replayed_answers_calls(stream: bool, dsv32_tokenizer_dir: Path) -> None:
+    script = "I'll check." + CALL + EOS
+    engine = _scripted_engine(_tokenizer(str(dsv32_tokenizer_dir)), registry.get("deepseek-v3.2"), script)
+    content, reasoning, calls, finish = _ask(engine, stream, TOOLS)
+    assert (content, reasoning, calls, finish) == ("I'll check.", None, PARIS, "tool_calls")
