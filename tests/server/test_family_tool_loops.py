@@ -13,8 +13,13 @@ backend: the call, then the family's rendering of a final answer; the registered
 be called with the call's arguments, and the second prompt must be the family's rendering of the
 question, the call and its result.
 
-The default run takes every third family (one call); ``slow`` the others, and every family again
-with two parallel calls where it renders them (a family that cannot is skipped with its reason)."""
+And through the ``chatfmt chat`` command (``-p``, with a backend registered in the test process that
+replays the script): ``--json`` gives the call back with ``finish_reason`` ``tool_calls``, the plain
+output a ``tool call: NAME(ARGS)`` line (the command shows calls; it runs no tools).
+
+The default run takes every third family (one call; the CLI every twentieth); ``slow`` the others,
+and every family again with two parallel calls where it renders them (a family that cannot is skipped
+with its reason)."""
 
 from __future__ import annotations
 
@@ -66,7 +71,8 @@ RESULTS = ['{"temperature": 22, "sky": "clear"}', '{"time": "14:05"}']
 
 def _families(part: str) -> list[Any]:
     """Every built-in family whose parser reads tool calls (it declares a parser and renders tools):
-    ``sample`` every third of them (the default run), ``rest`` the others (slow), ``all``."""
+    ``sample`` every third of them (the default run), ``rest`` the others (slow), ``all``; the CLI
+    (which loads the model's tokenizer per run): ``cli-sample`` every twentieth, ``cli-rest`` the others."""
     names = [
         n
         for n in registry.names()
@@ -74,7 +80,13 @@ def _families(part: str) -> list[Any]:
         and registry.family(n).parser
         and registry.family(n).info.supports_tools
     ]
-    chosen = {"sample": names[::3], "rest": [n for i, n in enumerate(names) if i % 3], "all": names}[part]
+    chosen = {
+        "sample": names[::3],
+        "rest": [n for i, n in enumerate(names) if i % 3],
+        "all": names,
+        "cli-sample": names[::20],
+        "cli-rest": [n for i, n in enumerate(names) if i % 20],
+    }[part]
     return [pytest.param(n, id=n) for n in chosen]
 
 
@@ -295,8 +307,7 @@ class ScriptedBackend(Backend):
         result: GenerationResult | None = None,
         cancel: Any = None,
     ) -> Iterator[int]:
-        assert self.chat is not None
-        self.prompts.append(self.chat.encoder.last_text)
+        self.prompts.append(self.chat.encoder.last_text if self.chat is not None else "")
         script = self.scripts[min(len(self.prompts), len(self.scripts)) - 1]
         result = result if result is not None else GenerationResult()
         result.prompt_tokens = len(prompt_ids)
@@ -365,3 +376,59 @@ def test_a_family_tool_call_goes_round_chat(name, smol_tokenizer):
 @pytest.mark.parametrize("name", _families("rest"))
 def test_a_family_tool_call_goes_round_chat_every_family(name, smol_tokenizer):
     _chat_loop(name, smol_tokenizer)
+
+
+# -- and through the `chatfmt chat` command (it shows the calls; it runs no tools) ---------------------
+
+_CLI_SCRIPTS: list[str] = []
+
+
+@pytest.fixture(scope="module")
+def cli_backend(smol_tokenizer: Any) -> Iterator[str]:
+    """A backend registered in this process for the CLI: it replays ``_CLI_SCRIPTS`` with the real
+    SmolLM2 tokenizer (whatever model path it is given)."""
+    from chatfmt.inference.backends import base
+
+    name = "test-family-scripted"
+    base.register_backend(name)(lambda path, **options: ScriptedBackend(smol_tokenizer, list(_CLI_SCRIPTS)))
+    try:
+        yield name
+    finally:
+        base.BACKENDS.pop(name)
+        base._DECLARED.pop(name, None)
+
+
+def _cli_loop(name: str, backend: str, model: Any, tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from chatfmt.cli import app
+
+    fmt = registry.get(name)
+    script, _ = generated_part(fmt, ONE_CALL)
+    _CLI_SCRIPTS[:] = [script]
+    tools = tmp_path / "tools.json"
+    tools.write_text(json.dumps(TOOLS), encoding="utf-8")
+    args = ["chat", "--model", str(model), "--backend", backend, "--format", name, "--allow-missing-tokens"]
+    args += ["--tools", str(tools), "--temperature", "0", "-p", QUESTION["content"], "--json"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    reply = json.loads(res.stdout.strip().splitlines()[-1])
+    assert reply["finish_reason"] == "tool_calls", (script, reply)
+    assert [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in reply["tool_calls"]] == [
+        (c["name"], c["arguments"]) for c in ONE_CALL
+    ]
+    # without --json: the call is shown as a line
+    res = CliRunner().invoke(app, args[:-1])
+    assert res.exit_code == 0, res.output
+    assert "tool call: get_weather(" in res.stdout
+
+
+@pytest.mark.parametrize("name", _families("cli-sample"))
+def test_a_family_tool_call_comes_out_of_chatfmt_chat(name, cli_backend, smollm2_gguf, tmp_path):
+    _cli_loop(name, cli_backend, smollm2_gguf, tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", _families("cli-rest"))
+def test_a_family_tool_call_comes_out_of_chatfmt_chat_every_family(name, cli_backend, smollm2_gguf, tmp_path):
+    _cli_loop(name, cli_backend, smollm2_gguf, tmp_path)
