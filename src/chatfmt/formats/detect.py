@@ -12,8 +12,8 @@ with every registered built-in, under a frozen clock, and compares the texts:
 - ``closest``: neither of those, but one built-in writes the same turn markup as the template, or
   nearly: its *markup similarity* (below) is at least :data:`CLOSE_ENOUGH` (0.7). ``format`` names it
   and ``differences`` lists every probe it renders differently, with the first differing characters
-  (Qwen2.5-VL's template is closest to ``qwen2.5``: the same turns, its own default system prompt,
-  no tool syntax). It is a starting point for writing the template's format, not a replacement for it;
+  (GLM-4.1V-Thinking's template is closest to ``glm-4``: the same turns, its own reasoning and tool
+  handling). It is a starting point for writing the template's format, not a replacement for it;
 - ``unknown``: nothing is that close; the closest built-ins are still listed, with their scores.
 
 Markup similarity: on the plain-chat (``core``) probes, every message's content is cut out of both
