@@ -108,6 +108,8 @@ def _dumps(value: Any) -> str:
 
 
 def _name(value: Any) -> str:
+    if isinstance(value, str):
+        value = unmark_bpe(value)  # "Ġget_weather": a leaked BPE space before the name
     if not isinstance(value, str) or not value.strip():
         raise BodyError("a tool call needs a non-empty string name")
     try:
@@ -148,6 +150,18 @@ def strip_fence(text: str) -> str:
 
 
 def json_values(text: str, *, rest: list[str] | None = None) -> list[Any]:
+    """One or more JSON values (see :func:`_json_values`); a body that fails and holds leaked BPE
+    pieces (``Ċ{"name":Ġ"f"}``) is read again with them undone."""
+    try:
+        return _json_values(text, rest=rest)
+    except BodyError:
+        plain = unmark_bpe(text)
+        if plain == text:
+            raise
+        return _json_values(plain, rest=rest)
+
+
+def _json_values(text: str, *, rest: list[str] | None = None) -> list[Any]:
     """One or more JSON values, back to back or separated by ``;`` / ``,`` / whitespace.
 
     Lenient as the serving stacks are: a value that is not JSON but a Python literal (single quotes,
@@ -251,6 +265,9 @@ def _call_name(func: ast.expr) -> str:
     raise BodyError("not a function call")
 
 
+_JSON_NAMES: dict[str, Any] = {"true": True, "false": False, "null": None}
+
+
 def _pythonic_call(node: ast.expr) -> Call:
     if not isinstance(node, ast.Call):
         raise BodyError("not a function call")
@@ -260,6 +277,9 @@ def _pythonic_call(node: ast.expr) -> Call:
     for kw in node.keywords:
         if kw.arg is None:
             raise BodyError("**kwargs in a tool call")
+        if isinstance(kw.value, ast.Name) and kw.value.id in _JSON_NAMES:
+            args[kw.arg] = _JSON_NAMES[kw.value.id]  # f(flag=true): JSON's literals in a Python call
+            continue
         try:
             args[kw.arg] = ast.literal_eval(kw.value)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
@@ -303,17 +323,39 @@ def code_or_calls(text: str, *, code_tool: str = "python") -> list[Call]:
         return [Call(code_tool, json.dumps({"code": stripped}, ensure_ascii=False))]
 
 
+def arguments_and_rest(text: str) -> tuple[str, str]:
+    """The arguments JSON string of a body that is the arguments object, and the text after it: a
+    JSON (or Python-literal) object followed by prose keeps the prose. The whole text must otherwise
+    be the arguments (:func:`dump_arguments`)."""
+    try:
+        return dump_arguments(text), ""
+    except BodyError as first:
+        stripped = text.lstrip()
+        if stripped[:1] != "{":
+            raise
+        rest: list[str] = []
+        try:
+            values = json_values(stripped, rest=rest)
+        except BodyError:
+            raise first from None
+        if len(values) != 1 or not isinstance(values[0], dict) or not rest:
+            raise first from None
+        return _dumps(values[0]), "".join(rest)
+
+
 def args_call(name: str, body: str) -> list[Call]:
     """A call whose name came from a header and whose body is the JSON arguments (GLM-4,
-    Functionary v3.2; Functionary's ``python`` may take raw code)."""
+    Functionary v3.2; Functionary's ``python`` may take raw code); prose after the arguments stays
+    content."""
     name = _name(name)
     text = strip_fence(body).strip()
     try:
-        return [Call(name, dump_arguments(text))]
+        args, rest = arguments_and_rest(text)
     except BodyError:
         if name == "python" and text:
             return [Call(name, json.dumps({"code": text}, ensure_ascii=False))]
         raise
+    return Calls([Call(name, args)], rest) if rest else [Call(name, args)]
 
 
 def chatglm3_call(name: str, body: str) -> list[Call]:
@@ -337,7 +379,7 @@ def function_tag_call(body: str) -> list[Call]:
     name, sep, args = body.partition(">")
     if not sep:
         raise BodyError("<function= without '>' after the name")
-    return [Call(_name(name), dump_arguments(args.strip()))]
+    return [Call(_name(name), dump_arguments(args.strip()))]  # prose after the call is outside the block
 
 
 _PARAM = re.compile(r'<param name="([^"]*)">(?:<!\[CDATA\[(.*?)\]\]>|(.*?))</param>', re.S)
@@ -375,7 +417,9 @@ def mistral_calls(body: str) -> list[Call]:
     m = re.fullmatch(r"([^\[\]\s]+)(?:\[CALL_ID\]([A-Za-z0-9]+))?\[ARGS\](.*)", text, re.S)
     if not m:
         raise BodyError("neither a JSON list nor name[ARGS]{...}")
-    return [Call(_name(m.group(1)), dump_arguments(m.group(3).strip()), m.group(2))]
+    args, rest = arguments_and_rest(m.group(3).strip())
+    call = Call(_name(m.group(1)), args, m.group(2))
+    return Calls([call], rest) if rest else [call]
 
 
 def deepseek_r1_call(body: str, sep: str) -> list[Call]:
