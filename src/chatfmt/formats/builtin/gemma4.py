@@ -4,8 +4,10 @@
 transformers (the same text is published for gemma-4-31B-it and gemma-4-12B-it); ``gemma-4-e4b`` what
 google/gemma-4-E4B-it's renders (also E2B's); ``diffusiongemma`` what google/diffusiongemma-26B-A4B-it's
 renders; ``gemma-4-otel`` what farbodtavakkoli/OTel-LLM-E4B-IT's renders (an earlier revision of
-Google's E4B template, 6.3M downloads, shipped by many E2B/E4B fine-tunes). All four are pinned to
-those templates (``official/``); they differ only where noted below.
+Google's E4B template, 6.3M downloads, shipped by many E2B/E4B fine-tunes); ``gemma-4-31b-llamacpp``
+what the gemma-4-31B-it template llama.cpp ships renders (an earlier revision of google/gemma-4-31B-it's,
+found in GGUFs). All five are pinned to those templates (``official/``); they differ only where noted
+below.
 
 - ``<bos>`` first. A system turn ``<|turn>system\\n`` ... ``<turn|>\\n`` is written when there is a
   system message, a tool list or ``enable_thinking``: ``<|think|>\\n`` first with thinking, then the
@@ -33,7 +35,13 @@ those templates (``official/``); they differ only where noted below.
   message opens its own turn after it), writes no thought opener after results, counts only
   ``image``/``audio``/``video`` parts as media, and raises (so does this format: ``ValidationError``)
   on a tool result with neither a ``name`` nor its call's id; its generation prompt is
-  ``gemma-4-e4b``'s.
+  ``gemma-4-e4b``'s;
+- ``gemma-4-31b-llamacpp`` is ``gemma-4-otel`` with ``gemma-4``'s generation prompt, except that
+  properties named like a schema's own keys (``type``, ``description``, ``properties``, ``required``,
+  ``nullable``) are left out of every ``properties``, a system message given as parts is the trimmed
+  Python text of the list (as its template writes it), a tool result's media parts write nothing, and
+  whether a turn of results ends depends on the message's ``content`` as given, not trimmed. It has no
+  Jinja export.
 
 Content parts: text parts are trimmed (a model message's thinking removed) and written back to back,
 ``image``/``image_url`` parts as ``<|image|>``, ``audio``/``input_audio`` as ``<|audio|>``, ``video`` as
@@ -192,11 +200,13 @@ def _quoted_list(items: Any) -> str:
 _STANDARD_KEYS = ("description", "type", "properties", "required", "nullable")
 
 
-def format_parameters(properties: Mapping[Any, Any], filter_keys: bool = False, null: str = "null") -> str:
+def format_parameters(
+    properties: Mapping[Any, Any], filter_keys: bool = False, null: str = "null", filter_all: bool = False
+) -> str:
     """The properties of a JSON schema in Gemma's notation (the templates' ``format_parameters``)."""
     out: list[str] = []
     for key, value in dictsort(properties):
-        if filter_keys and key in _STANDARD_KEYS:
+        if (filter_keys or filter_all) and key in _STANDARD_KEYS:
             continue
         parts: list[str] = []
         kind = _upper(_get(value, "type"))
@@ -208,15 +218,21 @@ def format_parameters(properties: Mapping[Any, Any], filter_keys: bool = False, 
         elif kind == "ARRAY":
             items = _get(value, "items")
             if isinstance(items, Mapping) and items:
-                parts.append("items:{" + _items(items, null) + "}")
+                parts.append("items:{" + _items(items, null, filter_all) + "}")
         if _get(value, "nullable"):
             parts.append("nullable:true")
         if kind == "OBJECT":
             props = _get(value, "properties")
             if isinstance(props, Mapping):
-                parts.append("properties:{" + format_parameters(props, null=null) + "}")
+                parts.append(
+                    "properties:{" + format_parameters(props, null=null, filter_all=filter_all) + "}"
+                )
             elif isinstance(value, Mapping):
-                parts.append("properties:{" + format_parameters(value, filter_keys=True, null=null) + "}")
+                parts.append(
+                    "properties:{"
+                    + format_parameters(value, filter_keys=True, null=null, filter_all=filter_all)
+                    + "}"
+                )
             if _get(value, "required"):
                 parts.append("required:[" + _quoted_list(value["required"]) + "]")
         parts.append("type:" + Q + kind + Q + "}")
@@ -224,7 +240,7 @@ def format_parameters(properties: Mapping[Any, Any], filter_keys: bool = False, 
     return ",".join(out)
 
 
-def _items(items: Mapping[Any, Any], null: str) -> str:
+def _items(items: Mapping[Any, Any], null: str, filter_all: bool = False) -> str:
     """The ``items`` schema of an array property."""
     out: list[str] = []
     for key, value in dictsort(items):
@@ -233,7 +249,11 @@ def _items(items: Mapping[Any, Any], null: str) -> str:
         if key == "properties":
             out.append(
                 "properties:{"
-                + (format_parameters(value, null=null) if isinstance(value, Mapping) else "")
+                + (
+                    format_parameters(value, null=null, filter_all=filter_all)
+                    if isinstance(value, Mapping)
+                    else ""
+                )
                 + "}"
             )
         elif key == "required":
@@ -248,7 +268,7 @@ def _items(items: Mapping[Any, Any], null: str) -> str:
     return ",".join(out)
 
 
-def declaration(tool: Any, null: str = "null") -> str:
+def declaration(tool: Any, null: str = "null", filter_all: bool = False) -> str:
     """One tool of the system turn, between ``<|tool>`` and ``<tool|>`` (``format_function_declaration``)."""
     fn = _get(tool, "function")
     text = "declaration:" + _str(_get(fn, "name")) + "{description:" + Q + _str(_get(fn, "description")) + Q
@@ -256,7 +276,11 @@ def declaration(tool: Any, null: str = "null") -> str:
     if params:
         text += ",parameters:{"
         if _get(params, "properties"):
-            text += "properties:{" + format_parameters(params["properties"], null=null) + "},"
+            text += (
+                "properties:{"
+                + format_parameters(params["properties"], null=null, filter_all=filter_all)
+                + "},"
+            )
         if _get(params, "required"):
             text += "required:[" + _quoted_list(params["required"]) + "],"
         if _get(params, "type"):
@@ -334,6 +358,14 @@ class Gemma4(NativeFormat):
     legacy = False
     #: ``image_url`` and ``input_audio`` parts count as media (not in the earlier template)
     openai_media = True
+    #: llama.cpp's gemma-4-31B-it template: schema keys named like the standard ones (``type``,
+    #: ``description``, ...) are dropped from every ``properties``, a system message is its string
+    #: trimmed, a tool result's media parts write nothing, and a turn of results ends when the message's
+    #: ``content`` is truthy as given (not trimmed)
+    filter_all_keys = False
+    plain_system = False
+    tool_result_media = True
+    raw_content_truth = False
 
     def jinja_variables(self) -> dict[str, object]:
         """The export (``templates/gemma-4.jinja``, one body for the four variants) is written with
@@ -371,7 +403,11 @@ class Gemma4(NativeFormat):
                 self._system_content(out, msgs[0])
             if conv.tools:
                 out.control(
-                    "".join(TOOL_OPEN + declaration(t, self.null) + TOOL_CLOSE for t in conv.tools), owner
+                    "".join(
+                        TOOL_OPEN + declaration(t, self.null, self.filter_all_keys) + TOOL_CLOSE
+                        for t in conv.tools
+                    ),
+                    owner,
                 )
                 prev_type = "tool"
             out.control(TURN_END + "\n", owner)
@@ -424,7 +460,7 @@ class Gemma4(NativeFormat):
                     prev_type = "tool_response"
                     k += 1
             captured, media = self._content(out, i, m, role)
-            has_content = bool(captured.strip())
+            has_content = bool(m.content) if self.raw_content_truth else bool(captured.strip())
             if self.legacy and media:
                 prev_type = media
             next_role = next((msgs[j].role for j in range(i + 1, len(msgs)) if msgs[j].role != "tool"), None)
@@ -449,10 +485,11 @@ class Gemma4(NativeFormat):
             elif prev_type == "tool_response" and think and not self.legacy:
                 out.control(THOUGHT_OPEN)
 
-    @staticmethod
-    def _system_content(out: SegmentBuilder, m: Message) -> None:
+    def _system_content(self, out: SegmentBuilder, m: Message) -> None:
         c = m.content
-        if isinstance(c, str):
+        if self.plain_system and isinstance(c, list):
+            out.content(str(c).strip(), 0, m.trained)  # the template trims the list's Python text
+        elif isinstance(c, str):
             out.content(c.strip(), 0, m.trained)
         elif isinstance(c, list):
             for part in c:
@@ -533,7 +570,7 @@ class Gemma4(NativeFormat):
             )
             out.control(Q + "}" + RESPONSE_CLOSE, k)
             for p in c:
-                if isinstance(p, Mapping):
+                if isinstance(p, Mapping) and self.tool_result_media:
                     out.control(self._media(p), k)
         else:
             out.control(
@@ -581,6 +618,24 @@ class Gemma4OTel(Gemma4E):
     null = "None"
     legacy = True
     openai_media = False
+
+
+class Gemma4LlamaCpp31B(Gemma4OTel):
+    """The gemma-4-31B-it template llama.cpp ships (models/templates): ``gemma-4-otel``'s turns with
+    ``gemma-4``'s generation prompt, and the differences of :attr:`Gemma4.filter_all_keys` and after."""
+
+    info = replace(
+        Gemma4.info,
+        name="gemma-4-31b-llamacpp",
+        description="the gemma-4-31B-it template of llama.cpp: gemma-4-otel's turns, gemma-4's generation prompt",
+        reference="llama.cpp's models/templates/google-gemma-4-31B-it.jinja, rendered by transformers",
+        special_tokens=dict(SPECIAL_TOKENS),
+    )
+    empty_thought_prompt = True
+    filter_all_keys = True
+    plain_system = True
+    tool_result_media = False
+    raw_content_truth = True
 
 
 # -- the output parser -----------------------------------------------------------------------------------
@@ -784,6 +839,7 @@ def _family(
     aliases: tuple[str, ...],
     pin: Pin,
     kwargs: tuple[TemplateKwarg, ...] = (_THINKING, _PRESERVE),
+    export: str | None = "gemma-4.jinja",
 ) -> Family:
     return Family(
         fmt.info.name,
@@ -792,7 +848,7 @@ def _family(
         parser="gemma-4",
         kwargs=kwargs,
         pins=(pin,),
-        export="gemma-4.jinja",
+        export=export,
         reference=fmt.info.reference,
         group="gemma",
     )
@@ -820,6 +876,13 @@ FAMILIES = [
         Pin("farbodtavakkoli/OTel-LLM-E4B-IT", "farbodtavakkoli--OTel-LLM-E4B-IT.jinja"),
         kwargs=(_THINKING,),
     ),
+    _family(
+        Gemma4LlamaCpp31B,
+        (),
+        Pin("google/gemma-4-31B-it", "google--gemma-4-31B-it-llama.cpp.jinja"),
+        kwargs=(_THINKING,),
+        export=None,
+    ),
 ]
 
 __all__ = [
@@ -828,6 +891,7 @@ __all__ = [
     "DiffusionGemma",
     "Gemma4",
     "Gemma4E",
+    "Gemma4LlamaCpp31B",
     "Gemma4OTel",
     "declaration",
     "format_argument",
