@@ -307,6 +307,22 @@ def test_the_jinja_export_renders_like_the_builtin_with_arguments_as_json_text(
         )
 
 
+CONTINUED = {
+    "plain": [msg("user", "Q"), msg("assistant", "The answer is")],
+    "whitespace": [msg("user", "Q"), msg("assistant", "  partial \n")],
+    "reasoning": [msg("user", "Q"), msg("assistant", "ok", reasoning_content="think")],
+    "chinese": [msg("user", "问"), msg("assistant", "你好，")],
+}
+
+
+@pytest.mark.parametrize("case", list(CONTINUED))
+@pytest.mark.parametrize(("name", "k"), TEMPLATES, ids=TEMPLATE_IDS)
+def test_continue_final_message_matches_the_official_template(name: str, k: int, case: str) -> None:
+    messages = CONTINUED[case]
+    expected = reference(name, messages, None, k, continue_final_message=True)
+    assert ours(name, messages, continue_final_message=True) == expected
+
+
 def test_the_variants_differ_where_their_templates_do() -> None:
     messages, tools = CASES["content_and_reasoning_before_calls"]
     texts = {name: ours(name, messages, tools, add_generation_prompt=True) for name in FAMILIES}
