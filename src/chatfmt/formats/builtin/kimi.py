@@ -342,13 +342,15 @@ PARSERS = [
         "kimi-k2",
         _grammar,
         "<|tool_calls_section_begin|><|tool_call_begin|>functions.NAME:IDX<|tool_call_argument_begin|>{json}",
-        template_markers=("<|tool_call_argument_begin|>",),
-        priority=33,
     ),
+    # an unpinned Kimi template (an earlier revision, a fine-tune's) gets the thinking grammar: whether
+    # generation starts in a think block is read from its prompt, and a model without one never opens it
     ParserSpec(
         "kimi-k2-thinking",
         partial(_grammar, name="kimi-k2-thinking", think=True),
         "<think> + Kimi K2's calls section",
+        template_markers=("<|tool_call_argument_begin|>",),
+        priority=33,
     ),
     ParserSpec(
         "kimi-k2.5",
