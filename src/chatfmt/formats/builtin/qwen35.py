@@ -60,6 +60,8 @@ The output parsers ``qwen3.5`` (generation starts inside the think block unless 
 otherwise) and ``qwen3.5-small`` (starts in content) read ``<think>...</think>`` reasoning and
 Qwen3-Coder's ``<tool_call><function=NAME><parameter=ARG>`` calls with its lenient body parser
 (a ``<function=`` without wrapper, Hermes JSON in a ``<tool_call>``, values typed by the tools' schemas).
+An unpinned template that writes Qwen3.5's think line (its fine-tunes and derivatives) gets
+``qwen3.5`` too, by that marker.
 """
 
 from __future__ import annotations
