@@ -52,7 +52,8 @@ transformers has dropped the key (the templates given the ``None`` itself write 
 of content parts renders as its text joined by newlines (the templates join text parts with nothing,
 and 4.5 writes a list-valued tool result as one ``<tool_response>`` per part); GLM-5.1/5.2's
 ``tool_reference`` tool results and GLM-5.2's media reminders are not rendered; tool-call arguments
-given as JSON text are parsed by chatfmt first (the templates need an object). Ids: no GLM tokenizer is
+given as JSON text are parsed by chatfmt first (the templates need an object); reasoning given as
+``reasoning`` or ``thinking`` counts as ``reasoning_content`` (the templates read only ``reasoning_content``). Ids: no GLM tokenizer is
 available from a registry package or the shared test data, so the text is pinned, not the ids.
 
 Segments: message content (and reasoning) is ``content``; everything else ``control``. GLM ends a

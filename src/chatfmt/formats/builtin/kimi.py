@@ -41,7 +41,9 @@ prompt; it reads no keyword argument.
 Deliberate differences from the templates: a call without an ``id`` is written with an empty id, as
 the templates write it (Moonshot's own serving expects ``functions.NAME:IDX``; give the ids);
 tool-call arguments given as JSON text are parsed by chatfmt and re-dumped with ``tojson`` (the
-templates write a string verbatim); ``None`` content renders as ``""``; a list of content parts renders
+templates write a string verbatim); reasoning given as ``reasoning`` or ``thinking`` counts as
+``reasoning_content`` (K2 Thinking and K2.5 read only ``reasoning_content``; K2.6 and K2.7 Code prefer
+``reasoning`` when both are given); ``None`` content renders as ``""``; a list of content parts renders
 as its text joined by newlines (the templates join text parts with nothing and write image parts as
 media placeholders). Ids: no Kimi tokenizer (tiktoken vocab) is available from a registry package or
 the shared test data, so the text is pinned, not the ids.
