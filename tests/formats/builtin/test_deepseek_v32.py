@@ -922,3 +922,39 @@ def test_the_server_returns_a_replayed_answers_calls(stream: bool, dsv32_tokeniz
     engine = _scripted_engine(_tokenizer(str(dsv32_tokenizer_dir)), registry.get("deepseek-v3.2"), script)
     content, reasoning, calls, finish = _ask(engine, stream, TOOLS)
     assert (content, reasoning, calls, finish) == ("I'll check.", None, PARIS, "tool_calls")
+
+
+# --- the Jinja export ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("thinking", [False, True], ids=["chat", "thinking"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_jinja_export_renders_the_encoders_text_with_arguments_as_json_text(
+    case: str, thinking: bool
+) -> None:
+    from chatfmt.formats.export import to_jinja
+
+    messages, tools = CASES[case]
+    as_text = [
+        dict(
+            m,
+            tool_calls=[
+                call(c["function"]["name"], json.dumps(c["function"]["arguments"], indent=1))
+                for c in m["tool_calls"]
+            ],
+        )
+        if m.get("tool_calls")
+        else m
+        for m in messages
+    ]
+    template = to_jinja(registry.get("deepseek-v3.2"))
+    for gen in (False, True):
+        got = render_reference(
+            as_text,
+            template=template,
+            tools=tools,
+            thinking=thinking,
+            add_generation_prompt=gen,
+            keep_none=True,
+        )
+        assert got == reference(messages, tools, thinking=thinking, add_generation_prompt=gen)

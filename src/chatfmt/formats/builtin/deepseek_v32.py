@@ -469,6 +469,7 @@ FAMILIES = [
         aliases=("deepseek-v3-2", "deepseek-v3.2-speciale"),
         parser="deepseek-v3.2",
         kwargs=(_THINKING, _ENABLE_THINKING),
+        export="deepseek-v3.2.jinja",
         reference=DeepSeekV32.info.reference,
     ),
 ]
