@@ -38,11 +38,13 @@ USER = {"role": "user", "content": "What is the weather in Paris?"}
 ARGUMENTS = {"city": "Paris", "days": 3}
 #: a 9-character alphanumeric id: Mistral's templates refuse any other shape
 CALL_ID = "a1B2c3D4e"
+#: the id Kimi K2's templates expect (they write the id, not the name: ``functions.NAME:INDEX``)
+KIMI_ID = "functions.get_weather:0"
 WANT = [("get_weather", ARGUMENTS)]
 
 
-def assistant_turn(content: Any) -> dict[str, Any]:
-    call = {"id": CALL_ID, "type": "function", "function": {"name": "get_weather", "arguments": ARGUMENTS}}
+def assistant_turn(content: Any, call_id: str = CALL_ID) -> dict[str, Any]:
+    call = {"id": call_id, "type": "function", "function": {"name": "get_weather", "arguments": ARGUMENTS}}
     return {"role": "assistant", "content": content, "tool_calls": [call]}
 
 
@@ -114,14 +116,14 @@ class Turn:
     full: str
 
 
-def cut_turn(source: str, content: Any) -> Turn | None:
+def cut_turn(source: str, content: Any, call_id: str = CALL_ID) -> Turn | None:
     """The generated part of the assistant tool-call turn, or None when the cut finds no turn.
 
     Prefix-diff against the generation prompt; a template that writes its tool list only before the
     last user message (Mistral) parts from the prompt before the turn: there the cut is made after the
     user's message, less the generation prompt's tail that the turn shares."""
     prompt = reference_render(source, [USER], add_generation_prompt=True)
-    full = reference_render(source, [USER, assistant_turn(content)])
+    full = reference_render(source, [USER, assistant_turn(content, call_id)])
     if full.startswith(prompt):
         cut = len(prompt)
     else:
@@ -177,6 +179,8 @@ def rendered_turn(source: str) -> Turn | Verdict:
             continue
         rendered = True
         if turn is not None and renders_calls(turn):
+            if "get_weather" not in turn.generated:  # the template writes the id in the name's place
+                turn = cut_turn(source, content, KIMI_ID) or turn
             return turn
     if error is not None and not rendered:
         return Verdict("raises", f"{type(error).__name__}: {str(error)[:100]}")

@@ -499,3 +499,27 @@ def json_or_pythonic_list(body: str) -> list[Call]:
             return [c for line in lines for c in pythonic_calls(line)]
         except BodyError:
             raise first from None
+
+
+def name_keyed_calls(body: str) -> list[Call]:
+    """Calls written as ``[{"name": {arguments}}, ...]`` (Apertus's ``<|tools_prefix|>`` list)."""
+    calls: list[Call] = []
+    for value in json_values(body):
+        for obj in value if isinstance(value, list) else [value]:
+            if not isinstance(obj, dict) or len(obj) != 1:
+                raise BodyError("expected {name: arguments} objects")
+            ((name, args),) = obj.items()
+            calls.append(Call(_name(name), dump_arguments(args)))
+    if not calls:
+        raise BodyError("an empty list of tool calls")
+    return calls
+
+
+def solar_call(body: str) -> list[Call]:
+    """Solar Open: ``id<|tool_call:name|>name<|tool_call:args|>{json}`` (between ``<|tool_call:begin|>``
+    and ``<|tool_call:end|>``)."""
+    head, found, args = body.partition("<|tool_call:args|>")
+    call_id, named, name = head.partition("<|tool_call:name|>")
+    if not (found and named):
+        raise BodyError("expected id<|tool_call:name|>name<|tool_call:args|>{...}")
+    return [Call(_name(name), dump_arguments(args.strip()), call_id.strip() or None)]

@@ -410,6 +410,23 @@ def _bare_json(tools: Any) -> Grammar:
     return Grammar("json", THINK, think=_THINK_KEYS, bare=bodies.json_or_pythonic_calls)
 
 
+def _solar(tools: Any) -> Grammar:
+    markers = {
+        "call_begin": "<|tool_call:begin|>",
+        "call_end": "<|tool_call:end|>",
+        "calls": "<|tool_calls|>",
+        "calls_end": "<|calls|>",
+        **THINK,
+    }
+    return Grammar(
+        "solar",
+        markers,
+        think=_THINK_KEYS,
+        blocks=(Block("call_begin", ("call_end",), bodies.solar_call),),
+        drop=("calls", "calls_end"),
+    )
+
+
 def _command_r(tools: Any) -> Grammar:
     # Command R / R+ tool use: "Action: ```json [{"tool_name": ..., "parameters": {...}}] ```"
     markers = {"action": "Action:", "eot": "<|END_OF_TURN_TOKEN|>", "sot": "<|START_OF_TURN_TOKEN|>"}
@@ -570,8 +587,36 @@ def _default_specs() -> list[ParserSpec]:
             "command-r",
             _command_r,
             "Action: ```json [{tool_name, parameters}]```",
-            template_markers=("Write 'Action:'",),
+            template_markers=("Action:\\n```json",),
             priority=73,
+        ),
+        S(
+            "apertus",
+            _tagged("apertus", "<|tools_prefix|>", "<|tools_suffix|>", bodies.name_keyed_calls),
+            '<|tools_prefix|>[{"name": {args}}]<|tools_suffix|>',
+            template_markers=("<|tools_prefix|>",),
+            priority=74,
+        ),
+        S(
+            "solar",
+            _solar,
+            "<|tool_call:begin|>id<|tool_call:name|>name<|tool_call:args|>{json}<|tool_call:end|>",
+            template_markers=("<|tool_call:name|>",),
+            priority=75,
+        ),
+        S(
+            "hyperclovax",
+            _tagged("hyperclovax", "-> tool/function_call", "", bodies.json_calls),
+            "-> tool/function_call\\n[{json}]",
+            template_markers=("-> tool/function_call",),
+            priority=76,
+        ),
+        S(
+            "gigachat3",
+            _tagged("gigachat3", "function call<|role_sep|>", "", bodies.json_calls),
+            "function call<|role_sep|>{json}",
+            template_markers=("'function call'",),
+            priority=77,
         ),
         S(
             "json",
