@@ -636,6 +636,28 @@ def test_prose_before_a_call_stays_content_and_reasoning_is_split() -> None:
     assert (r.reasoning_content, r.content) == (None, "Hello!")
 
 
+@pytest.mark.parametrize("name", ["kimi-k2-thinking", "kimi-k2.5"])
+def test_calls_after_an_unclosed_think_block_are_calls(name: str) -> None:
+    # K2 Thinking sometimes starts its calls without closing the think block (vLLM's Kimi K2 reasoning
+    # parser splits there): the reasoning ends where the calls begin
+    text = ("<think>" if name == "kimi-k2-thinking" else "") + "I need the weather" + SECTION + "<|im_end|>"
+    for size in (len(text), 1, 5):
+        parser = get_parser(name, tools=TOOLS)
+        deltas = [d for i in range(0, len(text), size) for d in parser.feed(text[i : i + size])]
+        deltas += parser.finish()[0]
+        result = get_parser(name, tools=TOOLS).parse(text)
+        assert (result.reasoning_content, result.content, calls_of(result)) == (
+            "I need the weather",
+            "",
+            PARIS,
+        )
+        assert result.warnings == []
+        assert "".join(d.reasoning_content or "" for d in deltas) == "I need the weather"
+        assert "".join(d.content for d in deltas) == ""
+    bare_call = ("<think>" if name == "kimi-k2-thinking" else "") + "Hm." + CALL
+    assert calls_of(get_parser(name, tools=TOOLS).parse(bare_call)) == PARIS
+
+
 def test_lenient_shapes_the_vendors_parsers_accept() -> None:
     assert calls_of(parse(CALL)) == PARIS  # no section markers
     singular = "<|tool_call_section_begin|>" + CALL + "<|tool_call_section_end|>"

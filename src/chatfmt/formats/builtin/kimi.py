@@ -73,7 +73,7 @@ from ...segments import SegmentBuilder
 from ...toolcalls import bodies
 from ...toolcalls.bodies import BodyError, Call
 from ...toolcalls.families import ParserSpec
-from ...toolcalls.parser import Block, Grammar
+from ...toolcalls.parser import Block, Grammar, OutputParser
 from ..base import NativeFormat
 from ..family import Family, Pin, TemplateKwarg
 from ._chatml import tojson
@@ -313,6 +313,18 @@ def call_body(body: str) -> list[Call]:
     return [Call(name.strip(), bodies.dump_arguments(args.strip()), call_id)]
 
 
+class CallsCloseReasoning(OutputParser):
+    """Kimi K2's parser: a calls section (or a call) that starts inside a think block the model did not
+    close ends the reasoning there and is read as calls, as vLLM's Kimi K2 reasoning parser reads it
+    (the K2 Thinking models sometimes omit ``</think>`` before their calls)."""
+
+    def _on_marker(self, key: str, text: str) -> None:
+        g = self.grammar
+        if self._mode == "reasoning" and (key in g.drop or any(key == b.start for b in g.blocks)):
+            self._mode = "content"
+        super()._on_marker(key, text)
+
+
 def _grammar(
     tools: list[Any] | None, *, name: str = "kimi-k2", think: bool = False, by_default: bool = False
 ) -> Grammar:
@@ -336,6 +348,7 @@ def _grammar(
         blocks=(Block("call_begin", ("call_end",), call_body),),
         end=("im_end", "eos"),
         drop=("section_begin", "section_end", "section_begin_alt", "section_end_alt"),
+        parser_class=CallsCloseReasoning,
     )
 
 
