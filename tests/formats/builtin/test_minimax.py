@@ -924,3 +924,32 @@ def test_the_server_returns_a_replayed_answers_reasoning_and_typed_calls(
         PARIS,
         "tool_calls",
     )
+
+
+# --- the Jinja export ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_the_jinja_export_renders_like_the_official_template_with_arguments_as_json_text(
+    name: str, case: str
+) -> None:
+    from chatfmt.formats.export import to_jinja
+
+    messages, tools = CASES[case]
+    as_text = [
+        dict(
+            m,
+            tool_calls=[
+                call(c["function"]["name"], json.dumps(c["function"]["arguments"], indent=1))
+                for c in m["tool_calls"]
+            ],
+        )
+        if m.get("tool_calls")
+        else m
+        for m in messages
+    ]
+    template = to_jinja(registry.get(name))
+    for kwargs in ({"add_generation_prompt": True}, {"model_identity": "You are Ada."}):
+        got = render_reference(as_text, template=template, tools=tools, **kwargs)
+        assert got == reference(name, messages, tools, **kwargs)

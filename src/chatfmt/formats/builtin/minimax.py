@@ -24,7 +24,9 @@ the name of the last call, read only to raise), so they are one class with four 
   (a result given as a list of parts: ``\\n<response>{part}\\n</response>`` per part), then ``[e~[\\n``;
 - the generation prompt is ``]~b]ai\\n<think>\\n``: the model starts inside its reasoning.
 
-A tool result with no assistant tool call before it is refused (a ValidationError), as the templates
+Reasoning is ``reasoning_content``, which chatfmt also reads from the ``reasoning`` and ``thinking`` keys
+of a message (the templates read ``reasoning_content`` only). A tool result with no assistant tool call
+before it is refused (a ValidationError), as the templates
 raise on it. Content given as a list of parts renders as the template does (its ``text`` parts joined
 with nothing between them).
 
@@ -180,6 +182,9 @@ class MiniMaxM2(NativeFormat):
     )
     #: the default system prompt (the template's ``model_identity``)
     identity = "You are MiniMax-M2, a helpful AI assistant built by MiniMax. Knowledge cutoff: 2025-06."
+
+    def jinja_variables(self) -> dict[str, object]:
+        return {"default_identity": self.identity}
 
     def build(
         self,
@@ -487,6 +492,7 @@ def _family(fmt: type[MiniMaxM2], aliases: tuple[str, ...], repo: str) -> Family
         parser="minimax-m2",
         kwargs=(_IDENTITY,),
         pins=(Pin(repo, repo.replace("/", "--") + ".jinja"),),
+        export="minimax-m2.jinja",
         reference=fmt.info.reference,
         group="minimax",
     )
