@@ -958,3 +958,38 @@ def test_the_jinja_export_renders_the_encoders_text_with_arguments_as_json_text(
             keep_none=True,
         )
         assert got == reference(messages, tools, thinking=thinking, add_generation_prompt=gen)
+
+
+@pytest.mark.parametrize("thinking", [False, True], ids=["chat", "thinking"])
+@pytest.mark.parametrize("case", list(V4_CASES))
+def test_the_v4_jinja_export_renders_deepseeks_encoder_text(case: str, thinking: bool) -> None:
+    from chatfmt.formats.export import to_jinja
+
+    messages, tools = V4_CASES[case]
+    as_text = [
+        dict(
+            m,
+            tool_calls=[
+                call(c["function"]["name"], json.dumps(c["function"]["arguments"], indent=1), c.get("id"))
+                for c in m["tool_calls"]
+            ],
+        )
+        if m.get("tool_calls")
+        else m
+        for m in messages
+    ]
+    template = to_jinja(registry.get("deepseek-v4"))
+    got = render_reference(
+        as_text, template=template, tools=tools, thinking=thinking, add_generation_prompt=True, keep_none=True
+    )
+    assert got == v4_reference(messages, tools, thinking=thinking)
+    effort = render_reference(
+        as_text,
+        template=template,
+        tools=tools,
+        thinking=True,
+        reasoning_effort="max",
+        add_generation_prompt=True,
+        keep_none=True,
+    )
+    assert effort == v4_reference(messages, tools, thinking=True, reasoning_effort="max")

@@ -461,6 +461,7 @@ FAMILIES = [
         aliases=("deepseek-v4-flash", "deepseek-v4-pro"),
         parser="deepseek-v3.2",
         kwargs=(_THINKING, _ENABLE_THINKING, _REASONING_EFFORT),
+        export="deepseek-v4.jinja",
         reference=DeepSeekV4.info.reference,
     ),
     Family(
