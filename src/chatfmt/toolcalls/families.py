@@ -407,7 +407,8 @@ def _tagged(
 def _bare_json(tools: Any) -> Grammar:
     # a template that renders tool calls with no marker of its own: the calls are a bare JSON object
     # or list at the start of the message (xLAM, fine-tunes of Llama 3 that dropped its tags)
-    return Grammar("json", THINK, think=_THINK_KEYS, bare=bodies.json_or_pythonic_calls)
+    # (only when the request has tools, as for Llama 3: an answer that is a JSON object is not a call)
+    return Grammar("json", THINK, think=_THINK_KEYS, bare=bodies.json_or_pythonic_calls if tools else None)
 
 
 def _solar(tools: Any) -> Grammar:
