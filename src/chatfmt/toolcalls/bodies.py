@@ -46,8 +46,8 @@ def unmark_bpe(text: str) -> str:
 
 def python_literal(text: str) -> Any:
     """A Python literal (single quotes, ``True``/``False``/``None``) as the JSON value it means, or a
-    :class:`BodyError`: models trained on Python reprs write arguments that way (the serving stacks'
-    Hermes and Llama parsers fall back to ``ast.literal_eval`` too)."""
+    :class:`BodyError`: models write arguments that way when their training data did (Apriel's
+    templates, for one, render a call's arguments as a Python dict)."""
     try:
         return ast.literal_eval(text.strip())
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
