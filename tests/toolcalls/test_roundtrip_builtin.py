@@ -68,6 +68,15 @@ def _assistant_text(fmt, assistant):
         return None
     if assistant.get("tool_calls") and not fmt.info.supports_tools:
         return None  # the calls are dropped, or the tool list goes into the system prompt
+    empty_thought = "<|channel>thought\n<channel|>"
+    if (
+        not full.startswith(prompt)
+        and prompt.endswith(empty_thought)
+        and full.startswith(prompt[: -len(empty_thought)])
+    ):
+        # Gemma 4's prompt closes an empty thought channel that history does not write: the model
+        # generates what follows it
+        return prompt, full[len(prompt) - len(empty_thought) :]
     if not full.startswith(prompt):
         # history drops the generation prompt's "<think>\n" (DeepSeek-R1, QwQ): cut where they part
         opener = prompt[len(prompt.rstrip()) - len("<think>") :]
