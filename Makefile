@@ -53,8 +53,12 @@ install-docs: $(BIN)/python
 docs: install-docs
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d build/site
 
+# the default run on PYTEST_WORKERS processes (pytest-xdist; a test file stays on one worker, so its
+# module fixtures (a model, a server) load once); PYTEST_WORKERS=0 runs in this process
+PYTEST_WORKERS ?= 2
+
 test: install-dev model lint
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow" -n $(PYTEST_WORKERS) --dist loadfile
 
 test-slow: install-dev model
 	$(BIN)/python -m pytest -q -m "slow and not finetune"
