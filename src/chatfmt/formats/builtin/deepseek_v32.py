@@ -147,8 +147,8 @@ class DeepSeekV32(NativeFormat):
         "deepseek-v3.2",
         "deepseek",
         "DeepSeek-V3.2: <｜User｜>/<｜Assistant｜> with </think> or <think>, DSML <｜DSML｜function_calls> tool calls",
-        "deepseek-ai/DeepSeek-V3.2's encoder (encoding/encoding_dsv32.py, encode_messages; as vendored by vLLM and "
-        "SGLang), the generation prompt added as its opener after the last user turn or tool results",
+        "deepseek-ai/DeepSeek-V3.2's encoder encoding/encoding_dsv32.py (encode_messages, as vendored by vLLM and "
+        "SGLang); the generation prompt added as its opener after the last user turn or tool results",
         eos=EOS,
         bos=BOS,
         tokens=SPECIAL_TOKENS,
@@ -258,7 +258,7 @@ class DeepSeekV4(NativeFormat):
         "deepseek-v4",
         "deepseek",
         "DeepSeek-V4: <｜User｜>/<｜Assistant｜>, </think> or <think>, <tool_result> in user turns, DSML tool_calls",
-        "deepseek-ai/DeepSeek-V4's encoder (encoding/encoding_dsv4.py, encode_messages), the generation prompt added "
+        "deepseek-ai/DeepSeek-V4's encoder encoding/encoding_dsv4.py (encode_messages); the generation prompt added "
         "as its opener after the last user turn",
         eos=EOS,
         bos=BOS,
@@ -463,6 +463,7 @@ FAMILIES = [
         kwargs=(_THINKING, _ENABLE_THINKING, _REASONING_EFFORT),
         export="deepseek-v4.jinja",
         reference=DeepSeekV4.info.reference,
+        extra={"ids": "DeepSeek-V4 tokenizer"},
     ),
     Family(
         "deepseek-v3.2",
@@ -472,5 +473,6 @@ FAMILIES = [
         kwargs=(_THINKING, _ENABLE_THINKING),
         export="deepseek-v3.2.jinja",
         reference=DeepSeekV32.info.reference,
+        extra={"ids": "DeepSeek-V3.2 tokenizer"},
     ),
 ]

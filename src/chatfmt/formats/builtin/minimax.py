@@ -495,6 +495,7 @@ def _family(fmt: type[MiniMaxM2], aliases: tuple[str, ...], repo: str) -> Family
         export="minimax-m2.jinja",
         reference=fmt.info.reference,
         group="minimax",
+        extra={"ids": "MiniMax-M2 tokenizer, transformers"},
     )
 
 
