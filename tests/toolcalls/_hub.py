@@ -43,8 +43,9 @@ KIMI_ID = "functions.get_weather:0"
 WANT = [("get_weather", ARGUMENTS)]
 
 
-def assistant_turn(content: Any, call_id: str = CALL_ID) -> dict[str, Any]:
-    call = {"id": call_id, "type": "function", "function": {"name": "get_weather", "arguments": ARGUMENTS}}
+def assistant_turn(content: Any, call_id: str = CALL_ID, arguments: Any = None) -> dict[str, Any]:
+    args = ARGUMENTS if arguments is None else arguments
+    call = {"id": call_id, "type": "function", "function": {"name": "get_weather", "arguments": args}}
     return {"role": "assistant", "content": content, "tool_calls": [call]}
 
 
@@ -116,14 +117,14 @@ class Turn:
     full: str
 
 
-def cut_turn(source: str, content: Any, call_id: str = CALL_ID) -> Turn | None:
+def cut_turn(source: str, content: Any, call_id: str = CALL_ID, arguments: Any = None) -> Turn | None:
     """The generated part of the assistant tool-call turn, or None when the cut finds no turn.
 
     Prefix-diff against the generation prompt; a template that writes its tool list only before the
     last user message (Mistral) parts from the prompt before the turn: there the cut is made after the
     user's message, less the generation prompt's tail that the turn shares."""
     prompt = reference_render(source, [USER], add_generation_prompt=True)
-    full = reference_render(source, [USER, assistant_turn(content, call_id)])
+    full = reference_render(source, [USER, assistant_turn(content, call_id, arguments)])
     if full.startswith(prompt):
         cut = len(prompt)
     else:
@@ -168,19 +169,21 @@ def renders_calls(turn: Turn) -> bool:
 
 
 def rendered_turn(source: str) -> Turn | Verdict:
-    """The first of (content "", content None) whose turn shows the call; a Verdict when none does."""
+    """The first of (content "", content None) x (arguments as an object, as OpenAI's JSON string)
+    whose turn shows the call (Functionary v3.2's template wants the string, Qwen3.5's the object);
+    a Verdict when none does."""
     error = None
     rendered = False
-    for content in ("", None):
+    for content, arguments in [(c, a) for a in (None, json.dumps(ARGUMENTS)) for c in ("", None)]:
         try:
-            turn = cut_turn(source, content)
+            turn = cut_turn(source, content, arguments=arguments)
         except Exception as e:  # noqa: BLE001 - whatever the template raises is its verdict
             error = error or e
             continue
         rendered = True
         if turn is not None and renders_calls(turn):
             if "get_weather" not in turn.generated:  # the template writes the id in the name's place
-                turn = cut_turn(source, content, KIMI_ID) or turn
+                turn = cut_turn(source, content, KIMI_ID, arguments) or turn
             return turn
     if error is not None and not rendered:
         return Verdict("raises", f"{type(error).__name__}: {str(error)[:100]}")

