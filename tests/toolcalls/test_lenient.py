@@ -152,6 +152,27 @@ CASES: dict[str, tuple[str, str, list, str, bool]] = {
         "",
         False,
     ),
+    "llama3_prose_before_a_bare_json_call_stays_content": (
+        "llama3",
+        f'Sure! Let me check the weather {{"name": "{W}", "parameters": {{"city": "Paris"}}}} for you.',
+        [(W, PARIS)],
+        "Sure! Let me check the weather for you.",
+        False,
+    ),
+    "llama3_braces_in_prose_that_open_no_call_stay_content": (
+        "llama3",
+        'Use {x} or {"a": 1} or { "nam in a template; {',
+        [],
+        'Use {x} or {"a": 1} or { "nam in a template; {',
+        False,
+    ),
+    "llama3_prose_then_a_malformed_call_stays_content_with_a_warning": (
+        "llama3",
+        f'Calling: {{"name": "{W}", "parameters": {{"city": Paris}}}}',
+        [],
+        f'Calling: {{"name": "{W}", "parameters": {{"city": Paris}}}}',
+        True,
+    ),
     "llama3_python_tag_json_call": (
         "llama3",
         f'<|python_tag|>{{"name": "{W}", "parameters": {{"city": "Paris"}}}}<|eom_id|>',

@@ -194,6 +194,8 @@ def _llama3(tools: Any) -> Grammar:
         blocks=(Block("python_tag", (), bodies.code_or_calls),),
         bare=bodies.json_or_pythonic_calls if tools else None,
         end=("eot", "eom", "eos"),
+        # llama.cpp's and vLLM's Llama 3 parsers find the {"name": ...} object after prose too
+        bare_after_prose=True,
     )
 
 

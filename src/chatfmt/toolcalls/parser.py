@@ -14,7 +14,7 @@ import random
 import re
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import BodyError
@@ -71,6 +71,9 @@ class Grammar:
     #: the :class:`OutputParser` subclass that runs this grammar, for output that is not markers around
     #: blocks (gpt-oss's harmony channels); ``None``: :class:`OutputParser`
     parser_class: type[OutputParser] | None = None
+    #: bare calls may also follow prose (``Sure! {"name": ...}``): text from a ``{`` that may open a
+    #: ``{"name"`` / ``{"type"`` object is held back until it does (then a bare call) or cannot
+    bare_after_prose: bool = False
 
     def __post_init__(self) -> None:
         keys = [
@@ -111,18 +114,21 @@ class Grammar:
                     used.add(self.segments.sep)
                 if key not in used and key not in end:
                     end.append(key)
-        return Grammar(
-            self.name,
-            markers,
-            self.think,
-            self.reasoning_by_default,
-            self.blocks,
-            self.segments,
-            self.bare,
-            tuple(end),
-            self.drop,
-            self.parser_class,
-        )
+        return replace(self, markers=markers, end=tuple(end))
+
+
+_CALL_KEYS = ('"name"', '"type"')
+
+
+def _opens_call(text: str) -> bool | None:
+    """Whether ``text`` (starting with ``{``) opens a JSON call object ``{"name"`` / ``{"type"``:
+    True, False, or None while it still may."""
+    rest = text[1:].lstrip()
+    if not rest:
+        return None
+    if any(rest.startswith(k) for k in _CALL_KEYS):
+        return True
+    return None if any(k.startswith(rest) for k in _CALL_KEYS) else False
 
 
 def prompt_opens_reasoning(prompt: str, start: str, end: str) -> bool:
@@ -231,6 +237,7 @@ class OutputParser:
         self._warnings: list[str] = []
         self._out: list[Delta] = []
         self._buf = ""
+        self._held = ""  # prose-mode text from a "{" that may still open a bare call
         self._block: Block | None = None
         self._seg_name = ""
         self._finished: ParserFinish | None = None
@@ -349,12 +356,14 @@ class OutputParser:
         mode = self._mode
         if mode == "content":
             g = self.grammar
-            if g.bare is not None and not self._content.started and not self._calls:
+            if g.bare is not None and not self._content.started and not self._calls and not self._held:
                 stripped = text.lstrip()
                 if stripped[:1] in ("{", "["):
                     self._mode = "bare"
                     self._buf = stripped
                     return
+            if g.bare is not None and g.bare_after_prose and not self._calls:
+                return self._prose_then_bare(text)
             self._emit_content(text)
         elif mode == "reasoning":
             self._emit_reasoning(text)
@@ -376,6 +385,35 @@ class OutputParser:
         # mode "done": text after an end-of-turn marker is not part of the message (a backend that
         # did not stop there, or the next turn of a rendered conversation)
 
+    def _prose_then_bare(self, text: str) -> None:
+        """Content in which a ``{"name"`` / ``{"type"`` object starts a bare call: the text from a
+        ``{`` is held while it can still open one (decided on the text alone, so in any chunking)."""
+        text = self._held + text
+        self._held = ""
+        while text:
+            at = text.find("{")
+            if at < 0:
+                self._emit_content(text)
+                return
+            if at:
+                self._emit_content(text[:at])
+                text = text[at:]
+            verdict = _opens_call(text)
+            if verdict is True:
+                self._mode = "bare"
+                self._buf = text
+                return
+            if verdict is None:
+                self._held = text
+                return
+            self._emit_content("{")
+            text = text[1:]
+
+    def _flush_held(self) -> None:
+        held, self._held = self._held, ""
+        if held:
+            self._emit_content(held)
+
     def _start_segment_body(self, head: str, rest: str) -> None:
         seg = self.grammar.segments
         assert seg is not None
@@ -391,6 +429,7 @@ class OutputParser:
     def _on_marker(self, key: str, text: str) -> None:
         g = self.grammar
         mode = self._mode
+        self._flush_held()
         if mode == "done":
             return self._on_text(text)
         if key in g.end:
@@ -448,6 +487,7 @@ class OutputParser:
     def _close(self, *, at_end: bool, closing: str = "") -> None:
         """Close the open block/segment (a marker ended it, or the message ended)."""
         g = self.grammar
+        self._flush_held()
         mode = self._mode
         buf, self._buf = self._buf, ""
         if mode == "block":
