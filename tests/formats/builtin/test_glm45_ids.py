@@ -340,3 +340,11 @@ def test_the_server_returns_a_replayed_answers_reasoning_and_tool_calls(
     # the prompt the server gave the model: transformers' ids for the official template
     expected = _apply(hf, name, question, TOOLS, add_generation_prompt=True)
     assert prompts == [expected, expected]
+
+
+def test_the_families_declare_the_tokenizer_their_ids_are_pinned_on() -> None:
+    # what the formats tables' "ids pinned by" cell reads; the other glm names pin the text only
+    for name in ("glm-4.5", "glm-4.6v", "glm-5.1", "glm-5.2"):
+        assert "ids" not in registry.family(name).extra, name
+    for name, model in IDS.items():
+        assert registry.family(name).extra["ids"] == f"{model} tokenizer, transformers"

@@ -53,8 +53,11 @@ of content parts renders as its text joined by newlines (the templates join text
 and 4.5 writes a list-valued tool result as one ``<tool_response>`` per part); GLM-5.1/5.2's
 ``tool_reference`` tool results and GLM-5.2's media reminders are not rendered; tool-call arguments
 given as JSON text are parsed by chatfmt first (the templates need an object); reasoning given as
-``reasoning`` or ``thinking`` counts as ``reasoning_content`` (the templates read only ``reasoning_content``). Ids: no GLM tokenizer is
-available from a registry package or the shared test data, so the text is pinned, not the ids.
+``reasoning`` or ``thinking`` counts as ``reasoning_content`` (the templates read only ``reasoning_content``). Ids:
+``glm-4.5v`` and ``glm-4.7`` are pinned to transformers' ids on GLM-4.5V's and GLM-4.7-Flash's
+tokenizers (control tokens spelled in content stay text; ``<think>``, ``<tool_call>``, ``<arg_key>``
+... are not special in those tokenizers and are encoded from content as transformers encodes them);
+for the other names, whose tokenizers are not available, the text is pinned, not the ids.
 
 Segments: message content (and reasoning) is ``content``; everything else ``control``. GLM ends a
 turn with the next role token (the models stop on ``<|user|>`` / ``<|observation|>``), so, as in
@@ -535,6 +538,7 @@ FAMILIES = [
         export="glm-4.5.jinja",
         reference=GLM45V.info.reference,
         group="glm",
+        extra={"ids": "GLM-4.5V tokenizer, transformers"},
     ),
     Family(
         "glm-4.6v",
@@ -578,6 +582,7 @@ FAMILIES = [
         export="glm-4.5.jinja",
         reference=GLM47.info.reference,
         group="glm",
+        extra={"ids": "GLM-4.7-Flash tokenizer, transformers"},
     ),
     Family(
         "glm-5.1",
