@@ -366,6 +366,17 @@ def test_the_server_returns_a_replayed_answers_reasoning_and_tool_calls(
         chunks = list(
             client.chat.completions.create(model="scripted", messages=question, tools=TOOLS, stream=True)
         )
+        # the tool result goes back with the answer (its reasoning too, as GLM's serving guides send it)
+        answer = {
+            "role": "assistant",
+            "content": choice.message.content,
+            "reasoning_content": (choice.message.model_extra or {})["reasoning_content"],
+            "tool_calls": [c.model_dump() for c in calls],
+        }
+        result = {"role": "tool", "tool_call_id": calls[0].id, "content": '{"temp": 20}'}
+        turn = [*question, answer, result]
+        again = client.chat.completions.create(model="scripted", messages=turn, tools=TOOLS)
+        assert again.choices[0].finish_reason == "tool_calls"
     deltas = [ch.choices[0] for ch in chunks if ch.choices]
     content = "".join(d.delta.content or "" for d in deltas)
     reasoning = "".join((d.delta.model_extra or {}).get("reasoning_content") or "" for d in deltas)
@@ -380,7 +391,19 @@ def test_the_server_returns_a_replayed_answers_reasoning_and_tool_calls(
     assert [d.finish_reason for d in deltas if d.finish_reason] == ["tool_calls"]
     # the prompt the server gave the model: transformers' ids for the official template
     expected = _apply(hf, name, question, TOOLS, add_generation_prompt=True)
-    assert prompts == [expected, expected]
+    # (the template needs the call's arguments as an object; the server decodes the JSON text)
+    as_objects = [
+        dict(
+            answer,
+            tool_calls=[
+                {**c, "function": {**c["function"], "arguments": json.loads(c["function"]["arguments"])}}
+                for c in answer["tool_calls"]
+            ],
+        )
+    ]
+    following = _apply(hf, name, [*question, *as_objects, result], TOOLS, add_generation_prompt=True)
+    assert hf.decode(following).count("<think>The user wants the weather.</think>") == 1  # kept
+    assert prompts == [expected, expected, following]
 
 
 def test_the_families_declare_the_tokenizer_their_ids_are_pinned_on() -> None:
