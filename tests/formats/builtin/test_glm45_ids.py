@@ -11,10 +11,16 @@ checked byte-identical to chatfmt's pin), loaded by transformers as they are
 GLM-4.6V, GLM-5, GLM-5.1 or GLM-5.2 (only their ``tokenizer_config.json``), so the ids of glm-4.5,
 glm-4.6v, glm-5.1 and glm-5.2 are not pinned here. The conversations are test_glm45.py's.
 
+Content that spells a control token (what the tokenizer.json marks special: ``[gMASK]``, ``<sop>``,
+the role tokens, ``<|endoftext|>``, GLM-4.5V's ``/nothink``) stays text in chatfmt's default encoding;
+``<think>``, ``<tool_call>``, ``<arg_key>`` ... are non-special added tokens in both files and are
+encoded from content as transformers encodes them.
+
 The replayed answers are what the official template writes for an assistant turn with reasoning and a
-tool call (the part after the generation prompt), then the stop token ``<|observation|>``; the GLM-4.5
-replay runs on GLM-4.5V's tokenizer (GLM-4.5's own is not shipped; the control tokens the answer uses
-are the same there).
+tool call (the part after the generation prompt), then the stop token ``<|observation|>``; the server's
+prompts (the question, then the question, the answer and the tool result) must be transformers' ids
+for the official template. The GLM-4.5 replay and parser test run on GLM-4.5V's tokenizer (GLM-4.5's
+own is not shipped here).
 """
 
 from __future__ import annotations
