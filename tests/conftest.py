@@ -401,3 +401,18 @@ def hub_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     yield hub, cache
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture(autouse=True)
+def _rich_reads_the_current_environ():
+    """Rich's ``Console`` reads ``COLUMNS``/``NO_COLOR``/... from the ``os.environ`` object it saw at
+    import. ``datasets.map(num_proc=...)`` (through ``multiprocess``) replaces ``os.environ`` with a new
+    object, after which a CLI test's ``env=`` (which ``CliRunner`` writes into the new one) no longer
+    reaches Rich: the CLI tests then depend on which tests ran before them in the same process (under
+    pytest-xdist, on the same worker). Point Rich at the current object before each test."""
+    import sys
+
+    console = sys.modules.get("rich.console")
+    if console is not None and console.Console._environ is not os.environ:
+        console.Console._environ = os.environ
+    yield
