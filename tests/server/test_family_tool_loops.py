@@ -47,8 +47,8 @@ WEATHER = {
         "parameters": {
             "type": "object",
             "properties": {
-                "city": {"type": "string"},
-                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+                "city": {"type": "string", "description": "The city."},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"], "description": "The unit."},
             },
             "required": ["city"],
         },
@@ -59,7 +59,11 @@ TIME = {
     "function": {
         "name": "get_time",
         "description": "Get the local time in a city.",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "The city."}},
+            "required": ["city"],
+        },
     },
 }
 TOOLS = [WEATHER, TIME]

@@ -642,7 +642,7 @@ FAMILIES = [
     Family("command-r", CommandR, aliases=("command-r-plus", "c4ai-command-r", "c4ai-command-r-plus", "cohere"),
            pins=(Pin(_CR_PLUS, "CohereForAI--c4ai-command-r-plus-default.jinja", tools=False),
                  Pin(_CR_PLUS, "CohereForAI--c4ai-command-r-plus-tool_use.jinja", tools=True)),
-           export="command-r.jinja", reference=CommandR.info.reference),
+           parser="command-r", export="command-r.jinja", reference=CommandR.info.reference),
     Family("command-r7b", CommandR7B, aliases=("c4ai-command-r7b", "command-r7b-12-2024", "c4ai-command-r7b-12-2024"),
            parser="command-r7b", kwargs=_R7B_KWARGS, pins=(Pin(_R7B, "CohereForAI--c4ai-command-r7b-12-2024-tool_use.jinja"),),
            export="command-r7b.jinja", reference=CommandR7B.info.reference),
