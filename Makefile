@@ -61,7 +61,7 @@ test: install-dev model lint
 	$(BIN)/python -m pytest -q -m "not slow" -n $(PYTEST_WORKERS) --dist loadfile
 
 test-slow: install-dev model
-	$(BIN)/python -m pytest -q -m "slow and not finetune"
+	$(BIN)/python -m pytest -q -m "slow and not finetune" -n $(PYTEST_WORKERS) --dist loadfile
 
 # the real fine-tune (examples/finetune) as a test: trains, then checks held-out answers
 test-finetune: install-dev model
