@@ -103,7 +103,8 @@ def measure(top: int = 100) -> list[Row]:
             row.roundtrip = verdict.status == "ok"
             row.roundtrip_reason = verdict.reason
             try:
-                found = detect(lenient)
+                # as `chatfmt detect FILE.jinja` sees the template: its own tokens, not the test BOS/EOS
+                found = detect(from_template(source))
                 row.verdict, row.detected = found.verdict, found.format
             except Exception as e:  # noqa: BLE001 - a detection failure is reported, not fatal
                 row.verdict = f"error: {type(e).__name__}"
