@@ -30,6 +30,7 @@ from chatfmt.formats.builtin.smollm3 import SmolLM3, today
 from chatfmt.formats.probes import frozen_clock
 from chatfmt.toolcalls import get_parser, parser_for_format
 
+from ._family_helpers import calls_of, texts_of
 from ._harness import call, msg, render_reference
 
 NOW = _dt.datetime(2025, 3, 7, 12, 0, 0)
@@ -333,7 +334,7 @@ TRICKY = [
     "\\",
     "\u2028",
 ]
-texts = st.one_of(st.sampled_from(TRICKY), st.text(max_size=20))
+texts = texts_of(TRICKY)
 tool_lists = st.none() | st.lists(
     st.fixed_dictionaries(
         {
@@ -426,10 +427,6 @@ def test_registered_under_the_hub_names(tmp_path: Path) -> None:
 
 
 # --- the output parser ------------------------------------------------------------------------------
-
-
-def calls_of(result: Any) -> list[tuple[str, Any]]:
-    return [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in result.tool_calls]
 
 
 def test_what_smollm3_writes_parses_back() -> None:
