@@ -40,6 +40,42 @@ def expected_calls(message: dict) -> list[tuple[str, Any]]:
     return [(c["function"]["name"], c["function"]["arguments"]) for c in message["tool_calls"]]
 
 
+def reads(name: str, kwargs: dict) -> dict:
+    """The kwargs the family reads (the others would only warn)."""
+    known = {k.name for k in registry.family(name).kwargs}
+    return {k: v for k, v in kwargs.items() if k in known}
+
+
+def arguments_as_json_text(messages: list[dict]) -> list[dict]:
+    """``messages`` with each call's arguments given as JSON text rather than an object."""
+    return [
+        dict(
+            m,
+            tool_calls=[
+                dict(
+                    c,
+                    function=dict(
+                        c["function"], arguments=json.dumps(c["function"]["arguments"], ensure_ascii=False)
+                    ),
+                )
+                for c in m["tool_calls"]
+            ],
+        )
+        if m.get("tool_calls")
+        else m
+        for m in messages
+    ]
+
+
+#: final assistant messages a continued generation goes on from
+CONTINUED = {
+    "plain": [msg("user", "Q"), msg("assistant", "The answer is")],
+    "whitespace": [msg("user", "Q"), msg("assistant", "  partial \n")],
+    "reasoning": [msg("user", "Q"), msg("assistant", "ok", reasoning_content="think")],
+    "chinese": [msg("user", "问"), msg("assistant", "你好，")],
+}
+
+
 # --- hypothesis strategies -------------------------------------------------------------------------
 
 
@@ -98,6 +134,18 @@ def conversations_of(draw: st.DrawFn, texts: st.SearchStrategy[str]) -> list[dic
             else:
                 messages.append(msg("assistant", draw(texts), **extra))
     return messages
+
+
+#: JSON values without NaN or infinities
+finite_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=6,
+)
 
 
 # --- the server: a replayed answer through chatfmt serve's app ---------------------------------------

