@@ -39,6 +39,7 @@ from ._family_helpers import (
     ours,
     scripted_engine,
     texts_of,
+    tool_calls,
 )
 from ._harness import TESTDATA, call, msg, need, render_reference
 
@@ -284,11 +285,6 @@ TRICKY = [
     "你好 ", "\\", "\u2028", '"}',
 ]
 texts = texts_of(TRICKY)
-tool_calls = st.lists(
-    st.builds(call, st.text(min_size=1, max_size=12), st.dictionaries(st.text(max_size=6), json_values, max_size=3)),
-    min_size=1,
-    max_size=3,
-)
 schemas = st.dictionaries(
     st.text(max_size=6),
     st.fixed_dictionaries({"type": st.sampled_from(["string", "integer", "boolean", "array"])}, optional={"description": texts, "enum": st.lists(json_values, max_size=2)}),
