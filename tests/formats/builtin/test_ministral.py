@@ -51,6 +51,7 @@ from ._family_helpers import (
     expected_calls,
     json_values,
     ours,
+    read_stream,
     scripted_engine,
     texts_of,
 )
@@ -1017,18 +1018,8 @@ def test_the_server_returns_a_replayed_answers_reasoning_and_tool_calls(stream: 
             names = [c["function"]["name"] for c in calls]
             arguments = [json.loads(c["function"]["arguments"]) for c in calls]
         else:
-            chunks = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
-            deltas = [ch["choices"][0] for ch in chunks if ch.get("choices")]
-            content = "".join(d["delta"].get("content") or "" for d in deltas)
-            reasoning = "".join(d["delta"].get("reasoning_content") or "" for d in deltas)
-            by_index: dict[int, dict] = {}
-            for d in deltas:
-                for tc in d["delta"].get("tool_calls") or []:
-                    entry = by_index.setdefault(tc["index"], {"name": "", "arguments": ""})
-                    entry["name"] += tc["function"].get("name") or ""
-                    entry["arguments"] += tc["function"].get("arguments") or ""
-            names = [by_index[k]["name"] for k in sorted(by_index)]
-            arguments = [json.loads(by_index[k]["arguments"]) for k in sorted(by_index)]
-            finish = next(d["finish_reason"] for d in deltas if d.get("finish_reason"))
+            content, reasoning, streamed, finish = read_stream(r.text)
+            names = [n for n, _ in streamed]
+            arguments = [a for _, a in streamed]
     assert content == "I'll check." and reasoning == "The user wants the weather." and finish == "tool_calls"
     assert list(zip(names, arguments, strict=True)) == [*PARIS, ("get_time", {})]

