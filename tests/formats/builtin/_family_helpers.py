@@ -76,6 +76,58 @@ CONTINUED = {
 }
 
 
+# --- tools ------------------------------------------------------------------------------------------
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "description": "城市名，例如：北京"},
+                "days": {"type": "integer", "minimum": 1},
+            },
+            "required": ["city"],
+        },
+    },
+}
+TIME = {
+    "type": "function",
+    "function": {"name": "get_time", "description": 'Current "local" time', "parameters": {}},
+}
+RUN = {
+    "type": "function",
+    "function": {
+        "name": "run",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string"},
+                "n": {"type": "integer"},
+                "x": {"type": "number"},
+                "ok": {"type": "boolean"},
+                "none": {"type": ["integer", "null"]},
+                "nested": {"type": "object"},
+                "items": {"type": "array"},
+                "empty": {"type": "string"},
+            },
+        },
+    },
+}
+TRICKY_ARGS = {
+    "code": 'def f():\n\treturn "a\\tb"\n',
+    "n": 3,
+    "x": 2.5,
+    "ok": True,
+    "none": None,
+    "nested": {"l": [1, "二"], "b": False},
+    "items": ["a", {"k": None}],
+    "empty": "",
+}
+
+
 # --- hypothesis strategies -------------------------------------------------------------------------
 
 

@@ -34,6 +34,9 @@ from chatfmt.formats.builtin.deepseek_v32 import DeepSeekV32, parameter_value
 from chatfmt.toolcalls import get_parser, parser_for_format
 
 from ._family_helpers import (
+    RUN,
+    TIME,
+    TRICKY_ARGS,
     ask,
     calls_of,
     conversations_of,
@@ -106,40 +109,7 @@ WEATHER = {
         },
     },
 }
-TIME = {
-    "type": "function",
-    "function": {"name": "get_time", "description": 'Current "local" time', "parameters": {}},
-}
-RUN = {
-    "type": "function",
-    "function": {
-        "name": "run",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "code": {"type": "string"},
-                "n": {"type": "integer"},
-                "x": {"type": "number"},
-                "ok": {"type": "boolean"},
-                "none": {"type": ["integer", "null"]},
-                "nested": {"type": "object"},
-                "items": {"type": "array"},
-                "empty": {"type": "string"},
-            },
-        },
-    },
-}
 TOOLS = [WEATHER, TIME]
-TRICKY_ARGS = {
-    "code": 'def f():\n\treturn "a\\tb"\n',
-    "n": 3,
-    "x": 2.5,
-    "ok": True,
-    "none": None,
-    "nested": {"l": [1, "二"], "b": False},
-    "items": ["a", {"k": None}],
-    "empty": "",
-}
 PARALLEL = msg(
     "assistant",
     "",

