@@ -78,21 +78,6 @@ CONTINUED = {
 
 # --- tools ------------------------------------------------------------------------------------------
 
-WEATHER = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "description": "Get the current weather in a city.",
-        "parameters": {
-            "type": "object",
-            "properties": {
-                "city": {"type": "string", "description": "城市名，例如：北京"},
-                "days": {"type": "integer", "minimum": 1},
-            },
-            "required": ["city"],
-        },
-    },
-}
 TIME = {
     "type": "function",
     "function": {"name": "get_time", "description": 'Current "local" time', "parameters": {}},

