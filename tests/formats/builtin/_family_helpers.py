@@ -185,6 +185,36 @@ finite_json_values = st.recursive(
 )
 
 
+def typed_values_of(
+    safe_text: st.SearchStrategy[str], json_leaf: st.SearchStrategy[Any]
+) -> st.SearchStrategy[tuple[str, Any]]:
+    """(JSON schema type, a value of that type) pairs, strings and keys drawn from ``safe_text``."""
+    return st.one_of(
+        st.tuples(st.just("string"), safe_text.filter(lambda s: s.lower() != "null")),
+        st.tuples(st.just("integer"), st.integers()),
+        st.tuples(st.just("number"), st.floats(allow_nan=False, allow_infinity=False)),
+        st.tuples(st.just("boolean"), st.booleans()),
+        st.tuples(st.just("null"), st.none()),
+        st.tuples(st.just("array"), st.lists(json_leaf, max_size=3)),
+        st.tuples(st.just("object"), st.dictionaries(safe_text, json_leaf, max_size=3)),
+    )
+
+
+def plain_tool_lists_of(texts: st.SearchStrategy[str]) -> st.SearchStrategy[list[dict] | None]:
+    """None or up to two tools with arbitrary names and descriptions from ``texts``, no parameters."""
+    return st.none() | st.lists(
+        st.fixed_dictionaries(
+            {
+                "type": st.just("function"),
+                "function": st.fixed_dictionaries(
+                    {"name": st.text(max_size=8)}, optional={"description": texts}
+                ),
+            }
+        ),
+        max_size=2,
+    )
+
+
 # --- the server: a replayed answer through chatfmt serve's app ---------------------------------------
 
 

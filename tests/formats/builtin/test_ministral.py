@@ -52,6 +52,7 @@ from ._family_helpers import (
     expected_calls,
     json_values,
     ours,
+    plain_tool_lists_of,
     read_stream,
     scripted_engine,
     texts_of,
@@ -555,15 +556,7 @@ tool_calls = st.lists(
     min_size=1,
     max_size=3,
 )
-tool_lists = st.none() | st.lists(
-    st.fixed_dictionaries(
-        {
-            "type": st.just("function"),
-            "function": st.fixed_dictionaries({"name": st.text(max_size=8)}, optional={"description": texts}),
-        }
-    ),
-    max_size=2,
-)
+tool_lists = plain_tool_lists_of(texts)
 ROLES = ["system", "user", "assistant", "assistant", "tool"]
 
 

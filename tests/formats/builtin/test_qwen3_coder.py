@@ -43,6 +43,7 @@ from ._family_helpers import (
     scripted_engine,
     texts_of,
     tool_calls,
+    typed_values_of,
 )
 from ._harness import TESTDATA, call, msg, need, render_reference
 
@@ -477,15 +478,7 @@ FORBIDDEN = ("<tool_call>", "</tool_call>", "<function=", "</function>", "<param
 safe_text = st.text(max_size=24).filter(lambda s: not any(f in s for f in FORBIDDEN))
 names = st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True)
 json_leaf = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | safe_text
-typed_values = st.one_of(
-    st.tuples(st.just("string"), safe_text.filter(lambda s: s.lower() != "null")),
-    st.tuples(st.just("integer"), st.integers()),
-    st.tuples(st.just("number"), st.floats(allow_nan=False, allow_infinity=False)),
-    st.tuples(st.just("boolean"), st.booleans()),
-    st.tuples(st.just("null"), st.none()),
-    st.tuples(st.just("array"), st.lists(json_leaf, max_size=3)),
-    st.tuples(st.just("object"), st.dictionaries(safe_text, json_leaf, max_size=3)),
-)
+typed_values = typed_values_of(safe_text, json_leaf)
 
 
 @st.composite

@@ -30,7 +30,7 @@ from chatfmt.formats.builtin.smollm3 import SmolLM3, today
 from chatfmt.formats.probes import frozen_clock
 from chatfmt.toolcalls import get_parser, parser_for_format
 
-from ._family_helpers import TIME, calls_of, texts_of
+from ._family_helpers import TIME, calls_of, plain_tool_lists_of, texts_of
 from ._harness import call, msg, render_reference
 
 NOW = _dt.datetime(2025, 3, 7, 12, 0, 0)
@@ -331,15 +331,7 @@ TRICKY = [
     "\u2028",
 ]
 texts = texts_of(TRICKY)
-tool_lists = st.none() | st.lists(
-    st.fixed_dictionaries(
-        {
-            "type": st.just("function"),
-            "function": st.fixed_dictionaries({"name": st.text(max_size=8)}, optional={"description": texts}),
-        }
-    ),
-    max_size=2,
-)
+tool_lists = plain_tool_lists_of(texts)
 
 
 @st.composite
