@@ -24,6 +24,7 @@ from .errors import (
     BodyError,
     ChatfmtError,
     ChatfmtWarning,
+    ConstraintError,
     ContextOverflowError,
     DatasetInfoError,
     EmptyConversationError,
@@ -123,4 +124,5 @@ __all__ = [
     "DatasetInfoError",
     "APIError",
     "ToolCallWarning",
+    "ConstraintError",
 ]

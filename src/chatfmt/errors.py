@@ -252,6 +252,16 @@ class DatasetInfoError(ChatfmtError):
     """A ``dataset_info.json`` (or a dataset named in it) that cannot be read exactly."""
 
 
+class ConstraintError(ChatfmtError, ValueError):
+    """A structured-output request that cannot be enforced: a JSON schema using a feature the grammar
+    engine does not implement, or a chat format whose tool-call syntax cannot be constrained.
+    ``param`` names the request field (``response_format``, ``tool_choice``)."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
 class APIError(ChatfmtError):
     """An error answered to a client of ``chatfmt serve`` (status, OpenAI error type, the offending
     parameter, a code); :mod:`chatfmt.server.errors` builds them and turns them into response bodies."""
