@@ -229,7 +229,7 @@ def serve_cmd(
     max_tokens_limit: int = typer.Option(4096, "--max-tokens-limit", help="Largest max_tokens a request may ask for."),
     n_ctx: int = typer.Option(None, "--n-ctx", help="Context length (default: the model's; 4096 in proxy mode)."),
     upstream: str = typer.Option(None, "--upstream", help="Proxy mode: base URL of a raw completion server."),
-    upstream_kind: str = typer.Option("llama.cpp", "--upstream-kind", help="llama.cpp (/completion) or openai-completions (/v1/completions)."),
+    upstream_kind: str = typer.Option("llama.cpp", "--upstream-kind", help="llama.cpp (/completion), openai-completions (/v1/completions) or llama-cpp-python (its server's /v1/completions)."),
     upstream_model: str = typer.Option(None, "--upstream-model", help="The model name to send upstream (openai-completions)."),
     upstream_prompt: str = typer.Option("ids", "--upstream-prompt", help="Send the prompt as token 'ids' (exact) or as 'text'."),
     upstream_api_key: str = typer.Option(None, "--upstream-api-key", envvar="CHATFMT_UPSTREAM_API_KEY", help="Bearer key for the upstream."),

@@ -668,6 +668,7 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None,
     async def chat_completions(req: ChatCompletionRequest, request: Request) -> Any:
         model_id = state.check_model(req.model)
         prep = await run_in_threadpool(state.prepare_chat, req)
+        await run_in_threadpool(engine.check_prompt, prep.ids, prep.text)
         source = engine.source(prep.ids, prep.text, prep.sampling)
         gen = ChatGeneration(source, prep.parser, prep.sampling.stop_texts)
         job = Job(state, gen, request)
@@ -700,6 +701,7 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None,
         ids = await run_in_threadpool(state.completion_ids, req)
         sampling = state.sampling(req, len(ids))
         text = engine.tokenizer.decode(ids) if engine.prompt_mode == "text" else ""
+        await run_in_threadpool(engine.check_prompt, ids, text)
         gen = TextGeneration(engine.source(ids, text, sampling), sampling.stop_texts)
         job = Job(state, gen, request)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)

@@ -86,6 +86,10 @@ class Engine(ABC):
     @abstractmethod
     def source(self, prompt_ids: Sequence[int], prompt_text: str, sampling: Sampling) -> PieceSource: ...
 
+    def check_prompt(self, prompt_ids: Sequence[int], prompt_text: str) -> None:  # noqa: B027 - optional hook
+        """Blocking, before a request is queued: raise :class:`APIError` for a prompt this engine
+        could not evaluate exactly (a proxy whose upstream tokenizes text itself)."""
+
     def describe(self) -> dict[str, Any]:
         return {"model": self.model_id, "n_ctx": self.n_ctx, "format": getattr(self.format.info, "name", None)}
 
@@ -209,6 +213,7 @@ class _UpstreamSource(PieceSource):
                 status = 400 if 400 <= resp.status < 500 and resp.status not in (401, 403, 404) else 502
                 raise upstream_error(f"upstream {eng.url}{path} answered {resp.status}: {body}", status)
             stop_ids = self.sampling.stop_ids
+            texts: list[str] = []
             for ev in _sse_events(resp, self.cancel_event):
                 text, ids, finish = eng.kind_impl.event(ev, res)
                 if ids and ids[-1] in stop_ids:
@@ -223,11 +228,15 @@ class _UpstreamSource(PieceSource):
                 self.ids.extend(ids)
                 res.completion_tokens = max(res.completion_tokens, len(self.ids))
                 if text:
+                    texts.append(text)
                     yield text, (ids[0] if len(ids) == 1 else None)
                 if finish:
                     res.finish_reason = finish
             if self.cancel_event.is_set():
                 res.finish_reason = "cancelled"
+            if eng.kind_impl.counts_by_text and not self.ids and texts:
+                # the stream said what it generated but not in how many tokens: chatfmt's count
+                res.completion_tokens = len(eng.tokenizer.encode_text("".join(texts)))
         finally:
             conn.close()  # an upstream that streams notices the closed connection and stops
 
@@ -236,6 +245,14 @@ class UpstreamKind(ABC):
     """How one kind of raw completion endpoint is asked and answers."""
 
     name: str
+    #: whether the endpoint takes the prompt as token ids (else it tokenizes text itself, and
+    #: :meth:`check_prompt` makes sure it gets chatfmt's ids)
+    takes_ids: bool = True
+    #: whether the stream reports no generated ids (then chatfmt counts the reply's tokens itself)
+    counts_by_text: bool = False
+
+    def check_prompt(self, eng: UpstreamEngine, ids: list[int], text: str) -> None:  # noqa: B027 - optional hook
+        """Raise :class:`APIError` when the upstream would not evaluate exactly ``ids`` for ``text``."""
 
     @abstractmethod
     def request(self, eng: UpstreamEngine, ids: list[int], text: str, s: Sampling) -> tuple[str, dict[str, Any]]:
@@ -331,6 +348,77 @@ class OpenAICompletionsKind(UpstreamKind):
         return ch.get("text") or "", ids, finish if finish in ("stop", "length") else None
 
 
+def _first_difference(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+class LlamaCppPythonKind(OpenAICompletionsKind):
+    """llama-cpp-python's own server (``python -m llama_cpp.server``): ``POST /v1/completions`` takes
+    the prompt as text only (its request model is ``str | list[str]``) and tokenizes it with control
+    tokens recognised; its stream carries neither generated ids nor usage.
+
+    So chatfmt sends the prompt text, but first asks the server's ``POST /extras/tokenize`` (the same
+    tokenization its completion runs, BOS included) for the ids that text becomes, and refuses the
+    request (400 ``upstream_retokenization``) unless they are exactly chatfmt's: a user message
+    holding control-token text, or a segment boundary that a whole-text tokenization would merge
+    across, never reaches the model in another form. Sampling defaults the server would otherwise
+    apply (``repeat_penalty`` 1.1, ``min_p`` 0.05, ``top_k`` 40) are sent explicitly."""
+
+    name = "llama-cpp-python"
+    takes_ids = False
+    counts_by_text = True
+
+    def request(self, eng: UpstreamEngine, ids: list[int], text: str, s: Sampling) -> tuple[str, dict[str, Any]]:
+        body: dict[str, Any] = {
+            "prompt": text,
+            "max_tokens": s.max_tokens,
+            "temperature": s.temperature,
+            "top_p": s.top_p,
+            "top_k": s.top_k,
+            "min_p": 0.0,
+            "repeat_penalty": s.repeat_penalty,
+            "presence_penalty": 0.0,
+            "frequency_penalty": 0.0,
+            "stream": True,
+        }
+        if eng.upstream_model:
+            body["model"] = eng.upstream_model
+        if s.stop_texts:
+            body["stop"] = list(s.stop_texts)
+        if s.seed is not None:
+            body["seed"] = s.seed
+        path = "/completions" if eng.base_path.rstrip("/").endswith("/v1") else "/v1/completions"
+        return path, body
+
+    def check_prompt(self, eng: UpstreamEngine, ids: list[int], text: str) -> None:
+        root = eng.base_path.rstrip("/").removesuffix("/v1")
+        body: dict[str, Any] = {"input": text}
+        if eng.upstream_model:
+            body["model"] = eng.upstream_model
+        got = eng.post_json(root + "/extras/tokenize", body).get("tokens")
+        if not isinstance(got, list) or not all(isinstance(t, int) for t in got):
+            raise upstream_error(f"upstream {eng.url}/extras/tokenize gave no token list")
+        if got == list(ids):
+            return
+        k = _first_difference(got, ids)
+        tok = eng.tokenizer
+        ours = tok.decode(list(ids[k : k + 4])) if k < len(ids) else ""
+        raise APIError(
+            400,
+            f"the upstream would tokenize this prompt differently from the chat format ({len(got)} ids instead of "
+            f"{len(ids)}, first difference at token {k}: chatfmt has {list(ids[k : k + 4])} {ours!r}, the upstream "
+            f"{got[k : k + 4]}); llama-cpp-python's server takes text only, so this prompt cannot be sent exactly "
+            "(control-token text in a message is the usual cause)",
+            param="messages",
+            code="upstream_retokenization",
+        )
+
+
 def _as_upstream_kind(name: str, obj: object) -> tuple[UpstreamKind, tuple[str, ...]]:
     """What a ``chatfmt.upstreams`` entry point holds: an :class:`UpstreamKind` instance or class."""
     kind = obj() if isinstance(obj, type) and issubclass(obj, UpstreamKind) else obj
@@ -340,7 +428,7 @@ def _as_upstream_kind(name: str, obj: object) -> tuple[UpstreamKind, tuple[str, 
 
 
 def _builtin_upstreams(reg: Registry[UpstreamKind]) -> None:
-    for kind in (LlamaCppKind(), OpenAICompletionsKind()):
+    for kind in (LlamaCppKind(), OpenAICompletionsKind(), LlamaCppPythonKind()):
         reg.add(kind.name, kind)
 
 
@@ -415,7 +503,9 @@ class UpstreamEngine(Engine):
         #: the model name sent upstream (openai-completions; none: the upstream's default)
         self.upstream_model = upstream_model
         self.model_id = model_id or upstream_model or "chatfmt-proxy"
-        self.prompt_mode = prompt_mode
+        #: "ids" asked of a kind that takes text only: text, checked to become exactly the ids
+        self.verify_prompt = prompt_mode == "ids" and not self.kind_impl.takes_ids
+        self.prompt_mode = prompt_mode if self.kind_impl.takes_ids else "text"
         self.api_key = api_key
         self.slots = slots
         self.timeout = timeout
@@ -427,6 +517,35 @@ class UpstreamEngine(Engine):
     def connect(self) -> http.client.HTTPConnection:
         cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
         return cls(self.host, self.port, timeout=self.timeout)
+
+    def post_json(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        """One JSON request to the upstream (not streamed); 502 when it fails."""
+        conn = self.connect()
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        try:
+            conn.request("POST", path, body=json.dumps(body), headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        except OSError as e:
+            raise upstream_error(f"upstream {self.url} unreachable: {e}") from e
+        finally:
+            conn.close()
+        if resp.status != 200:
+            raise upstream_error(f"upstream {self.url}{path} answered {resp.status}: {data[:2000].decode('utf-8', 'replace')}")
+        try:
+            obj = json.loads(data)
+        except ValueError as e:
+            raise upstream_error(f"upstream {self.url}{path} sent no JSON: {data[:200]!r}") from e
+        if not isinstance(obj, dict):
+            raise upstream_error(f"upstream {self.url}{path} sent {type(obj).__name__}, not an object")
+        return obj
+
+    def check_prompt(self, prompt_ids: Sequence[int], prompt_text: str) -> None:
+        """Blocking: refuse (400) a prompt the upstream would not evaluate as exactly these ids."""
+        if self.verify_prompt:
+            self.kind_impl.check_prompt(self, list(prompt_ids), prompt_text)
 
     def source(self, prompt_ids: Sequence[int], prompt_text: str, sampling: Sampling) -> PieceSource:
         return _UpstreamSource(self, prompt_ids, prompt_text, sampling)
