@@ -1,0 +1,409 @@
+"""Encode and labels against llama.cpp, on the default model's GGUF (runs on a bare clone).
+
+The reference of a ChatML conversation is built from llama.cpp's tokenizer of the same GGUF, one
+piece at a time: ``<|im_start|>{role}\\n`` (never trained), the content (parsed as plain text, never for
+control tokens), ``<|im_end|>`` and the ``\\n`` after it. The labelling convention is the documented one
+(docs/custom-formats.md, "Segments and training labels"): the content and ``<|im_end|>`` are trained
+with their message, the ``\\n`` after it is not. The pieces' ids must also be llama.cpp's ids of the
+whole text, so the per-piece reference is exact. Both of chatfmt's encoding paths are compared: the
+whole-text fast path (the GGUF has a ``tokenizers`` backend) and run by run (``compat="transformers"``,
+which on a byte-level tokenizer changes nothing but the path).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import chatfmt
+from chatfmt.encode import (
+    IGNORE_INDEX,
+    LengthError,
+    encode,
+    encode_batch,
+    encode_rendered,
+    encode_rendered_many,
+)
+from chatfmt.errors import ValidationError
+
+from ._refs import llama_ids, llama_piece, smollm2
+
+X = IGNORE_INDEX
+
+CONVERSATIONS: dict[str, list[dict[str, Any]]] = {
+    "two_rounds": [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "What is 2+2?"},
+        {"role": "assistant", "content": "4."},
+        {"role": "user", "content": "And 3+3?"},
+        {"role": "assistant", "content": "6, of course."},
+    ],
+    "unicode": [
+        {"role": "user", "content": "你好，请介绍一下你自己。 🦙🚀"},
+        {"role": "assistant", "content": "我是一个语言模型。 ✅ naïve café"},
+    ],
+    "edges": [
+        {"role": "user", "content": "  indented question   "},
+        {"role": "assistant", "content": " answer with spaces\n\n"},
+    ],
+    "spells_control": [
+        {"role": "user", "content": "Say <|im_end|> and <|im_start|>system"},
+        {"role": "assistant", "content": "I said <|im_end|> here."},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def tok() -> Any:
+    return smollm2()
+
+
+@pytest.fixture(scope="module")
+def fmt() -> Any:
+    return chatfmt.load_format("chatml")
+
+
+def reference(
+    messages: list[dict[str, Any]], trained: set[int]
+) -> tuple[list[int], list[int], dict[int, tuple[int, int]]]:
+    """(ids, labels, spans) of a ChatML conversation from llama.cpp.
+
+    Between two control tokens the text (``{role}\\n{content}``) is one run, as llama.cpp encodes it
+    (BPE merges may cross from the header into the content); a token of it is trained when one of
+    its bytes is content of a trained message (token bytes from llama.cpp's ``token_to_piece``)."""
+    im_start, im_end, nl = llama_ids("<|im_start|>"), llama_ids("<|im_end|>"), llama_ids("\n")
+    assert len(im_start) == len(im_end) == 1
+    ids: list[int] = []
+    labels: list[int] = []
+    spans: dict[int, tuple[int, int]] = {}
+    for k, m in enumerate(messages):
+        head = f"{m['role']}\n".encode()
+        run = llama_ids(f"{m['role']}\n{m['content']}", special=False)
+        pos, run_labels = 0, []
+        for t in run:
+            width = len(llama_piece(t))
+            content = pos + width > len(head)
+            run_labels.append(t if content and k in trained else X)
+            pos += width
+        assert pos == len(head) + len(m["content"].encode())
+        a = len(ids)
+        ids += im_start + run + im_end + nl
+        labels += [X] + run_labels + (im_end if k in trained else [X]) + [X] * len(nl)
+        spans[k] = (a, len(ids))
+    text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+    if "<|im_" not in "".join(m["content"] for m in messages):
+        assert ids == llama_ids(text), "the piecewise reference is not llama.cpp's whole-text encoding"
+    return ids, labels, spans
+
+
+def assistants(messages: list[dict[str, Any]]) -> set[int]:
+    return {k for k, m in enumerate(messages) if m["role"] == "assistant"}
+
+
+def _spans_ok(got: dict[int, tuple[int, int]], want: dict[int, tuple[int, int]]) -> None:
+    # a message's span: from its <|im_start|> up to the end of its turn (the \n after <|im_end|> may
+    # belong to the message or to none; both are allowed, nothing else is)
+    assert set(got) == set(want)
+    for k, (a, b) in want.items():
+        assert got[k][0] == a and got[k][1] in (b - 1, b), (k, got[k], (a, b))
+
+
+@pytest.mark.parametrize("name", sorted(CONVERSATIONS))
+@pytest.mark.parametrize("compat", [None, "transformers"])
+def test_ids_labels_and_spans_equal_llama_cpp(name: str, compat: Any, tok: Any, fmt: Any) -> None:
+    msgs = CONVERSATIONS[name]
+    ids, labels, spans = reference(msgs, assistants(msgs))
+    enc = encode(fmt, msgs, tok, compat=compat)
+    assert enc.input_ids == ids
+    assert enc.labels == labels
+    assert enc.attention_mask == [1] * len(ids)
+    assert len(enc) == len(ids)
+    assert enc.num_trained == sum(1 for x in labels if x != X)
+    assert enc.to_dict() == {"input_ids": ids, "labels": labels, "attention_mask": [1] * len(ids)}
+    assert not enc.truncated and enc.dropped_messages == 0
+    _spans_ok(enc.message_spans, spans)
+
+
+@pytest.mark.parametrize("name", sorted(CONVERSATIONS))
+def test_the_run_by_run_encoder_and_the_batch_encoder_equal_llama_cpp(name: str, tok: Any, fmt: Any) -> None:
+    msgs = CONVERSATIONS[name]
+    ids, labels, spans = reference(msgs, assistants(msgs))
+    r = fmt.render_segments(msgs)
+    got_ids, got_labels, owners = encode_rendered(r, tok)
+    assert (got_ids, got_labels) == (ids, labels)
+    for k, (a, b) in spans.items():
+        assert owners[a : b - 1] == [k] * (b - 1 - a)
+    [(m_ids, m_labels, m_spans)] = encode_rendered_many([r], tok)
+    assert (m_ids, m_labels) == (ids, labels)
+    _spans_ok(m_spans, spans)
+
+
+def test_a_batch_mixing_both_paths_keeps_each_conversation_in_its_place(tok: Any, fmt: Any) -> None:
+    names = ["two_rounds", "spells_control", "unicode", "spells_control", "edges"]
+    out = encode_batch(fmt, [CONVERSATIONS[n] for n in names], tok)
+    for n, enc in zip(names, out):
+        ids, labels, _ = reference(CONVERSATIONS[n], assistants(CONVERSATIONS[n]))
+        assert (enc.input_ids, enc.labels) == (ids, labels), n
+
+
+def test_the_end_of_turn_token_is_trained_on_both_paths(tok: Any, fmt: Any) -> None:
+    im_end = tok.special_tokens["<|im_end|>"]
+    msgs = CONVERSATIONS["two_rounds"]
+    for compat in (None, "transformers"):
+        enc = encode(fmt, msgs, tok, compat=compat)
+        ends = [i for i, t in enumerate(enc.input_ids) if t == im_end]
+        assert [enc.labels[i] for i in ends] == [X, X, im_end, X, im_end]
+
+
+def test_train_on_last_assistant(tok: Any, fmt: Any) -> None:
+    msgs = CONVERSATIONS["two_rounds"]
+    ids, labels, _ = reference(msgs, {4})
+    enc = encode(fmt, msgs, tok, train_on="last_assistant")
+    assert (enc.input_ids, enc.labels) == (ids, labels)
+
+
+def test_train_on_last_assistant_without_an_assistant_trains_nothing(tok: Any, fmt: Any) -> None:
+    msgs = CONVERSATIONS["two_rounds"][:2]
+    ids, labels, _ = reference(msgs, set())
+    assert encode(fmt, msgs, tok, train_on="last_assistant").labels == labels == [X] * len(ids)
+
+
+def test_train_on_all(tok: Any, fmt: Any) -> None:
+    msgs = CONVERSATIONS["two_rounds"]
+    ids, _, _ = reference(msgs, set())
+    enc = encode(fmt, msgs, tok, train_on="all")
+    assert enc.labels == ids
+
+
+def test_a_messages_loss_flag_wins_over_train_on(tok: Any, fmt: Any) -> None:
+    msgs = [dict(m) for m in CONVERSATIONS["two_rounds"]]
+    msgs[1]["loss"] = True  # a user message trained
+    msgs[2]["loss"] = False  # an assistant message not
+    plain = [{"role": m["role"], "content": m["content"]} for m in msgs]
+    ids, labels, spans = reference(plain, {1, 4})
+    for train_on in ("all_assistant", "last_assistant"):
+        enc = encode(fmt, msgs, tok, train_on=train_on)
+        assert (enc.input_ids, enc.labels) == (ids, labels), train_on
+    # under train_on="all" every token is trained except in the flagged messages, which keep their own
+    enc = encode(fmt, msgs, tok, train_on="all")
+    want = list(ids)
+    for k in (1, 2):
+        a, b = spans[k]
+        want[a:b] = labels[a:b]
+    tails = {spans[k][1] - 1 for k in (1, 2)}  # the \n after <|im_end|>: in the message's span or in none
+    assert [x for i, x in enumerate(enc.labels) if i not in tails] == [
+        x for i, x in enumerate(want) if i not in tails
+    ]
+
+
+@pytest.mark.parametrize("bad", [{"train_on": "assistant"}, {"truncation": "left"}])
+def test_unknown_options_are_refused_by_name(bad: dict[str, str], tok: Any, fmt: Any) -> None:
+    [(key, value)] = bad.items()
+    with pytest.raises(ValueError, match=f"{key} must be .*not '{value}'"):
+        encode(fmt, CONVERSATIONS["two_rounds"], tok, **bad)  # type: ignore[arg-type]
+
+
+def test_truncation_error_and_no_truncation_at_the_exact_length(tok: Any, fmt: Any) -> None:
+    msgs = CONVERSATIONS["two_rounds"]
+    ids, labels, _ = reference(msgs, assistants(msgs))
+    enc = encode(fmt, msgs, tok, max_length=len(ids))
+    assert (enc.input_ids, enc.labels, enc.truncated) == (ids, labels, False)
+    with pytest.raises(
+        LengthError, match=f"conversation is {len(ids)} tokens, over max_length {len(ids) - 1}"
+    ):
+        encode(fmt, msgs, tok, max_length=len(ids) - 1)
+
+
+def test_truncation_right_cuts_ids_labels_and_spans(tok: Any, fmt: Any) -> None:
+    msgs = CONVERSATIONS["two_rounds"]
+    ids, labels, spans = reference(msgs, assistants(msgs))
+    cut = spans[3][0] + 1  # one token into message 3
+    enc = encode(fmt, msgs, tok, max_length=cut, truncation="right")
+    assert (enc.input_ids, enc.labels, enc.attention_mask) == (ids[:cut], labels[:cut], [1] * cut)
+    assert enc.truncated and enc.dropped_messages == 0
+    assert set(enc.message_spans) == {0, 1, 2, 3}
+    assert enc.message_spans[3] == (spans[3][0], cut)
+    _spans_ok({k: enc.message_spans[k] for k in (0, 1, 2)}, {k: spans[k] for k in (0, 1, 2)})
+
+
+def test_drop_oldest_turns_keeps_the_system_and_the_newest_round(tok: Any, fmt: Any) -> None:
+    msgs = CONVERSATIONS["two_rounds"]
+    full, _, _ = reference(msgs, assistants(msgs))
+    kept = [msgs[0], msgs[3], msgs[4]]
+    ids, labels, spans = reference(kept, {2})
+    enc = encode(fmt, msgs, tok, max_length=len(ids), truncation="drop_oldest_turns")
+    assert (enc.input_ids, enc.labels) == (ids, labels)
+    assert enc.truncated and enc.dropped_messages == 2
+    # message indices are the original conversation's: the system stays 0, the rest shift by 2
+    _spans_ok(enc.message_spans, {0: spans[0], 3: spans[1], 4: spans[2]})
+    # one token more than fits a round is still the same result; the full conversation fits untouched
+    assert encode(fmt, msgs, tok, max_length=len(full) - 1, truncation="drop_oldest_turns").input_ids == ids
+    assert encode(fmt, msgs, tok, max_length=len(full), truncation="drop_oldest_turns").input_ids == full
+
+
+def test_drop_oldest_turns_without_a_system_and_under_train_on_last(tok: Any, fmt: Any) -> None:
+    msgs = CONVERSATIONS["two_rounds"][1:]
+    kept = msgs[2:]
+    ids, labels, spans = reference(kept, {1})
+    enc = encode(
+        fmt, msgs, tok, max_length=len(ids), truncation="drop_oldest_turns", train_on="last_assistant"
+    )
+    assert (enc.input_ids, enc.labels, enc.dropped_messages) == (ids, labels, 2)
+    _spans_ok(enc.message_spans, {2: spans[0], 3: spans[1]})
+
+
+def test_drop_oldest_turns_refuses_when_the_newest_round_does_not_fit(tok: Any, fmt: Any) -> None:
+    msgs = CONVERSATIONS["two_rounds"]
+    full, _, _ = reference(msgs, assistants(msgs))
+    kept, _, _ = reference([msgs[0], msgs[3], msgs[4]], {2})
+    with pytest.raises(
+        LengthError,
+        match=f"conversation is {len(full)} tokens and its newest round alone does not fit max_length {len(kept) - 1}",
+    ):
+        encode(fmt, msgs, tok, max_length=len(kept) - 1, truncation="drop_oldest_turns")
+
+
+def test_drop_oldest_turns_keeps_a_conversation_object_and_its_shape(tok: Any, fmt: Any) -> None:
+    msgs = CONVERSATIONS["two_rounds"]
+    kept, labels, _ = reference([msgs[0], msgs[3], msgs[4]], {2})
+    record = {"messages": msgs, "id": "r1"}
+    enc = encode(fmt, record, tok, max_length=len(kept), truncation="drop_oldest_turns")
+    assert (enc.input_ids, enc.labels, enc.dropped_messages) == (kept, labels, 2)
+    enc = encode(
+        fmt, chatfmt.as_conversation(msgs), tok, max_length=len(kept), truncation="drop_oldest_turns"
+    )
+    assert (enc.input_ids, enc.labels, enc.dropped_messages) == (kept, labels, 2)
+
+
+def test_consecutive_user_messages_form_one_round(tok: Any, fmt: Any) -> None:
+    msgs = [
+        {"role": "user", "content": "First."},
+        {"role": "assistant", "content": "A."},
+        {"role": "user", "content": "Second."},
+        {"role": "user", "content": "Third."},
+        {"role": "assistant", "content": "B."},
+    ]
+    kept = msgs[2:]
+    ids, labels, _ = reference(kept, {2})
+    enc = encode(fmt, msgs, tok, max_length=len(ids), truncation="drop_oldest_turns")
+    assert (enc.input_ids, enc.labels, enc.dropped_messages) == (ids, labels, 2)
+
+
+def _detail(*spans: tuple[int, int, bool]) -> list[dict[str, Any]]:
+    return [{"begin_offset": a, "end_offset": b - 1, "train": t} for a, b, t in spans]
+
+
+def test_train_detail_trains_the_tokens_of_its_spans(tok: Any, fmt: Any) -> None:
+    content = "Paris is the capital. Lyon is not."
+    cut = content.index(" Lyon")
+    msgs = [
+        {"role": "user", "content": "Capital of France?"},
+        {
+            "role": "assistant",
+            "content": content,
+            "train_detail": _detail((0, cut, True), (cut, len(content), False)),
+        },
+    ]
+    plain = [{"role": m["role"], "content": m["content"]} for m in msgs]
+    ids, labels, spans = reference(plain, {1})
+    first, second = llama_ids(content[:cut], special=False), llama_ids(content[cut:], special=False)
+    assert first + second == llama_ids(content, special=False)
+    a = spans[1][0] + len(llama_ids("<|im_start|>assistant\n"))
+    want = list(labels)
+    want[a + len(first) : a + len(first) + len(second)] = [X] * len(second)
+    for compat in (None, "transformers"):
+        enc = encode(fmt, msgs, tok, compat=compat)
+        assert (enc.input_ids, enc.labels) == (ids, want)
+    # the same spans under another name, and a detail that trains everything
+    msgs[1] = {"role": "assistant", "content": content, "training_detail": _detail((0, len(content), True))}
+    assert encode(fmt, msgs, tok).labels == labels
+
+
+def test_train_detail_of_a_user_message_trains_only_its_spans(tok: Any, fmt: Any) -> None:
+    content = "Hello there. Bye now."
+    cut = content.index(" Bye")
+    msgs = [
+        {"role": "user", "content": content, "train_detail": _detail((cut, len(content), True))},
+        {"role": "assistant", "content": "Ok."},
+    ]
+    plain = [{"role": m["role"], "content": m["content"]} for m in msgs]
+    ids, _, _ = reference(plain, set())
+    first, second = llama_ids(content[:cut], special=False), llama_ids(content[cut:], special=False)
+    want = (
+        [X] * len(llama_ids("<|im_start|>user\n"))
+        + [X] * len(first)
+        + second
+        + [tok.special_tokens["<|im_end|>"], X]
+    )
+    ok = reference([plain[1]], {0})[1]
+    enc = encode(fmt, msgs, tok)
+    assert enc.input_ids == ids
+    assert enc.labels == want + ok
+
+
+def test_train_detail_splitting_a_token_is_refused(tok: Any, fmt: Any) -> None:
+    content = "Paris is the capital."
+    msgs = [
+        {"role": "user", "content": "Capital?"},
+        {
+            "role": "assistant",
+            "content": content,
+            "train_detail": _detail((0, 2, True), (2, len(content), False)),
+        },
+    ]
+    with pytest.raises(
+        ValidationError, match="holds characters the spans train and characters they do not"
+    ) as e:
+        encode(fmt, msgs, tok)
+    assert e.value.index == 1
+
+
+def test_train_detail_is_placed_in_content_a_template_strips(tok: Any) -> None:
+    fmt = chatfmt.from_template(
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content | trim }}<|im_end|>\n{% endfor %}"
+    )
+    content = "  Paris is the capital. Lyon is not.  "
+    cut = content.index(" Lyon")
+    msgs = [
+        {"role": "user", "content": "Capital?"},
+        {
+            "role": "assistant",
+            "content": content,
+            "train_detail": _detail((0, cut, True), (cut, len(content), False)),
+        },
+    ]
+    stripped = content.strip()
+    first = llama_ids(stripped[: cut - 2], special=False)
+    second = llama_ids(stripped[cut - 2 :], special=False)
+    enc = encode(fmt, msgs, tok)
+    im_end = tok.special_tokens["<|im_end|>"]
+    user = reference([{"role": "user", "content": "Capital?"}], set())[0]
+    assert enc.input_ids == user + llama_ids("<|im_start|>assistant\n") + first + second + [
+        im_end
+    ] + llama_ids("\n")
+    assert enc.labels == [X] * (len(user) + len(llama_ids("<|im_start|>assistant\n"))) + first + [X] * len(
+        second
+    ) + [im_end, X]
+
+
+def test_train_detail_on_content_the_format_rewrites_is_refused(tok: Any) -> None:
+    fmt = chatfmt.from_template(
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content | upper }}<|im_end|>\n{% endfor %}"
+    )
+    msgs = [{"role": "assistant", "content": "Paris.", "train_detail": _detail((0, 6, True))}]
+    with pytest.raises(ValidationError, match="does not render this message's content as written"):
+        encode(fmt, msgs, tok)
+
+
+def test_a_records_own_template_kwargs_win_over_the_calls(tok: Any) -> None:
+    fmt = chatfmt.from_template(
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}{% if shout %}!{% endif %}<|im_end|>\n{% endfor %}"
+    )
+    from dataclasses import replace
+
+    conv = chatfmt.as_conversation([{"role": "user", "content": "Hi"}])
+
+    own = replace(conv, template_kwargs={"shout": True})
+    assert encode(fmt, own, tok, shout=False).input_ids == llama_ids("<|im_start|>user\nHi!<|im_end|>\n")
+    assert encode(fmt, conv, tok, shout=False).input_ids == llama_ids("<|im_start|>user\nHi<|im_end|>\n")
