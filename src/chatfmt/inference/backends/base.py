@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ...errors import BackendError
 from ...plugins import Origin, Registry
@@ -22,9 +22,40 @@ if TYPE_CHECKING:
     from ...tokenizers.base import Tokenizer
 
 
+@runtime_checkable
+class TokenConstraint(Protocol):
+    """Restricts which tokens may be sampled (structured outputs build one from a grammar).
+
+    A backend that is given one in :attr:`GenerationParams.constraint` does, at every step:
+    its own logit adjustments (penalties, ``logit_bias``), then :meth:`mask_logits` (last, so that
+    ``-inf`` wins), then samples; a stop id ends generation without :meth:`advance`; any other token
+    goes to :meth:`advance`, is yielded, and when :meth:`done` is then true generation ends with
+    ``finish_reason == "stop"``. One constraint object serves one generation.
+    """
+
+    def mask_logits(self, logits: Any) -> None:
+        """Set the scores of disallowed tokens to ``-inf``, in place. ``logits`` is the 1-D row of
+        next-token scores (before temperature and top-k/top-p/min-p): a contiguous numpy float32 array
+        on llama.cpp, a torch tensor (batch row 0) on transformers. It may be longer than the
+        tokenizer's vocabulary (padding rows)."""
+
+    def advance(self, token_id: int) -> None:
+        """Accept the token that was sampled (never a stop id)."""
+
+    def done(self) -> bool:
+        """True when the constraint is complete and nothing else may follow."""
+
+
 @dataclass(frozen=True)
 class GenerationParams:
-    """Sampling and stopping. ``temperature == 0`` means greedy decoding."""
+    """Sampling and stopping. ``temperature == 0`` means greedy decoding.
+
+    Penalties follow OpenAI's semantics: ``presence_penalty`` is subtracted once from the score of every
+    token generated so far, ``frequency_penalty`` once per occurrence (the prompt does not count);
+    ``repeat_penalty`` is the multiplicative CTRL penalty of llama.cpp and transformers (1.0 = off),
+    which counts the prompt too. ``logit_bias`` adds to the score of a token id (-100 bans it, +100
+    forces it). ``min_p`` drops tokens less likely than ``min_p`` times the top token (0 = off).
+    """
 
     max_tokens: int = 256
     temperature: float = 0.7
@@ -34,6 +65,17 @@ class GenerationParams:
     #: ids that end generation (not yielded)
     stop_ids: frozenset[int] = field(default_factory=frozenset)
     repeat_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    min_p: float = 0.0
+    #: token id -> added score
+    logit_bias: Mapping[int, float] = field(default_factory=dict, hash=False)
+    #: collect each generated token's log-probability into :attr:`GenerationResult.logprobs`
+    logprobs: bool = False
+    #: how many most likely alternatives to collect with each token (0-20; implies ``logprobs``)
+    top_logprobs: int = 0
+    #: restricts the tokens that may be sampled (see :class:`TokenConstraint`)
+    constraint: TokenConstraint | None = field(default=None, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.max_tokens < 0:
@@ -44,13 +86,46 @@ class GenerationParams:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.top_k < 0:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
+        if not 0 <= self.min_p <= 1:
+            raise ValueError(f"min_p must be in [0, 1], got {self.min_p}")
+        if self.repeat_penalty <= 0:
+            raise ValueError(f"repeat_penalty must be > 0, got {self.repeat_penalty}")
+        for name in ("presence_penalty", "frequency_penalty"):
+            if not -2 <= getattr(self, name) <= 2:
+                raise ValueError(f"{name} must be in [-2, 2], got {getattr(self, name)}")
+        if not 0 <= self.top_logprobs <= 20:
+            raise ValueError(f"top_logprobs must be in [0, 20], got {self.top_logprobs}")
+        for tok, bias in self.logit_bias.items():
+            if not isinstance(tok, int) or tok < 0:
+                raise ValueError(f"logit_bias keys must be token ids (ints >= 0), got {tok!r}")
+            if not -100 <= bias <= 100:
+                raise ValueError(f"logit_bias values must be in [-100, 100], got {bias!r} for token {tok}")
+
+    @property
+    def wants_logprobs(self) -> bool:
+        return self.logprobs or self.top_logprobs > 0
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One generated token's natural-log probability and the most likely alternatives at that step.
+
+    The distribution is the model's scores after the logit adjustments (``repeat_penalty`` on
+    transformers, presence/frequency penalties, ``logit_bias``, a constraint's mask), before
+    temperature and top-k/top-p/min-p truncation; tokens a constraint forbids never appear in ``top``.
+    """
+
+    token: int
+    logprob: float
+    #: (token id, logprob) pairs, most likely first
+    top: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass
 class GenerationResult:
     """Filled in while a generation runs: why it ended and how much work the prompt took."""
 
-    #: "stop" (a stop id), "length" (max_tokens or the context), "cancelled"
+    #: "stop" (a stop id or a complete constraint), "length" (max_tokens or the context), "cancelled"
     finish_reason: str | None = None
     #: the stop id that ended generation, if any
     stop_id: int | None = None
@@ -58,6 +133,8 @@ class GenerationResult:
     #: prompt tokens the backend could reuse from its cache (not evaluated again)
     cached_tokens: int = 0
     completion_tokens: int = 0
+    #: one entry per yielded token when :attr:`GenerationParams.wants_logprobs`
+    logprobs: list[TokenLogprob] = field(default_factory=list)
 
 
 class Backend(ABC):
@@ -170,8 +247,10 @@ def _as_backend_spec(name: str, obj: object) -> tuple[BackendSpec, tuple[str, ..
         return (obj if obj.name == name else replace(obj, name=name)), ()
     if callable(obj):
         return BackendSpec(name, obj), ()
-    raise BackendError(f"backend plugin {name!r}: expected a BackendSpec or a factory(model_path, **options), "
-                       f"got {type(obj).__name__}")
+    raise BackendError(
+        f"backend plugin {name!r}: expected a BackendSpec or a factory(model_path, **options), "
+        f"got {type(obj).__name__}"
+    )
 
 
 def _builtin_backends(reg: Registry[BackendSpec]) -> None:

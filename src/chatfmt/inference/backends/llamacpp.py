@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import BackendError
 from .base import Backend, GenerationParams, GenerationResult, register_backend
+from .sampling import LogitAdjuster
 
 if TYPE_CHECKING:
     from ...formats.base import ChatFormat
@@ -34,6 +35,7 @@ class LlamaCppBackend(Backend):
         *,
         n_ctx: int | None = None,
         n_threads: int | None = None,
+        n_threads_batch: int | None = None,
         n_gpu_layers: int = 0,
         tokenizer: Any = None,
         chat_format: Any = None,
@@ -54,6 +56,7 @@ class LlamaCppBackend(Backend):
                 model_path=str(path),
                 n_ctx=n_ctx or 0,  # 0: the model's trained context
                 n_threads=n_threads,
+                n_threads_batch=n_threads_batch,  # prompt evaluation (None: llama-cpp-python's default)
                 n_gpu_layers=n_gpu_layers,
                 verbose=verbose,
             )
@@ -115,14 +118,32 @@ class LlamaCppBackend(Backend):
             if params.seed is not None:
                 llm.set_seed(params.seed)
             n = 0
+            adjust = LogitAdjuster(params)
+            constraint = params.constraint
+            processors = None
+            if adjust.active:
+                import numpy as np
+
+                def process(input_ids: Any, scores: Any) -> Any:
+                    # llama-cpp-python hands over a strided view of its token data: work on a
+                    # contiguous copy (what a constraint's mask expects), which it copies back
+                    return adjust.numpy_row(np.array(scores, dtype=np.float32))
+
+                processors = [process]
             try:
                 gen = llm.generate(
                     ids,
                     temp=params.temperature,
                     top_p=params.top_p,
+                    # llama.cpp's top_k 0 keeps the whole vocabulary, as chatfmt's 0 does
                     top_k=params.top_k,
-                    min_p=0.0,
+                    min_p=params.min_p,
                     repeat_penalty=params.repeat_penalty,
+                    # presence/frequency penalties are applied by `adjust` with OpenAI's semantics
+                    # (generated tokens only); llama.cpp's own would count the prompt's last 64 tokens
+                    presence_penalty=0.0,
+                    frequency_penalty=0.0,
+                    logits_processor=processors,  # type: ignore[arg-type]
                     reset=True,
                 )
                 for tok in gen:
@@ -133,9 +154,19 @@ class LlamaCppBackend(Backend):
                         res.finish_reason = "stop"
                         res.stop_id = tok
                         break
+                    lp = adjust.accept(tok)
+                    if lp is not None:
+                        res.logprobs.append(lp)
+                    finished = False
+                    if constraint is not None:
+                        constraint.advance(tok)
+                        finished = constraint.done()
                     n += 1
                     res.completion_tokens = n
                     yield tok
+                    if finished:  # the constraint is complete: nothing may follow
+                        res.finish_reason = "stop"
+                        break
                     if n >= max_new:
                         res.finish_reason = "length"
                         break

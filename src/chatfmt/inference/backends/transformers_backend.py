@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import BackendError
 from .base import Backend, GenerationParams, GenerationResult, register_backend
+from .sampling import LogitAdjuster
 
 if TYPE_CHECKING:
     from ...formats.base import ChatFormat
@@ -110,7 +111,9 @@ class TransformersBackend(Backend):
                 contextlib.redirect_stderr(devnull),
             ):
                 if path.is_file() and path.suffix == ".gguf":
-                    self.model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, **kwargs)
+                    self.model = AutoModelForCausalLM.from_pretrained(
+                        str(path.parent), gguf_file=path.name, **kwargs
+                    )
                 else:
                     self.model = AutoModelForCausalLM.from_pretrained(str(path), **kwargs)
         except (OSError, ValueError) as e:
@@ -179,7 +182,13 @@ class TransformersBackend(Backend):
         cancel: threading.Event | None = None,
     ) -> Generator[int, None, None]:
         torch = self._torch
-        from transformers import DynamicCache, StoppingCriteria, StoppingCriteriaList
+        from transformers import (
+            DynamicCache,
+            LogitsProcessor,
+            LogitsProcessorList,
+            StoppingCriteria,
+            StoppingCriteriaList,
+        )
         from transformers.generation.streamers import BaseStreamer
 
         res = result if result is not None else GenerationResult()
@@ -197,6 +206,15 @@ class TransformersBackend(Backend):
         cancelled = cancel or threading.Event()
         halt = threading.Event()  # set when the consumer stops early
         q: queue.Queue[Any] = queue.Queue()
+        adjust = LogitAdjuster(params)
+        constraint = params.constraint
+        complete = threading.Event()  # set when the constraint is done
+        stop_set = params.stop_ids
+
+        class _Adjust(LogitsProcessor):
+            def __call__(self, input_ids: Any, scores: Any) -> Any:
+                adjust.torch_row(scores[0])
+                return scores
 
         class _Stream(BaseStreamer):
             first = True
@@ -206,14 +224,26 @@ class TransformersBackend(Backend):
                     self.first = False
                     return
                 for t in value.reshape(-1).tolist():
-                    q.put(int(t))
+                    tok = int(t)
+                    if tok in stop_set:
+                        q.put((tok, None, False))
+                        continue
+                    lp = adjust.accept(tok)
+                    q.put((tok, lp, complete.is_set()))
 
             def end(self) -> None:
                 pass
 
         class _Cancel(StoppingCriteria):
             def __call__(self, input_ids: Any, scores: Any, **kw: Any) -> Any:
-                return torch.full((input_ids.shape[0],), cancelled.is_set() or halt.is_set(), dtype=torch.bool, device=input_ids.device)
+                # runs once per step, after the token is appended and before the streamer sees it
+                tok = int(input_ids[0, -1])
+                if constraint is not None and tok not in stop_set:
+                    constraint.advance(tok)
+                    if constraint.done():
+                        complete.set()
+                stop = cancelled.is_set() or halt.is_set() or complete.is_set()
+                return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
         stop_ids = sorted(params.stop_ids)
         self._lock.acquire()
@@ -235,10 +265,17 @@ class TransformersBackend(Backend):
                 repetition_penalty=params.repeat_penalty,
                 use_cache=True,
             )
+            if adjust.active:
+                gen_kwargs["logits_processor"] = LogitsProcessorList([_Adjust()])
             if params.temperature > 0:
-                gen_kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
+                gen_kwargs.update(
+                    temperature=params.temperature,
+                    top_p=params.top_p,
+                    top_k=params.top_k,
+                    min_p=params.min_p or None,
+                )
             else:
-                gen_kwargs.update(temperature=None, top_p=None, top_k=None)
+                gen_kwargs.update(temperature=None, top_p=None, top_k=None, min_p=None)
             error: list[BaseException] = []
 
             def run() -> None:
@@ -257,17 +294,22 @@ class TransformersBackend(Backend):
             produced: list[int] = []
             try:
                 while True:
-                    item = q.get()
-                    if item is _DONE:
+                    got = q.get()
+                    if got is _DONE:
                         break
+                    item, lp, finished = got
                     if item in params.stop_ids:
                         res.finish_reason = "stop"
                         res.stop_id = item
                         continue
-                    if cancelled.is_set():
+                    if cancelled.is_set() or res.finish_reason == "stop":
                         continue
                     produced.append(item)
                     res.completion_tokens = len(produced)
+                    if lp is not None:
+                        res.logprobs.append(lp)
+                    if finished:  # the constraint is complete: nothing may follow
+                        res.finish_reason = "stop"
                     yield item
             finally:
                 halt.set()  # a consumer that stops early stops the worker
