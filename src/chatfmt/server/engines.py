@@ -45,6 +45,14 @@ class Sampling:
     stop_ids: frozenset[int] = frozenset()
     #: texts that end generation (cut from the output)
     stop_texts: tuple[str, ...] = ()
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    min_p: float = 0.0
+    #: token id -> added score
+    logit_bias: Mapping[int, float] = field(default_factory=dict, hash=False)
+    #: collect per-token log-probabilities (with ``top_logprobs`` alternatives each)
+    logprobs: bool = False
+    top_logprobs: int = 0
 
 
 class PieceSource(ABC):
@@ -90,6 +98,10 @@ class Engine(ABC):
         """Blocking, before a request is queued: raise :class:`APIError` for a prompt this engine
         could not evaluate exactly (a proxy whose upstream tokenizes text itself)."""
 
+    def check_sampling(self, sampling: Sampling) -> None:  # noqa: B027 - optional hook
+        """Before a request is queued: raise :class:`APIError` (400 naming the field) for a sampling
+        parameter this engine cannot honour (a local backend honours them all)."""
+
     def describe(self) -> dict[str, Any]:
         return {"model": self.model_id, "n_ctx": self.n_ctx, "format": getattr(self.format.info, "name", None)}
 
@@ -114,6 +126,12 @@ class _LocalSource(PieceSource):
             seed=sampling.seed,
             stop_ids=sampling.stop_ids,
             repeat_penalty=sampling.repeat_penalty,
+            presence_penalty=sampling.presence_penalty,
+            frequency_penalty=sampling.frequency_penalty,
+            min_p=sampling.min_p,
+            logit_bias=sampling.logit_bias,
+            logprobs=sampling.logprobs,
+            top_logprobs=sampling.top_logprobs,
         )
 
     def __iter__(self) -> Iterator[tuple[str, int | None]]:
@@ -254,6 +272,23 @@ class UpstreamKind(ABC):
     def check_prompt(self, eng: UpstreamEngine, ids: list[int], text: str) -> None:  # noqa: B027 - optional hook
         """Raise :class:`APIError` when the upstream would not evaluate exactly ``ids`` for ``text``."""
 
+    #: sampling fields this kind's request can carry beyond max_tokens/temperature/top_p/seed/stop
+    #: (the others, when set to anything but their neutral value, are refused with a 400)
+    takes: frozenset[str] = frozenset()
+
+    def check_sampling(self, s: Sampling) -> None:
+        """Refuse (400 naming it) a sampling field set to a non-neutral value that this kind cannot
+        send upstream; log-probabilities never come back through a proxy."""
+        if s.logprobs or s.top_logprobs:
+            raise APIError(400, f"logprobs are not available through the {self.name} upstream (proxy mode)", param="logprobs")
+        neutral = {"top_k": 0, "repeat_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0, "min_p": 0.0}
+        for name, value in neutral.items():
+            if name not in self.takes and getattr(s, name) != value:
+                wire = "repetition_penalty" if name == "repeat_penalty" else name
+                raise APIError(400, f"{wire} is not supported by the {self.name} upstream (proxy mode)", param=wire)
+        if s.logit_bias and "logit_bias" not in self.takes:
+            raise APIError(400, f"logit_bias is not supported by the {self.name} upstream (proxy mode)", param="logit_bias")
+
     @abstractmethod
     def request(self, eng: UpstreamEngine, ids: list[int], text: str, s: Sampling) -> tuple[str, dict[str, Any]]:
         """``(path, JSON body)`` of a streaming completion request."""
@@ -268,6 +303,7 @@ class LlamaCppKind(UpstreamKind):
     ``return_tokens`` for the generated ids, ``stop_type`` eos/word/limit at the end."""
 
     name = "llama.cpp"
+    takes = frozenset({"top_k", "repeat_penalty", "presence_penalty", "frequency_penalty", "min_p", "logit_bias"})
 
     def request(self, eng: UpstreamEngine, ids: list[int], text: str, s: Sampling) -> tuple[str, dict[str, Any]]:
         body: dict[str, Any] = {
@@ -277,6 +313,10 @@ class LlamaCppKind(UpstreamKind):
             "top_p": s.top_p,
             "top_k": s.top_k,
             "repeat_penalty": s.repeat_penalty,
+            "presence_penalty": s.presence_penalty,
+            "frequency_penalty": s.frequency_penalty,
+            "min_p": s.min_p,
+            "logit_bias": [[t, b] for t, b in s.logit_bias.items()],
             "stop": list(s.stop_texts),
             "stream": True,
             "return_tokens": True,
@@ -308,6 +348,9 @@ class OpenAICompletionsKind(UpstreamKind):
     text."""
 
     name = "openai-completions"
+    # OpenAI's own fields, and vLLM's extensions (top_k, min_p, repetition_penalty) sent only when set:
+    # an upstream that does not know them answers 400, which reaches the client as a 400
+    takes = frozenset({"top_k", "repeat_penalty", "presence_penalty", "frequency_penalty", "min_p", "logit_bias"})
 
     def request(self, eng: UpstreamEngine, ids: list[int], text: str, s: Sampling) -> tuple[str, dict[str, Any]]:
         body: dict[str, Any] = {
@@ -318,6 +361,17 @@ class OpenAICompletionsKind(UpstreamKind):
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        for key, value, neutral in (
+            ("presence_penalty", s.presence_penalty, 0.0),
+            ("frequency_penalty", s.frequency_penalty, 0.0),
+            ("top_k", s.top_k, 0),
+            ("min_p", s.min_p, 0.0),
+            ("repetition_penalty", s.repeat_penalty, 1.0),
+        ):
+            if value != neutral:
+                body[key] = value
+        if s.logit_bias:
+            body["logit_bias"] = {str(t): b for t, b in s.logit_bias.items()}
         if eng.upstream_model:
             body["model"] = eng.upstream_model
         if s.stop_texts:
@@ -372,6 +426,7 @@ class LlamaCppPythonKind(OpenAICompletionsKind):
     name = "llama-cpp-python"
     takes_ids = False
     counts_by_text = True
+    takes = frozenset({"top_k", "repeat_penalty", "presence_penalty", "frequency_penalty", "min_p", "logit_bias"})
 
     def request(self, eng: UpstreamEngine, ids: list[int], text: str, s: Sampling) -> tuple[str, dict[str, Any]]:
         body: dict[str, Any] = {
@@ -380,12 +435,14 @@ class LlamaCppPythonKind(OpenAICompletionsKind):
             "temperature": s.temperature,
             "top_p": s.top_p,
             "top_k": s.top_k,
-            "min_p": 0.0,
+            "min_p": s.min_p,
             "repeat_penalty": s.repeat_penalty,
-            "presence_penalty": 0.0,
-            "frequency_penalty": 0.0,
+            "presence_penalty": s.presence_penalty,
+            "frequency_penalty": s.frequency_penalty,
             "stream": True,
         }
+        if s.logit_bias:  # llama-cpp-python's default logit_bias_type: keys are token ids
+            body["logit_bias"] = {str(t): b for t, b in s.logit_bias.items()}
         if eng.upstream_model:
             body["model"] = eng.upstream_model
         if s.stop_texts:
@@ -549,6 +606,9 @@ class UpstreamEngine(Engine):
 
     def source(self, prompt_ids: Sequence[int], prompt_text: str, sampling: Sampling) -> PieceSource:
         return _UpstreamSource(self, prompt_ids, prompt_text, sampling)
+
+    def check_sampling(self, sampling: Sampling) -> None:
+        self.kind_impl.check_sampling(sampling)
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "upstream": self.url, "upstream_kind": self.kind_impl.name}
