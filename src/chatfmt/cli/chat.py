@@ -25,9 +25,17 @@ from rich.text import Text
 
 from ..errors import ChatfmtError, ChatfmtWarning
 from .common import (
+    BackendOption,
+    DeviceOption,
+    DtypeOption,
+    FormatOption,
+    NCtxOption,
+    NGpuLayersOption,
     TemplateKwargOption,
+    ThreadsOption,
     chatfmt_warnings,
     fail,
+    machine_options,
     read_json_input,
     template_kwargs_option,
     user_errors,
@@ -71,10 +79,12 @@ def _make_chat(
     ctx: int | None,
     allow_missing_tokens: bool = False,
     template_kwargs: dict[str, Any] | None = None,
+    machine: dict[str, Any] | None = None,
 ) -> Any:
     from ..inference import Chat
 
     options: dict[str, Any] = {"n_ctx": ctx} if ctx is not None else {}
+    options.update(machine or {})  # --threads, --device, --dtype, --n-gpu-layers
     with user_errors(), chatfmt_warnings():  # auto skipping a backend that crashes here: one line
         return Chat(
             model,
@@ -502,22 +512,24 @@ def chat_cmd(
         None, "--model", "-m", help="A .gguf file, a model directory or a Hub id ORG/NAME[@REV][:FILE.gguf] (default: SmolLM2-135M-Instruct)."
     ),
     gguf_file: str = typer.Option(None, "--gguf-file", help="The GGUF file to run in --model's directory or Hub repository."),
-    backend: str = typer.Option("auto", "--backend", "-b", help="auto | transformers | llama.cpp"),
-    format: str = typer.Option(
-        None, "--format", "-f", help="Chat format: built-in name, .jinja, .toml, tokenizer_config.json, dir, .gguf or Hub id (default: the model's)."
-    ),
+    backend: BackendOption = "auto",
+    format: FormatOption = None,
     system: str = typer.Option(None, "--system", "-s", help="System prompt."),
     tools: str = typer.Option(None, "--tools", help="A JSON file with tool definitions to offer (calls are shown, not run)."),
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", help="Most tokens a reply may have."),
     temperature: float = typer.Option(0.7, "--temperature", help="Sampling temperature; 0 is greedy."),
     seed: int = typer.Option(None, "--seed", help="Random seed for sampling."),
-    ctx: int = typer.Option(None, "--ctx", help="Context length to use (default: the model's)."),
+    ctx: NCtxOption = None,
     prompt: str = typer.Option(None, "--prompt", "-p", help="Answer this question once and exit."),
     as_json: bool = typer.Option(False, "--json", help="With -p (or a question on stdin): print the whole reply as JSON."),
     allow_missing_tokens: bool = typer.Option(
         False, "--allow-missing-tokens", help="Chat even if the model's tokenizer lacks a token the format relies on (refused by default)."
     ),
     template_kwarg: TemplateKwargOption = None,
+    threads: ThreadsOption = None,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    n_gpu_layers: NGpuLayersOption = None,
 ) -> None:
     """Chat with a model in its exact format: interactive, or one question with -p (or on stdin)."""
     if max_new_tokens < 1:
@@ -544,7 +556,8 @@ def chat_cmd(
     if question is None:
         Console(stderr=True, highlight=False).print(Text("loading the model ...", style=NOTICE_STYLE))
     chat = _make_chat(
-        model_ref, backend, format, system, tool_list, max_new_tokens, temperature, seed, ctx, allow_missing_tokens, template_kwargs
+        model_ref, backend, format, system, tool_list, max_new_tokens, temperature, seed, ctx, allow_missing_tokens, template_kwargs,
+        machine_options(threads, device, dtype, n_gpu_layers),
     )
     for line in not_rendered_lines(chat):
         warn(line)

@@ -112,3 +112,46 @@ def read_json_input(path: str | None) -> tuple[Any, str]:
         return json.loads(text), name
     except json.JSONDecodeError as e:
         fail(f"{name}:{e.lineno}: invalid JSON: {e.msg} (column {e.colno})")
+
+
+# -- the options ``chat`` and ``serve`` share: the same names (old spellings kept as aliases), the same help
+
+#: ``--backend`` of chat and serve
+BackendOption = Annotated[
+    str, typer.Option("--backend", "-b", help="auto, transformers or llama.cpp (auto: llama.cpp for a GGUF when it works here).")
+]
+#: ``--format`` of chat and serve (``--chat-format``: serve's old spelling)
+FormatOption = Annotated[
+    str | None,
+    typer.Option(
+        "--format", "--chat-format", "-f",
+        help="Chat format: built-in name, .toml, .jinja, tokenizer_config.json, model dir, .gguf or Hub id (default: the model's own).",
+    ),
+]
+#: ``--n-ctx`` of chat and serve (``--ctx``: chat's old spelling)
+NCtxOption = Annotated[
+    int | None, typer.Option("--n-ctx", "--ctx", help="Context length in tokens (default: the model's; 4096 for serve --upstream).")
+]
+THREADS_HELP = (
+    "CPU threads for the model (torch intra-op threads; llama.cpp n_threads and n_threads_batch). "
+    "Default: the usable cores minus one (half of them from 5 up), fewer when other work keeps "
+    "cores busy at start; 0: the library's own default."
+)
+DEVICE_HELP = "transformers: cpu, cuda, cuda:N, mps or auto (cuda when available, else cpu). llama.cpp: cpu or auto only."
+DTYPE_HELP = "transformers: auto (the library's default), float32, bfloat16 or float16. Not for llama.cpp (a GGUF runs in its own types)."
+N_GPU_LAYERS_HELP = "llama.cpp: layers to offload to the GPU (-1: all; needs a GPU build of llama-cpp-python). Not for transformers."
+#: ``--threads`` of chat and serve
+ThreadsOption = Annotated[int | None, typer.Option("--threads", help=THREADS_HELP)]
+#: ``--device`` of chat and serve
+DeviceOption = Annotated[str | None, typer.Option("--device", help=DEVICE_HELP)]
+#: ``--dtype`` of chat and serve
+DtypeOption = Annotated[str | None, typer.Option("--dtype", help=DTYPE_HELP)]
+#: ``--n-gpu-layers`` of chat and serve
+NGpuLayersOption = Annotated[int | None, typer.Option("--n-gpu-layers", help=N_GPU_LAYERS_HELP)]
+
+
+def machine_options(threads: int | None, device: str | None, dtype: str | None, n_gpu_layers: int | None) -> dict[str, Any]:
+    """``load_backend``'s keywords for ``--threads``, ``--device``, ``--dtype``, ``--n-gpu-layers``
+    (only those given: the defaults are ``load_backend``'s)."""
+    given = {"threads": threads, "device": device, "dtype": dtype, "n_gpu_layers": n_gpu_layers}
+    return {k: v for k, v in given.items() if v is not None}

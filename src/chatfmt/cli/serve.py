@@ -10,7 +10,20 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import typer
 
-from .common import TemplateKwargOption, fail, template_kwargs_option, user_errors
+from .common import (
+    BackendOption,
+    DeviceOption,
+    DtypeOption,
+    FormatOption,
+    NCtxOption,
+    NGpuLayersOption,
+    TemplateKwargOption,
+    ThreadsOption,
+    fail,
+    machine_options,
+    template_kwargs_option,
+    user_errors,
+)
 
 if TYPE_CHECKING:
     from ..formats.base import ChatFormat
@@ -32,10 +45,12 @@ def build_engine(
     upstream_concurrency: int,
     n_ctx: int | None,
     allow_missing_tokens: bool = False,
+    machine: dict[str, Any] | None = None,
 ) -> Any:
     """The engine a ``chatfmt serve`` command line describes. A format and tokenizer that do not fit
     each other (see :mod:`chatfmt.compat`) are refused before any model is loaded, unless
-    ``allow_missing_tokens``."""
+    ``allow_missing_tokens``. ``machine``: ``load_backend``'s ``threads``, ``device``, ``dtype`` and
+    ``n_gpu_layers`` (refused in proxy mode, where no model runs here)."""
     from ..compat import check_tokenizer
     from ..formats.loader import load_format, with_tokenizer_tokens
     from ..hub import hub_ref
@@ -50,6 +65,9 @@ def build_engine(
         except ImportError:
             pass  # resolving says what to install
     if upstream:
+        if machine:
+            flags = ", ".join("--" + k.replace("_", "-") for k in machine)
+            fail(f"{flags}: no model runs here with --upstream (set them on the upstream engine)")
         if not tokenizer:
             fail("--upstream needs --tokenizer (the upstream model's tokenizer: a file, a model dir, a .gguf or a Hub id)")
         from ..tokenizers import load_tokenizer
@@ -95,7 +113,7 @@ def build_engine(
         check_tokenizer(checked, loaded_tok, allow_missing_tokens=allow_missing_tokens)
         fmt_arg = checked if chat_format else None
         tok_arg = loaded_tok
-    be = load_backend(model, backend, **options)
+    be = load_backend(model, backend, **options, **(machine or {}))
     local_tok: Tokenizer | None = None
     if tok_arg:
         from ..tokenizers import load_tokenizer
@@ -215,10 +233,8 @@ def serve_cmd(
         None, "--model", "-m", help="A GGUF file, a model dir or a Hub id ORG/NAME[@REV][:FILE.gguf] (default: SmolLM2-135M-Instruct)."
     ),
     gguf_file: str = typer.Option(None, "--gguf-file", help="The GGUF file to run in --model's directory or Hub repository."),
-    backend: str = typer.Option("auto", "--backend", help="auto, transformers or llama.cpp."),
-    chat_format: str = typer.Option(
-        None, "--chat-format", "-f", help="Built-in name, .toml, .jinja, tokenizer_config.json, model dir or Hub id (default: the model's own)."
-    ),
+    backend: BackendOption = "auto",
+    chat_format: FormatOption = None,
     tokenizer: str = typer.Option(None, "--tokenizer", "-t", help="Tokenizer: a file, model dir, .gguf or Hub id (required with --upstream; default: the model's)."),
     model_name: str = typer.Option(None, "--model-name", help="The model id clients send (default: the model file's name, or the Hub repo id)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to bind (default: loopback only)."),
@@ -227,7 +243,11 @@ def serve_cmd(
     max_queue: int = typer.Option(16, "--max-queue", help="Requests that may wait for the model; one more gets a 429."),
     max_body_bytes: int = typer.Option(4 * 1024 * 1024, "--max-body-bytes", help="Largest request body (413 above)."),
     max_tokens_limit: int = typer.Option(4096, "--max-tokens-limit", help="Largest max_tokens a request may ask for."),
-    n_ctx: int = typer.Option(None, "--n-ctx", help="Context length (default: the model's; 4096 in proxy mode)."),
+    n_ctx: NCtxOption = None,
+    threads: ThreadsOption = None,
+    device: DeviceOption = None,
+    dtype: DtypeOption = None,
+    n_gpu_layers: NGpuLayersOption = None,
     upstream: str = typer.Option(None, "--upstream", help="Proxy mode: base URL of a raw completion server."),
     upstream_kind: str = typer.Option("llama.cpp", "--upstream-kind", help="llama.cpp (/completion), openai-completions (/v1/completions) or llama-cpp-python (its server's /v1/completions)."),
     upstream_model: str = typer.Option(None, "--upstream-model", help="The model name to send upstream (openai-completions)."),
@@ -283,6 +303,7 @@ def serve_cmd(
                 upstream_concurrency=upstream_concurrency,
                 n_ctx=n_ctx,
                 allow_missing_tokens=allow_missing_tokens,
+                machine=machine_options(threads, device, dtype, n_gpu_layers),
             )
         except ValueError as e:
             fail(str(e))

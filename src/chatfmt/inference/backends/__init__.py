@@ -21,13 +21,29 @@ from .base import (
 from .probe import ProbeResult, check_backend, crash_error, fallback_message, probe_backend
 
 
-def load_backend(model: str | Path | None = None, backend: str = "auto", **options: Any) -> Backend:
+def load_backend(
+    model: str | Path | None = None,
+    backend: str = "auto",
+    *,
+    threads: int | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    n_gpu_layers: int | None = None,
+    **options: Any,
+) -> Backend:
     """Load ``model`` (a GGUF file, a model directory, a Hugging Face Hub id
     ``ORG/NAME[@REVISION][:FILE.gguf]``; ``None``: the built-in default model) with ``backend``
     (chosen as :func:`choose_backend` says; ``options`` go to the backend's factory, except
     ``gguf_file``: the GGUF file to run in a directory or Hub repository). A Hub id fetches the
-    weights that backend runs (see :mod:`chatfmt.hub`)."""
+    weights that backend runs (see :mod:`chatfmt.hub`).
+
+    ``threads`` (``None``: :func:`~chatfmt.inference.backends.machine.default_threads`, ``0``: the
+    library's own default), ``device`` (``cpu``, ``cuda[:N]``, ``mps``, ``auto``), ``dtype``
+    (``auto``, ``float32``, ``bfloat16``, ``float16``) and ``n_gpu_layers`` are the same for every
+    backend; one the chosen backend cannot honour raises :class:`BackendError` before loading
+    (see :mod:`~chatfmt.inference.backends.machine`)."""
     from ...hub import local, with_gguf_file
+    from .machine import backend_options
 
     gguf_file = options.pop("gguf_file", None)
     if model is None and gguf_file is None:
@@ -39,7 +55,9 @@ def load_backend(model: str | Path | None = None, backend: str = "auto", **optio
     path = Path(model)
     if not path.exists():
         raise BackendError(f"{path}: no such model file or directory")
-    return choose_backend(path, backend).factory(path, **options)
+    spec = choose_backend(path, backend)
+    fitted = backend_options(spec.name, threads=threads, device=device, dtype=dtype, n_gpu_layers=n_gpu_layers)
+    return spec.factory(path, **{**fitted, **options})
 
 
 def choose_backend(model: str | Path, backend: str = "auto") -> BackendSpec:
