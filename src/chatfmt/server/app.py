@@ -93,6 +93,10 @@ class RenderedPrompt:
     tool_choice: Any
     not_rendered: tuple[str, ...] = ()
     warnings: list[str] = dataclasses.field(default_factory=list)
+    #: the segments rendered and the messages they were rendered from (the tool-choice
+    #: instruction included): the web page's token view attributes tokens with them
+    rendered: Rendered | None = None
+    messages: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
     @property
     def tools_rendered(self) -> int:
@@ -226,7 +230,7 @@ class ServerState:
         except TypeError as e:  # unexpected template kwargs reaching a native format
             raise bad_request(f"chat_template_kwargs not accepted: {e}", param="chat_template_kwargs") from e
         lines = [not_rendered_message(fmt.info.name, name) for name in missing]
-        return RenderedPrompt(ids, text, tools, choice, missing, lines)
+        return RenderedPrompt(ids, text, tools, choice, missing, lines, rendered, messages)
 
     def sampling(self, req: ChatCompletionRequest | CompletionRequest, prompt_len: int, *, default_temperature: float = 1.0) -> Sampling:
         if req.n != 1:
@@ -753,6 +757,10 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None,
         if bad:
             raise bad_request(f"token id(s) {bad[:5]} are outside the vocabulary ({n})", param="tokens")
         return {"prompt": engine.tokenizer.decode(req.tokens)}
+
+    from .webpage import add_web_page
+
+    add_web_page(app, state)  # GET / (the page), /static/*, POST /v1/render/tokens
 
     app.add_middleware(Guard, api_key=config.api_key, max_body_bytes=config.max_body_bytes, body_timeout=config.body_timeout)
     app.add_middleware(OriginGuard, allowed_hosts=config.allowed_hosts, cors_allow_origins=config.cors_allow_origins)
