@@ -45,6 +45,7 @@ from .errors import LengthError as LengthError
 from .errors import ValidationError
 from .segments import CONTENT, Rendered
 from .tokenizers.base import Tokenizer
+from .untrusted import check_rendered
 
 if TYPE_CHECKING:
     from .types import FormatLike
@@ -122,6 +123,7 @@ def _split_control(text: str, message: int | None, trained: bool, specials: dict
 
 def _pieces(rendered: Rendered, tokenizer: Tokenizer, allow_special_in_content: bool) -> list[_Piece]:
     specials, pattern = _special_pattern(tokenizer)
+    check_rendered(rendered, pattern)
     out: list[_Piece] = []
     for seg in rendered.segments:
         if seg.token_ids is not None:
@@ -328,6 +330,7 @@ def _whole_text_ready(rendered: Rendered, tokenizer: Tokenizer, allow_special_in
                 return False
         elif seg.kind == CONTENT and pattern is not None and not allow_special_in_content and pattern.search(seg.text):
             return False
+    check_rendered(rendered, pattern)  # user data in control text spelling a control token: refused
     return True
 
 

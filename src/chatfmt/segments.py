@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 CONTROL: Literal["control"] = "control"
 CONTENT: Literal["content"] = "content"
@@ -51,6 +51,10 @@ class Rendered:
     """The result of rendering a conversation: segments, with helpers to get text and spans."""
 
     segments: list[Segment] = field(default_factory=list)
+    #: where the user-written strings of the render came from (a :class:`chatfmt.untrusted.DataSource`),
+    #: for the encoders' check that none written in control text spells a control token; ``None``
+    #: for a render with no such record (segments built by hand)
+    source: Any = None
 
     @property
     def text(self) -> str:

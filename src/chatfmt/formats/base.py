@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from ..errors import NotRenderedWarning
 from ..messages import Conversation, Message, as_conversation
 from ..segments import CONTENT, Rendered, SegmentBuilder
+from ..untrusted import DataSource
 
 if TYPE_CHECKING:
     from ..encode import Compat, Encoded, TrainOn, Truncation
@@ -437,6 +438,7 @@ class NativeFormat(ChatFormat):
         out = SegmentBuilder()
         self.build(conv, out, add_generation_prompt=add_generation_prompt, **kwargs)
         rendered = out.build()
+        rendered.source = DataSource(conv.messages, conv.tools)
         if continue_final_message:
             rendered = cut_after_final_content(rendered, len(conv.messages) - 1)
         return rendered
@@ -460,7 +462,7 @@ def cut_after_final_content(rendered: Rendered, last_index: int) -> Rendered:
     for k in range(len(segs) - 1, -1, -1):
         s = segs[k]
         if s.kind == CONTENT and s.message == last_index:
-            return Rendered(list(segs[: k + 1]))
+            return Rendered(list(segs[: k + 1]), rendered.source)
     raise ValidationError(
         "continue_final_message is set but the final message has no content this format renders to "
         "continue (an empty final assistant message gives the open assistant turn)",

@@ -29,6 +29,7 @@ from typing import Any, Literal
 from ..errors import ChatfmtWarning, TemplateError
 from ..messages import Conversation
 from ..segments import CONTENT, CONTROL, Rendered, Segment, SegmentKind
+from ..untrusted import DataSource
 from .base import (
     DOCUMENTS,
     TOOLS,
@@ -732,6 +733,7 @@ class JinjaFormat(ChatFormat):
         spans = self._locate(text, msgs, ctx_args, continue_final_message)
         trained_flags = [_trained(m, i) for i, m in enumerate(msgs)]
         rendered = self._segment(text, spans, trained_flags, gen_spans if gen_spans else None)
+        rendered.source = DataSource(msgs, ctx_args[0])
         missing = self._not_rendered(text, msgs, ctx_args, continue_final_message) if check else ()
         return rendered, missing
 

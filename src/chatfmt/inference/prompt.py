@@ -21,6 +21,7 @@ from ..errors import ChatfmtError, ChatfmtWarning
 from ..errors import ContextOverflowError as ContextOverflowError
 from ..messages import as_conversation
 from ..segments import CONTENT, Rendered
+from ..untrusted import check_rendered
 
 if TYPE_CHECKING:
     from ..tokenizers.base import Tokenizer
@@ -38,6 +39,7 @@ def _units(
     tokens, content is not; ``control_space``: the run starts with a space the format wrote, see the
     encoder's space rule). ``split_cache`` memoizes the split of control texts (they repeat every turn)."""
     specials, pattern = _special_pattern(tokenizer)
+    check_rendered(rendered, pattern)
     strip = getattr(tokenizer, "control_strip", None)
     units: list[tuple[Any, ...]] = []
     run: list[_Piece] = []
