@@ -57,7 +57,7 @@ def test_a_valid_request_is_answered(client):
         ({"messages": "hi"}, "messages"),
         ({"temperature": 3}, "temperature"),
         ({"top_p": 0}, "top_p"),
-        ({"n": 2}, "n"),
+        ({"n": 17}, "n"),
         ({"max_tokens": 65}, "max_tokens"),
         ({"max_tokens": 0}, "max_tokens"),
         ({"stop": [1, 2]}, "stop"),

@@ -27,6 +27,7 @@ from ..formats.base import not_rendered_message, unread_template_kwargs, warn_no
 from ..inference.chat import stop_tokens
 from ..inference.prompt import IncrementalEncoder
 from ..segments import Rendered, Segment
+from .choices import Choices, TokenText, chat_logprobs, completion_logprobs
 from .engines import ChatGeneration, Engine, Sampling, TextGeneration
 from .errors import APIError, bad_request, loc_to_param, not_found
 from .middleware import AccessLog, Guard, OriginGuard, check_origins
@@ -233,8 +234,6 @@ class ServerState:
         return RenderedPrompt(ids, text, tools, choice, missing, lines, rendered, messages)
 
     def sampling(self, req: ChatCompletionRequest | CompletionRequest, prompt_len: int, *, default_temperature: float = 1.0) -> Sampling:
-        if req.n != 1:
-            raise bad_request("only n=1 is supported", param="n")
         max_tokens = getattr(req, "max_completion_tokens", None) or req.max_tokens
         param = "max_completion_tokens" if getattr(req, "max_completion_tokens", None) else "max_tokens"
         room = self.engine.n_ctx - prompt_len
@@ -258,7 +257,16 @@ class ServerState:
                 code="context_length_exceeded",
             )
         stop_ids, stop_texts = self.stops(req.stop_list(), chat=isinstance(req, ChatCompletionRequest))
-        return Sampling(
+        bias = req.logit_bias or {}
+        vocab = self.engine.tokenizer.vocab_size
+        outside = sorted(t for t in bias if t >= vocab)
+        if outside:
+            raise bad_request(f"logit_bias token id(s) {outside[:5]} are outside the vocabulary ({vocab})", param="logit_bias")
+        if isinstance(req, ChatCompletionRequest):
+            logprobs, top = bool(req.logprobs), req.top_logprobs or 0
+        else:
+            logprobs, top = req.logprobs is not None, req.logprobs or 0
+        s = Sampling(
             max_tokens=max_tokens,
             temperature=default_temperature if req.temperature is None else req.temperature,
             top_p=1.0 if req.top_p is None else req.top_p,
@@ -267,7 +275,15 @@ class ServerState:
             repeat_penalty=req.repetition_penalty or 1.0,
             stop_ids=stop_ids,
             stop_texts=stop_texts,
+            presence_penalty=req.presence_penalty or 0.0,
+            frequency_penalty=req.frequency_penalty or 0.0,
+            min_p=req.min_p or 0.0,
+            logit_bias=bias,
+            logprobs=logprobs,
+            top_logprobs=top,
         )
+        self.engine.check_sampling(s)
+        return s
 
     def stops(self, extra: list[str], *, chat: bool) -> tuple[frozenset[int], tuple[str, ...]]:
         tok = self.engine.tokenizer
@@ -284,19 +300,26 @@ class ServerState:
         return ids, texts
 
     def prepare_chat(self, req: ChatCompletionRequest) -> PreparedChat:
-        from ..toolcalls import parser_for_format
-
-        if req.logprobs or req.top_logprobs:
-            raise bad_request("logprobs are not supported", param="logprobs")
+        refused = req.refused()
+        if refused is not None:
+            raise bad_request(refused[1], param=refused[0], code="unsupported_parameter")
         rf = (req.response_format or {}).get("type", "text")
         if rf != "text":
             raise bad_request(f"response_format {rf!r} is not supported (text only)", param="response_format")
         r = self.render(req)
         sampling = self.sampling(req, len(r.ids))
-        parser = parser_for_format(self.engine.format, self.engine.tokenizer, prompt=r.text, tools=r.tools)
-        if r.tool_choice == "none":
+        prep = PreparedChat(r.ids, r.text, r.tools, r.tool_choice, None, sampling, r.warnings)
+        prep.parser = self.chat_parser(prep)
+        return prep
+
+    def chat_parser(self, prep: PreparedChat) -> Any:
+        """A fresh output parser for one choice of a prepared chat request."""
+        from ..toolcalls import parser_for_format
+
+        parser = parser_for_format(self.engine.format, self.engine.tokenizer, prompt=prep.text, tools=prep.tools)
+        if prep.tool_choice == "none":
             parser = _strip_tool_blocks(parser)
-        return PreparedChat(r.ids, r.text, r.tools, r.tool_choice, parser, sampling, r.warnings)
+        return parser
 
     def completion_ids(self, req: CompletionRequest) -> list[int]:
         prompt: Any = req.prompt
@@ -339,7 +362,7 @@ class Job:
     """One generation in its slot: waits its turn, runs the (blocking) generation in a worker thread
     and hands its items to the event loop; a client that leaves cancels it and frees the slot."""
 
-    def __init__(self, state: ServerState, gen: ChatGeneration | TextGeneration, request: Request) -> None:
+    def __init__(self, state: ServerState, gen: Choices, request: Request) -> None:
         self.state = state
         self.gen = gen
         self.ticket = state.scheduler.reserve()  # 429 here, before any response is sent
@@ -452,53 +475,121 @@ def _error_event(e: BaseException) -> str:
     return _sse({"error": {"message": f"generation failed: {e}", "type": "server_error", "param": None, "code": None}})
 
 
-async def _chat_stream(job: Job, model: str, include_usage: bool) -> AsyncIterator[str]:
+def _seeded(sampling: Sampling, index: int) -> Sampling:
+    """Choice ``index``'s sampling: ``seed + index`` (reproducible, distinct choices)."""
+    return sampling if sampling.seed is None or index == 0 else dataclasses.replace(sampling, seed=sampling.seed + index)
+
+
+def _total_usage(replies: list[Any]) -> dict[str, Any]:
+    """The prompt once (as OpenAI counts it), the completion tokens of every choice."""
+    done = [r for r in replies if r is not None]
+    if not done:
+        return {}
+    first = done[0].usage
+    usage = dataclasses.replace(first, completion_tokens=sum(r.usage.completion_tokens for r in done))
+    out: dict[str, Any] = usage.to_dict()
+    return out
+
+
+class _LogprobCursor:
+    """Per choice: how many of its tokens' log-probabilities went out already."""
+
+    def __init__(self, job: Job, text_of: TokenText | None) -> None:
+        self.gens = job.gen.gens
+        self.text_of = text_of
+        self.sent = [0] * len(self.gens)
+        self.offset = [0] * len(self.gens)
+
+    def take(self, index: int, upto: int | None = None) -> list[Any]:
+        res = self.gens[index].source.result
+        end = len(res.logprobs) if upto is None else min(upto, len(res.logprobs))
+        got: list[Any] = res.logprobs[self.sent[index] : end]
+        self.sent[index] = max(self.sent[index], end)
+        return got
+
+    def chat(self, index: int, upto: int | None = None) -> dict[str, Any] | None:
+        if self.text_of is None:
+            return None
+        return {"content": chat_logprobs(self.take(index, upto), self.text_of)}
+
+    def completion(self, index: int, upto: int | None, text: str) -> dict[str, Any] | None:
+        if self.text_of is None:
+            return None
+        out = completion_logprobs(self.take(index, upto), self.text_of, self.offset[index])
+        self.offset[index] += len(text)
+        return out
+
+
+async def _chat_stream(job: Job, model: str, include_usage: bool, text_of: TokenText | None = None) -> AsyncIterator[str]:
     cid = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
-    gen = job.gen
+    gens = job.gen.gens
+    cursor = _LogprobCursor(job, text_of)
 
-    def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+    def chunk(index: int, delta: dict[str, Any], finish: str | None = None, logprobs: Any = None) -> str:
         obj: dict[str, Any] = {
             "id": cid,
             "object": "chat.completion.chunk",
             "created": created,
             "model": model,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+            "choices": [{"index": index, "delta": delta, "logprobs": logprobs, "finish_reason": finish}],
         }
         if include_usage:
             obj["usage"] = None
         return _sse(obj)
 
-    started = False
+    started = [False] * len(gens)
+    finished = [False] * len(gens)
+
+    def finish(index: int) -> Iterable[str]:
+        finished[index] = True
+        reply = gens[index].reply
+        if reply is None:
+            return
+        if not started[index]:
+            started[index] = True
+            yield chunk(index, {"role": "assistant", "content": ""})
+        yield chunk(index, {}, _finish(reply.finish_reason), cursor.chat(index))
+
+    current = 0
     try:
-        async for d in job.items():
-            if not started:
-                started = True
-                yield chunk({"role": "assistant", "content": ""})
+        async for index, d, upto in job.items():
+            while current < index:  # the choices before this one are complete
+                for c in finish(current):
+                    yield c
+                current += 1
+            if not started[index]:
+                started[index] = True
+                yield chunk(index, {"role": "assistant", "content": ""})
             delta = _delta_dict(d)
             if delta:
-                yield chunk(delta)
+                yield chunk(index, delta, logprobs=cursor.chat(index, upto))
     except Exception as e:  # noqa: BLE001 - the status is sent already: the error goes in the stream
         yield _error_event(e)
         yield "data: [DONE]\n\n"
         return
-    reply = gen.reply
-    if reply is None:  # cancelled while waiting
+    if gens[0].reply is None:  # cancelled while waiting
         return
-    if not started:
-        yield chunk({"role": "assistant", "content": ""})
-    yield chunk({}, _finish(reply.finish_reason))
+    for index in range(len(gens)):
+        if not finished[index]:
+            for c in finish(index):
+                yield c
     if include_usage:
-        yield _sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": reply.usage.to_dict()})
+        usage = _total_usage(job.gen.replies)
+        yield _sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [], "usage": usage})
     yield "data: [DONE]\n\n"
 
 
-async def _completion_stream(job: Job, model: str, include_usage: bool, with_ids: bool) -> AsyncIterator[str]:
+async def _completion_stream(
+    job: Job, model: str, include_usage: bool, with_ids: bool, text_of: TokenText | None = None
+) -> AsyncIterator[str]:
     cid = f"cmpl-{uuid.uuid4().hex}"
     created = int(time.time())
+    gens = job.gen.gens
+    cursor = _LogprobCursor(job, text_of)
 
-    def chunk(text: str, ids: list[int] | None, finish: str | None = None) -> str:
-        choice: dict[str, Any] = {"index": 0, "text": text, "logprobs": None, "finish_reason": finish}
+    def chunk(index: int, text: str, ids: list[int] | None, finish: str | None = None, logprobs: Any = None) -> str:
+        choice: dict[str, Any] = {"index": index, "text": text, "logprobs": logprobs, "finish_reason": finish}
         if with_ids:
             choice["token_ids"] = ids or []
         obj: dict[str, Any] = {"id": cid, "object": "text_completion", "created": created, "model": model, "choices": [choice]}
@@ -506,19 +597,35 @@ async def _completion_stream(job: Job, model: str, include_usage: bool, with_ids
             obj["usage"] = None
         return _sse(obj)
 
+    finished = [False] * len(gens)
+
+    def finish(index: int) -> Iterable[str]:
+        finished[index] = True
+        reply = gens[index].reply
+        if reply is not None:
+            yield chunk(index, "", [], _finish(reply.finish_reason), cursor.completion(index, None, ""))
+
+    current = 0
     try:
-        async for text, ids in job.items():
-            yield chunk(text, ids)
+        async for index, (text, ids), upto in job.items():
+            while current < index:
+                for c in finish(current):
+                    yield c
+                current += 1
+            yield chunk(index, text, ids, logprobs=cursor.completion(index, upto, text))
     except Exception as e:  # noqa: BLE001
         yield _error_event(e)
         yield "data: [DONE]\n\n"
         return
-    reply = job.gen.reply
-    if reply is None:
+    if gens[0].reply is None:
         return
-    yield chunk("", [], _finish(reply.finish_reason))
+    for index in range(len(gens)):
+        if not finished[index]:
+            for c in finish(index):
+                yield c
     if include_usage:
-        yield _sse({"id": cid, "object": "text_completion", "created": created, "model": model, "choices": [], "usage": reply.usage.to_dict()})
+        usage = _total_usage(job.gen.replies)
+        yield _sse({"id": cid, "object": "text_completion", "created": created, "model": model, "choices": [], "usage": usage})
     yield "data: [DONE]\n\n"
 
 
@@ -562,6 +669,13 @@ def _validation_message(errors: Iterable[dict[str, Any]], body: Any = None) -> t
     if not errs:
         return "invalid request", None, "invalid_request"
     e = errs[0]
+    if e.get("type") == "extra_forbidden":
+        name = ".".join(str(x) for x in e.get("loc") or () if x != "body")
+        return (
+            f"unrecognized request field {name!r}: chatfmt refuses a field it would otherwise ignore",
+            name or None,
+            "unrecognized_field",
+        )
     if e.get("type") == "json_invalid":
         loc = tuple(e.get("loc") or ())
         where = _json_position(body, loc[1] if len(loc) > 1 else None)
@@ -673,24 +787,35 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None,
         model_id = state.check_model(req.model)
         prep = await run_in_threadpool(state.prepare_chat, req)
         await run_in_threadpool(engine.check_prompt, prep.ids, prep.text)
-        source = engine.source(prep.ids, prep.text, prep.sampling)
-        gen = ChatGeneration(source, prep.parser, prep.sampling.stop_texts)
-        job = Job(state, gen, request)
+        gens = [
+            ChatGeneration(
+                engine.source(prep.ids, prep.text, _seeded(prep.sampling, i)),
+                prep.parser if i == 0 else state.chat_parser(prep),
+                prep.sampling.stop_texts,
+            )
+            for i in range(req.n)
+        ]
+        job = Job(state, Choices(gens), request)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         headers = warning_headers(prep.warnings)
+        text_of = TokenText(engine.tokenizer) if prep.sampling.logprobs else None
         if req.stream:
-            return _JobStream(_chat_stream(job, model_id, include_usage), job, headers)
+            return _JobStream(_chat_stream(job, model_id, include_usage, text_of), job, headers)
         await _drain(job)
-        reply = gen.reply
-        if reply is None:  # the client left
+        replies = job.gen.replies
+        if any(r is None for r in replies):  # the client left
             return JSONResponse({}, status_code=499)
+        cursor = _LogprobCursor(job, text_of)
         body: dict[str, Any] = {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": model_id,
-            "choices": [{"index": 0, "message": reply.message(), "logprobs": None, "finish_reason": _finish(reply.finish_reason)}],
-            "usage": reply.usage.to_dict(),
+            "choices": [
+                {"index": i, "message": r.message(), "logprobs": cursor.chat(i), "finish_reason": _finish(r.finish_reason)}
+                for i, r in enumerate(replies)
+            ],
+            "usage": _total_usage(replies),
         }
         if prep.warnings:
             body["warnings"] = prep.warnings
@@ -699,32 +824,42 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None,
     @app.post("/v1/completions", response_model=None)
     async def completions(req: CompletionRequest, request: Request) -> Any:
         model_id = state.check_model(req.model)
-        for name, bad in (("echo", req.echo), ("logprobs", req.logprobs is not None), ("suffix", req.suffix is not None), ("best_of", (req.best_of or 1) > 1)):
+        for name, bad in (("echo", req.echo), ("suffix", req.suffix is not None), ("best_of", (req.best_of or 1) > 1)):
             if bad:
                 raise bad_request(f"{name} is not supported", param=name)
         ids = await run_in_threadpool(state.completion_ids, req)
         sampling = state.sampling(req, len(ids))
         text = engine.tokenizer.decode(ids) if engine.prompt_mode == "text" else ""
         await run_in_threadpool(engine.check_prompt, ids, text)
-        gen = TextGeneration(engine.source(ids, text, sampling), sampling.stop_texts)
-        job = Job(state, gen, request)
+        gens = [TextGeneration(engine.source(ids, text, _seeded(sampling, i)), sampling.stop_texts) for i in range(req.n)]
+        job = Job(state, Choices(gens), request)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
+        text_of = TokenText(engine.tokenizer) if sampling.logprobs else None
         if req.stream:
-            return _JobStream(_completion_stream(job, model_id, include_usage, req.return_token_ids), job)
+            return _JobStream(_completion_stream(job, model_id, include_usage, req.return_token_ids, text_of), job)
         await _drain(job)
-        reply = gen.reply
-        if reply is None:
+        replies = job.gen.replies
+        if any(r is None for r in replies):
             return JSONResponse({}, status_code=499)
-        choice: dict[str, Any] = {"index": 0, "text": reply.text, "logprobs": None, "finish_reason": _finish(reply.finish_reason)}
-        if req.return_token_ids:
-            choice["token_ids"] = reply.completion_ids
+        cursor = _LogprobCursor(job, text_of)
+        choices = []
+        for i, reply in enumerate(replies):
+            choice: dict[str, Any] = {
+                "index": i,
+                "text": reply.text,
+                "logprobs": cursor.completion(i, None, reply.text),
+                "finish_reason": _finish(reply.finish_reason),
+            }
+            if req.return_token_ids:
+                choice["token_ids"] = reply.completion_ids
+            choices.append(choice)
         return {
             "id": f"cmpl-{uuid.uuid4().hex}",
             "object": "text_completion",
             "created": int(time.time()),
             "model": model_id,
-            "choices": [choice],
-            "usage": reply.usage.to_dict(),
+            "choices": choices,
+            "usage": _total_usage(replies),
         }
 
     @app.post("/v1/render", response_model=None)

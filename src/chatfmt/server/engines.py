@@ -98,9 +98,14 @@ class Engine(ABC):
         """Blocking, before a request is queued: raise :class:`APIError` for a prompt this engine
         could not evaluate exactly (a proxy whose upstream tokenizes text itself)."""
 
-    def check_sampling(self, sampling: Sampling) -> None:  # noqa: B027 - optional hook
+    #: whether the engine fills in per-token log-probabilities (GenerationResult.logprobs)
+    reports_logprobs: bool = False
+
+    def check_sampling(self, sampling: Sampling) -> None:
         """Before a request is queued: raise :class:`APIError` (400 naming the field) for a sampling
         parameter this engine cannot honour (a local backend honours them all)."""
+        if (sampling.logprobs or sampling.top_logprobs) and not self.reports_logprobs:
+            raise APIError(400, "logprobs are not available from this engine", param="logprobs")
 
     def describe(self) -> dict[str, Any]:
         return {"model": self.model_id, "n_ctx": self.n_ctx, "format": getattr(self.format.info, "name", None)}
@@ -149,6 +154,8 @@ class _LocalSource(PieceSource):
 
 class LocalEngine(Engine):
     """A model loaded in this process (one generation at a time)."""
+
+    reports_logprobs = True
 
     def __init__(self, backend: Backend, *, format: Any = None, tokenizer: Any = None, model_id: str | None = None) -> None:
         from pathlib import Path

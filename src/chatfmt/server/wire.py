@@ -1,16 +1,26 @@
 """The OpenAI wire format: pydantic request models (validated, 400 on anything malformed) and the
 response/chunk builders of ``chat.completion``, ``chat.completion.chunk`` and ``text_completion``.
 
-Unknown request fields are accepted and ignored (clients send ``user``, ``metadata``, ...); fields
-chatfmt cannot honour (``n`` > 1, ``logprobs``, ``echo``, non-text content parts) are rejected with a
-400 that names them rather than silently ignored.
+A completion request's fields are each either passed to the engine, accepted as a no-op by design
+(:data:`NO_OP_FIELDS`: bookkeeping such as ``user`` and ``metadata`` that changes no output), or
+refused with a 400 that names them (:data:`REFUSED_FIELDS`, and any field OpenAI's API does not
+define: a misspelt ``temprature`` is an error, as on OpenAI's own server, not a silent default).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 
@@ -56,7 +66,9 @@ class _Request(_Wire):
         where = lone_surrogate_at(data)
         if where is not None:
             raise PydanticCustomError(
-                "lone_surrogate", "{where}: a lone surrogate escape (\\ud800-\\udfff) is not valid Unicode", {"where": where}
+                "lone_surrogate",
+                "{where}: a lone surrogate escape (\\ud800-\\udfff) is not valid Unicode",
+                {"where": where},
             )
         return data
 
@@ -124,10 +136,66 @@ class StreamOptions(_Wire):
 
 
 Stop = StrictStr | Annotated[list[StrictStr], Field(max_length=16)] | None
+#: the most choices one request may ask for
+MAX_N = 16
 NonNegInt = Annotated[StrictInt, Field(ge=0)]
 
 
+#: chat completion fields accepted and deliberately without effect (they change no output)
+NO_OP_FIELDS: tuple[str, ...] = (
+    "user",
+    "metadata",
+    "store",
+    "service_tier",
+    "prompt_cache_key",
+    "safety_identifier",
+    "prediction",
+)
+
+#: OpenAI fields chatfmt cannot honour: a 400 naming the field (value, when the field is set at all)
+REFUSED_FIELDS: dict[str, str] = {
+    "audio": "audio output is not supported (text only)",
+    "functions": "the legacy functions field is not supported: send tools",
+    "function_call": "the legacy function_call field is not supported: send tool_choice",
+    "reasoning_effort": "reasoning_effort is not supported: pass the format's own switch in chat_template_kwargs",
+    "verbosity": "verbosity is not supported",
+    "web_search_options": "web search is not supported",
+}
+
+
+def _token_bias(v: Any) -> Any:
+    """``logit_bias`` keys are token ids as strings (OpenAI's JSON object); values -100..100."""
+    if not isinstance(v, dict):
+        return v
+    out: dict[int, float] = {}
+    for k, b in v.items():
+        try:
+            tid = int(k)
+        except (TypeError, ValueError):
+            raise PydanticCustomError(
+                "logit_bias_key", "logit_bias keys must be token ids, got {key}", {"key": repr(k)}
+            ) from None
+        if tid < 0:
+            raise PydanticCustomError(
+                "logit_bias_key", "logit_bias keys must be token ids, got {key}", {"key": repr(k)}
+            )
+        if isinstance(b, bool) or not isinstance(b, (int, float)) or not -100 <= b <= 100:
+            raise PydanticCustomError(
+                "logit_bias_value",
+                "logit_bias values must be numbers from -100 to 100, got {value} for {key}",
+                {"value": repr(b), "key": repr(k)},
+            )
+        out[tid] = float(b)
+    return out
+
+
+LogitBias = Annotated[dict[int, float], BeforeValidator(_token_bias)]
+
+
 class _Sampling(_Request):
+    # every field of a completion request is known: a field chatfmt would otherwise ignore is a 400
+    model_config = ConfigDict(extra="forbid")
+
     model: StrictStr | None = None
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
@@ -136,10 +204,14 @@ class _Sampling(_Request):
     top_k: NonNegInt | None = None
     seed: StrictInt | None = None
     stop: Stop = None
-    n: Annotated[StrictInt, Field(ge=1)] = 1
+    #: choices generated one after another (each with seed + index when a seed is given)
+    n: Annotated[StrictInt, Field(ge=1, le=MAX_N)] = 1
     presence_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     frequency_penalty: Annotated[float, Field(ge=-2, le=2)] | None = None
     repetition_penalty: Annotated[float, Field(gt=0, le=10)] | None = None
+    min_p: Annotated[float, Field(ge=0, le=1)] | None = None
+    logit_bias: LogitBias | None = None
+    #: a no-op by design (OpenAI's end-user id)
     user: StrictStr | None = None
 
     def stop_list(self) -> list[str]:
@@ -159,12 +231,45 @@ class ChatRequestBase(_Request):
 
 
 class ChatCompletionRequest(_Sampling, ChatRequestBase):
+    model_config = ConfigDict(extra="forbid")
+
     max_tokens: NonNegInt | None = None
     max_completion_tokens: NonNegInt | None = None
     parallel_tool_calls: StrictBool | None = None
     logprobs: StrictBool | None = None
-    top_logprobs: NonNegInt | None = None
+    top_logprobs: Annotated[StrictInt, Field(ge=0, le=20)] | None = None
     response_format: dict[str, Any] | None = None
+    modalities: list[StrictStr] | None = None
+    # no-ops by design (NO_OP_FIELDS)
+    metadata: dict[str, Any] | None = None
+    store: StrictBool | None = None
+    service_tier: StrictStr | None = None
+    prompt_cache_key: StrictStr | None = None
+    safety_identifier: StrictStr | None = None
+    prediction: dict[str, Any] | None = None
+    # refused when set (REFUSED_FIELDS)
+    audio: Any = None
+    functions: Any = None
+    function_call: Any = None
+    reasoning_effort: Any = None
+    verbosity: Any = None
+    web_search_options: Any = None
+
+    def refused(self) -> tuple[str, str] | None:
+        """``(field, message)`` of the first field set that chatfmt cannot honour, else None."""
+        for name, why in REFUSED_FIELDS.items():
+            if getattr(self, name) is not None:
+                return name, why
+        if self.modalities is not None and any(m != "text" for m in self.modalities):
+            return "modalities", "only the text modality is supported"
+        if self.parallel_tool_calls is False:
+            return (
+                "parallel_tool_calls",
+                "parallel_tool_calls=false is not supported: the format's parser returns every call the model makes",
+            )
+        if self.top_logprobs and not self.logprobs:
+            return "top_logprobs", "top_logprobs needs logprobs=true"
+        return None
 
 
 class RenderRequest(ChatRequestBase):
@@ -172,10 +277,15 @@ class RenderRequest(ChatRequestBase):
 
 
 class CompletionRequest(_Sampling):
-    prompt: StrictStr | Annotated[list[NonNegInt], Field(min_length=1)] | list[StrictStr] | list[list[NonNegInt]]
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: (
+        StrictStr | Annotated[list[NonNegInt], Field(min_length=1)] | list[StrictStr] | list[list[NonNegInt]]
+    )
     max_tokens: NonNegInt | None = 16
     echo: StrictBool = False
-    logprobs: NonNegInt | None = None
+    #: how many alternatives to return with each token's log-probability (0-20)
+    logprobs: Annotated[StrictInt, Field(ge=0, le=20)] | None = None
     suffix: StrictStr | None = None
     best_of: StrictInt | None = None
     #: vLLM's extension: the generated token ids in each choice (``token_ids``)
