@@ -117,7 +117,13 @@ def ll_tokenizer(tokenizer: Tokenizer, eos_ids: Iterable[int]) -> llguidance.LLT
 
 def _unsupported(message: str) -> str:
     """llguidance's "Unimplemented keys: ["not"]" as "not"; other messages as they are."""
-    first = message.strip().splitlines()[0] if message.strip() else message
+    lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
+    first = lines[0] if lines else message
+    if (
+        len(lines) > 1
+    ):  # "regex parse error:" / the pattern / "^^^" / "error: look-around ... is not supported"
+        said = [ln.removeprefix("error:").strip() for ln in lines if ln.startswith("error:")]
+        return f"{first} {'; '.join(said) or ' '.join(lines[1:])}"[:500]
     if first.startswith("Unimplemented keys:"):
         try:
             keys = json.loads(first.partition(":")[2])
