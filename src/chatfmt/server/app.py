@@ -507,10 +507,15 @@ class _LogprobCursor:
         self.sent[index] = max(self.sent[index], end)
         return got
 
-    def chat(self, index: int, upto: int | None = None) -> dict[str, Any] | None:
+    def chat(self, index: int, upto: int | None = None, *, final: bool = False) -> dict[str, Any] | None:
+        """``{"content": [...]}`` of the tokens not sent yet (None in a stream's last chunk when
+        every token went out already)."""
         if self.text_of is None:
             return None
-        return {"content": chat_logprobs(self.take(index, upto), self.text_of)}
+        entries = self.take(index, upto)
+        if final and not entries:
+            return None
+        return {"content": chat_logprobs(entries, self.text_of)}
 
     def completion(self, index: int, upto: int | None, text: str) -> dict[str, Any] | None:
         if self.text_of is None:
@@ -549,7 +554,7 @@ async def _chat_stream(job: Job, model: str, include_usage: bool, text_of: Token
         if not started[index]:
             started[index] = True
             yield chunk(index, {"role": "assistant", "content": ""})
-        yield chunk(index, {}, _finish(reply.finish_reason), cursor.chat(index))
+        yield chunk(index, {}, _finish(reply.finish_reason), cursor.chat(index, final=True))
 
     current = 0
     try:
