@@ -53,6 +53,16 @@ class Sampling:
     #: collect per-token log-probabilities (with ``top_logprobs`` alternatives each)
     logprobs: bool = False
     top_logprobs: int = 0
+    #: structured output / forced tool call: a :class:`~chatfmt.inference.constrain.ConstraintFactory`
+    #: (``.new()`` gives each generation its own constraint)
+    constraint: Any = field(default=None, compare=False, hash=False)
+
+
+_NO_CONSTRAINTS = "structured outputs (response_format json_object/json_schema, tool_choice required or a named tool) are not available from this engine"
+
+
+def _constraint_param(sampling: Sampling) -> str:
+    return "tool_choice" if getattr(sampling.constraint, "kind", None) == "tool_call" else "response_format"
 
 
 class PieceSource(ABC):
@@ -100,12 +110,16 @@ class Engine(ABC):
 
     #: whether the engine fills in per-token log-probabilities (GenerationResult.logprobs)
     reports_logprobs: bool = False
+    #: whether the engine applies :attr:`Sampling.constraint` (structured outputs, forced tool calls)
+    supports_constraints: bool = False
 
     def check_sampling(self, sampling: Sampling) -> None:
         """Before a request is queued: raise :class:`APIError` (400 naming the field) for a sampling
         parameter this engine cannot honour (a local backend honours them all)."""
         if (sampling.logprobs or sampling.top_logprobs) and not self.reports_logprobs:
             raise APIError(400, "logprobs are not available from this engine", param="logprobs")
+        if sampling.constraint is not None and not self.supports_constraints:
+            raise APIError(400, _NO_CONSTRAINTS, param=_constraint_param(sampling))
 
     def describe(self) -> dict[str, Any]:
         return {"model": self.model_id, "n_ctx": self.n_ctx, "format": getattr(self.format.info, "name", None)}
@@ -137,6 +151,7 @@ class _LocalSource(PieceSource):
             logit_bias=sampling.logit_bias,
             logprobs=sampling.logprobs,
             top_logprobs=sampling.top_logprobs,
+            constraint=sampling.constraint.new() if sampling.constraint is not None else None,
         )
 
     def __iter__(self) -> Iterator[tuple[str, int | None]]:
@@ -156,6 +171,7 @@ class LocalEngine(Engine):
     """A model loaded in this process (one generation at a time)."""
 
     reports_logprobs = True
+    supports_constraints = True
 
     def __init__(self, backend: Backend, *, format: Any = None, tokenizer: Any = None, model_id: str | None = None) -> None:
         from pathlib import Path
@@ -615,6 +631,8 @@ class UpstreamEngine(Engine):
         return _UpstreamSource(self, prompt_ids, prompt_text, sampling)
 
     def check_sampling(self, sampling: Sampling) -> None:
+        if sampling.constraint is not None:
+            raise APIError(400, f"{_NO_CONSTRAINTS} (the {self.kind_impl.name} upstream, proxy mode)", param=_constraint_param(sampling))
         self.kind_impl.check_sampling(sampling)
 
     def describe(self) -> dict[str, Any]:
