@@ -356,7 +356,7 @@ def test_train_detail_splitting_a_token_is_refused(tok: Any, fmt: Any) -> None:
         ValidationError, match="holds characters the spans train and characters they do not"
     ) as e:
         encode(fmt, msgs, tok)
-    assert e.value.index == 1
+    assert e.value.index == 1 and e.value.rule == "train_detail"
 
 
 def test_train_detail_is_placed_in_content_a_template_strips(tok: Any) -> None:
@@ -392,8 +392,9 @@ def test_train_detail_on_content_the_format_rewrites_is_refused(tok: Any) -> Non
         "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content | upper }}<|im_end|>\n{% endfor %}"
     )
     msgs = [{"role": "assistant", "content": "Paris.", "train_detail": _detail((0, 6, True))}]
-    with pytest.raises(ValidationError, match="does not render this message's content as written"):
+    with pytest.raises(ValidationError, match="does not render this message's content as written") as e:
         encode(fmt, msgs, tok)
+    assert e.value.rule == "train_detail" and e.value.index == 0
 
 
 def test_a_records_own_template_kwargs_win_over_the_calls(tok: Any) -> None:
@@ -407,3 +408,169 @@ def test_a_records_own_template_kwargs_win_over_the_calls(tok: Any) -> None:
     own = replace(conv, template_kwargs={"shout": True})
     assert encode(fmt, own, tok, shout=False).input_ids == llama_ids("<|im_start|>user\nHi!<|im_end|>\n")
     assert encode(fmt, conv, tok, shout=False).input_ids == llama_ids("<|im_start|>user\nHi<|im_end|>\n")
+
+
+# -- the whole-text fast path: taken where it is exact, refused where it is not -----------------------
+
+
+def _no_slow_path(monkeypatch: Any) -> None:
+    import chatfmt.encode as enc_mod
+
+    def refuse(*a: Any, **k: Any) -> Any:
+        raise AssertionError("the run-by-run encoder was used")
+
+    monkeypatch.setattr(enc_mod, "encode_rendered", refuse)
+
+
+def test_plain_conversations_take_the_whole_text_path(tok: Any, fmt: Any, monkeypatch: Any) -> None:
+    """The fast path is a documented property of the tokenizers backend (one batched call), not only a
+    speed-up: a conversation whose content spells no control token never falls back."""
+    names = ["two_rounds", "unicode", "edges"]
+    rendered = [fmt.render_segments(CONVERSATIONS[n]) for n in names]
+    _no_slow_path(monkeypatch)
+    out = encode_rendered_many(rendered, tok)
+    for n, (ids, labels, spans) in zip(names, out):
+        want_ids, want_labels, want_spans = reference(CONVERSATIONS[n], assistants(CONVERSATIONS[n]))
+        assert (ids, labels) == (want_ids, want_labels)
+        _spans_ok(spans, want_spans)
+
+
+def test_id_segments_on_the_whole_text_path(tok: Any, monkeypatch: Any) -> None:
+    from chatfmt.segments import CONTENT, CONTROL, Rendered, Segment
+
+    im_start, im_end = tok.special_tokens["<|im_start|>"], tok.special_tokens["<|im_end|>"]
+    body = llama_ids("Hi there", special=False)
+    head = llama_ids("assistant\n", special=False)
+
+    def rendered(end: Segment) -> Any:
+        return Rendered(
+            [
+                Segment("<|im_start|>", CONTROL, 0, False, (im_start,)),
+                Segment("assistant\n", CONTROL, 0),
+                Segment("Hi there", CONTENT, 0, True),
+                end,
+            ]
+        )
+
+    # an id segment that is the control token its text names, with its own labels: exact either way
+    labelled = rendered(Segment("<|im_end|>", CONTROL, 0, True, (im_end,), (7,)))
+    want = ([im_start, *head, *body, im_end], [X, *[X] * len(head), *body, 7])
+    assert encode_rendered_many([labelled], tok)[0][:2] == want
+    # ids that are not what the text names, or several ids: emitted as given (the run-by-run path)
+    for ids in ((5,), (im_end, 5)):
+        odd = rendered(Segment("<|im_end|>", CONTROL, 0, True, ids))
+        got = encode_rendered_many([odd], tok)[0]
+        assert got[:2] == ([im_start, *head, *body, *ids], [X, *[X] * len(head), *body, *ids])
+    _no_slow_path(monkeypatch)
+    assert encode_rendered_many([labelled], tok)[0][:2] == want
+
+
+def test_a_message_of_one_token_has_a_one_token_span(tok: Any) -> None:
+    from chatfmt.segments import CONTENT, CONTROL, Rendered, Segment
+
+    im_start = tok.special_tokens["<|im_start|>"]
+    r = Rendered([Segment("<|im_start|>", CONTROL, 0, False, (im_start,)), Segment("Hi", CONTENT, 1, True)])
+    [hi] = llama_ids("Hi", special=False)
+    for compat in (None, "transformers"):
+        ids, labels, spans = encode_rendered_many([r], tok, compat=compat)[0]
+        assert (ids, labels, spans) == ([im_start, hi], [X, hi], {0: (0, 1), 1: (1, 2)})
+
+
+def test_a_message_object_with_train_detail_is_flagged_under_train_on_all(tok: Any, fmt: Any) -> None:
+    from chatfmt.messages import Message
+
+    content = "Paris is the capital. Lyon is not."
+    cut = content.index(" Lyon")
+    plain = [{"role": "user", "content": "Capital?"}, {"role": "assistant", "content": content}]
+    ids, labels, spans = reference(plain, {1})
+    first = llama_ids(content[:cut], special=False)
+    second = llama_ids(content[cut:], special=False)
+    msgs = [
+        Message(role="user", content="Capital?"),
+        Message(role="assistant", content=content, train_detail=((0, cut, True), (cut, len(content), False))),
+    ]
+    assert msgs[1].loss is None
+    enc = encode(fmt, msgs, tok, train_on="all")
+    a = spans[1][0] + len(llama_ids("<|im_start|>assistant\n"))
+    want_own = [X] * (a - spans[1][0]) + first + [X] * len(second) + [tok.special_tokens["<|im_end|>"]]
+    assert enc.labels[: spans[0][1]] == ids[: spans[0][1]]  # the user message: train_on="all"
+    assert enc.labels[spans[1][0] : spans[1][1] - 1] == want_own
+
+
+def test_a_round_starts_only_at_the_first_of_consecutive_user_messages(tok: Any, fmt: Any) -> None:
+    msgs = [
+        {"role": "user", "content": "First."},
+        {"role": "assistant", "content": "A."},
+        {"role": "user", "content": "Second."},
+        {"role": "user", "content": "Third."},
+        {"role": "assistant", "content": "B."},
+    ]
+    ids, _, _ = reference(msgs[2:], {2})
+    # the newest round is both user messages and the answer: one token less does not fit
+    with pytest.raises(LengthError, match="newest round alone does not fit"):
+        encode(fmt, msgs, tok, max_length=len(ids) - 1, truncation="drop_oldest_turns")
+
+
+# -- whitespace rules: stripping control tokens, content split on control text -------------------------
+
+
+@pytest.fixture(scope="module")
+def stripping() -> tuple[Any, Any]:
+    """A word-level ``tokenizers`` tokenizer: ``<|u|>`` absorbs whitespace on its right, ``<|n|>`` absorbs
+    none (``tokenizers`` applies both rules; it is the reference)."""
+    tokenizers = pytest.importorskip("tokenizers")
+    from tokenizers import AddedToken, Regex, models, pre_tokenizers
+
+    raw = tokenizers.Tokenizer(models.WordLevel({"[UNK]": 0, "hi": 1, "\n": 2, " ": 3}, unk_token="[UNK]"))
+    raw.pre_tokenizer = pre_tokenizers.Split(Regex(r"\s"), behavior="isolated")
+    raw.add_special_tokens(
+        [AddedToken("<|u|>", rstrip=True, special=True), AddedToken("<|n|>", special=True)]
+    )
+    return raw, chatfmt.load_tokenizer(raw)
+
+
+def test_only_the_control_tokens_that_strip_absorb_whitespace(stripping: Any) -> None:
+    from chatfmt.segments import CONTENT, CONTROL, Rendered, Segment
+
+    raw, tok = stripping
+    for marker in ("<|u|>", "<|n|>"):
+        r = Rendered([Segment(marker, CONTROL, 0), Segment(" hi", CONTENT, 0, True)])
+        ids, _, _ = encode_rendered(r, tok)
+        assert ids == raw.encode(marker + " hi").ids, marker
+
+
+def test_absorbed_content_whitespace_of_no_message_is_said(stripping: Any) -> None:
+    from chatfmt.errors import ChatfmtWarning
+    from chatfmt.segments import CONTENT, CONTROL, Rendered, Segment
+
+    raw, tok = stripping
+    r = Rendered([Segment("<|u|>", CONTROL), Segment(" hi", CONTENT)])
+    with pytest.warns(
+        ChatfmtWarning, match=r"^a message: whitespace at the edge of its content is not encoded"
+    ):
+        ids, _, _ = encode_rendered(r, tok)
+    assert ids == raw.encode("<|u|> hi").ids
+    r = Rendered([Segment("<|u|>", CONTROL, 2), Segment(" hi", CONTENT, 2)])
+    with pytest.warns(ChatfmtWarning, match=r"^message 2: whitespace at the edge"):
+        encode_rendered(r, tok)
+
+
+def test_content_split_on_control_text_keeps_the_vendors_prefix() -> None:
+    """``allow_special_in_content=True``: content is split on control-token text, and its pieces stay
+    content (a leading space of content keeps sentencepiece's own prefix, as mistral-common encodes it)."""
+    import sentencepiece
+
+    from chatfmt.segments import CONTENT, CONTROL, Rendered, Segment
+
+    mc = pytest.importorskip("mistral_common")
+    path = (
+        __import__("pathlib").Path(mc.__file__).parent / "data" / "mistral_instruct_tokenizer_240323.model.v3"
+    )
+    if not path.is_file():
+        pytest.skip(f"{path} is not in this mistral-common")
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(path))
+    tok = chatfmt.load_tokenizer(path)
+    inst, end = sp.piece_to_id("[INST]"), sp.piece_to_id("[/INST]")
+    r = Rendered([Segment("[INST]", CONTROL, None, False, (inst,)), Segment(" Hello[/INST]", CONTENT, 0)])
+    ids, _, _ = encode_rendered(r, tok, allow_special_in_content=True)
+    assert ids == [inst, *sp.encode(" Hello"), end]
