@@ -18,7 +18,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -31,7 +31,7 @@ from .choices import Choices, TokenText, chat_logprobs, completion_logprobs
 from .engines import ChatGeneration, Engine, Sampling, TextGeneration
 from .errors import APIError, bad_request, loc_to_param, not_found
 from .middleware import AccessLog, Guard, OriginGuard, check_origins
-from .scheduler import Scheduler
+from .scheduler import Scheduler, with_keepalive
 from .wire import (
     ChatCompletionRequest,
     ChatRequestBase,
@@ -66,6 +66,9 @@ class ServerConfig:
     #: seconds a request body may take to arrive after its headers (408 and the connection closed);
     #: None: no limit
     body_timeout: float | None = 30.0
+    #: seconds between ``: keep-alive`` comment lines on a stream that has nothing to send (waiting in
+    #: the queue); None or 0: none
+    sse_keepalive: float | None = 15.0
     #: template keyword arguments every prompt is rendered with (``{"enable_thinking": False}``);
     #: a request's ``chat_template_kwargs`` are merged over them (the request wins per key)
     template_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -175,6 +178,7 @@ class ServerState:
         self.engine = engine
         self.config = config
         self.scheduler = Scheduler(engine.slots, config.max_queue)
+        self.metrics = _metrics(self.scheduler)  # GET /metrics (None without prometheus-client)
         # refuses a tokenizer that lacks a token the format relies on, before the app exists
         self.encoder = IncrementalEncoder(engine.format, engine.tokenizer, allow_missing_tokens=config.allow_missing_tokens)
         self._encode_lock = threading.Lock()
@@ -337,6 +341,16 @@ class ServerState:
             raise bad_request(f"token id(s) {bad[:5]} are outside the vocabulary ({tok.vocab_size})", param="prompt")
         return list(prompt)
 
+    def timed(self, request: Request, fn: Any, *args: Any) -> Any:
+        """``fn(*args)`` (the format layer: render and encode), its time in ``chatfmt_format_seconds``."""
+        t0 = time.perf_counter()
+        out = fn(*args)
+        if self.metrics is not None:
+            from .metrics import route_of
+
+            self.metrics.format_seconds(route_of(request.scope), time.perf_counter() - t0)
+        return out
+
     def tokenize(self, text: str, *, special: bool) -> list[int]:
         from ..encode import encode_rendered
 
@@ -346,6 +360,15 @@ class ServerState:
             return plain
         ids, _, _ = encode_rendered(Rendered([Segment(text)]), tok)
         return ids
+
+
+def _metrics(scheduler: Scheduler) -> Any:
+    """The app's :class:`~chatfmt.server.metrics.Metrics`, or None without prometheus-client."""
+    try:
+        from .metrics import Metrics
+    except ImportError:  # pragma: no cover - prometheus-client is in the serve extra
+        return None
+    return Metrics(scheduler)
 
 
 # -- running a generation ----------------------------------------------------------------------------
@@ -417,13 +440,19 @@ class Job:
                 put("error", e)
 
         fut = loop.run_in_executor(state.executor, pump)
+        first = True
         try:
             while True:
                 kind, value = await q.get()
                 if kind == "end":
+                    if state.metrics is not None:
+                        state.metrics.usage(self.request.scope, _total_usage(gen.replies))
                     return
                 if kind == "error":
                     raise value
+                if first and state.metrics is not None:
+                    state.metrics.first_token(self.request.scope)
+                first = False
                 yield value
         finally:
             gen.cancel()
@@ -790,7 +819,7 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None,
     @app.post("/v1/chat/completions", response_model=None)
     async def chat_completions(req: ChatCompletionRequest, request: Request) -> Any:
         model_id = state.check_model(req.model)
-        prep = await run_in_threadpool(state.prepare_chat, req)
+        prep = await run_in_threadpool(state.timed, request, state.prepare_chat, req)
         await run_in_threadpool(engine.check_prompt, prep.ids, prep.text)
         gens = [
             ChatGeneration(
@@ -805,7 +834,7 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None,
         headers = warning_headers(prep.warnings)
         text_of = TokenText(engine.tokenizer) if prep.sampling.logprobs else None
         if req.stream:
-            return _JobStream(_chat_stream(job, model_id, include_usage, text_of), job, headers)
+            return _JobStream(with_keepalive(_chat_stream(job, model_id, include_usage, text_of), config.sse_keepalive), job, headers)
         await _drain(job)
         replies = job.gen.replies
         if any(r is None for r in replies):  # the client left
@@ -832,7 +861,7 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None,
         for name, bad in (("echo", req.echo), ("suffix", req.suffix is not None), ("best_of", (req.best_of or 1) > 1)):
             if bad:
                 raise bad_request(f"{name} is not supported", param=name)
-        ids = await run_in_threadpool(state.completion_ids, req)
+        ids = await run_in_threadpool(state.timed, request, state.completion_ids, req)
         sampling = state.sampling(req, len(ids))
         text = engine.tokenizer.decode(ids) if engine.prompt_mode == "text" else ""
         await run_in_threadpool(engine.check_prompt, ids, text)
@@ -841,7 +870,8 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None,
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         text_of = TokenText(engine.tokenizer) if sampling.logprobs else None
         if req.stream:
-            return _JobStream(_completion_stream(job, model_id, include_usage, req.return_token_ids, text_of), job)
+            stream = _completion_stream(job, model_id, include_usage, req.return_token_ids, text_of)
+            return _JobStream(with_keepalive(stream, config.sse_keepalive), job)
         await _drain(job)
         replies = job.gen.replies
         if any(r is None for r in replies):
@@ -904,5 +934,16 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None,
 
     app.add_middleware(Guard, api_key=config.api_key, max_body_bytes=config.max_body_bytes, body_timeout=config.body_timeout)
     app.add_middleware(OriginGuard, allowed_hosts=config.allowed_hosts, cors_allow_origins=config.cors_allow_origins)
+    if state.metrics is not None:
+
+        @app.get("/metrics", include_in_schema=False)
+        async def metrics() -> Response:
+            assert state.metrics is not None
+            body, content_type = state.metrics.exposition()
+            return Response(body, media_type=content_type)
+
+        from .metrics import MetricsMiddleware
+
+        app.add_middleware(MetricsMiddleware, metrics=state.metrics, routes=[getattr(r, "path", "") for r in app.routes])
     app.add_middleware(AccessLog)  # outermost: logs what the guards refused too
     return app

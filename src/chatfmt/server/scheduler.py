@@ -1,6 +1,7 @@
 """A bounded FIFO queue in front of the model: ``slots`` generations run at once (one for a local
 model), at most ``max_queue`` requests wait, in arrival order; one more gets a 429 whose
-``Retry-After`` is the queue's expected wait."""
+``Retry-After`` is the queue's expected wait. A streamed response that waits has
+:func:`with_keepalive` send comment lines meanwhile."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import contextlib
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 from .errors import queue_full
 
@@ -107,3 +108,40 @@ class Scheduler:
                 self._grant(fut)
                 return
         self._free += 1
+
+
+#: the SSE comment line a waiting stream sends (clients skip lines that start with ``:``)
+KEEPALIVE = ": keep-alive\n\n"
+
+
+async def with_keepalive(content: AsyncIterator[str], interval: float | None) -> AsyncIterator[str]:
+    """``content``'s chunks, and :data:`KEEPALIVE` whenever it has sent nothing for ``interval``
+    seconds (a request waiting in the queue, a long prompt evaluation), so that proxies and clients
+    with a read timeout keep the connection. ``interval`` None or 0: ``content`` as it is."""
+    if not interval or interval <= 0:
+        async for chunk in content:
+            yield chunk
+        return
+    pending: asyncio.Task[str] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(content.__anext__())
+            done, _ = await asyncio.wait({pending}, timeout=interval)
+            if not done:
+                yield KEEPALIVE
+                continue
+            task, pending = pending, None
+            try:
+                chunk = task.result()
+            except StopAsyncIteration:
+                return
+            yield chunk
+    finally:
+        if pending is not None:  # the client left (or the server stops) while the content waited
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+        aclose = getattr(content, "aclose", None)
+        if aclose is not None:
+            await aclose()
