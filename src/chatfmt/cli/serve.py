@@ -262,6 +262,9 @@ def serve_cmd(
     max_connections: int = typer.Option(256, "--max-connections", help="Open connections at most; one more is answered 503 and closed."),
     cors_allow_origin: list[str] = _CORS_ALLOW_ORIGIN,
     allowed_hosts: list[str] = _ALLOWED_HOSTS,
+    sse_keepalive: float = typer.Option(
+        15.0, "--sse-keepalive", help="Seconds between ': keep-alive' comment lines on a stream that has nothing to send yet (queued); 0: none."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No access log (the startup line, warnings and errors stay)."),
     template_kwarg: TemplateKwargOption = None,
 ) -> None:
@@ -282,6 +285,8 @@ def serve_cmd(
         from ..server.transport import check_options
 
         check_options(header_timeout=header_timeout, body_timeout=body_timeout, max_connections=max_connections)
+        if sse_keepalive < 0:
+            fail(f"--sse-keepalive must be >= 0 seconds (0: none), got {sse_keepalive}")
         check_origins(cors_allow_origin or ())  # before the model loads
         model_ref: str | Path | None = model
         if gguf_file is not None:
@@ -314,7 +319,7 @@ def serve_cmd(
             engine, api_key=api_key, max_queue=max_queue, max_body_bytes=max_body_bytes, max_tokens_limit=max_tokens_limit,
             allow_missing_tokens=allow_missing_tokens,
             allowed_hosts=hosts, cors_allow_origins=tuple(cors_allow_origin or ()), body_timeout=body_timeout,
-            template_kwargs=template_kwargs,
+            template_kwargs=template_kwargs, sse_keepalive=sse_keepalive or None,
         )
         from ..server.transport import uvicorn_config
 
