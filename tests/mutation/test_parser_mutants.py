@@ -331,3 +331,110 @@ def test_a_marker_token_interrupts_held_text_and_other_ids_are_text() -> None:
     assert s.feed("", 7) == [("tok", "<|x|>")]
     none = MarkerScanner({}, {})
     assert none.feed("<tool_c") == [(None, "<tool_c")] and none.flush() == []
+
+
+# -- markers by id on any tokenizer-like object; defaults; closing rules ------------------------------
+
+
+@pytest.fixture(scope="module")
+def raw_tokenizer() -> Any:
+    """A plain ``tokenizers.Tokenizer`` (no ``special_tokens``/``added_tokens`` tables): markers are
+    found through ``token_to_id`` and must decode back to themselves."""
+    tokenizers = pytest.importorskip("tokenizers")
+    from tokenizers import AddedToken, models, pre_tokenizers
+
+    raw = tokenizers.Tokenizer(models.WordLevel({"[UNK]": 0, "<think>": 1, "a": 2}, unk_token="[UNK]"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    raw.add_tokens([AddedToken("<tool_call>", special=False), AddedToken("</tool_call>", special=False)])
+    return raw
+
+
+def test_markers_by_id_from_a_tokenizer_without_tables(raw_tokenizer: Any) -> None:
+    parser = get_parser("qwen3", raw_tokenizer, seed=0)
+    assert parser.tokenizer is raw_tokenizer
+    start, end = raw_tokenizer.token_to_id("<tool_call>"), raw_tokenizer.token_to_id("</tool_call>")
+    # tag-shaped vocabulary pieces that decode back to themselves count; "<think>" is a word-level
+    # piece that decodes to itself too; "<|im_end|>" is not in the vocabulary
+    assert parser.marker_token_ids == {"<tool_call>": start, "</tool_call>": end, "<think>": 1}
+    _, result = run(parser, [("<tool_call>", start), (BODY, None), ("</tool_call>", end)])
+    assert calls_of(result) == [("get_weather", CALL["arguments"])]
+    _, result = run(parser, ["<tool_call>" + BODY + "</tool_call>"])
+    assert result.tool_calls == []
+
+
+def test_prompt_that_starts_with_the_reasoning_marker() -> None:
+    assert prompt_opens_reasoning("<think>\n", "<think>", "</think>")
+    assert not prompt_opens_reasoning("</think>", "<think>", "</think>")
+
+
+def test_a_grammar_with_reasoning_checks_its_other_keys_too() -> None:
+    with pytest.raises(ParserError, match=r"\['e'\]"):
+        Grammar("g", {"t": "<t>", "u": "</t>"}, think=("t", "u"), end=("e",))
+
+
+def test_warnings_are_only_collected_unless_asked(recwarn: Any) -> None:
+    result = get_parser("qwen3", seed=0).parse("<tool_call>{bad</tool_call>")
+    assert len(result.warnings) == 1
+    assert [w for w in recwarn if "qwen3" in str(w.message)] == []
+
+
+def test_an_end_marker_inside_a_block_leaves_the_block_unclosed() -> None:
+    parser = get_parser("qwen3", seed=0)
+    result = parser.parse("<tool_call>" + BODY + "<|im_end|>after")
+    assert result.tool_calls == [] and result.content == ("<tool_call>" + BODY).strip()
+    assert result.warnings == ["unclosed '<tool_call>' block kept as content"]
+    result = parser.parse("<think>still<|im_end|>")
+    assert result.warnings == ["reasoning block not closed"]
+
+
+def test_pieces_of_one_feed_are_merged_into_one_delta() -> None:
+    parser = get_parser("qwen3", prompt="<think>\n", seed=0)
+    deltas = parser.feed("x<tool_call>y")
+    assert [(d.content, d.reasoning_content, d.tool_calls) for d in deltas] == [("", "x<tool_call>y", [])]
+    deltas = parser.feed("z</think>p<tool_call>")
+    assert [(d.content, d.reasoning_content) for d in deltas] == [("", "z"), ("p", "")]
+    parser = get_parser("llama4", tools=[{"type": "function", "function": {"name": "f"}}], seed=0)
+    deltas = parser.feed("hello<|python_start|> world<|python_end|>!")
+    assert [(d.content, d.reasoning_content) for d in deltas] == [("hello world!", "")]
+
+
+def test_drop_markers_inside_a_bare_call_are_dropped() -> None:
+    tools = [{"type": "function", "function": {"name": "get_weather"}}]
+    parser = get_parser("llama4", tools=tools, seed=0)
+    result = parser.parse('{"name": "get_weather", "parameters": {"city": "Paris"}}<|python_end|>')
+    assert calls_of(result) == [("get_weather", {"city": "Paris"})] and result.content == ""
+
+
+def _open_grammar() -> Grammar:
+    from chatfmt.toolcalls.bodies import json_or_named_calls
+
+    return Grammar(
+        "open",
+        {"s": "[CALL]", "t": "<t>", "e": "</s>"},
+        think=None,
+        blocks=(Block("s", (), json_or_named_calls),),
+        end=("e",),
+        drop=("t",),
+    )
+
+
+def test_an_open_block_ends_only_at_its_start_marker_or_the_end() -> None:
+    parser = OutputParser(_open_grammar(), seed=0)
+    call = json.dumps({"name": "f", "arguments": {"x": "a<t>b"}})
+    assert calls_of(parser.parse("[CALL]" + call)) == [("f", {"x": "a<t>b"})]
+    result = parser.parse("[CALL]{bad[CALL]" + call)
+    assert calls_of(result) == [("f", {"x": "a<t>b"})]
+    assert result.content == "[CALL]{bad"
+
+
+def test_a_malformed_segment_call_is_content_with_its_header() -> None:
+    from chatfmt.toolcalls import Segments
+    from chatfmt.toolcalls.bodies import BodyError
+
+    def parse(name: str, body: str) -> list[Any]:
+        raise BodyError("no")
+
+    g = Grammar("seg", {"sep": "<|s|>"}, segments=Segments("sep", frozenset({"text"}), parse))
+    result = OutputParser(g, seed=0).parse("text\nHello<|s|>tool\n{x}")
+    assert result.content == "Hellotool\n{x}" and result.tool_calls == []
+    assert result.warnings == ["malformed call of 'tool' kept as content: no"]
