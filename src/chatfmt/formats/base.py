@@ -364,6 +364,18 @@ class NativeFormat(ChatFormat):
     ) -> None:
         """Append the segments of ``conv`` to ``out``."""
 
+    def _plain_text(self, messages: Any, add_generation_prompt: bool) -> str | None:
+        """The text of a *plain* conversation (a list of ``{"role", "content": str}`` dicts, nothing
+        else given), parsed, validated and rendered in one pass, or ``None`` when this format has no
+        such path or ``messages`` is not plain (the general path then parses, validates and reports
+        errors). Must equal what the general path renders; ``None`` by default."""
+        return None
+
+    def _plain_rendered(self, messages: Any, add_generation_prompt: bool) -> Rendered | None:
+        """:meth:`_plain_text`'s counterpart for segments (the same segments :meth:`build` gives,
+        merged as :meth:`SegmentBuilder.build <chatfmt.segments.SegmentBuilder.build>` merges them)."""
+        return None
+
     def prepare(self, messages: Any, tools: list[dict[str, Any]] | None) -> Conversation:
         conv = as_conversation(messages, tools)
         if conv.tools and not self.info.supports_tools:
@@ -379,6 +391,10 @@ class NativeFormat(ChatFormat):
         continue_final_message: bool = False,
         **kwargs: Any,
     ) -> str:
+        if tools is None and not kwargs and not continue_final_message:
+            text = self._plain_text(messages, add_generation_prompt)
+            if text is not None:
+                return text
         kwargs = merge_template_kwargs(kwargs)
         if continue_final_message:
             return self.render_segments(
@@ -428,6 +444,10 @@ class NativeFormat(ChatFormat):
         continue_final_message: bool,
         kwargs: dict[str, Any],
     ) -> Rendered:
+        if tools is None and not kwargs and not continue_final_message:
+            plain = self._plain_rendered(messages, add_generation_prompt)
+            if plain is not None:
+                return plain
         check_continue_options(continue_final_message, add_generation_prompt)
         conv = self.prepare(messages, tools)
         if continue_final_message and conv.messages and is_empty_answer(conv.messages[-1]):

@@ -36,6 +36,7 @@ from .base import (
     ChatFormat,
     CheckedRender,
     FormatInfo,
+    NativeFormat,
     given,
     merge_template_kwargs,
     not_rendered_quiet,
@@ -547,6 +548,13 @@ class JinjaFormat(ChatFormat):
         """Render exactly as ``apply_chat_template(..., tokenize=False)`` would
         (``continue_final_message`` on an empty final answer: the open assistant turn, the generation
         prompt after the messages before it)."""
+        if tools is None and documents is None and not template_kwargs and not continue_final_message:
+            # a plain conversation of a pinned template: parsed, checked and rendered in one pass
+            known = self._known_native()
+            if isinstance(known, NativeFormat):
+                text = known._plain_text(messages, add_generation_prompt)
+                if text is not None:
+                    return text
         template_kwargs = merge_template_kwargs(template_kwargs)
         messages, tools, add_generation_prompt, continue_final_message = _open_turn(
             messages, tools, add_generation_prompt, continue_final_message
@@ -719,6 +727,12 @@ class JinjaFormat(ChatFormat):
         *,
         check: bool,
     ) -> tuple[Rendered, tuple[str, ...]]:
+        if tools is None and documents is None and not template_kwargs and not continue_final_message:
+            known = self._known_native()
+            if isinstance(known, NativeFormat):
+                plain = known._plain_rendered(messages, add_generation_prompt)
+                if plain is not None:
+                    return plain, ()
         native = self._native_for(messages, tools, documents, template_kwargs, continue_final_message)
         if native is not None:
             return native.render_segments(messages, add_generation_prompt=add_generation_prompt), ()

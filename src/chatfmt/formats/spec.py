@@ -99,7 +99,7 @@ from typing import Any
 
 from ..errors import FormatError, ValidationError
 from ..messages import Conversation, Message, ToolCall, as_conversation
-from ..segments import SegmentBuilder
+from ..segments import CONTENT, CONTROL, Rendered, Segment, SegmentBuilder
 from .base import ChatFormat, FormatInfo, NativeFormat, inject_tools_as_system
 from .builtin._turns import check_alternating
 from .family import Family
@@ -418,6 +418,127 @@ class SpecFormat(NativeFormat):
         self._call_mode = "error" if tc is None else tc.mode
         self._call_format = _call_pattern(tc) if tc is not None else ""
         self._tools_error = s.tools_error
+        self._plain = _plain_plan(self, s) if type(self) is SpecFormat else None
+
+    def _plain_text(self, messages: Any, add_generation_prompt: bool) -> str | None:
+        plan = self._plain
+        if plan is None or type(messages) is not list or not messages:
+            return None
+        roles, system, default_text, bos, final_eos, generation = plan[:6]
+        parts: list[str] = [bos]
+        append = parts.append
+        start = 0
+        prev: str | None = None
+        try:
+            m = messages[0]
+            if type(m) is dict and m.get("role") == "system":
+                if len(m) != 2 or type(c := m["content"]) is not str:
+                    return None
+                head, strip, tail, _ = system
+                append(head[None])
+                append(c.strip() if strip else c)
+                append(tail)
+                start, prev = 1, "system"
+            elif default_text:
+                append(default_text)
+                prev = "system"
+            role = ""
+            for m in messages[start:] if start else messages:
+                if type(m) is not dict or len(m) != 2:
+                    return None
+                role = m["role"]
+                c = m["content"]
+                if type(c) is not str or type(role) is not str:
+                    return None
+                head, strip, tail, _ = roles[role]
+                append(head[prev])
+                append(c.strip() if strip else c)
+                append(tail)
+                prev = role
+        except KeyError:  # no role or content, or a role without a plain turn (tool, a later system)
+            return None
+        if final_eos and role == "assistant":
+            append(final_eos)
+        if add_generation_prompt:
+            append(generation[prev])
+        return "".join(parts)
+
+    def _plain_rendered(self, messages: Any, add_generation_prompt: bool) -> Rendered | None:
+        segs: list[Segment] = []
+        state = self._plain_open(messages, 0, None, segs)
+        if state is None:
+            return None
+        self._plain_close(segs, state, len(messages), add_generation_prompt)
+        return Rendered(segs)
+
+    def _plain_open(self, messages: Any, start: int, prev: str | None, segs: list[Segment]) -> tuple[str | None, str] | None:
+        """Append the segments of the plain messages ``messages[start:]`` to ``segs`` (with the opening
+        when ``start`` is 0; ``prev``: the role of ``messages[start - 1]``), without what only the
+        end of a conversation gets (a final EOS, the generation prompt): ``(the last block, the last
+        role)``, or ``None`` when a message is not plain (``segs`` is then left part-filled).
+
+        A plain message's segments depend only on its role, its content, its index and the role
+        before it, so the segments of ``messages[:k]`` are those of any conversation that starts
+        with them: what :class:`~chatfmt.inference.IncrementalEncoder` renders only the new messages by."""
+        plan = self._plain
+        if plan is None or type(messages) is not list or not messages:
+            return None
+        roles, system, _, _, _, _, opening, default_opening = plan
+        append = segs.append
+        role = ""
+        try:
+            if start == 0:
+                m = messages[0]
+                if type(m) is dict and m.get("role") == "system":
+                    if len(m) != 2 or type(c := m["content"]) is not str:
+                        return None
+                    if opening is not None:
+                        append(opening)
+                    head, strip, _, shapes = system
+                    if strip:
+                        c = c.strip()
+                    for text, kind, trained in shapes[None, not c]:
+                        append(_new_segment(Segment, (c if text is None else text, kind, 0, trained, None, None)))
+                    start, prev = 1, "system"
+                elif default_opening is not None:
+                    append(default_opening)
+                    prev = "system"
+                elif opening is not None:
+                    append(opening)
+            i = start
+            for m in messages[start:] if start else messages:
+                if type(m) is not dict or len(m) != 2:
+                    return None
+                role = m["role"]
+                c = m["content"]
+                if type(c) is not str or type(role) is not str:
+                    return None
+                head, strip, _, shapes = roles[role]
+                if strip:
+                    c = c.strip()
+                for text, kind, trained in shapes[prev, not c]:
+                    append(_new_segment(Segment, (c if text is None else text, kind, i, trained, None, None)))
+                prev = role
+                i += 1
+        except KeyError:  # no role or content, or a role without a plain turn (tool, a later system)
+            return None
+        return prev, role
+
+    def _plain_close(self, segs: list[Segment], state: tuple[str | None, str], n: int, add_generation_prompt: bool) -> None:
+        """What ends a plain conversation of ``n`` messages (after :meth:`_plain_open`): a final EOS
+        after a final assistant message (merged into its last segment as the builder merges), the
+        generation prompt."""
+        assert self._plain is not None
+        final_eos, generation = self._plain[4:6]
+        prev, role = state
+        if final_eos and role == "assistant":
+            last = segs[-1]
+            if last.kind == CONTROL and last.message == n - 1 and last.trained and last.token_ids is None:
+                segs[-1] = last._replace(text=last.text + final_eos)
+            else:
+                segs.append(Segment(final_eos, CONTROL, n - 1, True))
+        if add_generation_prompt and generation[prev]:
+            segs.append(Segment(generation[prev]))
 
     def with_info(self, **changes: Any) -> SpecFormat:
         """A copy with its :class:`~chatfmt.formats.base.FormatInfo` changed; a new ``bos_token`` or
@@ -603,6 +724,55 @@ class SpecFormat(NativeFormat):
         head, rest = self._user[2:]
         out.control(head, i, m.trained)
         out.control(rest, i)
+
+
+_new_segment = tuple.__new__
+
+#: how a plain message's turn renders: its header by the block before it, whether its content is
+#: stripped, its closing text (end of turn and what follows), and its merged segment shapes by
+#: ``(previous block, content empty)``: ``(text, kind, trained)`` with ``None`` for the content
+_PlainRole = tuple[dict[str | None, str], bool, str, dict[tuple[str | None, bool], tuple[tuple[str | None, str, bool], ...]]]
+
+
+def _turn_shape(header: str, empty: bool, end: str, after: str, trained: bool) -> tuple[tuple[str | None, str, bool], ...]:
+    """The segments :meth:`SegmentBuilder.turn` gives (merged as ``build`` merges them), the content
+    as ``None``."""
+    items: list[tuple[str | None, str, bool]] = []
+    for text, kind, t in ((header, CONTROL, False), (None, CONTENT, trained), (end, CONTROL, trained), (after, CONTROL, False)):
+        if text is None and empty or text == "":
+            continue
+        if items and text is not None and items[-1][0] is not None and items[-1][1:] == (kind, t):
+            items[-1] = (items[-1][0] + text, kind, t)
+        else:
+            items.append((text, kind, t))
+    return tuple(items)
+
+
+def _plain_plan(fmt: SpecFormat, s: FormatSpec) -> tuple[Any, ...] | None:
+    """What :meth:`SpecFormat._plain_text` and ``_plain_rendered`` need, compiled once: the turns of
+    plain messages (no tool calls, ``loss`` or other keys), or ``None`` when the spec renders them
+    with more than turns (a merged or refused system prompt, alternation checks)."""
+    if s.system.placement != "own_block" or s.alternating:
+        return None
+
+    def role(headers: dict[str | None, str], strip: bool, end: str, after: str, trained: bool) -> _PlainRole:
+        shapes = {(prev, empty): _turn_shape(h, empty, end, after, trained) for prev, h in headers.items() for empty in (False, True)}
+        return headers, strip, end + after, shapes
+
+    user_headers, user_strip, user_end, user_after = fmt._user
+    bot_headers, bot_strip, bot_end, bot_after = fmt._assistant
+    roles = {
+        "user": role(user_headers, user_strip, user_end, user_after, False),
+        "assistant": role(bot_headers, bot_strip, bot_end, bot_after, True),
+    }
+    sys_end, sys_after = fmt._sys_end
+    system = role({None: fmt._sys_head}, s.strips("system"), sys_end, sys_after, False)
+    default_text = fmt._sys_head + s.system.default + "".join(fmt._sys_end) if s.system.default else ""
+    opening = Segment(s.bos) if s.bos else None
+    default_opening = Segment(s.bos + default_text) if s.bos or default_text else None
+    if not default_text:
+        default_opening = None
+    return roles, system, default_text, s.bos, fmt._final_eos, fmt._generation, opening, default_opening
 
 
 _CALL_FIELDS = ("{name}", "{arguments}")
