@@ -32,6 +32,7 @@ from .engines import ChatGeneration, Engine, Sampling, TextGeneration
 from .errors import APIError, bad_request, loc_to_param, not_found
 from .middleware import AccessLog, Guard, OriginGuard, check_origins
 from .scheduler import Scheduler, with_keepalive
+from .structured import constrain
 from .wire import (
     ChatCompletionRequest,
     ChatRequestBase,
@@ -307,11 +308,9 @@ class ServerState:
         refused = req.refused()
         if refused is not None:
             raise bad_request(refused[1], param=refused[0], code="unsupported_parameter")
-        rf = (req.response_format or {}).get("type", "text")
-        if rf != "text":
-            raise bad_request(f"response_format {rf!r} is not supported (text only)", param="response_format")
         r = self.render(req)
         sampling = self.sampling(req, len(r.ids))
+        sampling = constrain(self, req, r, sampling)  # response_format, a forced tool_choice
         prep = PreparedChat(r.ids, r.text, r.tools, r.tool_choice, None, sampling, r.warnings)
         prep.parser = self.chat_parser(prep)
         return prep
