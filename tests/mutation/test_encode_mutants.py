@@ -574,3 +574,69 @@ def test_content_split_on_control_text_keeps_the_vendors_prefix() -> None:
     r = Rendered([Segment("[INST]", CONTROL, None, False, (inst,)), Segment(" Hello[/INST]", CONTENT, 0)])
     ids, _, _ = encode_rendered(r, tok, allow_special_in_content=True)
     assert ids == [inst, *sp.encode(" Hello"), end]
+
+
+def test_encode_passes_compat_and_tools_and_checks_the_tokenizer(tok: Any) -> None:
+    """``compat="transformers"`` reaches the encoder from :func:`encode` (on a sentencepiece model: no
+    dummy prefix after a control token, the model's own no-prefix encoding is the reference), tools
+    reach the render, and a tokenizer without the format's control tokens is refused."""
+    import sentencepiece
+    from sentencepiece import sentencepiece_model_pb2
+
+    from chatfmt.errors import TokenizerMismatchError
+
+    mc = pytest.importorskip("mistral_common")
+    path = (
+        __import__("pathlib").Path(mc.__file__).parent / "data" / "mistral_instruct_tokenizer_240323.model.v3"
+    )
+    if not path.is_file():
+        pytest.skip(f"{path} is not in this mistral-common")
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(path))
+    m = sentencepiece_model_pb2.ModelProto()
+    m.ParseFromString(path.read_bytes())
+    m.normalizer_spec.add_dummy_prefix = False
+    sp_noprefix = sentencepiece.SentencePieceProcessor(model_proto=m.SerializeToString())
+    spm = chatfmt.load_tokenizer(path)
+    fmt = chatfmt.from_template("[INST]{{ messages[0]['content'] }}[/INST]")
+    msgs = [{"role": "user", "content": "Hello"}]
+    inst, end = sp.piece_to_id("[INST]"), sp.piece_to_id("[/INST]")
+    assert encode(fmt, msgs, spm).input_ids == [inst, *sp.encode("Hello"), end]
+    assert encode(fmt, msgs, spm, compat="transformers").input_ids == [
+        inst,
+        *sp_noprefix.encode("Hello"),
+        end,
+    ]
+    assert sp.encode("Hello") != sp_noprefix.encode("Hello")
+
+    with_tools = chatfmt.from_template(
+        "{% if tools %}<|im_start|>system\n{{ tools[0]['function']['name'] }}<|im_end|>\n{% endif %}"
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+    )
+    tools = [
+        {
+            "type": "function",
+            "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
+        }
+    ]
+    want = llama_ids("<|im_start|>system\nget_weather<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n")
+    assert encode(with_tools, msgs, tok, tools=tools).input_ids == want
+
+    with pytest.raises(TokenizerMismatchError):
+        encode(chatfmt.load_format("chatml"), msgs, spm)
+    assert encode(chatfmt.load_format("chatml"), msgs, spm, allow_missing_tokens=True).input_ids
+
+
+def test_a_message_with_both_detail_keys_is_refused(tok: Any, fmt: Any) -> None:
+    detail = _detail((0, 2, True))
+    msgs = [{"role": "assistant", "content": "Hi", "train_detail": detail, "training_detail": detail}]
+    with pytest.raises(ValidationError, match="both 'train_detail' and 'training_detail'"):
+        encode(fmt, msgs, tok)
+
+
+def test_an_empty_trained_segment_inside_a_token_trains_nothing(tok: Any) -> None:
+    from chatfmt.segments import CONTENT, CONTROL, Rendered, Segment
+
+    [hello] = llama_ids("Hello", special=False)
+    r = Rendered([Segment("Hel", CONTROL, 0), Segment("", CONTENT, 0, True), Segment("lo", CONTROL, 0)])
+    for compat in (None, "transformers"):
+        assert encode_rendered_many([r], tok, compat=compat)[0] == ([hello], [X], {0: (0, 1)})
