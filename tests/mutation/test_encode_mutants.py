@@ -640,3 +640,38 @@ def test_an_empty_trained_segment_inside_a_token_trains_nothing(tok: Any) -> Non
     r = Rendered([Segment("Hel", CONTROL, 0), Segment("", CONTENT, 0, True), Segment("lo", CONTROL, 0)])
     for compat in (None, "transformers"):
         assert encode_rendered_many([r], tok, compat=compat)[0] == ([hello], [X], {0: (0, 1)})
+
+
+def test_an_adapter_that_cannot_say_keeps_the_plain_run_encoding() -> None:
+    """The space rule needs to know that the dummy prefix is ``▁``; an adapter that raises when asked
+    (here: sentencepiece behind an ``encode_text`` that refuses ``prefix_space=False``) is encoded run
+    by run as the vendor encodes a string."""
+    import sentencepiece
+
+    from chatfmt.segments import CONTENT, CONTROL, Rendered, Segment
+    from chatfmt.tokenizers.sentencepiece import SentencePieceTokenizer
+
+    mc = pytest.importorskip("mistral_common")
+    path = (
+        __import__("pathlib").Path(mc.__file__).parent / "data" / "mistral_instruct_tokenizer_240323.model.v3"
+    )
+    if not path.is_file():
+        pytest.skip(f"{path} is not in this mistral-common")
+
+    class Refusing(SentencePieceTokenizer):
+        def encode_text(self, text: str, *, prefix_space: bool | None = None) -> list[int]:
+            if prefix_space is False:
+                raise NotImplementedError("cannot encode without the prefix")
+            return super().encode_text(text, prefix_space=prefix_space)
+
+    sp = sentencepiece.SentencePieceProcessor(model_file=str(path))
+    tok = Refusing(path.read_bytes())
+    inst = sp.piece_to_id("[INST]")
+    r = Rendered(
+        [
+            Segment("[INST]", CONTROL, None, False, (inst,)),
+            Segment(" ", CONTROL),
+            Segment("Hello", CONTENT, 0),
+        ]
+    )
+    assert encode_rendered(r, tok)[0] == [inst, *sp.encode(" Hello")]
