@@ -95,8 +95,20 @@ def hf_outcome(template: str, messages, **kwargs) -> str | None:
     """transformers' rendering of ``template``, or ``None`` if it raises."""
     try:
         return render_jinja_template([messages], chat_template=template, **kwargs)[0][0]
-    except Exception:  # noqa: BLE001 - raise_exception, jinja errors, continue_final_message checks
-        return None
+    except Exception as e:  # noqa: BLE001 - only a documented refusal counts as one
+        if is_refusal(e):
+            return None
+        raise
+
+
+def is_refusal(e: BaseException) -> bool:
+    """A template's refusal under transformers: its ``raise_exception`` (exactly
+    ``jinja2.exceptions.TemplateError``) or transformers' own ``continue_final_message`` check
+    (``ValueError``). Anything else (``UndefinedError``, ``TypeError``, a syntax error) is a crash of
+    the exported template, which must fail the test, not pass as a refusal."""
+    import jinja2
+
+    return type(e) is jinja2.exceptions.TemplateError or type(e) is ValueError
 
 
 def corpus_cases():

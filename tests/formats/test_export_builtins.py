@@ -58,15 +58,27 @@ def _frozen(monkeypatch):
 def native(fmt, messages, **kwargs) -> str | None:
     try:
         return fmt.render(copy.deepcopy(messages), **kwargs)
-    except (ValueError, TypeError, ChatfmtError):  # ValidationError; TemplateError of a template's raise_exception
+    except (ValueError, ChatfmtError):  # ValidationError; TemplateError of a template's raise_exception (a TypeError is a crash)
         return None
 
 
 def exported(template: str, messages, **kwargs) -> str | None:
     try:
         return render_jinja_template([copy.deepcopy(messages)], chat_template=template, **kwargs)[0][0]
-    except Exception:  # noqa: BLE001 - raise_exception, jinja errors, continue_final_message checks
-        return None
+    except Exception as e:  # noqa: BLE001 - only a documented refusal counts as one
+        if is_refusal(e):
+            return None
+        raise
+
+
+def is_refusal(e: BaseException) -> bool:
+    """A template's refusal under transformers: its ``raise_exception`` (exactly
+    ``jinja2.exceptions.TemplateError``) or transformers' own ``continue_final_message`` check
+    (``ValueError``). Anything else (``UndefinedError``, ``TypeError``, a syntax error) is a crash of
+    the exported template, which must fail the test, not pass as a refusal."""
+    import jinja2
+
+    return type(e) is jinja2.exceptions.TemplateError or type(e) is ValueError
 
 
 def call(name, arguments, call_id="call12345"):
@@ -342,8 +354,10 @@ def _json_parse_outcome(text: str, engine: str) -> str | None:
         import chatfmt
 
         return chatfmt.from_template(template).render([{"role": "user", "content": "x"}], v=text)
-    except Exception:  # noqa: BLE001 - raise_exception of invalid JSON
-        return None
+    except Exception as e:  # noqa: BLE001 - the macro's raise_exception of invalid JSON, nothing else
+        if is_refusal(e) or isinstance(e, ChatfmtError):
+            return None
+        raise
 
 
 @pytest.mark.parametrize("engine", ["transformers", "chatfmt"])
