@@ -126,6 +126,17 @@ def warning_headers(lines: list[str]) -> dict[str, str]:
 def _messages(req: ChatRequestBase) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for i, m in enumerate(req.messages):
+        if (
+            type(m.content) is str
+            and m.role != "developer"
+            and m.name is None
+            and m.tool_calls is None
+            and m.tool_call_id is None
+            and m.reasoning_content is None
+            and not m.model_extra
+        ):  # what model_dump(exclude_none=True) gives it, without its cost (most messages)
+            out.append({"role": m.role, "content": m.content})
+            continue
         d = m.model_dump(exclude_none=True)
         if isinstance(m.content, list):
             texts = []
@@ -194,9 +205,10 @@ class ServerState:
         raise not_found(f"the model {name!r} does not exist; this server serves {self.engine.model_id!r}", param="model", code="model_not_found")
 
     # -- prompts --------------------------------------------------------------------------------
-    def render(self, req: ChatRequestBase, *, add_generation_prompt: bool = True) -> RenderedPrompt:
+    def render(self, req: ChatRequestBase, *, add_generation_prompt: bool = True, segments: bool = True) -> RenderedPrompt:
         """Prompt ids and text of a chat request, the tools offered, the tool choice, and what the
-        format left out of the prompt."""
+        format left out of the prompt; ``segments=False``: without the segments (``rendered`` is
+        ``None``), so that the encoder may render only the messages it has not seen."""
         messages = _messages(req)
         tools = [t.model_dump(exclude_none=True) for t in req.tools] if req.tools else None
         choice = req.tool_choice
@@ -216,15 +228,21 @@ class ServerState:
             tools = picked
             messages = _tool_instruction(messages, f"You must answer by calling the tool {name}.", fmt)
         kwargs = {**self.config.template_kwargs, **(req.chat_template_kwargs or {})}
+        rendered: Rendered | None = None
         try:
             with self._encode_lock:
-                if hasattr(fmt, "render_checked"):
+                if not segments:
+                    ids, missing = self.encoder.encode_checked(
+                        messages, tools=tools, add_generation_prompt=add_generation_prompt, **kwargs
+                    )
+                elif hasattr(fmt, "render_checked"):
                     rendered, missing = fmt.render_checked(
                         messages, tools=tools, add_generation_prompt=add_generation_prompt, **kwargs
                     )
                 else:  # a format object of the caller's own that cannot tell what it leaves out
                     rendered, missing = fmt.render_segments(messages, tools=tools, add_generation_prompt=add_generation_prompt, **kwargs), ()
-                ids = self.encoder.encode_rendered(rendered)
+                if rendered is not None:
+                    ids = self.encoder.encode_rendered(rendered)
                 text = self.encoder.last_text
         except ValidationError as e:
             param = f"messages[{e.index}]" if e.index is not None else ("tools" if e.tool is not None else "messages")
@@ -308,7 +326,7 @@ class ServerState:
         refused = req.refused()
         if refused is not None:
             raise bad_request(refused[1], param=refused[0], code="unsupported_parameter")
-        r = self.render(req)
+        r = self.render(req, segments=False)
         sampling = self.sampling(req, len(r.ids))
         sampling = constrain(self, req, r, sampling)  # response_format, a forced tool_choice
         prep = PreparedChat(r.ids, r.text, r.tools, r.tool_choice, None, sampling, r.warnings)
