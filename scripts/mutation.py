@@ -80,6 +80,22 @@ MODULES: dict[str, Module] = {
     "messages": Module(
         files=("src/chatfmt/messages.py",),
         tests=("tests/test_messages.py", "tests/mutation/test_messages_mutants.py"),
+        # message validation only (the record-kind parsers around it are out of this session)
+        only=tuple(
+            f"chatfmt.messages.x_{f}__mutmut_*"
+            for f in (
+                "parse_message",
+                "_parse_tool_call",
+                "_loss_flags",
+                "_train_detail",
+                "_zero_one",
+                "_opt_str",
+                "validate_conversation",
+                "validate_tools",
+                "_normalize_tool",
+                "_check_function",
+            )
+        ),
     ),
     # the SentencePiece and tiktoken adapters
     "tokenizers": Module(
