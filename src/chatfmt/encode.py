@@ -82,7 +82,15 @@ class Encoded:
 class _Piece:
     __slots__ = ("content", "ids", "label_ids", "message", "text", "trained")
 
-    def __init__(self, text: str, message: int | None, trained: bool, ids: tuple[int, ...] | None = None, label_ids: tuple[int, ...] | None = None, content: bool = False) -> None:
+    def __init__(
+        self,
+        text: str,
+        message: int | None,
+        trained: bool,
+        ids: tuple[int, ...] | None = None,
+        label_ids: tuple[int, ...] | None = None,
+        content: bool = False,
+    ) -> None:
         self.text = text
         self.message = message
         self.trained = trained
@@ -106,7 +114,15 @@ def _special_pattern(tokenizer: Tokenizer) -> tuple[dict[str, int], re.Pattern[s
     return specials, pattern
 
 
-def _split_control(text: str, message: int | None, trained: bool, specials: dict[str, int], pattern: re.Pattern[str] | None, out: list[_Piece], content: bool = False) -> None:
+def _split_control(
+    text: str,
+    message: int | None,
+    trained: bool,
+    specials: dict[str, int],
+    pattern: re.Pattern[str] | None,
+    out: list[_Piece],
+    content: bool = False,
+) -> None:
     if pattern is None:
         out.append(_Piece(text, message, trained, content=content))
         return
@@ -131,16 +147,26 @@ def _pieces(rendered: Rendered, tokenizer: Tokenizer, allow_special_in_content: 
         elif seg.kind == CONTENT and not allow_special_in_content:
             out.append(_Piece(seg.text, seg.message, seg.trained, content=True))
         else:
-            _split_control(seg.text, seg.message, seg.trained, specials, pattern, out, content=seg.kind == CONTENT)
+            _split_control(
+                seg.text, seg.message, seg.trained, specials, pattern, out, content=seg.kind == CONTENT
+            )
     return out
 
 
-def _encode_run(tokenizer: Tokenizer, text: str, at_start: bool, compat: Compat, control_space: bool = False) -> tuple[list[int], list[tuple[int, int]]]:
+def _encode_run(
+    tokenizer: Tokenizer, text: str, at_start: bool, compat: Compat, control_space: bool = False
+) -> tuple[list[int], list[tuple[int, int]]]:
     """Ids and character offsets of one run. ``control_space``: the run starts with a space the format
     wrote (control text), which is then the run's dummy prefix (the space rule, see the module doc)."""
     if compat == "transformers" and not at_start and tokenizer.add_prefix_space:
         enc = tokenizer.encode_text_with_offsets(text, prefix_space=False)
-    elif control_space and not at_start and tokenizer.add_prefix_space and text.startswith(" ") and _metaspace(tokenizer):
+    elif (
+        control_space
+        and not at_start
+        and tokenizer.add_prefix_space
+        and text.startswith(" ")
+        and _metaspace(tokenizer)
+    ):
         if text == " ":
             return [], []  # the prefix of an empty string: the vendor encodes "" to nothing
         if getattr(tokenizer, "removes_extra_whitespace", False):
@@ -167,7 +193,12 @@ def _absorbs(ids: tuple[int, ...] | None, strip: dict[int, tuple[bool, bool]], s
     return ids is not None and len(ids) == 1 and strip.get(ids[0], (False, False))[side]
 
 
-def _strip_run(run: Sequence[_Piece], before: tuple[int, ...] | None, after: tuple[int, ...] | None, strip: dict[int, tuple[bool, bool]]) -> None:
+def _strip_run(
+    run: Sequence[_Piece],
+    before: tuple[int, ...] | None,
+    after: tuple[int, ...] | None,
+    strip: dict[int, tuple[bool, bool]],
+) -> None:
     """Drop the whitespace a neighbouring control token absorbs (see :attr:`Tokenizer.control_strip`):
     at the start of the run after an ``rstrip`` token, at its end before an ``lstrip`` token. The
     pieces' text is shortened in place, so labels and spans follow what is encoded. Whitespace of a
@@ -261,7 +292,9 @@ def encode_rendered(
         if strip:
             _strip_run(run, pieces[i - 1].ids if i else None, pieces[j].ids if j < n else None, strip)
         text = "".join(q.text for q in run)
-        run_ids, offsets = _encode_run(tokenizer, text, at_start=not ids, compat=compat, control_space=_control_space(run))
+        run_ids, offsets = _encode_run(
+            tokenizer, text, at_start=not ids, compat=compat, control_space=_control_space(run)
+        )
         base = len(ids)
         ids.extend(run_ids)
         run_labels = [IGNORE_INDEX] * len(run_ids)
@@ -307,7 +340,9 @@ def _spans(owners: Sequence[int | None]) -> dict[int, tuple[int, int]]:
     return spans
 
 
-def _only_last_assistant(labels: list[int], spans: dict[int, tuple[int, int]], messages: Sequence[Any]) -> list[int]:
+def _only_last_assistant(
+    labels: list[int], spans: dict[int, tuple[int, int]], messages: Sequence[Any]
+) -> list[int]:
     roles = [_role(m) for m in messages]
     last = max((k for k, r in enumerate(roles) if r == "assistant"), default=None)
     if last is None:
@@ -328,51 +363,127 @@ def _whole_text_ready(rendered: Rendered, tokenizer: Tokenizer, allow_special_in
         if seg.token_ids is not None:
             if len(seg.token_ids) != 1 or specials.get(seg.text) != seg.token_ids[0]:
                 return False
-        elif seg.kind == CONTENT and pattern is not None and not allow_special_in_content and pattern.search(seg.text):
+        elif (
+            seg.kind == CONTENT
+            and pattern is not None
+            and not allow_special_in_content
+            and pattern.search(seg.text)
+        ):
             return False
     check_rendered(rendered, pattern)  # user data in control text spelling a control token: refused
     return True
 
 
-def _labels_from_encoding(enc: Any, rendered: Rendered) -> tuple[list[int], list[int], dict[int, tuple[int, int]]] | None:
-    """Ids, labels and message spans of a whole-text encoding, from the segments' character
-    ranges (``char_to_token`` per segment boundary: no per-token Python work beyond the ids)."""
+def _first_ending_after(t2c: Any, n: int, p: int, lo: int) -> int:
+    """The first token index ``>= lo`` whose character range ends after ``p`` (``n`` if none), given
+    that every token before ``lo`` ends at or before ``p``: a galloping search over
+    ``token_to_chars`` (constant time per call), so a lookup costs the log of the distance from the
+    previous one, not a scan from the start of the sequence as ``char_to_token`` does."""
+    if lo >= n or t2c(lo)[1] > p:
+        return lo
+    prev, step = lo, 1  # invariant: token ``prev`` ends at or before p
+    while True:
+        j = prev + step
+        if j >= n:
+            j = n
+            break
+        if t2c(j)[1] > p:
+            break
+        prev, step = j, step * 2
+    lo, hi = prev + 1, j
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if t2c(mid)[1] > p:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _groups(
+    rendered: Rendered,
+) -> tuple[list[tuple[int, int, int | None, bool, tuple[int, ...] | None]], int]:
+    """The character ranges ``(start, end, message, trained, label_ids)`` of ``rendered`` where the
+    attributes that decide labels and spans change: consecutive non-empty segments of the same
+    message and trained flag (and no label ids) are one range. A token is labelled as any of its
+    characters is (see the module doc), so a union of adjacent ranges labels as its parts do; and
+    the text's total length."""
+    groups: list[tuple[int, int, int | None, bool, tuple[int, ...] | None]] = []
+    append = groups.append
+    pos = 0
+    prev_m: int | None = -1  # no message has index -1: the first segment opens a range
+    prev_tr = False
+    open_range = False
+    for seg in rendered.segments:
+        size = len(seg.text)
+        if not size:
+            continue
+        qs = pos
+        pos += size
+        m, tr, lab = seg.message, seg.trained, seg.label_ids
+        if open_range and lab is None and m == prev_m and tr == prev_tr:
+            g = groups[-1]
+            groups[-1] = (g[0], pos, m, tr, None)
+            continue
+        append((qs, pos, m, tr, lab))
+        prev_m, prev_tr, open_range = m, tr, lab is None
+    return groups, pos
+
+
+def _labels_from_encoding(
+    enc: Any, rendered: Rendered
+) -> tuple[list[int], list[int], dict[int, tuple[int, int]]] | None:
+    """Ids, labels and message spans of a whole-text encoding, from the segments' character ranges.
+
+    Only the positions where a label or a message changes are looked up (:func:`_groups`), in text
+    order, each by a galloping search from the previous one over ``token_to_chars``: the cost is
+    about the number of messages times the log of their length in tokens, with no per-token Python
+    work beyond the ids and the label list (``char_to_token`` scans from the start of the sequence
+    on every call, which made this quadratic in conversation length). ``None`` when a range edge
+    falls on a character no token covers (the caller then encodes run by run)."""
     ids = enc.ids
     n = len(ids)
-    total = len(rendered.text)
+    t2c = enc.token_to_chars
+    groups, total = _groups(rendered)
     labels = [IGNORE_INDEX] * n
     spans: dict[int, tuple[int, int]] = {}
-    pos = 0
-    for seg in rendered.segments:
-        qs, qe = pos, pos + len(seg.text)
-        pos = qe
-        if qe == qs or (not seg.trained and seg.message is None):
-            continue
-        a = enc.char_to_token(qs)
-        if a is None:
-            return None
-        if qe >= total:
-            b = n
-        else:
-            # the first token of the next character ends the range, unless it crosses the boundary
-            # (a character split into several byte tokens is covered by all of them)
-            t = enc.char_to_token(qe)
-            if t is None:
+    cursor = 0  # every token before it ends at or before the last position looked up
+    last_p, last_t = -1, 0
+    try:
+        for qs, qe, m, trained, label_ids in groups:
+            if not trained and m is None:
+                continue
+            if qs != last_p:
+                cursor = last_t = _first_ending_after(t2c, n, qs, cursor)
+                last_p = qs
+            a = last_t
+            if a >= n or t2c(a)[0] > qs:  # no token holds character qs
                 return None
-            b = t + 1 if enc.token_to_chars(t)[0] < qe else t
-        if seg.trained:
-            if seg.label_ids is not None:
-                if b - a != len(seg.label_ids):
+            if qe >= total:
+                b = n
+            else:
+                # the token holding the next character ends the range, unless it crosses the boundary
+                # (a character split into several byte tokens is covered by all of them)
+                cursor = t = _first_ending_after(t2c, n, qe, cursor)
+                last_p, last_t = qe, t
+                if t >= n:
                     return None
-                labels[a:b] = list(seg.label_ids)
-            else:
-                labels[a:b] = ids[a:b]
-        m = seg.message
-        if m is not None:
-            if m in spans:
-                spans[m] = (min(spans[m][0], a), max(spans[m][1], b))
-            else:
-                spans[m] = (a, b)
+                st = t2c(t)[0]
+                if st > qe:
+                    return None
+                b = t + 1 if st < qe else t
+            if trained:
+                if label_ids is not None:
+                    if b - a != len(label_ids):
+                        return None
+                    labels[a:b] = label_ids
+                else:
+                    labels[a:b] = ids[a:b]
+            if m is not None:
+                old = spans.get(m)
+                spans[m] = (a, b) if old is None else (min(old[0], a), max(old[1], b))
+    except TypeError:  # token_to_chars gave no offsets (None) for a token
+        return None
     return ids, labels, spans
 
 
@@ -392,14 +503,18 @@ def encode_rendered_many(
     if compat != "transformers":
         backend = tokenizer.whole_text_backend()
     if backend is not None:
-        idx = [k for k, r in enumerate(rendereds) if _whole_text_ready(r, tokenizer, allow_special_in_content)]
+        idx = [
+            k for k, r in enumerate(rendereds) if _whole_text_ready(r, tokenizer, allow_special_in_content)
+        ]
         if idx:
             encs = backend.encode_batch([rendereds[k].text for k in idx], add_special_tokens=False)
             for k, enc in zip(idx, encs):
                 out[k] = _labels_from_encoding(enc, rendereds[k])
     for k, r in enumerate(rendereds):
         if out[k] is None:
-            ids, labels, owners = encode_rendered(r, tokenizer, compat=compat, allow_special_in_content=allow_special_in_content)
+            ids, labels, owners = encode_rendered(
+                r, tokenizer, compat=compat, allow_special_in_content=allow_special_in_content
+            )
             out[k] = (ids, labels, _spans(owners))
     return out
 
@@ -441,7 +556,9 @@ def _details(conv: Any) -> list[tuple[int, Any]]:
 _DETAIL_KEYS = ("train_detail", "training_detail")
 
 
-def _with_train_detail(rendered: Rendered, details: list[tuple[int, Any]], *, only: bool | None = None) -> Rendered:
+def _with_train_detail(
+    rendered: Rendered, details: list[tuple[int, Any]], *, only: bool | None = None
+) -> Rendered:
     """``rendered`` with the content of each detailed message split by its spans: characters in a
     ``train`` span trained, the rest not. With ``only=True`` (``False``), just the content characters
     the spans train (leave untrained) are marked trained, and nothing else: the probes
@@ -494,7 +611,9 @@ def _with_train_detail(rendered: Rendered, details: list[tuple[int, Any]], *, on
     return Rendered(segs)
 
 
-def _render_and_encode(fmt: FormatLike, convs: list[Any], tokenizer: Tokenizer, opts: dict[str, Any]) -> list[tuple[list[int], list[int], dict[int, tuple[int, int]]]]:
+def _render_and_encode(
+    fmt: FormatLike, convs: list[Any], tokenizer: Tokenizer, opts: dict[str, Any]
+) -> list[tuple[list[int], list[int], dict[int, tuple[int, int]]]]:
     """Render and encode ``convs``; messages with a ``train_detail`` are labelled by their spans.
 
     A token that holds content characters a ``train_detail`` leaves untrained is not trained, even
@@ -519,7 +638,9 @@ def _render_and_encode(fmt: FormatLike, convs: list[Any], tokenizer: Tokenizer, 
         for n, k in enumerate(idx):
             yes, no = encs[2 * n][1], encs[2 * n + 1][1]
             ids, labels, spans = results[k]
-            both = next((t for t, (x, y) in enumerate(zip(yes, no)) if x != IGNORE_INDEX and y != IGNORE_INDEX), None)
+            both = next(
+                (t for t, (x, y) in enumerate(zip(yes, no)) if x != IGNORE_INDEX and y != IGNORE_INDEX), None
+            )
             if both is not None:
                 owner = next((m for m, (a, b) in spans.items() if a <= both < b), None)
                 raise ValidationError(
@@ -593,7 +714,9 @@ def _finish(
     truncation = opts["truncation"]
     train_on = opts["train_on"]
 
-    def post(res: tuple[list[int], list[int], dict[int, tuple[int, int]]], msgs: list[Any]) -> tuple[list[int], list[int], dict[int, tuple[int, int]]]:
+    def post(
+        res: tuple[list[int], list[int], dict[int, tuple[int, int]]], msgs: list[Any]
+    ) -> tuple[list[int], list[int], dict[int, tuple[int, int]]]:
         ids, labels, spans = res
         if train_on == "all_assistant":
             return ids, labels, spans
@@ -615,7 +738,9 @@ def _finish(
     dropped = 0
     if max_length is not None and len(ids) > max_length:
         if truncation == "error":
-            raise LengthError(f"conversation is {len(ids)} tokens, over max_length {max_length}", rule="max_length")
+            raise LengthError(
+                f"conversation is {len(ids)} tokens, over max_length {max_length}", rule="max_length"
+            )
         if truncation == "right":
             ids, labels = ids[:max_length], labels[:max_length]
             spans = {m: (a, min(b, max_length)) for m, (a, b) in spans.items() if a < max_length}
