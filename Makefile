@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-slow test-finetune lint typecheck venv install install-dev install-chat install-finetune model finetune docs install-docs clean
+.PHONY: run test test-slow test-finetune mutation mutation-sample lint typecheck venv install install-dev install-chat install-finetune model finetune docs install-docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,17 @@ test: install-dev model lint
 
 test-slow: install-dev model
 	$(BIN)/python -m pytest -q -m "slow and not finetune" -n $(PYTEST_WORKERS) --dist loadfile
+
+# mutation testing (mutmut 3) of the modules where a one-line bug silently corrupts data: encode and
+# labels, message validation, the output parser's markers, the SentencePiece/tiktoken adapters, the
+# packer; each module its own session under build/mutation, niced; a survivor that is neither killed
+# nor listed in mutation/justified.toml fails it (docs/testing.md, "Mutation testing")
+mutation: install-dev model
+	nice -n 10 $(BIN)/python scripts/mutation.py run --check
+
+# the bounded, seeded sample .ci/run runs (MUTATION_SEED=<n> picks another sample)
+mutation-sample: install-dev model
+	nice -n 10 $(BIN)/python scripts/mutation.py sample --count 40
 
 # the real fine-tune (examples/finetune) as a test: trains, then checks held-out answers
 test-finetune: install-dev model
