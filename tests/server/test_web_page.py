@@ -233,6 +233,17 @@ def keep(b: Browser, tmp_path: Path, name: str) -> Path:
     return shot
 
 
+def library_view(
+    fmt: Any, tok: Any, messages: list[dict[str, Any]], tools: Any = None
+) -> tuple[list[int], list[int]]:
+    """The prompt ids and the trained ids of ``messages`` from chatfmt's training encoder (not the
+    server): what the page's token and label views must show."""
+    from chatfmt.encode import encode
+
+    e = encode(fmt, messages, tok, tools=tools, add_generation_prompt=True)
+    return list(e.input_ids), [i for i, label in zip(e.input_ids, e.labels) if label != -100]
+
+
 @pytest.fixture(scope="module")
 def real_model(smollm2_gguf: Path) -> Iterator[str]:
     """The real default model on chatfmt's llama.cpp backend, its own chat format."""
@@ -248,7 +259,7 @@ def real_model(smollm2_gguf: Path) -> Iterator[str]:
 
 @pytest.mark.slow  # two turns of the real model: 35 s on the loaded 2-core machine
 def test_the_page_chats_with_the_model_and_shows_the_prompt_it_saw(
-    browser, real_model, smol_tokenizer, tmp_path
+    browser, real_model, smol_tokenizer, smollm2_gguf, tmp_path
 ):
     chromium()
     browser.open(real_model + "/")
@@ -281,11 +292,15 @@ def test_the_page_chats_with_the_model_and_shows_the_prompt_it_saw(
     assert second["ids"] == r2["prompt_token_ids"]
     assert second["trained"] and "role-assistant" in second["roles"]
     assert "cached" in second["stats"]
-    browser.eval("document.querySelector('.view-switch button[data-view=trained]').click(); true")
-    assert browser.eval("document.getElementById('prompt-view').className") == "view-trained"
-    browser.eval("document.querySelector('.view-switch button[data-view=roles]').click(); true")
+    from chatfmt.formats.loader import load_format
+
+    fmt = load_format(str(smollm2_gguf))
+    assert library_view(fmt, smol_tokenizer, history) == (second["ids"], second["trained"])
     shot = keep(browser, tmp_path, "web_page.png")
     assert shot.stat().st_size > 10_000
+    browser.eval("document.querySelector('.view-switch button[data-view=trained]').click(); true")
+    assert browser.eval("document.getElementById('prompt-view').className") == "view-trained"
+    keep(browser, tmp_path, "web_page_trained.png")
 
 
 WEATHER = {
@@ -311,7 +326,9 @@ def scripted(smol_tokenizer) -> Iterator[str]:
         yield base
 
 
-def test_reasoning_and_tool_calls_are_shown_apart_and_the_result_goes_back(browser, scripted, tmp_path):
+def test_reasoning_and_tool_calls_are_shown_apart_and_the_result_goes_back(
+    browser, scripted, smol_tokenizer, tmp_path
+):
     chromium()
     browser.open(scripted + "/")
     page = send_message(browser, "Weather in Paris?", tools=[WEATHER], max_tokens=200, timeout=60)
@@ -330,6 +347,27 @@ def test_reasoning_and_tool_calls_are_shown_apart_and_the_result_goes_back(brows
     after = send_message(browser, "18 C, sunny", tools=[WEATHER], max_tokens=200, timeout=60)
     assert "<tool_response>\n18 C, sunny\n</tool_response>" in after["text"].replace("↵", ""), after["text"]
     assert "role-tool" in after["roles"] and "role-assistant" in after["roles"]
+    from chatfmt.formats.loader import load_format
+
+    call = {
+        "id": "call_x",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": '{"city": "Paris"}'},
+    }
+    history = [
+        {"role": "user", "content": "Weather in Paris?"},
+        {
+            "role": "assistant",
+            "content": None,
+            "reasoning_content": "The user wants the weather in Paris.",
+            "tool_calls": [call],
+        },
+        {"role": "tool", "tool_call_id": "call_x", "content": "18 C, sunny"},
+    ]
+    assert library_view(load_format("qwen3"), smol_tokenizer, history, [WEATHER]) == (
+        after["ids"],
+        after["trained"],
+    )
     keep(browser, tmp_path, "web_page_tools.png")
 
 
