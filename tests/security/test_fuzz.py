@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -112,9 +113,47 @@ def _parse_all(obj) -> None:
         conv = msgs.parse_record(obj)
     except ChatfmtError:
         return
-    # what parses renders with a built-in, or is refused with a ChatfmtError
-    with contextlib.suppress(ChatfmtError):
+    # what parses is a conversation of known roles ...
+    assert isinstance(conv, msgs.Conversation) and conv.messages
+    assert all(m.role in ("system", "user", "assistant", "tool") for m in conv.messages), conv.messages
+    # ... that renders with a built-in (its framing around every message), or is refused with a ChatfmtError
+    try:
+        text = chatfmt.load_format("chatml").render(conv, add_generation_prompt=True)
+    except ChatfmtError:
+        return
+    assert text.endswith("<|im_start|>assistant\n")
+    assert text.count("<|im_start|>") >= len(conv.messages) + 1
+
+
+# -- what must be accepted: valid input of every kind parses, and the result is checked -------------
+
+plain_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+
+
+@st.composite
+def valid_openai_records(draw):
+    """An OpenAI-style record: an optional system message, then user/assistant turns, any text."""
+    messages = [{"role": "system", "content": draw(plain_text)}] if draw(st.booleans()) else []
+    for k in range(draw(st.integers(1, 6))):
+        messages.append({"role": "user" if k % 2 == 0 else "assistant", "content": draw(plain_text)})
+    return {"messages": messages}
+
+
+def test_every_valid_seed_record_is_accepted():
+    for rec in VALID_RECORDS:
+        conv = msgs.parse_record(copy.deepcopy(rec))
+        assert conv.messages, rec
         chatfmt.load_format("chatml").render(conv, add_generation_prompt=True)
+
+
+@FAST
+@given(valid_openai_records())
+def test_valid_openai_records_are_accepted_and_render_as_chatml_defines(rec):
+    conv = msgs.parse_record(copy.deepcopy(rec))  # must not raise
+    assert [(m.role, m.content) for m in conv.messages] == [(m["role"], m["content"]) for m in rec["messages"]]
+    # ChatML as OpenAI's ChatML document defines it: every message framed, nothing else
+    expected = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in rec["messages"])
+    assert chatfmt.load_format("chatml").render(conv, add_generation_prompt=True) == expected + "<|im_start|>assistant\n"
 
 
 @FAST
@@ -151,6 +190,29 @@ def test_message_parsers_large_profile(obj):
 SPEC_SEEDS = [to_toml(chatfmt.load_format(n)) for n in ("chatml", "llama-3", "zephyr", "smollm2")] + [
     p.read_text() for p in sorted((Path(__file__).resolve().parents[2] / "examples" / "formats").glob("*.toml"))
 ]
+
+
+SEED_NAMES = ("chatml", "llama-3", "zephyr", "smollm2")
+SPEC_CONV = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+
+
+@pytest.mark.parametrize("name", SEED_NAMES)
+def test_each_seed_spec_loads_and_renders_like_its_builtin(name):
+    spec = parse_spec(to_toml(chatfmt.load_format(name)))
+    for agp in (False, True):
+        conv = SPEC_CONV if not agp else SPEC_CONV[:1]
+        assert spec.render(conv, add_generation_prompt=agp) == chatfmt.load_format(name).render(conv, add_generation_prompt=agp)
+
+
+@FAST
+@given(st.sampled_from(SEED_NAMES), st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=15))
+def test_a_valid_spec_with_any_name_is_accepted_and_renders_the_same(name, new_name):
+    """A valid spec edited validly (its name: any text, TOML-escaped) loads and renders as before."""
+    text = to_toml(chatfmt.load_format(name))
+    line = f"name = {json.dumps(name)}\n"
+    assert text.count(line) == 1
+    spec = parse_spec(text.replace(line, f"name = {json.dumps(new_name, ensure_ascii=False)}\n"))
+    assert spec.render(SPEC_CONV) == chatfmt.load_format(name).render(SPEC_CONV)
 
 
 def _load_spec(text: str) -> None:
@@ -263,6 +325,32 @@ def jinja_sources(draw):
         j = draw(st.integers(i, min(len(text), i + 12)))
         text = text[:i] + draw(st.sampled_from(JINJA_PIECES) | st.text(max_size=4)) + text[j:]
     return text
+
+
+literal_text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="{}%#"), max_size=12)
+
+
+@st.composite
+def valid_jinja_sources(draw):
+    """SEED_TEMPLATE with literal text inserted between its tags: always a valid template."""
+    out = []
+    for part in re.split(r"(?<=\}\}|%\})", SEED_TEMPLATE):  # after each closing tag
+        out.append(part)
+        if draw(st.booleans()):
+            out.append(draw(literal_text))
+    return "".join(out)
+
+
+@FAST
+@given(valid_jinja_sources())
+def test_valid_jinja_templates_are_accepted_and_render_as_transformers_does(src):
+    from transformers.utils.chat_template_utils import render_jinja_template
+
+    conv = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+    fmt = chatfmt.from_template(src, bos_token="<s>", eos_token="</s>", timeout=5, max_output=100_000)  # must not raise
+    expected = render_jinja_template([conv], chat_template=src, bos_token="<s>", eos_token="</s>", add_generation_prompt=True)[0][0]
+    assert fmt.render(conv, add_generation_prompt=True) == expected
+    assert "".join(seg.text for seg in fmt.render_segments(conv)) == render_jinja_template([conv], chat_template=src, bos_token="<s>", eos_token="</s>")[0][0]
 
 
 @FAST
