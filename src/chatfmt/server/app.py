@@ -837,7 +837,8 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None,
     async def chat_completions(req: ChatCompletionRequest, request: Request) -> Any:
         model_id = state.check_model(req.model)
         prep = await run_in_threadpool(state.timed, request, state.prepare_chat, req)
-        await run_in_threadpool(engine.check_prompt, prep.ids, prep.text)
+        if engine.checks_prompt:  # a proxy whose upstream tokenizes the text itself
+            await run_in_threadpool(engine.check_prompt, prep.ids, prep.text)
         gens = [
             ChatGeneration(
                 engine.source(prep.ids, prep.text, _seeded(prep.sampling, i)),
@@ -881,7 +882,8 @@ def create_app(engine: Engine | None = None, config: ServerConfig | None = None,
         ids = await run_in_threadpool(state.timed, request, state.completion_ids, req)
         sampling = state.sampling(req, len(ids))
         text = engine.tokenizer.decode(ids) if engine.prompt_mode == "text" else ""
-        await run_in_threadpool(engine.check_prompt, ids, text)
+        if engine.checks_prompt:
+            await run_in_threadpool(engine.check_prompt, ids, text)
         gens = [TextGeneration(engine.source(ids, text, _seeded(sampling, i)), sampling.stop_texts) for i in range(req.n)]
         job = Job(state, Choices(gens), request)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)

@@ -104,6 +104,11 @@ class Engine(ABC):
     @abstractmethod
     def source(self, prompt_ids: Sequence[int], prompt_text: str, sampling: Sampling) -> PieceSource: ...
 
+    @property
+    def checks_prompt(self) -> bool:
+        """Whether :meth:`check_prompt` does anything (the server then calls it off the event loop)."""
+        return False
+
     def check_prompt(self, prompt_ids: Sequence[int], prompt_text: str) -> None:  # noqa: B027 - optional hook
         """Blocking, before a request is queued: raise :class:`APIError` for a prompt this engine
         could not evaluate exactly (a proxy whose upstream tokenizes text itself)."""
@@ -621,6 +626,10 @@ class UpstreamEngine(Engine):
         if not isinstance(obj, dict):
             raise upstream_error(f"upstream {self.url}{path} sent {type(obj).__name__}, not an object")
         return obj
+
+    @property
+    def checks_prompt(self) -> bool:
+        return self.verify_prompt
 
     def check_prompt(self, prompt_ids: Sequence[int], prompt_text: str) -> None:
         """Blocking: refuse (400) a prompt the upstream would not evaluate as exactly these ids."""
