@@ -374,24 +374,48 @@ def _whole_text_ready(rendered: Rendered, tokenizer: Tokenizer, allow_special_in
     return True
 
 
-def _first_ending_after(t2c: Any, n: int, p: int, lo: int) -> int:
+def _first_ending_after(t2c: Any, n: int, p: int, lo: int, per_char: float) -> int:
     """The first token index ``>= lo`` whose character range ends after ``p`` (``n`` if none), given
-    that every token before ``lo`` ends at or before ``p``: a galloping search over
-    ``token_to_chars`` (constant time per call), so a lookup costs the log of the distance from the
-    previous one, not a scan from the start of the sequence as ``char_to_token`` does."""
-    if lo >= n or t2c(lo)[1] > p:
+    that every token before ``lo`` ends at or before ``p``.
+
+    ``token_to_chars`` answers in constant time, so this guesses the index from the text's average
+    tokens per character (``per_char``), then gallops from the guess (doubling steps, up or down)
+    and bisects: a few calls per lookup however long the text, where ``char_to_token`` scans from
+    the start of the sequence on every call."""
+    if lo >= n:
         return lo
-    prev, step = lo, 1  # invariant: token ``prev`` ends at or before p
-    while True:
-        j = prev + step
-        if j >= n:
-            j = n
-            break
-        if t2c(j)[1] > p:
-            break
-        prev, step = j, step * 2
-    lo, hi = prev + 1, j
-    while lo < hi:
+    end = t2c(lo)[1]
+    if end > p:
+        return lo
+    # token ``lo`` ends at or before p: the answer is in (lo, n]
+    g = lo + 1 + int((p - end) * per_char)
+    if g >= n:
+        g = n - 1
+    if g > lo and t2c(g)[1] > p:
+        # the answer is in (lo, g]: gallop down from g to a token ending at or before p
+        hi, step = g, 1
+        while True:
+            j = hi - step
+            if j <= lo:
+                j = lo
+                break
+            if t2c(j)[1] <= p:
+                break
+            hi, step = j, step * 2
+        lo = j + 1
+    else:
+        # token g (or lo) ends at or before p: gallop up to one that ends after it (or n)
+        prev, step = max(g, lo), 1
+        while True:
+            hi = prev + step
+            if hi >= n:
+                hi = n
+                break
+            if t2c(hi)[1] > p:
+                break
+            prev, step = hi, step * 2
+        lo = prev + 1
+    while lo < hi:  # token hi ends after p (or hi is n), every token before lo at or before it
         mid = (lo + hi) >> 1
         if t2c(mid)[1] > p:
             hi = mid
@@ -445,6 +469,7 @@ def _labels_from_encoding(
     n = len(ids)
     t2c = enc.token_to_chars
     groups, total = _groups(rendered)
+    per_char = n / total if total else 0.0
     labels = [IGNORE_INDEX] * n
     spans: dict[int, tuple[int, int]] = {}
     cursor = 0  # every token before it ends at or before the last position looked up
@@ -454,7 +479,7 @@ def _labels_from_encoding(
             if not trained and m is None:
                 continue
             if qs != last_p:
-                cursor = last_t = _first_ending_after(t2c, n, qs, cursor)
+                cursor = last_t = _first_ending_after(t2c, n, qs, cursor, per_char)
                 last_p = qs
             a = last_t
             if a >= n or t2c(a)[0] > qs:  # no token holds character qs
@@ -464,7 +489,7 @@ def _labels_from_encoding(
             else:
                 # the token holding the next character ends the range, unless it crosses the boundary
                 # (a character split into several byte tokens is covered by all of them)
-                cursor = t = _first_ending_after(t2c, n, qe, cursor)
+                cursor = t = _first_ending_after(t2c, n, qe, cursor, per_char)
                 last_p, last_t = qe, t
                 if t >= n:
                     return None
