@@ -12,6 +12,7 @@ SmolLM2 tokenizer (tests/server/conftest.py): what is fuzzed is the request hand
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -186,11 +187,13 @@ def qwen_tok(testdata, shared_tokenizer):
     return shared_tokenizer(testdata("qwen2.5"))
 
 
-def _run_with_ids(name: str, tok, pieces) -> None:
+def _run_with_ids(name: str, tok, pieces, *, well_formed: bool = False) -> None:
     parser = get_parser(name, tok, tools=TOOLS, seed=2)
     try:
         deltas, result = run_parser(parser, pieces)
-    except ChatfmtError:  # documented (none is expected from well-formed calls; still allowed)
+    except ChatfmtError:  # documented for random output; a stream the model could emit must parse
+        if well_formed:
+            raise
         return
     check_result(deltas, result)
     with pytest.raises(ChatfmtError):  # documented: feed after finish
@@ -236,7 +239,7 @@ def test_real_token_streams_of_nasty_output(qwen_tok, every_nth_body, wrappings_
                     elif part:
                         ids += qwen_tok.encode_text(part)
                 dec = IncrementalDecoder(qwen_tok)
-                _run_with_ids(name, qwen_tok, [(dec.add(i), i) for i in ids[:4000]])
+                _run_with_ids(name, qwen_tok, [(dec.add(i), i) for i in ids[:4000]], well_formed=len(ids) <= 4000)
 
 
 # -- the HTTP request models ----------------------------------------------------------------------------
@@ -401,6 +404,41 @@ def mutated_body(draw):
 def test_mutated_bodies_never_get_a_5xx(client, case):
     path, raw = case
     assert_4xx_or_ok(client.post(path, content=raw, headers=AUTH), raw[:200])
+
+
+@st.composite
+def valid_body(draw):
+    """A valid request: any message text, sampling parameters anywhere in their documented ranges."""
+    path = draw(st.sampled_from(ENDPOINTS))
+    body = copy.deepcopy(VALID[path])
+    text = draw(st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40))
+    if "messages" in body:
+        body["messages"][0]["content"] = text
+    elif "prompt" in body:
+        body["prompt"] = text
+    if "temperature" in body:
+        body["temperature"] = draw(st.floats(0, 2))
+        body["max_tokens"] = draw(st.integers(1, 64))
+    if "top_p" in body:
+        body["top_p"] = draw(st.floats(0.01, 1))
+        body["seed"] = draw(st.integers(0, 2**31 - 1))
+    return path, body
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+@given(case=valid_body())
+def test_valid_bodies_are_answered(client, case):
+    """What the fuzzing above may refuse, a valid request must not: 200 and the endpoint's answer."""
+    path, body = case
+    r = client.post(path, json=body, headers=AUTH)
+    assert r.status_code == 200, (body, r.status_code, r.text[:300])
+    answer = r.json()
+    key = {"/v1/chat/completions": "choices", "/v1/completions": "choices", "/v1/render": None, "/v1/tokenize": "tokens", "/v1/detokenize": None}[path]
+    if key is not None:
+        assert answer[key], answer
+    if path == "/v1/chat/completions":
+        content = answer["choices"][0]["message"]["content"]  # the scripted reply, cut at max_tokens
+        assert content and "Hello there.".startswith(content), answer
 
 
 def test_nan_literal_never_reaches_sampling(client, engine):
