@@ -265,3 +265,114 @@ def test_tiktoken_flavors_by_name_and_unknown_files(cl100k: Any, tmp_path: Path)
         read_ranks(empty)
     ranks = read_ranks(path)
     assert len(ranks) == 100256 and ranks[b"!"] == 0
+
+
+# -- Meta's Llama 3 / Llama 4 tiktoken files (the llama-models package) --------------------------------
+
+
+def _meta(version: str) -> tuple[Any, Any]:
+    pytest.importorskip("llama_models", reason="Meta's tokenizer files ship in the llama-models package")
+    import importlib
+
+    mod = importlib.import_module(f"llama_models.{version}.tokenizer")
+    ref = mod.Tokenizer.get_instance()
+    path = Path(mod.__file__).parent / "tokenizer.model"
+    return ref, chatfmt.load_tokenizer(path)
+
+
+@pytest.fixture(scope="module")
+def llama3() -> tuple[Any, Any]:
+    return _meta("llama3")
+
+
+@pytest.fixture(scope="module")
+def llama4() -> tuple[Any, Any]:
+    return _meta("llama4")
+
+
+def test_llama3_and_llama4_flavors_are_metas(llama3: Any, llama4: Any) -> None:
+    for ref, tok in (llama3, llama4):
+        assert tok.special_tokens == ref.special_tokens
+        assert tok.vocab_size == ref.model.n_vocab
+        assert (
+            tok.bos_token == "<|begin_of_text|>"
+            and tok.eos_token == "<|end_of_text|>"
+            and tok.add_bos is True
+        )
+        for text in TEXTS:
+            assert tok.encode_text(text) == ref.encode(text, bos=False, eos=False), text
+        first = tok.id_to_token(0)
+        assert first is not None and tok.token_to_id(first) == 0
+        assert tok.decode([0]) == ref.decode([0])
+    assert llama3[1].id_to_token(0) == "!"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a" * 25_000 + " " + "b" * 25_001,
+        "a" * 25_001,
+        " " * 25_001 + "x",
+        "x" + " " * 24_999 + "y" * 25_002 + "\n" * 50_003,
+        "ab" * 13_000,
+    ],
+    ids=["at-the-limit", "one-over", "spaces-over", "mixed", "alternating"],
+)
+def test_long_runs_are_cut_as_meta_cuts_them(text: str, llama3: Any) -> None:
+    ref, tok = llama3
+    want = ref.encode(text, bos=False, eos=False)
+    assert tok.encode_text(text) == want
+    assert tok.encode_texts([text, "short"]) == [want, ref.encode("short", bos=False, eos=False)]
+    assert tok.encode_text_with_offsets(text).ids == want
+
+
+# -- SentencePiece: side files, errors, piece types ----------------------------------------------------
+
+
+def test_spm_side_files_beside_the_model_are_read(tmp_path: Path) -> None:
+    import json
+
+    path = _mistral_data("mistral_instruct_tokenizer_240323.model.v3")
+    model = tmp_path / "tokenizer.model"
+    model.write_bytes(path.read_bytes())
+    (tmp_path / "tokenizer_config.json").write_text(
+        json.dumps({"add_bos_token": False, "tokenizer_class": "LlamaTokenizer"})
+    )
+    tok = chatfmt.load_tokenizer(model)
+    assert tok.add_bos is False and tok.profile is None
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "ChatGLMTokenizer"}))
+    glm = chatfmt.load_tokenizer(model)
+    assert glm.profile is not None and glm.profile.name == "chatglm3"
+    from chatfmt.tokenizers.sentencepiece import load_sentencepiece
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "tokenizer_config.json").write_text(json.dumps({"add_bos_token": False}))
+    assert load_sentencepiece(path, config_dir=elsewhere).add_bos is False
+    assert load_sentencepiece(path).add_bos is True
+
+
+def test_spm_read_errors_name_the_file(tmp_path: Path) -> None:
+    from chatfmt.tokenizers.sentencepiece import SentencePieceTokenizer, load_sentencepiece
+
+    _mistral_data("tokenizer.model.v1")
+    missing = tmp_path / "missing.model"
+    with pytest.raises(TokenizerError, match="cannot read") as e:
+        load_sentencepiece(missing)
+    assert e.value.source == str(missing)
+    with pytest.raises(TokenizerError, match="not a sentencepiece model") as e:
+        SentencePieceTokenizer(b"\xff\xfe not a model", source="here.model")
+    assert e.value.source == "here.model"
+
+
+def test_spm_user_defined_pieces_are_control_or_added_with_their_ids(spm: Any) -> None:
+    from sentencepiece import sentencepiece_model_pb2
+
+    tok, sp, _, path = spm
+    m = sentencepiece_model_pb2.ModelProto()
+    m.ParseFromString(path.read_bytes())
+    T = sentencepiece_model_pb2.ModelProto.SentencePiece
+    user = {p.piece: i for i, p in enumerate(m.pieces) if p.type == T.USER_DEFINED}
+    control = {p.piece: i for i, p in enumerate(m.pieces) if p.type in (T.CONTROL, T.UNKNOWN)}
+    assert not set(tok.added_tokens) & set(tok.special_tokens)
+    assert {**tok.added_tokens, **tok.special_tokens} == {**user, **control}
