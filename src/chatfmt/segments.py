@@ -164,6 +164,8 @@ class SegmentBuilder:
 
     def build(self) -> Rendered:
         segs: list[Segment] = []
+        append = segs.append
+        new = _new_tuple  # a Segment from its six fields, without NamedTuple.__new__'s keyword handling
         run: list[str] = []
         key: tuple[SegmentKind, int | None, bool] | None = None
         for text, kind, message, trained, ids, labels in self._items:
@@ -171,14 +173,17 @@ class SegmentBuilder:
                 run.append(text)
                 continue
             if run and key is not None:
-                segs.append(Segment("".join(run), *key))
+                append(new(Segment, (run[0] if len(run) == 1 else "".join(run), *key, None, None)))
                 run = []
                 key = None
             if ids is not None:
-                segs.append(Segment(text, kind, message, trained, ids, labels))
+                append(new(Segment, (text, kind, message, trained, ids, labels)))
             else:
                 run.append(text)
                 key = (kind, message, trained)
         if run and key is not None:
-            segs.append(Segment("".join(run), *key))
+            append(new(Segment, (run[0] if len(run) == 1 else "".join(run), *key, None, None)))
         return Rendered(segs)
+
+
+_new_tuple = tuple.__new__
