@@ -22,10 +22,14 @@ def render(source: str, **kwargs):
 def assert_stops(
     source: str, error: type[TemplateError] = TemplateLimitError, match: str | None = None
 ) -> TemplateError:
-    start = time.monotonic()
+    """The render is stopped with ``error``. No wall-clock bound (the machine may be loaded): what
+    stopped it is checked instead. Unless the deadline is what the caller expects (``match`` names
+    it), the render must have been stopped by its own limit (a size, recursion or security check,
+    before the value is built), not by the deadline firing on a render that was still working."""
     with pytest.raises(error, match=match) as info:
         render(source)
-    assert time.monotonic() - start < 3, "the template was not stopped in time"
+    if not (match and "took longer than" in match):
+        assert "took longer than" not in str(info.value), f"stopped by the deadline, not by its limit: {info.value}"
     return info.value
 
 
@@ -98,7 +102,10 @@ def test_a_render_that_loops_without_output_stops_at_the_timeout():
 
 
 def test_the_watchdog_does_not_fire_on_later_renders():
-    assert_stops("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}")
+    assert_stops(
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+        match="took longer than",
+    )
     fmt = from_template("{% for m in messages %}{{ m.content }}{% endfor %}", timeout=0.2)
     deadline = time.monotonic() + 1.0  # well past any deadline that could still be pending
     n = 0
