@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -155,6 +156,8 @@ class Chat:
         self.extra_stop = tuple(stop)
         self.max_tool_rounds = max_tool_rounds
         self.template_kwargs = dict(template_kwargs or {})
+        #: the ``response_format`` of every reply unless a call gives its own (None: free text)
+        self.response_format: dict[str, Any] | None = None
         self.messages: list[dict[str, Any]] = []
         self._system: str | None = None
         self.tools: list[dict[str, Any]] = []
@@ -282,15 +285,31 @@ class Chat:
             self.messages.append({"role": "tool", "tool_call_id": call.get("id"), "name": name, "content": result})
         return True
 
+    def _constraint(self, overrides: dict[str, Any]) -> Any:
+        """The checked constraint of ``overrides["response_format"]`` (popped; default
+        :attr:`response_format`; OpenAI's shape:
+        ``{"type": "json_object"}`` or ``{"type": "json_schema", "json_schema": {"schema": ...,
+        "strict": ...}}``), or None; :class:`~chatfmt.errors.ConstraintError` when it cannot be
+        enforced (see :mod:`chatfmt.inference.constrain`)."""
+        rf = overrides.pop("response_format", self.response_format)
+        if not rf:
+            return None
+        from .constrain import response_format_constraint, stop_ids_for
+
+        return response_format_constraint(rf, self.tokenizer, stop_ids_for(self.format, self.tokenizer))
+
     def stream(self, text: str | None = None, **overrides: Any) -> Iterator[Any]:
         """Send ``text`` as a user message (``None``: answer the conversation as it is) and stream
         :class:`~chatfmt.toolcalls.Delta` objects; registered tools are called between generations.
-        :attr:`last_reply` holds the final reply afterwards."""
+        :attr:`last_reply` holds the final reply afterwards. ``response_format=`` (OpenAI's
+        ``json_object`` / ``json_schema``) constrains every reply to JSON valid against the schema."""
+        overrides = dict(overrides)
+        factory = self._constraint(overrides)
         if text is not None:
             self.messages.append({"role": "user", "content": text})
-        params = self._params(dict(overrides))
+        params = self._params(overrides)
         for _ in range(self.max_tool_rounds + 1):
-            rs = self._reply_stream(params)
+            rs = self._reply_stream(params if factory is None else replace(params, constraint=factory.new()))
             yield from rs
             reply = rs.reply
             assert reply is not None
@@ -313,7 +332,11 @@ class Chat:
 
         if not messages:
             raise EmptyConversationError("generate() got an empty conversation: give it at least one message")
-        params = self._params(dict(overrides))
+        overrides = dict(overrides)
+        factory = self._constraint(overrides)
+        params = self._params(overrides)
+        if factory is not None:
+            params = replace(params, constraint=factory.new())
         fitted = fit_history(self.encoder, list(messages), self._budget(params), tools=list(tools) if tools else None, **self.template_kwargs)
         _, stop_texts = stop_tokens(self.format, self.tokenizer, self.extra_stop)
         parser = parser_for_format(self.format, self.tokenizer, prompt=self.encoder.last_text, tools=list(tools) if tools else None)
