@@ -376,3 +376,101 @@ def test_spm_user_defined_pieces_are_control_or_added_with_their_ids(spm: Any) -
     control = {p.piece: i for i, p in enumerate(m.pieces) if p.type in (T.CONTROL, T.UNKNOWN)}
     assert not set(tok.added_tokens) & set(tok.special_tokens)
     assert {**tok.added_tokens, **tok.special_tokens} == {**user, **control}
+
+
+def _spm_dir(tmp_path: Path, config: dict[str, Any], *, byte_fallback: bool = True) -> tuple[Path, Any, Any]:
+    """The v3 model in ``tmp_path`` with a ``tokenizer_config.json``; (path, sentencepiece, no-prefix sp)."""
+    import json
+
+    import sentencepiece
+    from sentencepiece import sentencepiece_model_pb2
+
+    src = _mistral_data("mistral_instruct_tokenizer_240323.model.v3")
+    m = sentencepiece_model_pb2.ModelProto()
+    m.ParseFromString(src.read_bytes())
+    if not byte_fallback:  # byte pieces become ordinary pieces: unknown characters give <unk>
+        m.trainer_spec.byte_fallback = False
+        for piece in m.pieces:
+            if piece.type == sentencepiece_model_pb2.ModelProto.SentencePiece.BYTE:
+                piece.type = sentencepiece_model_pb2.ModelProto.SentencePiece.NORMAL
+    model = tmp_path / "tokenizer.model"
+    model.write_bytes(m.SerializeToString())
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    sp = sentencepiece.SentencePieceProcessor(model_proto=m.SerializeToString())
+    m.normalizer_spec.add_dummy_prefix = False
+    return model, sp, sentencepiece.SentencePieceProcessor(model_proto=m.SerializeToString())
+
+
+def test_spm_tokens_added_past_the_vocabulary(tmp_path: Path) -> None:
+    """``added_tokens_decoder`` entries past the model's pieces: special (or control-looking) ones are
+    control tokens, the others plain added tokens that text is split on; the text between them is
+    encoded as ``tokenizers`` encodes added-token splits of a Metaspace model (the prefix only on the
+    first split), each split by sentencepiece itself."""
+    probe, sp0, _ = _spm_dir(tmp_path, {})
+    n = sp0.get_piece_size()
+    config = {
+        "added_tokens_decoder": {
+            str(n): {"content": "zzplain", "special": False},
+            str(n + 1): {"content": "qqother", "special": False},
+            str(n + 2): {"content": "wwctl", "special": True},
+        }
+    }
+    path, sp, sp_noprefix = _spm_dir(tmp_path, config)
+    tok = chatfmt.load_tokenizer(path)
+    assert {t: i for t, i in tok.added_tokens.items() if i >= n} == {"zzplain": n, "qqother": n + 1}
+    assert tok.special_tokens["wwctl"] == n + 2 and "wwctl" not in tok.added_tokens
+    assert tok.vocab_size == n + 3
+    text = "Hello zzplain world qqotherzzplain end"
+    want = [*sp.encode("Hello "), n, *sp_noprefix.encode(" world "), n + 1, n, *sp_noprefix.encode(" end")]
+    assert tok.encode_text(text) == want
+    assert tok.encode_texts([text]) == [want]
+    enc = tok.encode_text_with_offsets(text)
+    assert enc.ids == want
+    assert enc.offsets[len(sp.encode("Hello "))] == (6, 13)
+    assert tok.id_to_token(n) == "zzplain" and tok.token_to_id("qqother") == n + 1
+    assert tok.encode_text("zzplain x", prefix_space=False) == [n, *sp_noprefix.encode(" x")]
+
+
+def test_spm_chatglm3_profile_appends_its_tokens(tmp_path: Path) -> None:
+    """ChatGLM3's tokenizer code appends its control tokens after the sentencepiece pieces, in this
+    order, and has no BOS ([gMASK] sop is the format's job)."""
+    path, sp, _ = _spm_dir(tmp_path, {"tokenizer_class": "ChatGLMTokenizer"})
+    tok = chatfmt.load_tokenizer(path)
+    n = sp.get_piece_size()
+    order = [
+        "[MASK]",
+        "[gMASK]",
+        "[sMASK]",
+        "sop",
+        "eop",
+        "<|system|>",
+        "<|user|>",
+        "<|assistant|>",
+        "<|observation|>",
+    ]
+    assert [tok.special_tokens[t] for t in order] == list(range(n, n + len(order)))
+    assert (tok.bos_token, tok.eos_token, tok.add_bos) == (None, "</s>", False)
+    assert tok.decode([n + 1, n + 3]) == "[gMASK]sop"
+
+
+def test_spm_unknown_pieces_of_a_model_without_byte_fallback(tmp_path: Path) -> None:
+    path, sp, _ = _spm_dir(tmp_path, {}, byte_fallback=False)
+    tok = chatfmt.load_tokenizer(path)
+    text = "clef \U0001d11e here"
+    assert sp.unk_id() in sp.encode(text)
+    assert tok.encode_text(text) == sp.encode(text)
+    assert tok.encode_text_with_offsets(text).ids == sp.encode(text)
+
+
+def test_tiktoken_error_sources_and_notes(cl100k: Any, tmp_path: Path) -> None:
+    from chatfmt.tokenizers.tiktoken_file import load_tiktoken
+
+    _, _, path = cl100k
+    other = tmp_path / "vocab.bpe"
+    other.write_bytes(path.read_bytes())
+    with pytest.raises(TokenizerError) as e:
+        load_tiktoken(other, flavor="nope")
+    assert e.value.source == str(other)
+    given = load_tiktoken(other, special_tokens={"<|x|>": 100300})
+    assert "unknown tiktoken file: cl100k pattern" in given.notes
+    assert given.special_tokens == {"<|x|>": 100300}
