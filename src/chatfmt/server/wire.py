@@ -155,10 +155,10 @@ NO_OP_FIELDS: tuple[str, ...] = (
 #: OpenAI fields chatfmt cannot honour: a 400 naming the field (value, when the field is set at all)
 REFUSED_FIELDS: dict[str, str] = {
     "audio": "audio output is not supported (text only)",
-    "functions": "the legacy functions field is not supported: send tools",
-    "function_call": "the legacy function_call field is not supported: send tool_choice",
-    "reasoning_effort": "reasoning_effort is not supported: pass the format's own switch in chat_template_kwargs",
-    "verbosity": "verbosity is not supported",
+    "functions": "the legacy field is not supported: send tools",
+    "function_call": "the legacy field is not supported: send tool_choice",
+    "reasoning_effort": "not supported: pass the format's own switch in chat_template_kwargs",
+    "verbosity": "not supported",
     "web_search_options": "web search is not supported",
 }
 
@@ -259,9 +259,9 @@ class ChatCompletionRequest(_Sampling, ChatRequestBase):
         """``(field, message)`` of the first field set that chatfmt cannot honour, else None."""
         for name, why in REFUSED_FIELDS.items():
             if getattr(self, name) is not None:
-                return name, why
+                return name, f"{name}: {why}"
         if self.modalities is not None and any(m != "text" for m in self.modalities):
-            return "modalities", "only the text modality is supported"
+            return "modalities", "modalities: only the text modality is supported"
         if self.parallel_tool_calls is False:
             return (
                 "parallel_tool_calls",
