@@ -253,6 +253,8 @@ class Chat:
     def _params(self, overrides: dict[str, Any]) -> GenerationParams:
         if "max_new_tokens" in overrides:
             overrides["max_tokens"] = overrides.pop("max_new_tokens")
+        if "repetition_penalty" in overrides:  # the OpenAI-server spelling
+            overrides["repeat_penalty"] = overrides.pop("repetition_penalty")
         fields = {k: getattr(self.params, k) for k in ("max_tokens", "temperature", "top_p", "top_k", "seed", "repeat_penalty")}
         fields.update(overrides)
         stop_ids, _ = stop_tokens(self.format, self.tokenizer, self.extra_stop)
@@ -319,7 +321,13 @@ class Chat:
                 return
 
     def send(self, text: str | None = None, **overrides: Any) -> Reply:
-        """Send ``text`` and return the model's reply (after any tool calls it made were run)."""
+        """Send ``text`` and return the model's reply (after any tool calls it made were run).
+
+        ``overrides`` are :class:`~chatfmt.inference.backends.base.GenerationParams` fields for this
+        reply: ``max_new_tokens``, ``temperature``, ``top_p``, ``top_k``, ``min_p``, ``seed``,
+        ``presence_penalty``, ``frequency_penalty``, ``repetition_penalty``, ``logit_bias`` (token id
+        -> bias), ``logprobs=True`` / ``top_logprobs=k`` (then :attr:`Reply.logprobs` holds each
+        generated token's log-probability), and ``response_format``."""
         for _ in self.stream(text, **overrides):
             pass
         assert self.last_reply is not None

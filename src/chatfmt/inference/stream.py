@@ -124,6 +124,9 @@ class Reply:
     #: seconds from start to the first token and in total
     time_to_first_token: float | None = None
     elapsed: float = 0.0
+    #: each generated token's log-probability (and top alternatives) when asked for with
+    #: ``logprobs=True`` / ``top_logprobs=k`` (:class:`~chatfmt.inference.backends.base.TokenLogprob`)
+    logprobs: list[Any] = field(default_factory=list)
 
     def message(self) -> dict[str, Any]:
         """The OpenAI-shaped assistant message."""
@@ -223,6 +226,7 @@ class ReplyStream:
             warnings=list(parsed.warnings),
             time_to_first_token=ttft,
             elapsed=time.perf_counter() - t0,
+            logprobs=list(res.logprobs),
         )
 
     def run(self) -> Reply:
