@@ -5,8 +5,9 @@
     python benchmarks/threads_bench.py --markdown table.md --out results.json
 
 For each backend (transformers, llama.cpp) and each thread setting (1, 2, chatfmt's default
-``--threads``, and the library's own default: ``--threads 0``), a fresh process loads the default
-model (SmolLM2-135M-Instruct) through ``load_backend(threads=...)``, warms up, then generates
+``--threads``, and the library's own default: ``--threads 0``), the default model
+(SmolLM2-135M-Instruct) is loaded through ``load_backend(threads=...)`` (llama.cpp: once per setting;
+transformers: once per condition, then ``torch.set_num_threads`` per setting), warmed up, then generates
 ``--tokens`` tokens greedily from a fixed chat prompt (no stop ids: always exactly that many),
 ``--samples`` times. Reported: tokens/s (best sample, median next to it), and for that run the
 process CPU time over wall time (above 1.0: more than one core busy).
@@ -14,8 +15,8 @@ process CPU time over wall time (above 1.0: more than one core busy).
 Each setting is measured twice: with the machine as it is ("idle"), and with a busy neighbour: a
 separate process burning one core (an endless Python loop, not pinned) started before the worker and
 stopped after it. The 1-minute load average is printed with every row: figures taken on a loaded
-machine are not final. A fresh process per setting matters: torch's thread pool and llama.cpp's
-threads are per process.
+machine are not final. Each condition runs in a fresh process: torch's default is read before
+anything changes it.
 """
 
 from __future__ import annotations
@@ -57,17 +58,9 @@ def _threads_arg(setting: str) -> int | None:
     return {"default": None, "library": 0}.get(setting, int(setting) if setting.isdigit() else None)
 
 
-def worker(backend: str, setting: str, tokens: int, samples: int) -> dict[str, Any]:
-    """One setting in this (fresh) process: load, warm up, time ``samples`` greedy generations."""
-    chatfmt = _import_chatfmt()
-    from chatfmt.inference.backends import GenerationParams, load_backend
+def _timed(be: Any, ids: list[int], tokens: int, samples: int) -> list[dict[str, float]]:
+    from chatfmt.inference.backends import GenerationParams
 
-    t0 = time.perf_counter()
-    be = load_backend(None, backend, threads=_threads_arg(setting))
-    load_s = time.perf_counter() - t0
-    ids = (
-        chatfmt.load_format(be.model_path).encode(PROMPT, be.tokenizer, add_generation_prompt=True).input_ids
-    )
     greedy = GenerationParams(max_tokens=tokens, temperature=0)
     list(be.generate(ids, GenerationParams(max_tokens=4, temperature=0)))  # warm-up
     runs = []
@@ -76,14 +69,12 @@ def worker(backend: str, setting: str, tokens: int, samples: int) -> dict[str, A
         n = sum(1 for _ in be.generate(ids, greedy))
         wall, cpu = time.perf_counter() - w0, time.process_time() - c0
         runs.append({"tokens": n, "wall_s": wall, "cpu_s": cpu, "tok_s": n / wall})
-    if backend == "transformers":
-        import torch
+    return runs
 
-        used = torch.get_num_threads()
-    else:
-        llm = getattr(be, "llm", None)
-        used = getattr(llm, "n_threads", None)
-    be.close()
+
+def _row(
+    backend: str, setting: str, used: Any, load_s: float, runs: list[dict[str, float]]
+) -> dict[str, Any]:
     best = max(runs, key=lambda r: r["tok_s"])
     return {
         "backend": backend,
@@ -97,39 +88,76 @@ def worker(backend: str, setting: str, tokens: int, samples: int) -> dict[str, A
     }
 
 
-def measure(backend: str, setting: str, tokens: int, samples: int, busy: bool) -> dict[str, Any]:
+def worker(backend: str, settings: list[str], tokens: int, samples: int) -> list[dict[str, Any]]:
+    """The settings in this (fresh) process. llama.cpp: a load per setting (its threads are fixed
+    when the context is made; a load takes seconds). transformers: one load (dequantizing the GGUF
+    takes minutes on a busy machine), then ``torch.set_num_threads`` per setting, torch's own
+    default read before chatfmt changes anything."""
+    chatfmt = _import_chatfmt()
+    from chatfmt.inference.backends import load_backend
+    from chatfmt.inference.backends.machine import default_threads
+
+    rows = []
+    if backend == "transformers":
+        import torch
+
+        library = torch.get_num_threads()  # before any load: torch's own default
+        t0 = time.perf_counter()
+        be = load_backend(None, backend, threads=0)
+        load_s = time.perf_counter() - t0
+        ids = (
+            chatfmt.load_format(be.model_path)
+            .encode(PROMPT, be.tokenizer, add_generation_prompt=True)
+            .input_ids
+        )
+        for setting in settings:
+            n = {"default": default_threads(), "library": library}.get(setting) or int(setting)
+            torch.set_num_threads(n)
+            rows.append(
+                _row(backend, setting, torch.get_num_threads(), load_s, _timed(be, ids, tokens, samples))
+            )
+        be.close()
+        return rows
+    for setting in settings:
+        t0 = time.perf_counter()
+        be = load_backend(None, backend, threads=_threads_arg(setting))
+        load_s = time.perf_counter() - t0
+        ids = (
+            chatfmt.load_format(be.model_path)
+            .encode(PROMPT, be.tokenizer, add_generation_prompt=True)
+            .input_ids
+        )
+        llm = getattr(be, "llm", None)
+        used = getattr(llm, "n_threads", None)
+        rows.append(_row(backend, setting, used, load_s, _timed(be, ids, tokens, samples)))
+        be.close()
+    return rows
+
+
+def measure(backend: str, settings: list[str], tokens: int, samples: int, busy: bool) -> list[dict[str, Any]]:
     burner = subprocess.Popen([sys.executable, "-c", BURNER]) if busy else None
     try:
         if burner is not None:
             time.sleep(1.0)  # let it take its core
         load_before = os.getloadavg()[0]
-        cmd = [
-            sys.executable,
-            str(Path(__file__).resolve()),
-            "--worker",
-            backend,
-            setting,
-            "--tokens",
-            str(tokens),
-            "--samples",
-            str(samples),
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", backend, ",".join(settings)]
+        cmd += ["--tokens", str(tokens), "--samples", str(samples)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=7200)
         if proc.returncode != 0:
-            return {
-                "backend": backend,
-                "setting": setting,
-                "error": proc.stderr.strip().splitlines()[-1:] or ["failed"],
-            }
-        out: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+            error = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+            return [
+                {"backend": backend, "setting": s, "error": error, "busy_neighbour": busy} for s in settings
+            ]
+        rows: list[dict[str, Any]] = json.loads(proc.stdout.strip().splitlines()[-1])
     finally:
         if burner is not None:
             burner.kill()
             burner.wait()
-    out["busy_neighbour"] = busy
-    out["load_1min_before"] = round(load_before, 2)
-    out["load_1min_after"] = round(os.getloadavg()[0], 2)
-    return out
+    for r in rows:
+        r["busy_neighbour"] = busy
+        r["load_1min_before"] = round(load_before, 2)
+        r["load_1min_after"] = round(os.getloadavg()[0], 2)
+    return rows
 
 
 def markdown(results: list[dict[str, Any]], header: dict[str, Any]) -> str:
@@ -146,18 +174,25 @@ def markdown(results: list[dict[str, Any]], header: dict[str, Any]) -> str:
     for backend in header["backends"]:
         for s in header["settings"]:
             idle, busy = by.get((backend, s, False)), by.get((backend, s, True))
-            if idle is None or busy is None:
+            rows = [r for r in (idle, busy) if r is not None]
+            if not rows:
                 continue
-            if "error" in idle or "error" in busy:
-                lines.append(
-                    f"| {backend} | {names.get(s, s)} | failed: {(idle.get('error') or busy.get('error'))} | | | | | | |"
-                )
+            failed = [r["error"] for r in rows if "error" in r]
+            if failed:
+                lines.append(f"| {backend} | {names.get(s, s)} | failed: {failed[0]} | | | | | | |")
                 continue
-            ratio = busy["tok_s_best"] / idle["tok_s_best"] if idle["tok_s_best"] else 0.0
+
+            def cells(r: dict[str, Any] | None) -> str:
+                return "- | -" if r is None else f"{r['tok_s_best']:.1f} | {r['cpu_over_wall']:.2f}"
+
+            ratio = (
+                f"{busy['tok_s_best'] / idle['tok_s_best']:.2f}x"
+                if idle and busy and idle["tok_s_best"]
+                else "-"
+            )
+            loads = ", ".join(f"{r['load_1min_before']:.1f}" if r else "-" for r in (idle, busy))
             lines.append(
-                f"| {backend} | {names.get(s, s)} | {idle['threads_used']} | {idle['tok_s_best']:.1f} | {idle['cpu_over_wall']:.2f} | "
-                f"{busy['tok_s_best']:.1f} | {busy['cpu_over_wall']:.2f} | {ratio:.2f}x | "
-                f"{idle['load_1min_before']:.1f}, {busy['load_1min_before']:.1f} |"
+                f"| {backend} | {names.get(s, s)} | {rows[0]['threads_used']} | {cells(idle)} | {cells(busy)} | {ratio} | {loads} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -176,7 +211,7 @@ def main() -> int:
     ap.add_argument("--worker", nargs=2, metavar=("BACKEND", "SETTING"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker[0], args.worker[1], args.tokens, args.samples)))
+        print(json.dumps(worker(args.worker[0], args.worker[1].split(","), args.tokens, args.samples)))
         return 0
     _import_chatfmt()
     from chatfmt.inference.backends.machine import default_threads, usable_cpus
@@ -195,12 +230,10 @@ def main() -> int:
     cpu0, wall0 = time.process_time(), time.perf_counter()
     results = []
     for backend in header["backends"]:
-        for s in header["settings"]:
-            for cond in args.conditions.split(","):
-                r = measure(backend, s, args.tokens, args.samples, busy=cond == "busy")
+        for cond in args.conditions.split(","):
+            for r in measure(backend, header["settings"], args.tokens, args.samples, busy=cond == "busy"):
                 results.append(r)
-                shown = {k: v for k, v in r.items() if k != "runs"}
-                print(json.dumps(shown), flush=True)
+                print(json.dumps({k: v for k, v in r.items() if k != "runs"}), flush=True)
     header["load_end"] = round(os.getloadavg()[0], 2)
     header["bench_wall_s"] = round(time.perf_counter() - wall0, 1)
     header["bench_cpu_s_parent"] = round(time.process_time() - cpu0, 1)
