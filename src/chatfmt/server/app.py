@@ -133,7 +133,7 @@ def _messages(req: ChatRequestBase) -> list[dict[str, Any]]:
             and m.tool_calls is None
             and m.tool_call_id is None
             and m.reasoning_content is None
-            and not m.model_extra
+            and not m.__pydantic_extra__
         ):  # what model_dump(exclude_none=True) gives it, without its cost (most messages)
             out.append({"role": m.role, "content": m.content})
             continue
