@@ -34,7 +34,7 @@ import corpus as corpus_mod  # noqa: E402
 IGNORE_INDEX = -100
 
 TARGET_RENDER_BUILTIN = 20.0  # built-in render >= 20x transformers apply_chat_template(tokenize=False)
-TARGET_RENDER_JINJA = 2.0  # Jinja render >= 2x transformers
+TARGET_RENDER_JINJA = 5.0  # Jinja render (a pinned template) >= 5x transformers
 TARGET_ENCODE = 0.8  # encode with labels >= 0.8x raw tokenizers encode_batch
 TARGET_SCALING = 1.2  # cost per token at 80 turns <= 1.2x that at 4 turns
 
@@ -138,6 +138,7 @@ def hf_prefix_diff(hf_tok: Any, conv: list[dict[str, Any]]) -> tuple[list[int], 
 
 def build_methods(chatfmt: Any, fmt: Any, jfmt: Any, tok: Any, raw: Any, hf_tok: Any, repeats: dict[str, int]) -> list[Method]:
     rr, re_, rs, rw = repeats["render"], repeats["encode"], repeats["slow"], repeats["raw"]
+    jfmt_strict = jfmt.with_options(strict=True)
 
     def texts_of(out: list[str]) -> list[str]:
         return out
@@ -161,6 +162,9 @@ def build_methods(chatfmt: Any, fmt: Any, jfmt: Any, tok: Any, raw: Any, hf_tok:
                lambda w: [fmt.render(c) for c in w.convs], rr, texts_of),
         Method("render_jinja", "chatfmt Jinja (Qwen2.5 template): render", "render",
                lambda w: [jfmt.render(c) for c in w.convs], rr, texts_of),
+        Method("render_jinja_executed", "chatfmt Jinja, template executed (strict: no built-in)", "render",
+               lambda w: [jfmt_strict.render(c) for c in w.convs], rr, texts_of, info=True,
+               note="the sandboxed template itself, as for a template no built-in is pinned against"),
         Method("segments_builtin", "chatfmt built-in: render_segments", "render",
                lambda w: [fmt.render_segments(c) for c in w.convs], rr, seg_texts),
         Method("segments_jinja", "chatfmt Jinja: render_segments", "render",
@@ -334,6 +338,7 @@ def run_checks(methods: dict[str, Method], work: Workload, fmt: Any, tok: Any, h
     checks: dict[str, Any] = {
         "render: built-in vs transformers (conversations differing)": mismatches("render_builtin", "render_transformers"),
         "render: Jinja vs transformers": mismatches("render_jinja", "render_transformers"),
+        "render: Jinja executed (strict) vs transformers": mismatches("render_jinja_executed", "render_transformers"),
         "render_segments text vs render (built-in)": mismatches("segments_builtin", "render_builtin"),
         "render_segments text vs render (Jinja)": mismatches("segments_jinja", "render_jinja"),
         "ids: chatfmt built-in vs raw encode_batch": mismatches("encode_builtin", "raw_encode_batch"),
@@ -543,12 +548,15 @@ def report(results: dict[str, Any], console: Any) -> None:
             f"column is not affected. Load average at start / end: {meta['loadavg_start']} / {meta['loadavg_end']}. "
             f"Re-run on an idle machine."
         )
-    console.print("[bold]targets[/bold]")
+    if results.get("latency"):
+        report_latency(results["latency"], console)
+    console.print(f"[bold]targets[/bold] (load average at start / end: {meta['loadavg_start']} / {meta['loadavg_end']})")
     for tg in results["targets"]:
         style = "green" if tg["verdict"] == "PASS" else ("red" if tg["verdict"] == "FAIL" else "yellow")
-        val = "-" if tg["value"] is None else f"{tg['value']:.3f}x"
+        unit = tg.get("unit", "x")
+        val = "-" if tg["value"] is None else f"{tg['value']:.3f}{unit}"
         mark = "" if tg.get("reliable", True) else "?"
-        console.print(f"  [{style}]{tg['verdict']}{mark}[/{style}]  {tg['name']}: {val} (target {tg['op']} {tg['threshold']}x)"
+        console.print(f"  [{style}]{tg['verdict']}{mark}[/{style}]  {tg['name']}: {val} (target {tg['op']} {tg['threshold']}{unit})"
                       + ("" if mark == "" else "  [yellow](a row compared was starved of CPU)[/yellow]"))
     console.print("[bold]checks[/bold] (0 = identical for every conversation)")
     for name, v in results["checks"].items():
@@ -557,6 +565,201 @@ def report(results: dict[str, Any], console: Any) -> None:
         else:
             bad = v not in (0, None)
             console.print(f"  {'[red]' if bad else ''}{name}: {'-' if v is None else v}{'[/red]' if bad else ''}")
+
+
+# --------------------------------------------------------------------------------------- latency
+
+TARGET_APPEND_MS = 1.0  # appending one turn to a ~100k-token conversation: IncrementalEncoder.encode < 1 ms
+TARGET_SERVE_MS = 0.5  # serve's format layer (prepare_chat: messages, render, encode) < 0.5 ms p50, warm
+
+
+def _timed(fn: Callable[[], Any], before: Callable[[], Any] | None, repeats: int) -> dict[str, Any]:
+    """``repeats`` samples of ``fn()`` (``before()`` run untimed ahead of each): wall and thread CPU
+    time, in ms."""
+    wall: list[float] = []
+    cpu: list[float] = []
+    for _ in range(repeats):
+        if before is not None:
+            before()
+        gc.collect()
+        c0 = time.thread_time()
+        t0 = time.perf_counter()
+        fn()
+        wall.append((time.perf_counter() - t0) * 1e3)
+        cpu.append((time.thread_time() - c0) * 1e3)
+    return {
+        "p50_ms": round(statistics.median(wall), 4),
+        "best_ms": round(min(wall), 4),
+        "cpu_p50_ms": round(statistics.median(cpu), 4),
+        "cpu_best_ms": round(min(cpu), 4),
+        "cpu_per_wall": round(statistics.median(cpu) / statistics.median(wall), 2) if statistics.median(wall) else None,
+    }
+
+
+def render_breakdown(fmt: Any, convs: list[Any], repeats: int = 5) -> dict[str, Any]:
+    """Where a built-in render's microseconds go, per conversation (thread CPU time, best of
+    ``repeats``): the general path's stages one by one (parse, validate, build the segment items,
+    merge them, join the text: what every render did before the one-pass path) and the one-pass
+    path of plain conversations (``fmt.render`` and ``fmt.render_segments``)."""
+    from chatfmt.messages import as_conversation, validate_conversation
+    from chatfmt.segments import SegmentBuilder
+
+    parsed = [as_conversation(c, validate=False) for c in convs]
+    prepared = [fmt.prepare(c, None) for c in convs]
+
+    def build_all() -> list[Any]:
+        out = []
+        for conv in prepared:
+            b = SegmentBuilder()
+            fmt.build(conv, b, add_generation_prompt=False)
+            out.append(b)
+        return out
+
+    builders = build_all()
+    stages: list[tuple[str, Callable[[], Any]]] = [
+        ("general path: parse (dicts -> Message objects)", lambda: [as_conversation(c, validate=False) for c in convs]),
+        ("general path: validate", lambda: [validate_conversation(c) for c in parsed]),
+        ("general path: build the segment items (family builder)", build_all),
+        ("general path: merge the items into segments", lambda: [b.build() for b in builders]),
+        ("general path: join the text", lambda: [b.text() for b in builders]),
+        ("general path, whole: fmt.render(Conversation)", lambda: [fmt.render(c) for c in prepared]),
+        ("one pass: fmt.render(plain dicts) (parse, check, render)", lambda: [fmt.render(c) for c in convs]),
+        ("one pass: fmt.render_segments(plain dicts)", lambda: [fmt.render_segments(c) for c in convs]),
+    ]
+    best = [float("inf")] * len(stages)
+    for _ in range(repeats):
+        for k, (_, fn) in enumerate(stages):
+            gc.collect()
+            c0 = time.thread_time()
+            fn()
+            best[k] = min(best[k], time.thread_time() - c0)
+    return {name: round(b / len(convs) * 1e6, 2) for (name, _), b in zip(stages, best)}
+
+
+def long_conversation(tok: Any, fmt: Any, target_tokens: int, seed: int = 2024) -> list[dict[str, Any]]:
+    """A deterministic conversation of the corpus's generator with at least ``target_tokens`` tokens,
+    ending with a user message."""
+    import random
+
+    from chatfmt.inference import IncrementalEncoder
+
+    rng = random.Random(seed)
+    conv = corpus_mod.conversation(rng, 1, system=True)
+    enc = IncrementalEncoder(fmt, tok)
+    while len(enc.encode(conv)) < target_tokens:
+        conv += corpus_mod.conversation(rng, 40, system=False)
+    return conv[:-1] if conv[-1]["role"] == "assistant" else conv
+
+
+def run_latency(chatfmt: Any, fmt: Any, tok: Any, quick: bool, convs: list[Any], log: Callable[[str], None]) -> dict[str, Any]:
+    """Appending a turn to a ~100k-token conversation (``IncrementalEncoder.encode``), serve's format
+    layer on a 130-message conversation (``prepare_chat``, warm), the render breakdown; with the
+    load, cpu/wall, and the ids checked against ``fmt.encode`` of the whole conversation."""
+    import random
+
+    from chatfmt.inference import IncrementalEncoder
+
+    repeats = 15 if quick else 41
+    out: dict[str, Any] = {"loadavg_start": [round(x, 2) for x in os.getloadavg()]}
+    # (a) append one turn to a ~100k-token conversation
+    hist = long_conversation(tok, fmt, 100_000)
+    new = [*hist, {"role": "assistant", "content": "Sure - here is a short answer to that question."},
+           {"role": "user", "content": "Thanks! One more question about the same topic, please?"}]
+    enc = IncrementalEncoder(fmt, tok)
+    want = fmt.encode(new, tok, add_generation_prompt=True).input_ids
+    enc.encode(hist)
+    got = enc.encode(new)
+    stats = enc.stats
+    append = _timed(lambda: enc.encode(new), lambda: enc.encode(hist), repeats)
+    full = _timed(lambda: fmt.encode(new, tok, add_generation_prompt=True), None, 2 if quick else 3)
+    append.update(messages=len(new), tokens=len(want), ids_equal=got == want, encoded_tokens=stats.encoded_tokens,
+                  reused_tokens=stats.reused_tokens, full_encode=full,
+                  speedup_p50=round(full["p50_ms"] / append["p50_ms"], 1) if append["p50_ms"] else None)
+    out["append"] = append
+    log(f"latency: append {append}")
+    # (b) serve's format layer: prepare_chat on a 130-message conversation, warm (the previous
+    # request was the same conversation without its last turn, as a chat client sends them)
+    try:
+        from chatfmt.server import create_app
+        from chatfmt.server.engines import Engine
+        from chatfmt.server.wire import ChatCompletionRequest
+    except ImportError as e:  # the serve extra is not installed
+        out["serve"] = {"skipped": f"chatfmt.server not importable: {e}"}
+    else:
+
+        class FormatOnly(Engine):  # the format layer alone: no model behind it
+            model_id = "format-only"
+
+            def __init__(self) -> None:
+                self.tokenizer, self.format = tok, fmt
+
+            @property
+            def n_ctx(self) -> int:
+                return 1 << 22
+
+            def source(self, *args: Any) -> Any:
+                raise NotImplementedError
+
+        state = create_app(FormatOnly()).state.chatfmt
+        rng = random.Random(130)
+        msgs = corpus_mod.conversation(rng, 66, system=True)[:128]  # system + 63 turns + a user message
+        prev = ChatCompletionRequest(model="m", messages=msgs)
+        serve_samples: list[ChatCompletionRequest] = [
+            ChatCompletionRequest(model="m", messages=[*msgs, {"role": "assistant", "content": f"Answer {k}."},
+                                                        {"role": "user", "content": f"And question {k}?"}])
+            for k in range(repeats)
+        ]
+        it = iter(serve_samples)
+        current: list[Any] = []
+
+        def before() -> None:
+            state.prepare_chat(prev)
+            current[:] = [next(it)]
+
+        serve = _timed(lambda: state.prepare_chat(current[0]), before, repeats)
+        last = serve_samples[-1]
+        want_s = fmt.encode([m.model_dump(exclude_none=True) for m in last.messages], tok, add_generation_prompt=True).input_ids
+        state.prepare_chat(prev)
+        serve.update(messages=len(last.messages), tokens=len(want_s), ids_equal=state.prepare_chat(last).ids == want_s)
+        state.encoder.reset()
+        serve["cold"] = _timed(lambda: state.prepare_chat(last), state.encoder.reset, max(5, repeats // 3))
+        out["serve"] = serve
+        log(f"latency: serve {serve}")
+    out["render_breakdown_us"] = render_breakdown(fmt, convs[:2000])
+    out["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    return out
+
+
+def report_latency(lat: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"latency (ms; load average {lat['loadavg_start']} -> {lat['loadavg_end']})", title_justify="left")
+    for col in ("what", "p50", "best", "CPU p50", "cpu/wall", "check", "target"):
+        t.add_column(col, justify="left" if col in ("what", "check", "target") else "right")
+    a = lat["append"]
+    t.add_row(f"append one turn to a {a['tokens']:,}-token conversation ({a['messages']} messages): IncrementalEncoder.encode",
+              f"{a['p50_ms']:.3f}", f"{a['best_ms']:.3f}", f"{a['cpu_p50_ms']:.3f}", f"{a['cpu_per_wall']}",
+              f"ids equal: {a['ids_equal']}; {a['encoded_tokens']} tokens encoded", f"< {TARGET_APPEND_MS} ms")
+    f = a["full_encode"]
+    t.add_row("  fmt.encode of the whole conversation", f"{f['p50_ms']:.1f}", f"{f['best_ms']:.1f}", f"{f['cpu_p50_ms']:.1f}",
+              f"{f['cpu_per_wall']}", f"append is {a['speedup_p50']}x faster (p50)", "")
+    s = lat.get("serve", {})
+    if "skipped" in s:
+        t.add_row("serve format layer", "-", "-", "-", "-", s["skipped"], "")
+    elif s:
+        t.add_row(f"serve format layer: prepare_chat, warm ({s['messages']} messages, {s['tokens']:,} tokens)",
+                  f"{s['p50_ms']:.3f}", f"{s['best_ms']:.3f}", f"{s['cpu_p50_ms']:.3f}", f"{s['cpu_per_wall']}",
+                  f"ids equal: {s['ids_equal']}", f"< {TARGET_SERVE_MS} ms p50")
+        c = s["cold"]
+        t.add_row("  cold (a fresh encoder)", f"{c['p50_ms']:.3f}", f"{c['best_ms']:.3f}", f"{c['cpu_p50_ms']:.3f}",
+                  f"{c['cpu_per_wall']}", "", "")
+    console.print(t)
+    b = Table(title="render breakdown, built-in qwen2.5: us per conversation (thread CPU time, best of 5)", title_justify="left")
+    b.add_column("stage")
+    b.add_column("us/conv", justify="right")
+    for name, us in lat["render_breakdown_us"].items():
+        b.add_row(name, f"{us:.2f}")
+    console.print(b)
 
 
 # --------------------------------------------------------------------------------------- main
@@ -638,6 +841,8 @@ def main(argv: list[str] | None = None) -> int:
     checks = run_checks(by_key, work, fmt, tok, hf_tok, n_label_check=min(200, n_conv))
     print("benchmarks: scaling ...", file=sys.stderr, flush=True)
     scaling = run_scaling(fmt, jfmt, tok, raw, hf_tok, scaling_turns, scaling_repeats, not quick, log)
+    print("benchmarks: latency (append a turn, serve's format layer, render breakdown) ...", file=sys.stderr, flush=True)
+    latency = run_latency(chatfmt, fmt, tok, quick, convs, log)
     run_s = time.perf_counter() - t_run
 
     corpus_info = corpus_mod.describe(convs)
@@ -718,6 +923,13 @@ def main(argv: list[str] | None = None) -> int:
         w["target"] = add_target(f"{w['label']}: cost per token, 80 vs 4 turns", w["ratio_80_vs_4"], TARGET_SCALING, False,
                                  w["starved"])
     results["scaling"] = scaling
+    results["latency"] = latency
+    for key, name, threshold in (("append", "append one turn to a 100k-token conversation, p50 ms", TARGET_APPEND_MS),
+                                 ("serve", "serve format layer (prepare_chat, warm, 130 messages), p50 ms", TARGET_SERVE_MS)):
+        row = latency.get(key, {})
+        if "p50_ms" in row:
+            tg = add_target(name, row["p50_ms"], threshold, False, row["cpu_per_wall"] is not None and row["cpu_per_wall"] < 0.95)
+            tg["unit"] = "ms"
     results["targets"] = targets
     results["checks"] = checks
 
