@@ -474,3 +474,59 @@ def test_tiktoken_error_sources_and_notes(cl100k: Any, tmp_path: Path) -> None:
     given = load_tiktoken(other, special_tokens={"<|x|>": 100300})
     assert "unknown tiktoken file: cl100k pattern" in given.notes
     assert given.special_tokens == {"<|x|>": 100300}
+
+
+def test_spm_control_looking_user_defined_pieces_are_never_matched_in_text(tmp_path: Path) -> None:
+    """A model that declares a control-looking piece (``<|inst|>``) as user-defined, which sentencepiece
+    would match in plain text, is encoded as if the piece were control: sentencepiece on the same
+    model with the piece typed CONTROL is the reference."""
+    import sentencepiece
+    from sentencepiece import sentencepiece_model_pb2
+
+    src = _mistral_data("mistral_instruct_tokenizer_240323.model.v3")
+    m = sentencepiece_model_pb2.ModelProto()
+    m.ParseFromString(src.read_bytes())
+    T = sentencepiece_model_pb2.ModelProto.SentencePiece
+    inst = next(i for i, p in enumerate(m.pieces) if p.piece == "[INST]")
+    m.pieces[inst].piece = "<|inst|>"
+    m.pieces[inst].type = T.CONTROL
+    sp = sentencepiece.SentencePieceProcessor(model_proto=m.SerializeToString())
+    m.pieces[inst].type = T.USER_DEFINED
+    path = tmp_path / "tokenizer.model"
+    path.write_bytes(m.SerializeToString())
+    tok = chatfmt.load_tokenizer(path)
+    text = "say <|inst|> now"
+    assert tok.special_tokens["<|inst|>"] == inst
+    assert tok.encode_text(text) == sp.encode(text) and inst not in sp.encode(text)
+    assert tok.notes == ("1 user-defined pieces treated as control (retyped CONTROL for encoding)",)
+
+
+def test_tiktoken_side_files_blank_lines_and_errors(cl100k: Any, tmp_path: Path) -> None:
+    import json
+
+    from chatfmt.tokenizers.tiktoken_file import TiktokenTokenizer, load_tiktoken, read_ranks
+
+    _, _, path = cl100k
+    lines = path.read_bytes().splitlines()
+    d = tmp_path / "m"
+    d.mkdir()
+    spaced = d / "vocab.bpe"
+    spaced.write_bytes(b"\n".join(lines[:10] + [b""] + lines[10:]) + b"\n")
+    assert read_ranks(spaced) == read_ranks(path)
+    (d / "tokenizer_config.json").write_text(
+        json.dumps({"bos_token": "<|endoftext|>", "add_bos_token": True})
+    )
+    tok = load_tiktoken(spaced, special_tokens={"<|endoftext|>": 100257})
+    assert (tok.bos_token, tok.add_bos) == ("<|endoftext|>", True)
+    assert load_tiktoken(spaced, config_dir=tmp_path, special_tokens={}).add_bos is False
+    bad = tmp_path / "bad.tiktoken"
+    bad.write_bytes(b"IQ== 0\nnot-base64 1\n")
+    with pytest.raises(TokenizerError) as e:
+        read_ranks(bad)
+    assert (e.value.source, e.value.line) == (str(bad), 2)
+    with pytest.raises(TokenizerError) as e:
+        read_ranks(tmp_path / "missing.tiktoken")
+    assert e.value.source == str(tmp_path / "missing.tiktoken") and "cannot read" in str(e.value)
+    with pytest.raises(TokenizerError, match="tiktoken could not build the encoding: ") as e:
+        TiktokenTokenizer({b"a": 0}, pattern="(", special_tokens={}, source="x.tiktoken")
+    assert e.value.source == "x.tiktoken"
