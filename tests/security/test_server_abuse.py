@@ -61,8 +61,9 @@ def post(srv: ServerProcess, path: str, body: object, **kw) -> tuple[int, dict]:
     return request(srv, "POST", path, raw, {"Content-Type": "application/json"}, **kw)
 
 
-def raw_exchange(srv: ServerProcess, data: bytes, *, timeout: float = 10) -> bytes:
-    """Send ``data`` on a fresh connection, half-close, read the answer (b"" if the server closes)."""
+def raw_exchange(srv: ServerProcess, data: bytes, *, timeout: float = 60) -> bytes:
+    """Send ``data`` on a fresh connection, half-close, read the answer (b"" if the server closes).
+    ``timeout`` only bounds the wait for a broken server (generous: the machine may be loaded)."""
     with socket.create_connection(("127.0.0.1", srv.port), timeout=timeout) as s:
         with contextlib.suppress(OSError):
             s.sendall(data)
@@ -148,11 +149,14 @@ def test_non_ascii_key_bytes_and_a_key_in_the_url_are_401(server):
 def test_an_oversized_body_is_413_declared_chunked_or_before_it_is_sent(server):
     status, body = post(server, "/v1/chat/completions", {**CHAT, "messages": [{"role": "user", "content": "x" * MAX_BODY}]})
     assert_error(status, body, 413, "request_too_large")
-    # declared 1 GB, nothing sent: refused at once from the header
-    t = time.monotonic()
-    raw = raw_exchange(server, b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + KEY.encode()
-                       + b"\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n")
-    assert status_of(raw) == 413 and time.monotonic() - t < 5
+    # declared 1 GB, nothing sent: refused from the header. The connection stays open and no body byte
+    # is ever sent, so an answer at all proves the server did not wait for the body (no clock involved;
+    # the socket timeout only bounds how long a broken server is waited for)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=60) as s:
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + KEY.encode()
+                  + b"\r\nContent-Type: application/json\r\nContent-Length: 1000000000\r\n\r\n")
+        raw = s.recv(65536)
+    assert status_of(raw) == 413, raw[:200]
     # chunked, no length given: counted as it arrives
     chunk = b"x" * 50_000
     data = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(6)) + b"0\r\n\r\n"
@@ -194,10 +198,10 @@ def test_nan_infinity_and_huge_numbers_are_400(server):
 
 def test_thousands_of_messages_are_refused_in_bounded_time(server):
     many = [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}] * 2_500
-    t = time.monotonic()
+    # refused by the context check (its own error code); no wall-clock bound here: the request's time
+    # is bounded by the client's timeout, and how long it takes is a benchmark's business
     status, body = post(server, "/v1/chat/completions", {**CHAT, "messages": [*many, {"role": "user", "content": "z"}]})
     assert_error(status, body, 400, "context_length_exceeded")
-    assert time.monotonic() - t < 20
     status, body = post(server, "/v1/render", {"messages": many[:2000]})  # render has no context limit: bounded by the body limit
     assert status == 200 and body["num_tokens"] > 2000
     alive(server)
@@ -253,12 +257,18 @@ def test_slow_clients_do_not_block_others(server):
     socks = _slow_sockets(server, 100)
     body = json.dumps({"messages": [{"role": "user", "content": "slowly"}]}).encode()
     result: dict[str, object] = {}
+    # the trickled body stops one byte short until the other requests have been answered: they are
+    # answered while it is provably unfinished (events, not timing)
+    half_sent, release = threading.Event(), threading.Event()
 
     def trickle() -> None:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=120) as s:
             s.sendall(b"POST /v1/render HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer " + KEY.encode()
                       + b"\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body))
-            for b in body:
+            for k, b in enumerate(body):
+                if k == len(body) - 1:
+                    half_sent.set()
+                    release.wait(120)
                 s.sendall(bytes([b]))
                 time.sleep(0.05)
             out = b""
@@ -269,16 +279,17 @@ def test_slow_clients_do_not_block_others(server):
     t = threading.Thread(target=trickle)
     t.start()
     try:
-        time.sleep(0.5)
+        assert half_sent.wait(120)
         for _ in range(3):
-            t0 = time.monotonic()
             status, rendered = post(server, "/v1/render", CHAT)
-            assert status == 200 and time.monotonic() - t0 < 5
+            assert status == 200
             alive(server)
         status, reply = post(server, "/v1/chat/completions", CHAT)
         assert status == 200 and reply["choices"][0]["message"]["content"] is not None
+        assert "status" not in result  # the trickled request was still unfinished all along
         assert fds(server) >= base_fds + 100  # the stuck connections are open server-side
     finally:
+        release.set()
         t.join(60)
         for s in socks:
             s.close()
