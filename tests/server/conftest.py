@@ -39,6 +39,8 @@ class _ScriptSource(PieceSource):
         res = self.result
         res.prompt_tokens = len(self.prompt_ids)
         eng.started.set()
+        if eng.gate is not None:
+            eng.gate.wait(120)
         script = eng.script_ids
         dec = IncrementalDecoder(eng.tokenizer)
         k = 0
@@ -88,6 +90,9 @@ class ScriptedEngine(Engine):
         self._n_ctx = n_ctx
         self.started = threading.Event()
         self.cancelled = threading.Event()
+        #: when set to an Event, a generation holds after ``started`` until it is set (tests that need a
+        #: request provably still running, without sleeping)
+        self.gate: threading.Event | None = None
 
     @property
     def n_ctx(self) -> int:

@@ -137,6 +137,7 @@ def test_a_client_leaving_mid_stream_cancels_and_frees_the_slot(smol_tokenizer, 
 
 def test_queue_full_is_429_and_waiting_requests_are_served(smol_tokenizer, qwen_format):
     eng = ScriptedEngine(smol_tokenizer, qwen_format, "la ", endless=True, delay=0.002)
+    eng.gate = threading.Event()  # the first request holds its slot until the 429 was seen: no race with its end
     with uvicorn_thread(create_app(eng, max_queue=1)) as base:
         results: dict[str, int] = {}
 
@@ -148,11 +149,12 @@ def test_queue_full_is_429_and_waiting_requests_are_served(smol_tokenizer, qwen_
         assert eng.started.wait(10)
         second = threading.Thread(target=call, args=("second", 2))
         second.start()
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # a liveness bound only: the first request is held by the gate
         while get_json(base, "/health")[1]["queue"]["waiting"] != 1:
             assert time.monotonic() < deadline
             time.sleep(0.01)
         status, body = post_json(base, "/v1/chat/completions", {"messages": [{"role": "user", "content": "third"}], "max_tokens": 2})
+        eng.gate.set()
         assert status == 429 and body["error"]["code"] == "queue_full" and body["error"]["type"] == "rate_limit_error"
         first.join(60)
         second.join(60)
