@@ -53,8 +53,9 @@ class Rendered:
     segments: list[Segment] = field(default_factory=list)
     #: where the user-written strings of the render came from (a :class:`chatfmt.untrusted.DataSource`),
     #: for the encoders' check that none written in control text spells a control token; ``None``
-    #: for a render with no such record (segments built by hand)
-    source: Any = None
+    #: for a render with no such record (segments built by hand); not compared (two renders with the
+    #: same segments are equal, whatever objects they were rendered from)
+    source: Any = field(default=None, compare=False)
 
     @property
     def text(self) -> str:
