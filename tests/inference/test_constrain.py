@@ -353,3 +353,15 @@ def test_a_marker_that_is_one_token_is_forced_as_that_token(testdata, shared_tok
     assert np.flatnonzero(row != -np.inf).tolist() == [marker]
     ids, _, _ = C._encode(C.sample_call(fmt, WEATHER, {"city": "Oslo", "unit": "f"}), qtok)
     assert ids[0] == marker and walk(c, ids) is None and c.done()
+
+
+def test_a_strict_function_closes_its_argument_objects(tok):
+    fmt = chatfmt.load_format("qwen2.5")
+    loose = {"type": "function", "function": {**WEATHER["function"]}}
+    strict = {"type": "function", "function": {**WEATHER["function"], "strict": True}}
+    extra = {"city": "Rome", "unit": "c", "note": "x"}
+    ids, _, _ = C._encode(C.sample_call(fmt, loose, extra), tok)
+    c = C.tool_choice_constraint(fmt, tok, [loose], {EOT}).new()
+    assert walk(c, ids) is None and c.done()  # the schema as written allows more properties
+    c = C.tool_choice_constraint(fmt, tok, [strict], {EOT}).new()
+    assert walk(c, ids) is not None

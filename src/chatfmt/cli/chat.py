@@ -67,6 +67,41 @@ def _load_tools(path: str | None) -> list[dict[str, Any]]:
     return data
 
 
+def _response_format(json_schema: str | None, json_object: bool) -> dict[str, Any] | None:
+    """``--json-schema FILE`` / ``--json-object`` as an OpenAI ``response_format``. The file holds a
+    JSON Schema (enforced as written), or an OpenAI ``json_schema`` object (``{"name", "schema",
+    "strict"}``; ``strict: true`` also closes objects without ``additionalProperties``)."""
+    if json_schema is not None and json_object:
+        fail("--json-schema and --json-object exclude each other")
+    if json_object:
+        return {"type": "json_object"}
+    if json_schema is None:
+        return None
+    data, name = read_json_input(json_schema)
+    if isinstance(data, dict) and data.get("type") == "json_schema" and isinstance(data.get("json_schema"), dict):
+        return data  # a whole response_format
+    if isinstance(data, dict) and isinstance(data.get("schema"), (dict, bool)) and "name" in data:
+        return {"type": "json_schema", "json_schema": data}
+    if not isinstance(data, (dict, bool)):
+        fail(f"{name}: expected a JSON Schema (an object)")
+    return {"type": "json_schema", "json_schema": {"name": Path(name).stem or "schema", "schema": data}}
+
+
+def _check_response_format(response_format: dict[str, Any], source: str) -> None:
+    """An unsupported schema feature: one line naming the file and the feature, exit 2 (before the
+    model is loaded)."""
+    from ..errors import ConstraintError
+    from ..inference.constrain import check_response_format
+
+    try:
+        check_response_format(response_format)
+    except ConstraintError as e:
+        msg = str(e)
+        if e.param and msg.startswith(f"{e.param}: "):
+            msg = msg[len(e.param) + 2 :]
+        fail(f"{source}: {msg}")
+
+
 def _make_chat(
     model: str | Path | None,
     backend: str,
@@ -530,6 +565,12 @@ def chat_cmd(
     device: DeviceOption = None,
     dtype: DtypeOption = None,
     n_gpu_layers: NGpuLayersOption = None,
+    json_schema: str = typer.Option(
+        None,
+        "--json-schema",
+        help="Every reply is JSON valid against this JSON Schema file (or an OpenAI json_schema object with name/schema/strict).",
+    ),
+    json_object: bool = typer.Option(False, "--json-object", help="Every reply is a JSON object."),
 ) -> None:
     """Chat with a model in its exact format: interactive, or one question with -p (or on stdin)."""
     if max_new_tokens < 1:
@@ -547,6 +588,9 @@ def chat_cmd(
         fail("--json needs a question: -p QUESTION or one on stdin")
     template_kwargs = template_kwargs_option(template_kwarg)
     tool_list = _load_tools(tools)
+    response_format = _response_format(json_schema, json_object)
+    if response_format is not None:
+        _check_response_format(response_format, json_schema or "--json-object")
     model_ref: str | Path | None = model
     if gguf_file is not None:
         from ..hub import with_gguf_file
@@ -561,6 +605,8 @@ def chat_cmd(
     )
     for line in not_rendered_lines(chat):
         warn(line)
+    if response_format is not None:
+        chat.response_format = response_format
     if question is not None:
         _answer_once(chat, question, as_json)
         return

@@ -220,7 +220,20 @@ def response_format_grammar(response_format: Mapping[str, Any] | None) -> str | 
     )
 
 
-def check_grammar(grammar: str, tokenizer: llguidance.LLTokenizer, *, param: str) -> None:
+def check_response_format(response_format: Mapping[str, Any] | None) -> None:
+    """Raise :class:`ConstraintError` when ``response_format`` cannot be enforced (checked without a
+    vocabulary: before a model is loaded)."""
+    grammar = response_format_grammar(response_format)
+    if grammar is not None:
+        kind = str((response_format or {}).get("type"))
+        check_grammar(
+            grammar,
+            None,
+            param="response_format.json_schema.schema" if kind == "json_schema" else "response_format",
+        )
+
+
+def check_grammar(grammar: str, tokenizer: llguidance.LLTokenizer | None, *, param: str) -> None:
     """Raise :class:`ConstraintError` when llguidance rejects ``grammar`` (naming what it does not
     implement)."""
     llg = _llg()
@@ -427,11 +440,20 @@ def call_syntax(fmt: FormatLike, *, template_kwargs: Mapping[str, Any] | None = 
     raise refuse("its call arguments are not a JSON object (a call syntax that cannot be constrained)")
 
 
+def tool_parameters(tool: Mapping[str, Any]) -> Any:
+    """The schema a forced call's arguments must match: the tool's ``parameters`` as written (any
+    object when it has none); with ``"strict": true`` on the function, objects that do not say
+    ``additionalProperties`` are closed, as OpenAI's strict function calling does."""
+    fn = tool.get("function") or {}
+    params = fn.get("parameters") or _ANY_OBJECT
+    return close_objects(params) if fn.get("strict") is True else params
+
+
 def _schema_for_template(value: Any, tool: Mapping[str, Any]) -> Any:
     """The template JSON value with the sentinels replaced: the name by the tool's name, the arguments
     by its parameters schema, the sentinel id by any 9 letters and digits, all else constant."""
     fn = tool["function"]
-    params = fn.get("parameters") or _ANY_OBJECT
+    params = tool_parameters(tool)
     if value == {_SENTINEL_ARG: _SENTINEL_VALUE}:
         return dict(params)
     if value == _SENTINEL_NAME:
@@ -506,7 +528,7 @@ def tool_call_grammar(
         if syntax.json_template is not None:
             body = _json_rule(_schema_for_template(syntax.json_template, tool))
         else:
-            params = fn.get("parameters") or _ANY_OBJECT
+            params = tool_parameters(tool)
             body = f"{_literal(fn['name'], tokenizer)} {_literal(syntax.between or '', tokenizer)} {_json_rule(params)}"
         rules.append(f"call_{k}: {body}")
         alts.append(f"call_{k}")
