@@ -144,3 +144,68 @@ def test_any_segmentation_is_labelled_as_the_definition_says(
     enc = qwen_tok.whole_text_backend().encode(rendered.text, add_special_tokens=False)
     assert _labels_from_encoding(enc, rendered) == want
     assert encode_rendered_many([rendered], qwen_tok)[0] == want
+
+
+# -- encode_batch in overlapping chunks -------------------------------------------------------------
+
+
+def _conversations(n: int) -> list[list[dict[str, str]]]:
+    out = []
+    for k in range(n):
+        turns = 1 + k % 6
+        msgs = [{"role": "system", "content": f"system {k}"}] if k % 3 == 0 else []
+        for t in range(turns):
+            msgs += [
+                {"role": "user", "content": PIECES[(k + t) % len(PIECES)] * (1 + t)},
+                {"role": "assistant", "content": f"reply {k}.{t} 回答"},
+            ]
+        out.append(msgs)
+    return out
+
+
+def test_encode_batch_in_chunks_equals_one_call(qwen_tok: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many conversations go through encode_batch in overlapping chunks (threads); every result
+    equals the conversation encoded on its own, in order, whatever the train_on mode."""
+    import chatfmt.encode as em
+
+    monkeypatch.setattr(em, "PIPELINE_CHUNK", 5)
+    seen: list[int] = []
+    chunk = em._encode_chunk
+    monkeypatch.setattr(
+        em, "_encode_chunk", lambda fmt, convs, *a: (seen.append(len(convs)), chunk(fmt, convs, *a))[1]
+    )
+    fmt = chatfmt.load_format("qwen2.5")
+    convs = _conversations(37)
+    for train_on in ("all_assistant", "last_assistant"):
+        seen.clear()
+        batch = chatfmt.encode_batch(fmt, convs, qwen_tok, train_on=train_on)
+        assert seen == [5] * 7 + [2]  # it did run in chunks
+        for conv, enc in zip(convs, batch, strict=True):
+            alone = em.encode(fmt, conv, qwen_tok, train_on=train_on)
+            assert (enc.input_ids, enc.labels, enc.message_spans) == (
+                alone.input_ids,
+                alone.labels,
+                alone.message_spans,
+            )
+    with em.sequential():
+        seen.clear()
+        chatfmt.encode_batch(fmt, convs, qwen_tok)
+        assert seen == [37]
+
+
+def test_encode_batch_in_chunks_raises_the_first_error_in_order(
+    qwen_tok: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import chatfmt.encode as em
+    from chatfmt.errors import ValidationError
+
+    monkeypatch.setattr(em, "PIPELINE_CHUNK", 4)
+    fmt = chatfmt.load_format("qwen2.5")
+    convs = _conversations(30)
+    convs[9] = [{"role": "user", "content": 9}]  # not text: refused
+    convs[25] = [{"role": "wizard", "content": "x"}]
+    with pytest.raises(ValidationError) as err:
+        chatfmt.encode_batch(fmt, convs, qwen_tok)
+    with pytest.raises(ValidationError) as alone:
+        em.encode(fmt, convs[9], qwen_tok)
+    assert str(err.value) == str(alone.value)

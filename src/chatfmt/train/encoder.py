@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..encode import LengthError, encode_batch
+from ..encode import LengthError, encode_batch, sequential
 from ..errors import ChatfmtError, TemplateError, ValidationError
 from ..formats.base import TOOLS, not_rendered_warnings_off, unread_template_kwargs
 from ..messages import PARSERS, parse_record
@@ -170,7 +170,9 @@ def encode_records(fmt: Any, tokenizer: Any, records: Sequence[RawRecord], opts:
         parsed.append((len(out), rec, conv))
         out.append(None)
     if parsed:
-        with not_rendered_warnings_off():  # counted per record below, not warned per process
+        # warnings counted per record below, not warned per process; encode_batch in this thread only
+        # (prepare overlaps its batches in threads of its own)
+        with not_rendered_warnings_off(), sequential():
             try:
                 encs = encode_batch(fmt, [c for _, _, c in parsed], tokenizer, **opts.encode_kwargs())
             except (ValidationError, TemplateError):
