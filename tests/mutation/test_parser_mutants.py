@@ -438,3 +438,23 @@ def test_a_malformed_segment_call_is_content_with_its_header() -> None:
     result = OutputParser(g, seed=0).parse("text\nHello<|s|>tool\n{x}")
     assert result.content == "Hellotool\n{x}" and result.tool_calls == []
     assert result.warnings == ["malformed call of 'tool' kept as content: no"]
+
+
+def test_markers_in_segment_headers_and_drop_markers_in_segments() -> None:
+    from chatfmt.toolcalls import Segments
+    from chatfmt.toolcalls.bodies import BodyError
+
+    def parse(name: str, body: str) -> list[Any]:
+        raise BodyError("no")
+
+    g = Grammar(
+        "seg",
+        {"sep": "<|s|>", "d": "<|d|>"},
+        segments=Segments("sep", frozenset({"text"}), parse),
+        drop=("d",),
+    )
+    parser = OutputParser(g, seed=0)
+    # a separator right after a separator arrives in header mode: an empty segment, nothing emitted
+    assert parser.parse("text\nHello<|s|><|s|>text\n Bye").content == "Hello Bye"
+    # a marker the grammar drops is dropped in content segments and while a header is read
+    assert parser.parse("text\nHel<|d|>lo<|s|>te<|d|>xt\n!").content == "Hello!"
