@@ -706,3 +706,19 @@ def test_a_tokenizer_without_control_tokens_keeps_message_ownership(tmp_path: An
         0: (0, len(ids) - 1),
         1: (len(ids) - 1, len(ids)),
     }
+
+
+def test_train_detail_of_content_a_template_trims_to_nothing(tok: Any) -> None:
+    """Whitespace-only content that a ``trim`` template renders as nothing: its train_detail has no
+    characters left to place, which is not an error (the content is rendered as written, stripped)."""
+    fmt = chatfmt.from_template(
+        "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content | trim }}<|im_end|>\n{% endfor %}"
+    )
+    msgs = [
+        {"role": "user", "content": "Q?"},
+        {"role": "assistant", "content": "   ", "train_detail": _detail((0, 2, True))},
+    ]
+    enc = encode(fmt, msgs, tok)
+    assert enc.input_ids == llama_ids("<|im_start|>user\nQ?<|im_end|>\n<|im_start|>assistant\n<|im_end|>\n")
+    im_end = tok.special_tokens["<|im_end|>"]
+    assert enc.labels[-2:] == [im_end, X]
