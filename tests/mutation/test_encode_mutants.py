@@ -211,8 +211,9 @@ def test_truncation_error_and_no_truncation_at_the_exact_length(tok: Any, fmt: A
     assert (enc.input_ids, enc.labels, enc.truncated) == (ids, labels, False)
     with pytest.raises(
         LengthError, match=f"conversation is {len(ids)} tokens, over max_length {len(ids) - 1}"
-    ):
+    ) as e:
         encode(fmt, msgs, tok, max_length=len(ids) - 1)
+    assert e.value.rule == "max_length"
 
 
 def test_truncation_right_cuts_ids_labels_and_spans(tok: Any, fmt: Any) -> None:
@@ -262,6 +263,9 @@ def test_drop_oldest_turns_refuses_when_the_newest_round_does_not_fit(tok: Any, 
         match=f"conversation is {len(full)} tokens and its newest round alone does not fit max_length {len(kept) - 1}",
     ):
         encode(fmt, msgs, tok, max_length=len(kept) - 1, truncation="drop_oldest_turns")
+    with pytest.raises(LengthError) as e:
+        encode(fmt, msgs, tok, max_length=len(kept) - 1, truncation="drop_oldest_turns")
+    assert e.value.rule == "max_length"
 
 
 def test_drop_oldest_turns_keeps_a_conversation_object_and_its_shape(tok: Any, fmt: Any) -> None:
@@ -461,6 +465,7 @@ def test_id_segments_on_the_whole_text_path(tok: Any, monkeypatch: Any) -> None:
         odd = rendered(Segment("<|im_end|>", CONTROL, 0, True, ids))
         got = encode_rendered_many([odd], tok)[0]
         assert got[:2] == ([im_start, *head, *body, *ids], [X, *[X] * len(head), *body, *ids])
+    assert encode_rendered(labelled, tok)[:2] == want
     _no_slow_path(monkeypatch)
     assert encode_rendered_many([labelled], tok)[0][:2] == want
 
@@ -722,3 +727,12 @@ def test_train_detail_of_content_a_template_trims_to_nothing(tok: Any) -> None:
     assert enc.input_ids == llama_ids("<|im_start|>user\nQ?<|im_end|>\n<|im_start|>assistant\n<|im_end|>\n")
     im_end = tok.special_tokens["<|im_end|>"]
     assert enc.labels[-2:] == [im_end, X]
+
+
+def test_encode_passes_allow_special_in_content(tok: Any, fmt: Any) -> None:
+    """The unsafe switch reaches the encoder from :func:`encode`: content that spells a control token
+    becomes that token, as llama.cpp parses the whole text with control tokens."""
+    msgs = CONVERSATIONS["spells_control"]
+    text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in msgs)
+    assert encode(fmt, msgs, tok, allow_special_in_content=True).input_ids == llama_ids(text)
+    assert encode(fmt, msgs, tok).input_ids != llama_ids(text)
