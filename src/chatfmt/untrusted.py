@@ -78,7 +78,8 @@ def data_strings(source: DataSource) -> Iterator[tuple[str, int | None, int | No
                 yield key, i, None, v
         for call in get("tool_calls") or ():
             if isinstance(call, Mapping):
-                fn = call.get("function") if isinstance(call.get("function"), Mapping) else call
+                f = call.get("function")
+                fn: Mapping[str, Any] = f if isinstance(f, Mapping) else call
                 name, args, cid = fn.get("name"), fn.get("arguments"), call.get("id")
             else:
                 name, args, cid = getattr(call, "name", None), getattr(call, "arguments", None), getattr(call, "id", None)
