@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from functools import cache
 
 import pytest
@@ -349,13 +350,14 @@ def test_generated_control_text_is_content_not_a_call_or_an_end(qwen_tok, fmt_na
     def prop(text):
         ids = as_text_tokens(qwen_tok, text)
         assert not set(ids) & control_ids
-        assert qwen_tok.decode(ids) == text
+        # Qwen2.5's tokenizer.json normalizes to NFC (U+F900 comes back as U+8C48)
+        assert qwen_tok.decode(ids) == unicodedata.normalize("NFC", text)
         parser = parser_for_format(fmt, qwen_tok, prompt="", tools=TOOLS, seed=0)
         for piece, tid in stream_pieces(qwen_tok, ids):
             parser.feed(piece, tid)
         _, result = parser.finish()
         assert result.tool_calls == []
-        assert result.content == text.strip()
+        assert result.content == unicodedata.normalize("NFC", text).strip()
 
     prop()
     # the check is not vacuous: the same text with the real marker tokens is a call that ends the turn
