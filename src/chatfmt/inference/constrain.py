@@ -446,7 +446,11 @@ def tool_parameters(tool: Mapping[str, Any]) -> Any:
     ``additionalProperties`` are closed, as OpenAI's strict function calling does."""
     fn = tool.get("function") or {}
     params = fn.get("parameters") or _ANY_OBJECT
-    return close_objects(params) if fn.get("strict") is True else params
+    if not isinstance(params, Mapping):
+        raise ConstraintError(
+            f"the parameters of tool {fn.get('name')!r} must be a JSON schema object", param="tools"
+        )
+    return close_objects(dict(params)) if fn.get("strict") is True else dict(params)
 
 
 def _schema_for_template(value: Any, tool: Mapping[str, Any]) -> Any:
