@@ -50,7 +50,6 @@ REFERENCE_SKIP_REASONS = re.compile(
             r"mistral-common (ships no|is not installed)|not in this mistral-common",
             r"the package \S+ \(the reference of this pin\) is not installed",
             r"package is not installed \(pip install",
-            r"could not import '",
             r"imports transformers, which is not installed",
         ]
     )
