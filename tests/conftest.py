@@ -154,8 +154,8 @@ def _testdata_or_skip(*parts: str) -> Path:
     if not root.is_dir():
         require_reference(f"shared test data not found at {root}", "set CHATFMT_TESTDATA to its location")
     path = root.joinpath(*parts)
-    if not path.exists():
-        require_reference(f"{path} is not in the shared test data")
+    if not path.exists():  # a file the shared data lacks (e.g. 4 MiB or more): a skip, also under CI
+        pytest.skip(f"{path} is not in the shared test data")
     return path
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from ..conftest import require_reference
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -24,10 +26,10 @@ def data_path(*parts: str) -> Path:
     """A path in the shared test data; skips the calling test (saying which) when it is absent."""
     root = _testdata_root()
     if not root.is_dir():
-        pytest.skip(f"shared test data not found at {root} (set CHATFMT_TESTDATA to its location)")
+        require_reference(f"shared test data not found at {root}", "set CHATFMT_TESTDATA to its location")
     p = root.joinpath(*parts)
     if not p.exists():
-        pytest.skip(f"{p} is not in the shared test data")
+        pytest.skip(f"{p} is not in the shared test data")  # a file the shared data lacks: a skip (conftest)
     return p
 
 
@@ -36,7 +38,7 @@ def _smollm2_path() -> Path:
 
     path = cached_default_model()
     if path is None:
-        pytest.skip(f"the default SmolLM2 GGUF is not in {cache_dir()} (fetch it with `python -m chatfmt.models`)")
+        require_reference(f"the default SmolLM2 GGUF is not in {cache_dir()}", "fetch it with `python -m chatfmt.models`")
     return path
 
 

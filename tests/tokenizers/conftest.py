@@ -12,6 +12,8 @@ import pytest
 
 from chatfmt.tokenizers import Tokenizer
 
+from ..conftest import require_reference
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -27,16 +29,16 @@ GGML_VOCAB = TESTDATA / "ggml-vocab"
 def data(*parts: str) -> Path:
     """A path in the shared test data; skips the test (saying which) when it is absent."""
     if not TESTDATA.is_dir():
-        pytest.skip(f"shared test data not found at {TESTDATA} (set CHATFMT_TESTDATA to its location)")
+        require_reference(f"shared test data not found at {TESTDATA}", "set CHATFMT_TESTDATA to its location")
     p = TESTDATA.joinpath(*parts)
     if not p.exists():
-        pytest.skip(f"{p} is not in the shared test data")
+        pytest.skip(f"{p} is not in the shared test data")  # a file the shared data lacks: a skip (conftest)
     return p
 
 
 def need(module: str) -> None:
     if importlib.util.find_spec(module) is None:
-        pytest.skip(f"the {module!r} package is not installed (pip install {module})")
+        require_reference(f"the {module!r} package is not installed", f"pip install {module}")
 
 
 #: plain texts every adapter is compared on: English, Chinese, emoji, whitespace runs, code, numbers
