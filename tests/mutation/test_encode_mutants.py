@@ -535,13 +535,15 @@ def stripping() -> tuple[Any, Any]:
 
 
 def test_only_the_control_tokens_that_strip_absorb_whitespace(stripping: Any) -> None:
+    from chatfmt.errors import ChatfmtWarning
     from chatfmt.segments import CONTENT, CONTROL, Rendered, Segment
 
     raw, tok = stripping
-    for marker in ("<|u|>", "<|n|>"):
-        r = Rendered([Segment(marker, CONTROL, 0), Segment(" hi", CONTENT, 0, True)])
-        ids, _, _ = encode_rendered(r, tok)
-        assert ids == raw.encode(marker + " hi").ids, marker
+    r = Rendered([Segment("<|u|>", CONTROL, 0), Segment(" hi", CONTENT, 0, True)])
+    with pytest.warns(ChatfmtWarning, match="absorbs it"):
+        assert encode_rendered(r, tok)[0] == raw.encode("<|u|> hi").ids
+    r = Rendered([Segment("<|n|>", CONTROL, 0), Segment(" hi", CONTENT, 0, True)])
+    assert encode_rendered(r, tok)[0] == raw.encode("<|n|> hi").ids
 
 
 def test_absorbed_content_whitespace_of_no_message_is_said(stripping: Any) -> None:
