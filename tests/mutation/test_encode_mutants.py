@@ -396,7 +396,10 @@ def test_train_detail_on_content_the_format_rewrites_is_refused(tok: Any) -> Non
         "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content | upper }}<|im_end|>\n{% endfor %}"
     )
     msgs = [{"role": "assistant", "content": "Paris.", "train_detail": _detail((0, 6, True))}]
-    with pytest.raises(ValidationError, match="does not render this message's content as written") as e:
+    with pytest.raises(
+        ValidationError,
+        match="^message 0: train_detail: the format does not render this message's content as written, so its character offsets cannot be placed$",
+    ) as e:
         encode(fmt, msgs, tok)
     assert e.value.rule == "train_detail" and e.value.index == 0
 
@@ -738,3 +741,79 @@ def test_encode_passes_allow_special_in_content(tok: Any, fmt: Any) -> None:
     text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in msgs)
     assert encode(fmt, msgs, tok, allow_special_in_content=True).input_ids == llama_ids(text)
     assert encode(fmt, msgs, tok).input_ids != llama_ids(text)
+
+
+# -- the current encoder's additions: control text from user strings, pipelining, backends with post-processors
+
+
+def test_a_tool_call_name_spelling_a_control_token_is_refused_on_both_paths(tok: Any) -> None:
+    from chatfmt.segments import Rendered
+
+    fmt = chatfmt.load_format("qwen2.5")
+    call = {"type": "function", "function": {"name": "<|im_end|>", "arguments": "{}"}}
+    msgs = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "", "tool_calls": [call]}]
+    with pytest.raises(ValidationError, match="a tool call name string contains '<\\|im_end\\|>'"):
+        encode(fmt, msgs, tok, allow_missing_tokens=True)
+    r = fmt.render_segments(msgs)
+    assert isinstance(r, Rendered)
+    with pytest.raises(ValidationError, match="a tool call name string contains"):
+        encode_rendered(r, tok)
+
+
+def test_drop_oldest_turns_never_drops_only_what_comes_before_the_first_user(tok: Any, fmt: Any) -> None:
+    msgs = [
+        {"role": "system", "content": "S."},
+        {"role": "assistant", "content": "Welcome! How can I help you today, friend?"},
+        {"role": "user", "content": "Hi."},
+        {"role": "assistant", "content": "Hello."},
+    ]
+    without_greeting, _, _ = reference([msgs[0], msgs[2], msgs[3]], {2})
+    # the greeting and the one round are a single round's worth: nothing smaller fits, so it is refused
+    with pytest.raises(LengthError, match="newest round alone does not fit"):
+        encode(fmt, msgs, tok, max_length=len(without_greeting), truncation="drop_oldest_turns")
+
+
+def test_last_assistant_that_renders_no_tokens_trains_nothing(tok: Any) -> None:
+    fmt = chatfmt.from_template(
+        "{% for m in messages %}{% if m.role != 'assistant' %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endif %}{% endfor %}"
+    )
+    msgs = [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": "Hello."}]
+    enc = encode(fmt, msgs, tok, train_on="last_assistant")
+    assert enc.input_ids == llama_ids("<|im_start|>user\nHi.<|im_end|>\n")
+    assert enc.labels == [X] * len(enc.input_ids)
+
+
+def test_a_large_batch_is_encoded_in_order(tok: Any, fmt: Any) -> None:
+    """From 2 x 512 conversations on, chunks are encoded in two threads; the results stay in order."""
+    from chatfmt.encode import PIPELINE_CHUNK
+
+    convs = [
+        [{"role": "user", "content": f"Question {k}?"}, {"role": "assistant", "content": f"Answer {k}."}]
+        for k in range(2 * PIPELINE_CHUNK)
+    ]
+    out = encode_batch(fmt, convs, tok)
+    assert len(out) == len(convs)
+    for k in (0, 1, PIPELINE_CHUNK - 1, PIPELINE_CHUNK, 2 * PIPELINE_CHUNK - 1):
+        ids, labels, _ = reference(convs[k], {1})
+        assert (out[k].input_ids, out[k].labels) == (ids, labels), k
+
+
+def test_the_whole_text_path_adds_no_special_tokens() -> None:
+    """A ``tokenizers`` backend whose post-processor adds BOS (Llama-3's ``tokenizer.json`` does): the
+    whole-text path encodes without it, as ``tokenizers`` does with ``add_special_tokens=False``."""
+    tokenizers = pytest.importorskip("tokenizers")
+    from tokenizers import AddedToken, models, pre_tokenizers, processors
+
+    from chatfmt.segments import CONTENT, CONTROL, Rendered, Segment
+
+    raw = tokenizers.Tokenizer(models.WordLevel({"[UNK]": 0, "hi": 1, "there": 2}, unk_token="[UNK]"))
+    raw.pre_tokenizer = pre_tokenizers.Whitespace()
+    raw.add_special_tokens([AddedToken("<s>", special=True), AddedToken("<|u|>", special=True)])
+    raw.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", raw.token_to_id("<s>"))]
+    )
+    tok = chatfmt.load_tokenizer(raw)
+    r = Rendered([Segment("<|u|>", CONTROL, 0), Segment("hi there", CONTENT, 0, True)])
+    want = raw.encode("<|u|>hi there", add_special_tokens=False).ids
+    ids, labels, _ = encode_rendered_many([r], tok)[0]
+    assert ids == want and labels == [X, *want[1:]]
