@@ -817,3 +817,28 @@ def test_the_whole_text_path_adds_no_special_tokens() -> None:
     want = raw.encode("<|u|>hi there", add_special_tokens=False).ids
     ids, labels, _ = encode_rendered_many([r], tok)[0]
     assert ids == want and labels == [X, *want[1:]]
+
+
+def test_the_space_rule_on_a_metaspace_tokenizers_backend() -> None:
+    """A ``tokenizers`` tokenizer with a Metaspace pre-tokenizer (sentencepiece conversions): after a
+    control token, the format's space is the dummy prefix of what follows, as ``tokenizers`` encodes
+    that text on its own."""
+    tokenizers = pytest.importorskip("tokenizers")
+    from tokenizers import AddedToken, models, pre_tokenizers
+
+    from chatfmt.segments import CONTENT, CONTROL, Rendered, Segment
+
+    vocab = {"[UNK]": 0, "\u2581": 1, "\u2581Hello": 2, "Hello": 3, "\u2581world": 4}
+    raw = tokenizers.Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    raw.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+    raw.add_special_tokens([AddedToken("[INST]", special=True)])
+    tok = chatfmt.load_tokenizer(raw)
+    inst = raw.token_to_id("[INST]")
+    r = Rendered(
+        [
+            Segment("[INST]", CONTROL, None, False, (inst,)),
+            Segment(" ", CONTROL),
+            Segment("Hello world", CONTENT, 0),
+        ]
+    )
+    assert encode_rendered(r, tok)[0] == [inst, *raw.encode("Hello world", add_special_tokens=False).ids]
