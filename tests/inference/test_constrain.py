@@ -365,3 +365,22 @@ def test_a_strict_function_closes_its_argument_objects(tok):
     assert walk(c, ids) is None and c.done()  # the schema as written allows more properties
     c = C.tool_choice_constraint(fmt, tok, [strict], {EOT}).new()
     assert walk(c, ids) is not None
+
+
+# -- Chat.send with the real model (both backends; slow: each loads the model) --------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["transformers", "llama.cpp"])
+def test_chat_send_with_response_format_validates_on_both_backends(backend, smollm2_gguf):
+    if backend == "llama.cpp":
+        pytest.importorskip("llama_cpp")
+    chat = chatfmt.Chat(smollm2_gguf, backend=backend, temperature=0.8, seed=1, max_new_tokens=120)
+    rf_ = rf(PERSON)
+    for k, q in enumerate(["Invent a person.", "Who is the admin?", "Describe a guest from Paris."]):
+        reply = chat.send(q, response_format=rf_, seed=k)
+        assert reply.finish_reason == "stop", reply.content
+        jsonschema.validate(json.loads(reply.content), C.close_objects(PERSON))
+    chat.response_format = {"type": "json_object"}
+    out = chat.generate([{"role": "user", "content": "A JSON object about dogs, please."}], max_new_tokens=60)
+    assert out.content.startswith("{")
