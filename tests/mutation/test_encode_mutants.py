@@ -842,3 +842,15 @@ def test_the_space_rule_on_a_metaspace_tokenizers_backend() -> None:
         ]
     )
     assert encode_rendered(r, tok)[0] == [inst, *raw.encode("Hello world", add_special_tokens=False).ids]
+
+
+def test_last_assistant_that_renders_no_token_trains_nothing_and_keeps_the_length():
+    """train_on="last_assistant" when the last assistant message owns no token (a format that renders
+    it as nothing, or a render cut before it): every label is ignored and there is one label per id."""
+    from chatfmt.encode import _only_last_assistant
+
+    labels = [5, 6, 7, 8]
+    msgs = [{"role": "user", "content": "u"}, {"role": "assistant", "content": ""}]
+    assert _only_last_assistant(labels, {0: (0, 2)}, msgs) == [X, X, X, X]
+    assert _only_last_assistant(labels, {0: (0, 1), 1: (1, 3)}, msgs) == [X, 6, 7, X]
+    assert _only_last_assistant(labels, {}, [{"role": "user", "content": "u"}]) == labels
