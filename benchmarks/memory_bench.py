@@ -171,6 +171,8 @@ def post(url: str, body: dict[str, Any]) -> int:
             return int(r.status)
     except urllib.error.HTTPError as e:
         raise SystemExit(f"{url}: HTTP {e.code}: {e.read().decode(errors='replace')[:500]}") from None
+    except TimeoutError:
+        raise SystemExit(f"{url}: no answer in 600 s") from None
 
 
 def slope(ys: list[float]) -> float:
@@ -231,7 +233,8 @@ def measure_serve(n_messages: int, requests: int, warmup: int, backend: str) -> 
             ("/v1/chat/completions", {"messages": msgs, "max_tokens": 1, "temperature": 0}),
         ):
             rss: list[int] = []
-            for _ in range(requests):
+            for k in range(requests):
+                print(f"  {path} request {k + 1}/{requests}", file=sys.stderr, flush=True)
                 status = post(base + path, body)
                 if status != 200:
                     raise SystemExit(f"{path}: HTTP {status}")
