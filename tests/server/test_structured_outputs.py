@@ -263,7 +263,7 @@ def test_json_object_answer_is_an_object(real_server):
         model=model_of(c),
         messages=[{"role": "user", "content": "Give me a JSON object about cats."}],
         response_format={"type": "json_object"},
-        max_tokens=200,
+        max_tokens=100,
         temperature=0,
     )
     # greedy with any object allowed may run to max_tokens inside a long string; only a finished
