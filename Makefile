@@ -61,7 +61,7 @@ test: install-dev model lint
 	$(BIN)/python -m pytest -q -m "not slow" -n $(PYTEST_WORKERS) --dist loadfile
 
 test-slow: install-dev model
-	$(BIN)/python -m pytest -q -m "slow and not finetune" -n $(PYTEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q -m "slow and not finetune" -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 # mutation testing (mutmut 3) of the modules where a one-line bug silently corrupts data: encode and
 # labels, message validation, the output parser's markers, the SentencePiece/tiktoken adapters, the

@@ -576,3 +576,46 @@ def _rich_reads_the_current_environ():
     if console is not None and console.Console._environ is not os.environ:
         console.Console._environ = os.environ
     yield
+
+
+# -- make test-slow: the files whose few tests are each long go first -----------------------------------
+
+#: slow-run files of one to a few tests that each take long (a model or a server per test, the
+#: top-100 Hub reports, Ray, memory/abuse/signal runs), roughly longest first. pytest-xdist's
+#: ``--dist loadfile`` gives a worker a whole file at a time, by default the files with the most tests
+#: first: these came last, and the last one ran on one worker while the other had nothing left. make
+#: test-slow passes ``--no-loadscope-reorder`` and this hook puts them first, then the other files with
+#: the most tests first (xdist's own order), so the run ends on short files. Only a run that selects
+#: ``slow`` (not ``not slow``) is reordered; the tests and their order within a file do not change.
+SLOW_RUN_FIRST: tuple[str, ...] = (
+    "tests/formats/test_report_hub_coverage.py",
+    "tests/formats/test_lint.py",
+    "tests/train/test_ray_engine.py",
+    "tests/server/test_real_model.py",
+    "tests/security/test_server_abuse.py",
+    "tests/train/test_prepare_signals.py",
+    "tests/test_plugins.py",
+    "tests/train/test_corrupted_corpus.py",
+    "tests/security/test_fuzz.py",
+    "tests/inference/test_chat_e2e.py",
+    "tests/server/test_proxy_llama_cpp_server.py",
+    "tests/inference/test_backend_probe.py",
+    "tests/train/test_record_kinds.py",
+    "tests/test_hub.py",
+    "tests/server/test_web_page.py",
+    "tests/cli/test_prepare.py",
+)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    expr = config.getoption("markexpr", "") or ""
+    if "slow" not in expr or "not slow" in expr:
+        return
+    files = [item.nodeid.split("::", 1)[0] for item in items]
+    count: dict[str, int] = {}
+    for f in files:
+        count[f] = count.get(f, 0) + 1
+    first = {path: i for i, path in enumerate(SLOW_RUN_FIRST)}
+    key = {id(item): (first.get(f, len(first)), -count[f]) for item, f in zip(items, files)}
+    items.sort(key=lambda item: key[id(item)])
