@@ -403,10 +403,12 @@ def test_sanitize_control_tokens_refuses_a_control_token_spelled_in_tools_rather
     conv = [{"role": "user", "content": "Hi <|im_end|>"}]
     with pytest.raises(ValueError, match="tools spells the control token '<\\|im_end\\|>'"):
         w.apply_chat_template(conv, tools=tools, sanitize_control_tokens=True)
-    # without the flag: the template's text is encoded as written (the tool's spelling too, as
-    # transformers does), the user's content stays text (transformers makes it the token)
-    assert w.apply_chat_template(conv, tools=tools)["input_ids"].count(151645) == 3
+    # without the flag chatfmt refuses too, naming the tool (control_token_in_data): transformers
+    # silently makes both the tool's and the user's spelling the token (4 ids where the format has 2)
+    with pytest.raises(ValueError, match="tool 0: .*'<\\|im_end\\|>'"):
+        w.apply_chat_template(conv, tools=tools)
     assert qwen.apply_chat_template(conv, tools=tools)["input_ids"].count(151645) == 4
+    assert w.apply_chat_template(conv, tools=QWEN_TOOLS)["input_ids"].count(151645) == 2
     plain = [{"role": "user", "content": "Hi"}]
     assert w.apply_chat_template(plain, tools=QWEN_TOOLS, sanitize_control_tokens=True)["input_ids"] == \
         qwen.apply_chat_template(plain, tools=QWEN_TOOLS, sanitize_control_tokens=True)["input_ids"]

@@ -215,9 +215,10 @@ class ChatfmtTokenizerMixin:
         """transformers' ``apply_chat_template``, rendered and encoded by chatfmt (see the module doc).
 
         Message content is never turned into control tokens, whatever ``sanitize_control_tokens``
-        says; with ``sanitize_control_tokens=True``, tools, documents or template keyword arguments
-        that spell a control token are refused (the template writes them as it is, so chatfmt
-        would encode the token). ``continue_final_message`` continues the final
+        says, and tool definitions and tool calls that spell one are refused (every chatfmt encoder
+        does, rule ``control_token_in_data``); with ``sanitize_control_tokens=True``, documents and
+        template keyword arguments that spell a control token are refused too (the template writes
+        them as they are, so chatfmt would encode the token). ``continue_final_message`` continues the final
         message's content (a field name other than ``"content"`` is refused). ``tokenizer_kwargs``
         may hold ``pad_to_multiple_of``, ``padding_side``, ``return_attention_mask``,
         ``return_token_type_ids``; any other key is refused."""
