@@ -29,8 +29,9 @@ def _table_names(text: str) -> set[str]:
     return set(re.findall(r"^\| `([^`]+)` \|", text, re.M))
 
 
-def test_readme_is_at_most_20000_characters() -> None:
-    assert len(README.read_text(encoding="utf-8")) <= 20_000
+def test_readme_is_at_most_24000_characters() -> None:
+    # the door: a tour, the formats, serving, performance and testing tables; the rest is in docs/
+    assert len(README.read_text(encoding="utf-8")) <= 24_000
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(REPO)))
