@@ -257,12 +257,14 @@ def test_tiktoken_flavors_by_name_and_unknown_files(cl100k: Any, tmp_path: Path)
         load_tiktoken(other, flavor="nope")
     bad = tmp_path / "bad.tiktoken"
     bad.write_text("not base64 at all\n")
-    with pytest.raises(TokenizerError, match=r"not a tiktoken BPE file \(expected '<base64> <rank>'\)"):
+    with pytest.raises(TokenizerError, match=r"not a tiktoken BPE file \(expected '<base64> <rank>'\)") as e:
         read_ranks(bad)
+    assert str(bad) in str(e.value) and ":1" in str(e.value)  # the error names the file and the line
     empty = tmp_path / "empty.tiktoken"
     empty.write_text("\n")
-    with pytest.raises(TokenizerError, match="empty tiktoken file"):
+    with pytest.raises(TokenizerError, match="empty tiktoken file") as e:
         read_ranks(empty)
+    assert str(empty) in str(e.value)  # the error names the file
     ranks = read_ranks(path)
     assert len(ranks) == 100256 and ranks[b"!"] == 0
 
