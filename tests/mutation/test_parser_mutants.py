@@ -458,3 +458,30 @@ def test_markers_in_segment_headers_and_drop_markers_in_segments() -> None:
     assert parser.parse("text\nHello<|s|><|s|>text\n Bye").content == "Hello Bye"
     # a marker the grammar drops is dropped in content segments and while a header is read
     assert parser.parse("text\nHel<|d|>lo<|s|>te<|d|>xt\n!").content == "Hello!"
+
+
+def test_fresh_gives_an_unfed_copy_for_its_own_prompt_and_leaves_the_original_unfed(
+    qwen: Any, ids: dict[str, int]
+) -> None:
+    """What the server hands each request: a copy of one kept parser, for that request's prompt."""
+    open_prompt = "<|im_start|>assistant\n<think>\n"
+    proto = get_parser("qwen3", qwen[1], seed=0)
+    a = proto.fresh(prompt=open_prompt)
+    b = proto.fresh()
+    assert type(a) is type(proto) and a is not proto and a.grammar is proto.grammar
+    assert (a.prompt, b.prompt, proto.prompt) == (open_prompt, None, None)
+    a.feed("thinking")
+    a.feed("</think>", ids["</think>"])
+    a.feed("answer")
+    out = a.finish().output
+    assert (out.reasoning_content, out.content) == ("thinking", "answer")
+    b.feed("plain")
+    out = b.finish().output
+    assert (out.reasoning_content, out.content) == (None, "plain")
+    # the original was fed nothing: neither copy shares its state
+    out = proto.finish().output
+    assert (out.content, out.reasoning_content, out.tool_calls) == ("", None, [])
+    # a copy of a parser that was fed starts from nothing too
+    c = a.fresh(prompt=None)
+    c.feed("x")
+    assert c.finish().output.content == "x"

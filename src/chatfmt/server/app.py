@@ -123,16 +123,18 @@ def warning_headers(lines: list[str]) -> dict[str, str]:
 # -- prompt building ---------------------------------------------------------------------------------
 
 
+#: the fields a message given as ``{"role", "content"}`` has set
+_PLAIN_FIELDS = frozenset({"role", "content"})
+
+
 def _messages(req: ChatRequestBase) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
+    plain = _PLAIN_FIELDS
     for i, m in enumerate(req.messages):
         if (
-            type(m.content) is str
+            m.__pydantic_fields_set__ <= plain  # the other fields are at their default, None
+            and type(m.content) is str
             and m.role != "developer"
-            and m.name is None
-            and m.tool_calls is None
-            and m.tool_call_id is None
-            and m.reasoning_content is None
             and not m.__pydantic_extra__
         ):  # what model_dump(exclude_none=True) gives it, without its cost (most messages)
             out.append({"role": m.role, "content": m.content})
@@ -197,6 +199,11 @@ class ServerState:
         self.executor = ThreadPoolExecutor(max_workers=engine.slots + 1, thread_name_prefix="chatfmt-gen")
         self.started = time.time()
         self.text_stops_include_control = getattr(engine, "sees_text_only", False)
+        #: output parsers (unused: requests get fresh copies) by format, tokenizer and tool list
+        self._parsers: dict[tuple[Any, ...], tuple[Any, Any, Any]] = {}
+        #: ``stops()`` by its arguments (the format and tokenizer it was computed for kept with it)
+        self._stops: dict[tuple[Any, ...], tuple[Any, Any, tuple[frozenset[int], tuple[str, ...]]]] = {}
+        self._cache_lock = threading.Lock()
 
     # -- models ---------------------------------------------------------------------------------
     def check_model(self, name: str | None) -> str:
@@ -309,6 +316,19 @@ class ServerState:
         return s
 
     def stops(self, extra: list[str], *, chat: bool) -> tuple[frozenset[int], tuple[str, ...]]:
+        fmt, tok = self.engine.format, self.engine.tokenizer
+        key = (chat, *extra)
+        cached = self._stops.get(key)
+        if cached is not None and cached[0] is fmt and cached[1] is tok:
+            return cached[2]
+        out = self._stops_of(extra, chat=chat)
+        with self._cache_lock:
+            if len(self._stops) >= 256:
+                self._stops.pop(next(iter(self._stops)))
+            self._stops[key] = (fmt, tok, out)
+        return out
+
+    def _stops_of(self, extra: list[str], *, chat: bool) -> tuple[frozenset[int], tuple[str, ...]]:
         tok = self.engine.tokenizer
         if chat:
             ids, texts = stop_tokens(self.engine.format, tok, extra)
@@ -334,13 +354,24 @@ class ServerState:
         return prep
 
     def chat_parser(self, prep: PreparedChat) -> Any:
-        """A fresh output parser for one choice of a prepared chat request."""
+        """A fresh output parser for one choice of a prepared chat request: a copy of the one kept per
+        format, tokenizer and tool list (building one looks every marker up in the tokenizer)."""
         from ..toolcalls import parser_for_format
 
-        parser = parser_for_format(self.engine.format, self.engine.tokenizer, prompt=prep.text, tools=prep.tools)
-        if prep.tool_choice == "none":
-            parser = _strip_tool_blocks(parser)
-        return parser
+        fmt, tok = self.engine.format, self.engine.tokenizer
+        none = prep.tool_choice == "none"
+        key = (id(fmt), id(tok), none, json.dumps(prep.tools, sort_keys=True, default=str) if prep.tools else None)
+        cached = self._parsers.get(key)
+        if cached is None or cached[0] is not fmt or cached[1] is not tok:
+            proto = parser_for_format(fmt, tok, prompt=None, tools=prep.tools)
+            if none:
+                proto = _strip_tool_blocks(proto)
+            cached = (fmt, tok, proto)
+            with self._cache_lock:
+                if len(self._parsers) >= 64:  # tool lists vary per client: keep the newest few
+                    self._parsers.pop(next(iter(self._parsers)))
+                self._parsers[key] = cached
+        return cached[2].fresh(prompt=prep.text)
 
     def completion_ids(self, req: CompletionRequest) -> list[int]:
         prompt: Any = req.prompt

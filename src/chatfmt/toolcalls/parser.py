@@ -255,6 +255,17 @@ class OutputParser:
                 self._mode = "reasoning"
                 self._reasoning_seen = True
 
+    def fresh(self, *, prompt: str | None = None) -> OutputParser:
+        """A new parser of this one's class, grammar, tokenizer and options, fed nothing, for
+        ``prompt``: what the constructor gives, without redoing its work (each marker looked up in
+        the tokenizer). This parser is left as it is; a server keeps one unused parser per format and
+        tool list and hands out fresh copies of it."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.prompt = prompt
+        new.reset()
+        return new
+
     # -- public API --------------------------------------------------------------------------------
 
     def feed(self, text: str, token_id: int | None = None) -> list[Delta]:
