@@ -574,20 +574,33 @@ TARGET_APPEND_MS = 1.0  # appending one turn to a ~100k-token conversation: Incr
 TARGET_SERVE_MS = 0.5  # serve's format layer (prepare_chat: messages, render, encode) < 0.5 ms p50, warm
 
 
-def _timed(fn: Callable[[], Any], before: Callable[[], Any] | None, repeats: int) -> dict[str, Any]:
+def _timed(fn: Callable[[], Any], before: Callable[[], Any] | None, repeats: int, *, cold: bool = False) -> dict[str, Any]:
     """``repeats`` samples of ``fn()`` (``before()`` run untimed ahead of each): wall and thread CPU
-    time, in ms."""
+    time, in ms. Warm (the default, timeit's convention): samples back to back, the garbage
+    collector off during each, after two untimed warm-up calls. ``cold=True``: a full collection
+    before each ``before()``, which walks the whole heap and so flushes the CPU caches, as a
+    generation does between two requests."""
     wall: list[float] = []
     cpu: list[float] = []
+    if not cold:
+        for _ in range(2):
+            if before is not None:
+                before()
+            fn()
     for _ in range(repeats):
+        if cold:
+            gc.collect()
         if before is not None:
             before()
-        gc.collect()
-        c0 = time.thread_time()
-        t0 = time.perf_counter()
-        fn()
-        wall.append((time.perf_counter() - t0) * 1e3)
-        cpu.append((time.thread_time() - c0) * 1e3)
+        gc.disable()
+        try:
+            c0 = time.thread_time()
+            t0 = time.perf_counter()
+            fn()
+            wall.append((time.perf_counter() - t0) * 1e3)
+            cpu.append((time.thread_time() - c0) * 1e3)
+        finally:
+            gc.enable()
     return {
         "p50_ms": round(statistics.median(wall), 4),
         "best_ms": round(min(wall), 4),
@@ -672,7 +685,15 @@ def run_latency(chatfmt: Any, fmt: Any, tok: Any, quick: bool, convs: list[Any],
     got = enc.encode(new)
     stats = enc.stats
     append = _timed(lambda: enc.encode(new), lambda: enc.encode(hist), repeats)
+    append["flushed"] = _timed(lambda: enc.encode(new), lambda: enc.encode(hist), repeats, cold=True)
     full = _timed(lambda: fmt.encode(new, tok, add_generation_prompt=True), None, 2 if quick else 3)
+    # the tokenizer alone on the new turn's two contents: how much of a cold call is its own
+    raw = tok.backend
+    texts = [m["content"] for m in new[-2:]]
+    append["tokenizer"] = {
+        mode: _timed(lambda: [raw.encode(t, add_special_tokens=False).ids for t in texts], None, repeats, cold=mode == "flushed")
+        for mode in ("warm", "flushed")
+    }
     append.update(messages=len(new), tokens=len(want), ids_equal=got == want, encoded_tokens=stats.encoded_tokens,
                   reused_tokens=stats.reused_tokens, full_encode=full,
                   speedup_p50=round(full["p50_ms"] / append["p50_ms"], 1) if append["p50_ms"] else None)
@@ -705,20 +726,28 @@ def run_latency(chatfmt: Any, fmt: Any, tok: Any, quick: bool, convs: list[Any],
         rng = random.Random(130)
         msgs = corpus_mod.conversation(rng, 66, system=True)[:128]  # system + 63 turns + a user message
         prev = ChatCompletionRequest(model="m", messages=msgs)
-        serve_samples: list[ChatCompletionRequest] = [
-            ChatCompletionRequest(model="m", messages=[*msgs, {"role": "assistant", "content": f"Answer {k}."},
-                                                        {"role": "user", "content": f"And question {k}?"}])
-            for k in range(repeats)
+        # each sample is a new request body, parsed (untimed) just before it is prepared, as the
+        # server parses a request and then runs the format layer on it
+        bodies = [
+            json.dumps({"model": "m", "messages": [*msgs, {"role": "assistant", "content": f"Answer {k}."},
+                                                    {"role": "user", "content": f"And question {k}?"}]})
+            for k in range(2 * repeats + 4)
         ]
-        it = iter(serve_samples)
+        it = iter(bodies)
         current: list[Any] = []
 
         def before() -> None:
+            state.prepare_chat(prev)  # the previous request: the same conversation without its last turn
+            current[:] = [ChatCompletionRequest.model_validate_json(next(it))]
+
+        def before_cold() -> None:
             state.prepare_chat(prev)
-            current[:] = [next(it)]
+            gc.collect()  # what a generation does to the CPU caches, before the next request arrives
+            current[:] = [ChatCompletionRequest.model_validate_json(next(it))]
 
         serve = _timed(lambda: state.prepare_chat(current[0]), before, repeats)
-        last = serve_samples[-1]
+        serve["flushed"] = _timed(lambda: state.prepare_chat(current[0]), before_cold, repeats, cold=True)
+        last = ChatCompletionRequest.model_validate_json(bodies[-1])
         want_s = fmt.encode([m.model_dump(exclude_none=True) for m in last.messages], tok, add_generation_prompt=True).input_ids
         state.prepare_chat(prev)
         serve.update(messages=len(last.messages), tokens=len(want_s), ids_equal=state.prepare_chat(last).ids == want_s)
@@ -734,26 +763,33 @@ def run_latency(chatfmt: Any, fmt: Any, tok: Any, quick: bool, convs: list[Any],
 def report_latency(lat: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
-    t = Table(title=f"latency (ms; load average {lat['loadavg_start']} -> {lat['loadavg_end']})", title_justify="left")
-    for col in ("what", "p50", "best", "CPU p50", "cpu/wall", "check", "target"):
-        t.add_column(col, justify="left" if col in ("what", "check", "target") else "right")
+    t = Table(title=f"latency (ms; load average {lat['loadavg_start']} -> {lat['loadavg_end']}; warm: samples back to back, "
+                    "the collector off during each (timeit's convention); flushed: a full garbage collection before each, "
+                    "which flushes the CPU caches as a generation does)", title_justify="left")
+    for col in ("what", "p50 warm", "best", "CPU p50", "cpu/wall", "p50 flushed", "check", "target (warm p50)"):
+        t.add_column(col, justify="left" if col in ("what", "check", "target (warm p50)") else "right")
     a = lat["append"]
+    fl = a["flushed"]
     t.add_row(f"append one turn to a {a['tokens']:,}-token conversation ({a['messages']} messages): IncrementalEncoder.encode",
-              f"{a['p50_ms']:.3f}", f"{a['best_ms']:.3f}", f"{a['cpu_p50_ms']:.3f}", f"{a['cpu_per_wall']}",
+              f"{a['p50_ms']:.3f}", f"{a['best_ms']:.3f}", f"{a['cpu_p50_ms']:.3f}", f"{a['cpu_per_wall']}", f"{fl['p50_ms']:.3f}",
               f"ids equal: {a['ids_equal']}; {a['encoded_tokens']} tokens encoded", f"< {TARGET_APPEND_MS} ms")
+    r = a["tokenizer"]
+    t.add_row("  of which the tokenizer alone: tokenizers encode of the new turn's two contents", f"{r['warm']['p50_ms']:.3f}",
+              f"{r['warm']['best_ms']:.3f}", f"{r['warm']['cpu_p50_ms']:.3f}", f"{r['warm']['cpu_per_wall']}",
+              f"{r['flushed']['p50_ms']:.3f}", "reference", "")
     f = a["full_encode"]
     t.add_row("  fmt.encode of the whole conversation", f"{f['p50_ms']:.1f}", f"{f['best_ms']:.1f}", f"{f['cpu_p50_ms']:.1f}",
-              f"{f['cpu_per_wall']}", f"append is {a['speedup_p50']}x faster (p50)", "")
+              f"{f['cpu_per_wall']}", "", f"append is {a['speedup_p50']}x faster (p50)", "")
     s = lat.get("serve", {})
     if "skipped" in s:
-        t.add_row("serve format layer", "-", "-", "-", "-", s["skipped"], "")
+        t.add_row("serve format layer", "-", "-", "-", "-", "-", s["skipped"], "")
     elif s:
-        t.add_row(f"serve format layer: prepare_chat, warm ({s['messages']} messages, {s['tokens']:,} tokens)",
+        t.add_row(f"serve format layer: prepare_chat of a parsed request, prefix seen ({s['messages']} messages, {s['tokens']:,} tokens)",
                   f"{s['p50_ms']:.3f}", f"{s['best_ms']:.3f}", f"{s['cpu_p50_ms']:.3f}", f"{s['cpu_per_wall']}",
-                  f"ids equal: {s['ids_equal']}", f"< {TARGET_SERVE_MS} ms p50")
+                  f"{s['flushed']['p50_ms']:.3f}", f"ids equal: {s['ids_equal']}", f"< {TARGET_SERVE_MS} ms p50")
         c = s["cold"]
-        t.add_row("  cold (a fresh encoder)", f"{c['p50_ms']:.3f}", f"{c['best_ms']:.3f}", f"{c['cpu_p50_ms']:.3f}",
-                  f"{c['cpu_per_wall']}", "", "")
+        t.add_row("  a fresh encoder (nothing seen before)", f"{c['p50_ms']:.3f}", f"{c['best_ms']:.3f}", f"{c['cpu_p50_ms']:.3f}",
+                  f"{c['cpu_per_wall']}", "", "", "")
     console.print(t)
     b = Table(title="render breakdown, built-in qwen2.5: us per conversation (thread CPU time, best of 5)", title_justify="left")
     b.add_column("stage")
@@ -774,6 +810,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--conversations", type=int, help="corpus size (default 2500, --quick 400)")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--profile", action="store_true", help="cProfile chatfmt's built-in qwen2.5 encode path instead")
+    ap.add_argument("--latency", action="store_true", help="only the latency section (append a turn, serve's format layer)")
     ap.add_argument("--verbose", "-v", action="store_true", help="print every timing sample as it is taken")
     args = ap.parse_args(argv)
 
@@ -832,6 +869,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.profile:
         return profile(fmt, tok, raw, work, console)
+    if args.latency:
+        report_latency(run_latency(chatfmt, fmt, tok, quick, convs, log), console)
+        return 0
 
     methods = build_methods(chatfmt, fmt, jfmt, tok, raw, hf_tok, repeats)
     by_key = {m.key: m for m in methods}
