@@ -24,6 +24,7 @@ both.
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,7 +39,9 @@ def output_format_for(output: str | Path, output_format: str | None) -> str:
     """``output_format`` if given, else ``parquet`` for a ``.parquet`` name and ``jsonl`` otherwise."""
     if output_format is not None:
         if output_format not in OUTPUT_FORMATS:
-            raise ValueError(f"output_format must be one of {', '.join(OUTPUT_FORMATS)}, not {output_format!r}")
+            raise ValueError(
+                f"output_format must be one of {', '.join(OUTPUT_FORMATS)}, not {output_format!r}"
+            )
         return output_format
     return "parquet" if str(output).lower().endswith(".parquet") else "jsonl"
 
@@ -68,24 +71,28 @@ def _schema(packed: bool) -> Any:
 
     ids = pa.list_(pa.int32())
     if packed:
-        return pa.schema([
+        return pa.schema(
+            [
+                ("input_ids", ids),
+                ("labels", ids),
+                ("attention_mask", pa.list_(pa.int8())),
+                ("position_ids", ids),
+                ("seq_lengths", ids),
+                ("length", pa.int32()),
+                ("sources", pa.list_(pa.string())),
+                ("records", pa.list_(pa.int64())),
+            ]
+        )
+    return pa.schema(
+        [
             ("input_ids", ids),
             ("labels", ids),
             ("attention_mask", pa.list_(pa.int8())),
-            ("position_ids", ids),
-            ("seq_lengths", ids),
             ("length", pa.int32()),
-            ("sources", pa.list_(pa.string())),
-            ("records", pa.list_(pa.int64())),
-        ])
-    return pa.schema([
-        ("input_ids", ids),
-        ("labels", ids),
-        ("attention_mask", pa.list_(pa.int8())),
-        ("length", pa.int32()),
-        ("source", pa.string()),
-        ("record", pa.int64()),
-    ])
+            ("source", pa.string()),
+            ("record", pa.int64()),
+        ]
+    )
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
@@ -109,6 +116,56 @@ def require_pyarrow() -> None:
         raise ChatfmtError("Parquet output needs pyarrow: pip install 'chatfmt[train]'") from None
 
 
+#: struct codes of the integer types a list column of ours holds
+_INT_CODES = {"int8": "b", "int32": "i", "int64": "q"}
+
+
+def column(values: list[Any], arrow_type: Any) -> Any:
+    """``pa.array(values, arrow_type)``; a list-of-integers column through :func:`int_lists`."""
+    import pyarrow as pa
+
+    if pa.types.is_list(arrow_type) and str(arrow_type.value_type) in _INT_CODES:
+        return int_lists(values, arrow_type)
+    return pa.array(values, arrow_type)
+
+
+def int_lists(rows: list[list[int]], arrow_type: Any) -> Any:
+    """``pa.array(rows, arrow_type)`` for ``arrow_type`` a ``list<int8|int32|int64>`` and ``rows``
+    lists of ``int``: built from two buffers, the values packed by one :func:`struct.pack` call
+    (about 2.5x faster than pyarrow's converter from Python objects, 25-30 ns a value here) and the
+    offsets; a column of ones only (an attention mask) is not packed at all. The same array as
+    ``pa.array``'s (tested). What that converter would treat otherwise goes to it: a row that is not
+    a list (``None``: a null), a value ``struct`` refuses (out of range, a float), over 2**31 - 1
+    values. (A ``bool`` value packs as 0 or 1 where ``pa.array`` refuses it; no row of ours holds one.)"""
+    import pyarrow as pa
+
+    total = 0
+    flat: list[int] = []
+    offsets = [0]
+    code = _INT_CODES[str(arrow_type.value_type)]
+    try:
+        for r in rows:
+            if r.__class__ is not list:
+                raise TypeError("not a list")
+            flat += r
+            total += len(r)
+            offsets.append(total)
+        if total > 2**31 - 1:
+            raise OverflowError("offsets over int32")
+        data = (
+            b"\x01" * total
+            if code == "b" and flat.count(1) == total
+            else struct.pack(f"={total}{code}", *flat)
+        )
+    except (TypeError, OverflowError, struct.error):
+        return pa.array(rows, arrow_type)
+    values = pa.Array.from_buffers(arrow_type.value_type, total, [None, pa.py_buffer(data)])
+    offs = pa.py_buffer(struct.pack(f"={len(offsets)}i", *offsets))
+    return pa.ListArray.from_arrays(
+        pa.Array.from_buffers(pa.int32(), len(offsets), [None, offs]), values, type=arrow_type
+    )
+
+
 class ParquetSink:
     """Rows held until the batch ends, then written as one row group."""
 
@@ -130,9 +187,9 @@ class ParquetSink:
             return
         import pyarrow as pa
 
-        # column by column (pyarrow converts a list of lists in one C pass; far faster than
-        # Table.from_pylist over row dicts)
-        columns = [pa.array([row[field.name] for row in self.rows], field.type) for field in self.schema]
+        # column by column (far faster than Table.from_pylist over row dicts); lists of integers
+        # through int_lists (the same arrays as pa.array's)
+        columns = [column([row[field.name] for row in self.rows], field.type) for field in self.schema]
         self.writer.write_table(pa.Table.from_arrays(columns, schema=self.schema))
         self.rows.clear()
 
@@ -140,7 +197,9 @@ class ParquetSink:
         self.writer.close()
 
 
-def open_sink(path: Path, output_format: str, *, packed: bool, metadata: dict[str, Any] | None = None) -> JsonlSink | ParquetSink:
+def open_sink(
+    path: Path, output_format: str, *, packed: bool, metadata: dict[str, Any] | None = None
+) -> JsonlSink | ParquetSink:
     if output_format == "parquet":
         return ParquetSink(path, packed=packed, metadata=metadata)
     return JsonlSink(path)
@@ -164,7 +223,9 @@ class Packer:
         self.sources: list[str] = []
         self.records: list[int] = []
 
-    def add(self, input_ids: list[int], labels: list[int], attention_mask: list[int], source: str, record: int) -> list[int]:
+    def add(
+        self, input_ids: list[int], labels: list[int], attention_mask: list[int], source: str, record: int
+    ) -> list[int]:
         """Add one example (``len(input_ids) <= size``); returns the labels it got (first one -100)."""
         n = len(input_ids)
         if self.input_ids and len(self.input_ids) + n > self.size:
@@ -182,15 +243,17 @@ class Packer:
     def emit(self) -> None:
         if not self.input_ids:
             return
-        self.sink.write({
-            "input_ids": self.input_ids,
-            "labels": self.labels,
-            "attention_mask": self.attention_mask,
-            "position_ids": self.position_ids,
-            "seq_lengths": self.seq_lengths,
-            "length": len(self.input_ids),
-            "sources": self.sources,
-            "records": self.records,
-        })
+        self.sink.write(
+            {
+                "input_ids": self.input_ids,
+                "labels": self.labels,
+                "attention_mask": self.attention_mask,
+                "position_ids": self.position_ids,
+                "seq_lengths": self.seq_lengths,
+                "length": len(self.input_ids),
+                "sources": self.sources,
+                "records": self.records,
+            }
+        )
         self.packed += 1
         self._clear()
