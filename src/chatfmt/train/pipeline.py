@@ -104,8 +104,10 @@ def _check_output(output: Path, rejects: Path) -> None:
         if stat.S_ISDIR(mode):
             raise OutputError(f"cannot write {_what(path, rejects)} {path}: it is a directory")
         if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
-            raise OutputError(f"cannot write {_what(path, rejects)} {path}: it is not a regular file "
-                              "(the output is written beside it and renamed over it)")
+            raise OutputError(
+                f"cannot write {_what(path, rejects)} {path}: it is not a regular file "
+                "(the output is written beside it and renamed over it)"
+            )
         why = _unreplaceable(path, mode, parent_mode, output.parent)
         if why:
             raise OutputError(f"cannot write {_what(path, rejects)} {path}: {why}")
@@ -130,8 +132,12 @@ def _unreplaceable(path: Path, mode: int, parent_mode: int, parent: Path) -> str
     file in a sticky directory (such as /tmp)."""
     st = path.lstat()
     euid = os.geteuid() if hasattr(os, "geteuid") else None
-    if (euid not in (None, 0) and parent_mode & stat.S_ISVTX and st.st_uid != euid
-            and parent.stat().st_uid != euid):
+    if (
+        euid not in (None, 0)
+        and parent_mode & stat.S_ISVTX
+        and st.st_uid != euid
+        and parent.stat().st_uid != euid
+    ):
         return "it belongs to another user in a sticky directory (it cannot be replaced)"
     if not (sys.platform.startswith("linux") and stat.S_ISREG(mode)):
         return None
@@ -186,7 +192,7 @@ def _remove_stale(output: Path, rejects: Path) -> list[Path]:
         return []
     for entry in entries:
         for prefix, target in names.items():
-            m = pattern.fullmatch(entry.name[len(prefix):]) if entry.name.startswith(prefix) else None
+            m = pattern.fullmatch(entry.name[len(prefix) :]) if entry.name.startswith(prefix) else None
             if m is not None:
                 found.append((int(m[1]), m[2], target, Path(entry.path)))
     removed: list[Path] = []
@@ -281,7 +287,9 @@ def _die_with_parent() -> None:
     threading.Thread(target=watch, args=(parent.pid,), name="chatfmt-parent-watch", daemon=True).start()
 
 
-_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+_STOP_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
 
 
 def _submit(pool: ProcessPoolExecutor, batch: list[RawRecord]) -> Future[list[Outcome]]:
@@ -390,7 +398,10 @@ def local_engine(
     import multiprocessing
 
     pool = ProcessPoolExecutor(
-        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init, initargs=(fmt, tok, opts)
+        workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_worker_init,
+        initargs=(fmt, tok, opts),
     )
     try:
         for batch in chain([first], batches):
@@ -402,8 +413,9 @@ def local_engine(
     except BaseException as e:  # a signal, an error in the writer, the caller closing us: stop now
         _kill_workers(pool)  # (they ignore the SIGTERM a broken pool sends them)
         if isinstance(e, BrokenProcessPool):
-            raise WorkerError("a prepare worker process ended unexpectedly (killed, or out of memory?); "
-                              "no output written") from e
+            raise WorkerError(
+                "a prepare worker process ended unexpectedly (killed, or out of memory?); no output written"
+            ) from e
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -415,8 +427,15 @@ def local_engine(
 class _Writer:
     """Writes outcomes: rows to the sink (or packer), rejections to the rejects file; counts."""
 
-    def __init__(self, out: JsonlSink | ParquetSink, rej: IO[str], report: Report, packer: Packer | None,
-                 *, rejects: Path | None = None) -> None:
+    def __init__(
+        self,
+        out: JsonlSink | ParquetSink,
+        rej: IO[str],
+        report: Report,
+        packer: Packer | None,
+        *,
+        rejects: Path | None = None,
+    ) -> None:
         self.out = out
         self.rej = rej
         self.rejects = rejects  # the rejects file's final name, for errors
@@ -446,14 +465,16 @@ class _Writer:
                     continue
                 labels = self.packer.add(ids, labels, mask, o.source, o.record)
             else:
-                self.out.write({
-                    "input_ids": ids,
-                    "labels": labels,
-                    "attention_mask": mask,
-                    "length": n,
-                    "source": o.source,
-                    "record": o.record,
-                })
+                self.out.write(
+                    {
+                        "input_ids": ids,
+                        "labels": labels,
+                        "attention_mask": mask,
+                        "length": n,
+                        "source": o.source,
+                        "record": o.record,
+                    }
+                )
             r.written += 1
             for name in o.not_rendered:
                 r.not_rendered[name] = r.not_rendered.get(name, 0) + 1
@@ -496,6 +517,7 @@ def _loaded(what: str, spec: Any) -> Any:
 
 def _provenance(format: Any, tokenizer: Any, fmt: Any, tok: Any) -> dict[str, Any]:
     """What the output was made with: the format's name and the tokenizer's path (absolute), when known."""
+
     def where(spec: Any, obj: Any) -> str | None:
         if isinstance(spec, (str, Path)) and Path(spec).exists():
             return str(Path(spec).resolve())
@@ -515,25 +537,36 @@ def _provenance(format: Any, tokenizer: Any, fmt: Any, tok: Any) -> dict[str, An
     }
 
 
-def _datasets(inputs: Any, dataset: str | Iterable[str], info: str | Path | None,
-              opts: EncodeOptions) -> tuple[list[Path], EncodeOptions]:
+def _datasets(
+    inputs: Any, dataset: str | Iterable[str], info: str | Path | None, opts: EncodeOptions
+) -> tuple[list[Path], EncodeOptions]:
     """The files of the named datasets of a ``dataset_info.json`` and the options that map them."""
     from .dataset_info import DatasetInfoError, load_dataset_info
 
-    names = [n.strip() for item in ([dataset] if isinstance(dataset, str) else dataset) for n in str(item).split(",")]
+    names = [
+        n.strip()
+        for item in ([dataset] if isinstance(dataset, str) else dataset)
+        for n in str(item).split(",")
+    ]
     names = [n for n in names if n]
     if not names:
         raise DatasetInfoError("no dataset named")
     if opts.input_kind is not None:
-        raise DatasetInfoError("input_kind and dataset: the dataset description's formatting decides the record kind")
+        raise DatasetInfoError(
+            "input_kind and dataset: the dataset description's formatting decides the record kind"
+        )
     if info is None:
         given = [inputs] if isinstance(inputs, (str, Path)) else list(inputs or ())
         if len(given) != 1:
-            raise DatasetInfoError("give the directory holding dataset_info.json (or the file) as the one input, "
-                                   "or dataset_info=")
+            raise DatasetInfoError(
+                "give the directory holding dataset_info.json (or the file) as the one input, "
+                "or dataset_info="
+            )
         info = given[0]
     elif inputs not in (None, [], ()):
-        raise DatasetInfoError("with dataset_info and dataset, the inputs are the datasets' files: give no other")
+        raise DatasetInfoError(
+            "with dataset_info and dataset, the inputs are the datasets' files: give no other"
+        )
     found = load_dataset_info(info, names)
     files = [f for d in found for f in d.files]
     layouts = tuple((str(f), d.layout) for d in found for f in d.files)
@@ -676,9 +709,14 @@ def prepare(
         opts = dataclasses.replace(opts, allow_missing_tokens=True)
     if (workers > 1 or engine == "ray") and not (fmt_l.picklable() and tok_l.picklable()):
         if engine == "ray":
-            raise ChatfmtError("--engine ray needs the format and tokenizer as names or paths (these objects do not pickle)")
-        warnings.warn("the format or tokenizer object cannot be sent to worker processes; encoding in this process "
-                      "(pass names or paths to use workers)", stacklevel=2)
+            raise ChatfmtError(
+                "--engine ray needs the format and tokenizer as names or paths (these objects do not pickle)"
+            )
+        warnings.warn(
+            "the format or tokenizer object cannot be sent to worker processes; encoding in this process "
+            "(pass names or paths to use workers)",
+            stacklevel=2,
+        )
         workers = 1
     if isinstance(inputs, (str, Path)):
         inputs = [inputs]
@@ -687,8 +725,14 @@ def prepare(
 
     tmp_out, tmp_rej = _tmp_path(output), _tmp_path(rejects)
     records = iter_raw_records(inputs)  # a generator: checked for missing inputs on first use
-    report = Report(output=str(output), rejects=str(rejects), engine=engine, workers=workers,
-                    template_kwargs=dict(opts.template_kwargs), template_kwargs_not_read=kwargs_not_read)
+    report = Report(
+        output=str(output),
+        rejects=str(rejects),
+        engine=engine,
+        workers=workers,
+        template_kwargs=dict(opts.template_kwargs),
+        template_kwargs_not_read=kwargs_not_read,
+    )
     started = time.perf_counter()
     try:
         with ExitStack() as stack:
@@ -703,7 +747,12 @@ def prepare(
                 outcomes = local_engine(_batches(records, batch_size), fmt_l, tok_l, opts, workers)
             stack.callback(getattr(outcomes, "close", lambda: None))
             with _writing(output):
-                out = open_sink(tmp_out, out_format, packed=pack is not None, metadata=_provenance(format, tokenizer, fmt_l, tok_l))
+                out = open_sink(
+                    tmp_out,
+                    out_format,
+                    packed=pack is not None,
+                    metadata=_provenance(format, tokenizer, fmt_l, tok_l),
+                )
                 stack.callback(_close_quietly, out)  # on the way out of a failed run only: see below
             with _writing(rejects, "the rejects file"):
                 rej = tmp_rej.open("w", encoding="utf-8")
