@@ -25,6 +25,7 @@ turns SIGTERM/SIGHUP into the same clean stop as Ctrl-C (``chatfmt.cli.prepare``
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import os
 import re
@@ -32,6 +33,7 @@ import signal
 import stat
 import struct
 import sys
+import threading
 import time
 import warnings
 from collections import deque
@@ -244,6 +246,52 @@ def _batches(records: Iterable[RawRecord], size: int) -> Iterator[list[RawRecord
         yield batch
 
 
+# -- the garbage collector ---------------------------------------------------------------------------
+
+#: the collector's first threshold while ``prepare`` runs (Python's default: 700); see :func:`fewer_collections`
+GC_THRESHOLD = 100_000
+_gc_lock = threading.Lock()
+_gc_runs = 0
+_gc_saved: tuple[int, int, int] | None = None
+
+
+def _raise_gc_threshold() -> tuple[int, int, int]:
+    """Set the first threshold to :data:`GC_THRESHOLD` (unless it is 0: automatic collection off, or
+    higher already); returns the thresholds it replaced."""
+    old = gc.get_threshold()
+    if old[0] and old[0] < GC_THRESHOLD:
+        gc.set_threshold(GC_THRESHOLD, *old[1:])
+    return old
+
+
+@contextmanager
+def fewer_collections() -> Iterator[None]:
+    """The garbage collector's youngest generation collected after :data:`GC_THRESHOLD` net new
+    container objects instead of 700, while a ``prepare`` runs in this process (the first run in
+    sets it, the last one out puts back what was there, if nothing else changed it meanwhile).
+
+    Every encoded record is a few long lists of ints that live until they are written; with the
+    default threshold the collector traverses them again at every collection of each generation
+    while they live (about 100 us of CPU per conversation measured here, 3-4 % of tokenizing it),
+    with this one about once per thousand conversations. Nothing else changes: objects are freed by
+    their reference counts as before, and garbage cycles are still collected, later."""
+    global _gc_runs, _gc_saved
+    with _gc_lock:
+        if _gc_runs == 0:
+            old = _raise_gc_threshold()
+            _gc_saved = old if gc.get_threshold() != old else None
+        _gc_runs += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_runs -= 1
+            if _gc_runs == 0 and _gc_saved is not None:
+                if gc.get_threshold()[0] == GC_THRESHOLD:
+                    gc.set_threshold(*_gc_saved)
+                _gc_saved = None
+
+
 # -- the local engine --------------------------------------------------------------------------------
 
 _WORKER: tuple[Any, Any, EncodeOptions] | None = None
@@ -341,6 +389,7 @@ def _result(future: Future[list[Outcome]], pool: ProcessPoolExecutor) -> list[Ou
 def _worker_init(fmt: Loader, tok: Loader, opts: EncodeOptions) -> None:
     global _WORKER
     _die_with_parent()
+    _raise_gc_threshold()  # for the worker's life: it only encodes (see fewer_collections)
     # one thread per worker: K workers use K cores (in-process, tokenizers' own threads do that)
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     os.environ["RAYON_NUM_THREADS"] = "1"
@@ -736,6 +785,7 @@ def prepare(
     started = time.perf_counter()
     try:
         with ExitStack() as stack:
+            stack.enter_context(fewer_collections())
             if engine == "ray":
                 from .ray_engine import ray_engine
 
