@@ -11,7 +11,8 @@ its sentencepiece ``▁``, so the stripped content is what must appear, in the m
 the one token on each side (a token that crosses into the format text is owned by the piece it
 starts in).
 
-The default run is bounded (a few examples a tokenizer); ``-m slow`` runs the large profile.
+The default run is bounded (a few examples a tokenizer); ``-m slow`` runs the large profile (200
+a tokenizer; ``CHATFMT_HYPOTHESIS=full``: 400).
 """
 
 from __future__ import annotations
@@ -28,12 +29,16 @@ from chatfmt.encode import encode_rendered
 from chatfmt.errors import ChatfmtError
 from chatfmt.segments import CONTENT
 
+from ..conftest import hypothesis_mode
 from ..tokenizers.conftest import ADAPTER_NAMES, get_tokenizer, need
 
 # transformers objects wrap the same files as the json:/vm: adapters; they are slow to load
 KINDS = [n for n in ADAPTER_NAMES if not n.startswith("hf:")]
 FORMATS = sorted(f.name for f in chatfmt.list_formats())
 NO_DECODE = {"gguf:bert-bge": "lower-cases and drops whitespace"}
+#: the slow profile, per tokenizer kind (each conversation in a random format; every format's every control
+#: string is also swept deterministically below): 200, or 400 with ``CHATFMT_HYPOTHESIS=full``
+LARGE_EXAMPLES = 400 if hypothesis_mode() == "full" else 200
 # formats that emit literal token ids (role ids with no text form) are paired with their own vocabulary
 OWN_TOKENIZER = {"baichuan2": "spm:baichuan2", "chatglm3": "spm:chatglm3"}
 
@@ -51,7 +56,11 @@ def _format(name: str):
 def _format_controls(name: str) -> tuple[str, ...]:
     """Control texts the format emits (from a probe render), split on anything alphanumeric-free."""
     fmt = _format(name)
-    probe = [{"role": "system", "content": "S"}, {"role": "user", "content": "U"}, {"role": "assistant", "content": "A"}]
+    probe = [
+        {"role": "system", "content": "S"},
+        {"role": "user", "content": "U"},
+        {"role": "assistant", "content": "A"},
+    ]
     try:
         rendered = fmt.render_segments(probe, add_generation_prompt=False)
     except ChatfmtError:
@@ -72,6 +81,12 @@ def _partials(tokens: list[str]) -> list[str]:
 
 
 def content_strategy(tok, fmt_name: str) -> st.SearchStrategy[str]:
+    return _content_strategy(tok, fmt_name)
+
+
+@cache
+def _content_strategy(tok, fmt_name: str) -> st.SearchStrategy[str]:
+    # built once per tokenizer and format (hypothesis validates and flattens a strategy on first use)
     specials = sorted(t for t in tok.special_tokens if t)
     pieces = specials + list(_format_controls(fmt_name))
     parts = st.one_of(
@@ -95,7 +110,9 @@ def _expected_controls(rendered, tok) -> list[int]:
         if seg.token_ids is not None:
             out.extend(i for i in seg.token_ids if i in ctrl)
         elif seg.kind != CONTENT and pattern is not None:
-            out.extend(specials[m.group(0)] for m in pattern.finditer(seg.text) if specials[m.group(0)] in ctrl)
+            out.extend(
+                specials[m.group(0)] for m in pattern.finditer(seg.text) if specials[m.group(0)] in ctrl
+            )
     return out
 
 
@@ -115,7 +132,9 @@ def check_conversation(tok_name: str, fmt_name: str, contents: list[str]) -> boo
     ids, _labels, owners = encode_rendered(rendered, tok)
     ctrl = tok.control_ids
     got = [i for i in ids if i in ctrl]
-    assert got == _expected_controls(rendered, tok), f"control ids from content: {[tok.id_to_token(i) for i in got]}"
+    assert got == _expected_controls(rendered, tok), (
+        f"control ids from content: {[tok.id_to_token(i) for i in got]}"
+    )
     if tok_name in NO_DECODE:
         return True
     for seg in rendered.segments:
@@ -137,11 +156,15 @@ def _run(tok_name: str, max_examples: int) -> None:
     tok = get_tokenizer(tok_name)  # skips when the data is absent
     outcomes: list[bool] = []
 
-    @settings(max_examples=max_examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @settings(
+        max_examples=max_examples, deadline=None, suppress_health_check=list(HealthCheck), database=None
+    )
     @given(data=st.data())
     def prop(data):
         fmt_name = data.draw(st.sampled_from(formats_for(tok_name)), label="format")
-        contents = data.draw(st.lists(content_strategy(tok, fmt_name), min_size=2, max_size=5), label="contents")
+        contents = data.draw(
+            st.lists(content_strategy(tok, fmt_name), min_size=2, max_size=5), label="contents"
+        )
         outcomes.append(check_conversation(tok_name, fmt_name, contents))
 
     prop()
@@ -157,7 +180,7 @@ def test_content_never_yields_a_control_id_and_decodes_back(tok_name):
 @pytest.mark.slow
 @pytest.mark.parametrize("tok_name", KINDS)
 def test_content_never_yields_a_control_id_and_decodes_back_large(tok_name):
-    _run(tok_name, max_examples=400)
+    _run(tok_name, max_examples=LARGE_EXAMPLES)
 
 
 @pytest.mark.parametrize("fmt_name", FORMATS)
@@ -168,7 +191,9 @@ def test_every_format_with_every_control_string_of_a_byte_level_tokenizer(fmt_na
     tok = get_tokenizer(tok_name)
     pieces = sorted(t for t in tok.special_tokens if t) + list(_format_controls(fmt_name))
     everything = "".join(pieces) + " " + " ".join(_partials(pieces))
-    assert check_conversation(tok_name, fmt_name, ["sys " + everything, everything, everything[::-1], "x" + everything])
+    assert check_conversation(
+        tok_name, fmt_name, ["sys " + everything, everything, everything[::-1], "x" + everything]
+    )
 
 
 def test_the_property_catches_content_parsed_for_control_tokens():
