@@ -3,7 +3,8 @@ only their documented error types (ChatfmtError subclasses: ValidationError, Spe
 TemplateError) on arbitrary and on mutated valid input -- never KeyError, TypeError, RecursionError
 or the like. The spec loader and rendered formats are also checked to render what they load.
 
-Default runs are bounded; ``-m slow`` runs the large profile. A libFuzzer harness (atheris) for the
+Default runs are bounded; ``-m slow`` runs the large profile (1000 examples a target;
+``CHATFMT_HYPOTHESIS=full``: 3000). A libFuzzer harness (atheris) for the
 same targets is ``tests/security/fuzz_targets.py`` (run by hand, see its docstring)."""
 
 from __future__ import annotations
@@ -24,44 +25,125 @@ from chatfmt.errors import ChatfmtError
 from chatfmt.formats.export import to_toml
 from chatfmt.formats.spec_toml import parse_spec
 
+from ..conftest import hypothesis_mode
+
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-SLOW = settings(max_examples=3000, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+#: the large profiles (``-m slow``): 1000 examples each, 3000 with ``CHATFMT_HYPOTHESIS=full``
+SLOW = settings(
+    max_examples=3000 if hypothesis_mode() == "full" else 1000,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    database=None,
+)
 
 # -- strategies -------------------------------------------------------------------------------------
 
 KEYS = [
-    "role", "content", "messages", "conversations", "from", "value", "tools", "tool_calls", "function",
-    "name", "arguments", "id", "type", "loss", "weight", "instruction", "input", "output", "prompt",
-    "response", "system", "history", "reasoning_content", "thinking", "tool_call_id", "parameters",
-    "text", "image_url", "human", "gpt", "user", "assistant", "tool", "function_call", "observation",
+    "role",
+    "content",
+    "messages",
+    "conversations",
+    "from",
+    "value",
+    "tools",
+    "tool_calls",
+    "function",
+    "name",
+    "arguments",
+    "id",
+    "type",
+    "loss",
+    "weight",
+    "instruction",
+    "input",
+    "output",
+    "prompt",
+    "response",
+    "system",
+    "history",
+    "reasoning_content",
+    "thinking",
+    "tool_call_id",
+    "parameters",
+    "text",
+    "image_url",
+    "human",
+    "gpt",
+    "user",
+    "assistant",
+    "tool",
+    "function_call",
+    "observation",
 ]
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=12), st.sampled_from(KEYS)
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.text(max_size=12),
+    st.sampled_from(KEYS),
 )
 json_values = st.recursive(
     scalars,
     lambda children: st.one_of(
-        st.lists(children, max_size=5), st.dictionaries(st.one_of(st.sampled_from(KEYS), st.text(max_size=6)), children, max_size=6)
+        st.lists(children, max_size=5),
+        st.dictionaries(st.one_of(st.sampled_from(KEYS), st.text(max_size=6)), children, max_size=6),
     ),
     max_leaves=40,
 )
 
 VALID_RECORDS = [
-    {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "u"}, {"role": "assistant", "content": "a"}]},
+    {
+        "messages": [
+            {"role": "system", "content": "s"},
+            {"role": "user", "content": "u"},
+            {"role": "assistant", "content": "a"},
+        ]
+    },
     {
         "messages": [
             {"role": "user", "content": "weather?"},
-            {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "get", "arguments": '{"city": "Paris"}'}}]},
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "c1",
+                        "type": "function",
+                        "function": {"name": "get", "arguments": '{"city": "Paris"}'},
+                    }
+                ],
+            },
             {"role": "tool", "tool_call_id": "c1", "content": "sunny"},
             {"role": "assistant", "content": "Sunny."},
         ],
-        "tools": [{"type": "function", "function": {"name": "get", "description": "d", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}],
+        "tools": [
+            {
+                "type": "function",
+                "function": {
+                    "name": "get",
+                    "description": "d",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+                },
+            }
+        ],
     },
-    {"conversations": [{"role": "user", "content": "u"}, {"role": "assistant", "content": "a", "loss": False}], "tools": []},
+    {
+        "conversations": [
+            {"role": "user", "content": "u"},
+            {"role": "assistant", "content": "a", "loss": False},
+        ],
+        "tools": [],
+    },
     {"conversations": [{"from": "human", "value": "u"}, {"from": "gpt", "value": "a"}]},
     {"instruction": "i", "input": "x", "output": "o"},
     {"prompt": "p", "response": "r"},
-    {"messages": [{"role": "user", "content": [{"type": "text", "text": "part"}]}, {"role": "assistant", "content": "a", "reasoning_content": "r"}]},
+    {
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "part"}]},
+            {"role": "assistant", "content": "a", "reasoning_content": "r"},
+        ]
+    },
 ]
 
 
@@ -150,10 +232,15 @@ def test_every_valid_seed_record_is_accepted():
 @given(valid_openai_records())
 def test_valid_openai_records_are_accepted_and_render_as_chatml_defines(rec):
     conv = msgs.parse_record(copy.deepcopy(rec))  # must not raise
-    assert [(m.role, m.content) for m in conv.messages] == [(m["role"], m["content"]) for m in rec["messages"]]
+    assert [(m.role, m.content) for m in conv.messages] == [
+        (m["role"], m["content"]) for m in rec["messages"]
+    ]
     # ChatML as OpenAI's ChatML document defines it: every message framed, nothing else
     expected = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in rec["messages"])
-    assert chatfmt.load_format("chatml").render(conv, add_generation_prompt=True) == expected + "<|im_start|>assistant\n"
+    assert (
+        chatfmt.load_format("chatml").render(conv, add_generation_prompt=True)
+        == expected + "<|im_start|>assistant\n"
+    )
 
 
 @FAST
@@ -188,7 +275,8 @@ def test_message_parsers_large_profile(obj):
 # -- TOML format loader ---------------------------------------------------------------------------
 
 SPEC_SEEDS = [to_toml(chatfmt.load_format(n)) for n in ("chatml", "llama-3", "zephyr", "smollm2")] + [
-    p.read_text() for p in sorted((Path(__file__).resolve().parents[2] / "examples" / "formats").glob("*.toml"))
+    p.read_text()
+    for p in sorted((Path(__file__).resolve().parents[2] / "examples" / "formats").glob("*.toml"))
 ]
 
 
@@ -201,11 +289,16 @@ def test_each_seed_spec_loads_and_renders_like_its_builtin(name):
     spec = parse_spec(to_toml(chatfmt.load_format(name)))
     for agp in (False, True):
         conv = SPEC_CONV if not agp else SPEC_CONV[:1]
-        assert spec.render(conv, add_generation_prompt=agp) == chatfmt.load_format(name).render(conv, add_generation_prompt=agp)
+        assert spec.render(conv, add_generation_prompt=agp) == chatfmt.load_format(name).render(
+            conv, add_generation_prompt=agp
+        )
 
 
 @FAST
-@given(st.sampled_from(SEED_NAMES), st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=15))
+@given(
+    st.sampled_from(SEED_NAMES),
+    st.text(st.characters(blacklist_categories=("Cs", "Cc")), min_size=1, max_size=15),
+)
 def test_a_valid_spec_with_any_name_is_accepted_and_renders_the_same(name, new_name):
     """A valid spec edited validly (its name: any text, TOML-escaped) loads and renders as before."""
     text = to_toml(chatfmt.load_format(name))
@@ -221,16 +314,41 @@ def _load_spec(text: str) -> None:
     except ChatfmtError:
         return
     with contextlib.suppress(ChatfmtError):
-        fmt.render([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}], add_generation_prompt=False)
+        fmt.render(
+            [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}],
+            add_generation_prompt=False,
+        )
 
 
 toml_scalars = st.one_of(
-    st.integers(-5, 5).map(str), st.booleans().map(lambda b: str(b).lower()), st.text(max_size=10).map(json.dumps),
+    st.integers(-5, 5).map(str),
+    st.booleans().map(lambda b: str(b).lower()),
+    st.text(max_size=10).map(json.dumps),
     st.sampled_from(['"""x\ny"""', "[]", "{}", '["a", 1]', "1.5", "nan", "inf", "1979-05-27", '{ a = "b" }']),
 )
 toml_keys = st.sampled_from(
-    ["name", "extends", "bos", "eos", "stop", "roles", "user", "assistant", "system", "tool", "prefix", "suffix", "tools",
-     "tool_calls", "generation_prompt", "system_placement", "strip", "x", "roles.user.prefix", "roles.assistant.suffix"]
+    [
+        "name",
+        "extends",
+        "bos",
+        "eos",
+        "stop",
+        "roles",
+        "user",
+        "assistant",
+        "system",
+        "tool",
+        "prefix",
+        "suffix",
+        "tools",
+        "tool_calls",
+        "generation_prompt",
+        "system_placement",
+        "strip",
+        "x",
+        "roles.user.prefix",
+        "roles.assistant.suffix",
+    ]
 )
 
 
@@ -293,12 +411,66 @@ def test_toml_loader_large_profile(text):
 # -- Jinja loader ---------------------------------------------------------------------------------
 
 JINJA_PIECES = [
-    "{{", "}}", "{%", "%}", "{#", "#}", "{%-", "-%}", " for m in messages ", " endfor ", " if ", " endif ", " else ",
-    " set x = ", " macro f(a) ", " endmacro ", " call f(1) ", " endcall ", "m.content", "m['role']", "|tojson",
-    "|join(',')", "|map(attribute='role')", "|length", "loop.index", "namespace(a=1)", "range(3)", "raise_exception('x')",
-    "'str'", "1", "[1, 2]", "{'a': 1}", "(", ")", "[", "]", " ~ ", " + ", " * ", " ** ", " % ", " == ", " in ",
-    "__class__", ".", "bos_token", "tools", "add_generation_prompt", " recursive ", "loop(", "caller()", "self",
-    " filter upper ", " endfilter ", " raw ", " endraw ", " break ", " continue ", " generation ", " endgeneration ",
+    "{{",
+    "}}",
+    "{%",
+    "%}",
+    "{#",
+    "#}",
+    "{%-",
+    "-%}",
+    " for m in messages ",
+    " endfor ",
+    " if ",
+    " endif ",
+    " else ",
+    " set x = ",
+    " macro f(a) ",
+    " endmacro ",
+    " call f(1) ",
+    " endcall ",
+    "m.content",
+    "m['role']",
+    "|tojson",
+    "|join(',')",
+    "|map(attribute='role')",
+    "|length",
+    "loop.index",
+    "namespace(a=1)",
+    "range(3)",
+    "raise_exception('x')",
+    "'str'",
+    "1",
+    "[1, 2]",
+    "{'a': 1}",
+    "(",
+    ")",
+    "[",
+    "]",
+    " ~ ",
+    " + ",
+    " * ",
+    " ** ",
+    " % ",
+    " == ",
+    " in ",
+    "__class__",
+    ".",
+    "bos_token",
+    "tools",
+    "add_generation_prompt",
+    " recursive ",
+    "loop(",
+    "caller()",
+    "self",
+    " filter upper ",
+    " endfilter ",
+    " raw ",
+    " endraw ",
+    " break ",
+    " continue ",
+    " generation ",
+    " endgeneration ",
 ]
 SEED_TEMPLATE = (
     "{{ bos_token }}{% for m in messages %}{% if m.role == 'user' %}[INST] {{ m.content|trim }} [/INST]"
@@ -309,7 +481,10 @@ SEED_TEMPLATE = (
 def _render_template(src: str) -> None:
     try:
         fmt = chatfmt.from_template(src, bos_token="<s>", eos_token="</s>", timeout=0.5, max_output=100_000)
-        fmt.render([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}], add_generation_prompt=True)
+        fmt.render(
+            [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}],
+            add_generation_prompt=True,
+        )
         fmt.render_segments([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}])
     except ChatfmtError:
         pass
@@ -347,10 +522,17 @@ def test_valid_jinja_templates_are_accepted_and_render_as_transformers_does(src)
     from transformers.utils.chat_template_utils import render_jinja_template
 
     conv = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
-    fmt = chatfmt.from_template(src, bos_token="<s>", eos_token="</s>", timeout=5, max_output=100_000)  # must not raise
-    expected = render_jinja_template([conv], chat_template=src, bos_token="<s>", eos_token="</s>", add_generation_prompt=True)[0][0]
+    fmt = chatfmt.from_template(
+        src, bos_token="<s>", eos_token="</s>", timeout=5, max_output=100_000
+    )  # must not raise
+    expected = render_jinja_template(
+        [conv], chat_template=src, bos_token="<s>", eos_token="</s>", add_generation_prompt=True
+    )[0][0]
     assert fmt.render(conv, add_generation_prompt=True) == expected
-    assert "".join(seg.text for seg in fmt.render_segments(conv)) == render_jinja_template([conv], chat_template=src, bos_token="<s>", eos_token="</s>")[0][0]
+    assert (
+        "".join(seg.text for seg in fmt.render_segments(conv))
+        == render_jinja_template([conv], chat_template=src, bos_token="<s>", eos_token="</s>")[0][0]
+    )
 
 
 @FAST
