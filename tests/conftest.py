@@ -262,7 +262,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 #: ``quick`` (the default): a property test not marked ``slow`` runs a quarter of the examples its
 #: ``@settings(max_examples=N)`` asks for (hypothesis' 100 when it asks for none), at least
 #: ``QUICK_FLOOR`` (or N when N is smaller); ``full``: every property test runs its written count.
-#: Tests marked ``slow`` always run their written count.
+#: Tests marked ``slow`` always run their written count; a slow large profile may write it from
+#: ``hypothesis_mode()`` (tests/security/test_fuzz.py: 1000, test_injection.py: 200 a tokenizer; ``full``:
+#: 3000 and 400).
 HYPOTHESIS_MODES = ("quick", "full")
 QUICK_FRACTION = 0.25
 QUICK_FLOOR = 10
