@@ -356,13 +356,13 @@ class ServerState:
     def chat_parser(self, prep: PreparedChat) -> Any:
         """A fresh output parser for one choice of a prepared chat request: a copy of the one kept per
         format, tokenizer and tool list (building one looks every marker up in the tokenizer)."""
-        from ..toolcalls import parser_for_format
-
         fmt, tok = self.engine.format, self.engine.tokenizer
         none = prep.tool_choice == "none"
         key = (id(fmt), id(tok), none, json.dumps(prep.tools, sort_keys=True, default=str) if prep.tools else None)
         cached = self._parsers.get(key)
         if cached is None or cached[0] is not fmt or cached[1] is not tok:
+            from ..toolcalls import parser_for_format
+
             proto = parser_for_format(fmt, tok, prompt=None, tools=prep.tools)
             if none:
                 proto = _strip_tool_blocks(proto)

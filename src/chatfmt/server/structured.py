@@ -44,13 +44,12 @@ def constrain(
     ``auto``/``none``); a 400 naming ``response_format``/``tool_choice`` when it cannot be enforced,
     by the library (an unsupported schema feature), the chat format (a call syntax that cannot be
     constrained) or the engine (proxy mode)."""
-    from ..inference import constrain as C
-
     rf = req.response_format or None
     wants_format = bool(rf) and (rf or {}).get("type", "text") != "text"
     forced = forced_tool_choice(r.tool_choice)
     if not wants_format and not forced:
         return sampling
+    from ..inference import constrain as C
     if wants_format and forced:
         raise bad_request(
             "response_format and a forced tool_choice cannot be combined (the reply is either a JSON document or a tool call)",
