@@ -406,6 +406,25 @@ def _worker_run(records: list[RawRecord]) -> list[Outcome]:
 WORKERS_AFTER = 5.0
 #: threads encoding batches in this process (see :func:`local_engine`)
 ENCODE_THREADS = 2
+#: records of the first batch encoded on their own, ahead of the rest of it (see :func:`pieces`)
+FIRST_PIECE = 16
+
+
+def pieces(batch: list[RawRecord], first: bool, last: bool) -> list[list[RawRecord]]:
+    """``batch`` cut into the pieces :func:`local_engine` encodes separately (a record's outcome
+    does not depend on the others, so the batch's outcomes are the pieces' in order): the first
+    batch's first :data:`FIRST_PIECE` records on their own, so that the tokenizer starts after the
+    Python work of a few records, not of a whole batch (the two threads' first batches would
+    otherwise take turns on the GIL with the tokenizer idle); the last batch in two halves, so that
+    its labels are computed in both threads, not after the whole of it. Other batches stay whole (a
+    tokenizer call costs more CPU per text the fewer texts it gets)."""
+    cuts = [0]
+    if first and len(batch) >= 2 * FIRST_PIECE:
+        cuts.append(FIRST_PIECE)
+    if last and len(batch) - cuts[-1] >= 2 * FIRST_PIECE:
+        cuts.append((cuts[-1] + len(batch)) // 2)
+    cuts.append(len(batch))
+    return [batch[a:b] for a, b in zip(cuts, cuts[1:])]
 
 
 def local_engine(
@@ -418,27 +437,46 @@ def local_engine(
     In this process :data:`ENCODE_THREADS` helper threads encode batches ahead of the caller: the
     tokenizer releases the GIL while it tokenizes, so one batch's Python work (JSON, validation,
     rendering, labels) runs while another is tokenized, and the caller writes batch ``i`` meanwhile.
-    Results are taken in submission order. Lazily built state of a format or tokenizer may be built
-    twice by racing threads; every such state gives the same output, and the whole-text encoder is
-    built here first so no batch takes the slower run-by-run path while it is being built."""
+    The first and the last batch are encoded in pieces (:func:`pieces`; the next batch is read
+    before one is submitted, to know the last). Results are taken in submission order. Lazily built
+    state of a format or tokenizer may be built twice by racing threads; every such state gives the
+    same output, and the whole-text encoder is built here first so no batch takes the slower
+    run-by-run path while it is being built."""
     f, t = fmt.get(), tok.get()
     t.whole_text_backend()
     started = time.perf_counter()
     switch = False
-    pending: deque[Future[list[Outcome]]] = deque()
+    inflight: deque[list[Future[list[Outcome]]]] = deque()
+
+    def take() -> list[Outcome]:
+        out: list[Outcome] = []
+        for future in inflight.popleft():
+            out += future.result()
+        return out
+
     encoder = ThreadPoolExecutor(ENCODE_THREADS, thread_name_prefix="chatfmt-prepare")
+    nxt: list[RawRecord] | None = None
     try:
-        for batch in batches:
-            pending.append(encoder.submit(encode_records, f, t, batch, opts))
-            if len(pending) > ENCODE_THREADS:
-                yield pending.popleft().result()
+        nxt = next(batches, None)
+        at_start = True
+        while nxt is not None:
+            batch, nxt = nxt, next(batches, None)
+            inflight.append(
+                [encoder.submit(encode_records, f, t, p, opts) for p in pieces(batch, at_start, nxt is None)]
+            )
+            at_start = False
+            if len(inflight) > ENCODE_THREADS:
+                yield take()
             if workers > 1 and time.perf_counter() - started > WORKERS_AFTER:
                 switch = True
                 break
-        while pending:
-            yield pending.popleft().result()
+        while inflight:
+            yield take()
     finally:
         encoder.shutdown(wait=True, cancel_futures=True)
+    pending: deque[Future[list[Outcome]]] = deque()
+    if nxt is not None:
+        batches = chain([nxt], batches)
     if not switch:
         return
     first = next(batches, None)
