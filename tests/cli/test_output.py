@@ -30,7 +30,11 @@ TOOLS = [
         "function": {
             "name": "get_weather",
             "description": "Current weather for a city",
-            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
         },
     }
 ]
@@ -58,14 +62,18 @@ def test_render_says_on_stderr_that_llama2_leaves_the_tools_out(tmp_path, testda
 def test_render_with_a_tools_file_and_a_template_that_renders_them_says_nothing(tmp_path, testdata):
     conv = write(tmp_path / "c.json", ASK)
     tools = write(tmp_path / "t.json", TOOLS)
-    res = runner.invoke(app, ["render", str(conv), "-f", str(testdata("qwen2.5")), "--tools", str(tools), "-g"])
+    res = runner.invoke(
+        app, ["render", str(conv), "-f", str(testdata("qwen2.5")), "--tools", str(tools), "-g"]
+    )
     assert res.exit_code == 0, res.output
     assert "get_weather" in res.stdout and res.stderr == ""
 
 
 def test_encode_says_that_smollm2_leaves_the_tools_out(tmp_path, smollm2_gguf):
     conv = write(tmp_path / "c.json", {"messages": ASK, "tools": TOOLS})
-    res = runner.invoke(app, ["encode", str(conv), "-f", str(smollm2_gguf), "-t", str(smollm2_gguf), "-g", "--json"])
+    res = runner.invoke(
+        app, ["encode", str(conv), "-f", str(smollm2_gguf), "-t", str(smollm2_gguf), "-g", "--json"]
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["input_ids"]
     assert "does not render tools" in res.stderr
@@ -80,14 +88,46 @@ def test_prepare_counts_records_whose_tools_were_left_out(tmp_path, testdata):
     src.write_text("".join(json.dumps(r) + "\n" for r in records))
     out, report = tmp_path / "out.jsonl", tmp_path / "report.json"
     llama2 = str(testdata("llama2"))
-    res = runner.invoke(app, ["prepare", str(src), "-f", llama2, "-t", llama2, "-o", str(out), "-q", "-w", "1",
-                              "--report", str(report)])
+    res = runner.invoke(
+        app,
+        [
+            "prepare",
+            str(src),
+            "-f",
+            llama2,
+            "-t",
+            llama2,
+            "-o",
+            str(out),
+            "-q",
+            "-w",
+            "1",
+            "--report",
+            str(report),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(report.read_text())["not_rendered"] == {"tools": 1}
     assert "1 record(s) were written with their tools left out of the prompt" in res.stderr
     qwen = str(testdata("qwen2.5"))
-    res = runner.invoke(app, ["prepare", str(src), "-f", qwen, "-t", qwen, "-o", str(tmp_path / "q.jsonl"), "-q",
-                              "-w", "1", "--report", str(report)])
+    res = runner.invoke(
+        app,
+        [
+            "prepare",
+            str(src),
+            "-f",
+            qwen,
+            "-t",
+            qwen,
+            "-o",
+            str(tmp_path / "q.jsonl"),
+            "-q",
+            "-w",
+            "1",
+            "--report",
+            str(report),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(report.read_text())["not_rendered"] == {}
     assert "does not render" not in res.stderr
@@ -102,11 +142,32 @@ def test_prepare_can_reject_records_whose_tools_would_be_left_out(tmp_path, test
     src.write_text("".join(json.dumps(r) + "\n" for r in records))
     out, report = tmp_path / "out.jsonl", tmp_path / "report.json"
     llama2 = str(testdata("llama2"))
-    res = runner.invoke(app, ["prepare", str(src), "-f", llama2, "-t", llama2, "-o", str(out), "-q", "-w", "1",
-                              "--report", str(report), "--reject-unrendered-tools"])
+    res = runner.invoke(
+        app,
+        [
+            "prepare",
+            str(src),
+            "-f",
+            llama2,
+            "-t",
+            llama2,
+            "-o",
+            str(out),
+            "-q",
+            "-w",
+            "1",
+            "--report",
+            str(report),
+            "--reject-unrendered-tools",
+        ],
+    )
     assert res.exit_code == 0, res.output
     data = json.loads(report.read_text())
-    assert (data["written"], data["rejected_by_rule"], data["not_rendered"]) == (1, {"tools_not_rendered": 1}, {})
+    assert (data["written"], data["rejected_by_rule"], data["not_rendered"]) == (
+        1,
+        {"tools_not_rendered": 1},
+        {},
+    )
     (rej,) = [json.loads(x) for x in rejects_path(out).read_text().splitlines()]
     assert (rej["record"], rej["rule"]) == (1, "tools_not_rendered")
     assert "1 tool(s) would be left out of the prompt" in rej["message"]
@@ -114,11 +175,32 @@ def test_prepare_can_reject_records_whose_tools_would_be_left_out(tmp_path, test
 
 @pytest.mark.slow
 def test_chat_says_that_the_default_model_leaves_the_tools_out(tmp_path, smollm2_gguf):
+    # the warning comes from rendering the prompt, whatever the backend: llama.cpp reads the GGUF as it
+    # is (transformers dequantizes it first, most of this file's slow run)
+    pytest.importorskip(
+        "llama_cpp", reason="llama-cpp-python is not installed (pip install 'chatfmt[llama]')"
+    )
     tools = write(tmp_path / "t.json", TOOLS)
     proc = subprocess.run(
-        [str(Path(sys.executable).with_name("chatfmt")), "chat", "--model", str(smollm2_gguf), "--backend",
-         "transformers", "--temperature", "0", "--max-new-tokens", "4", "--tools", str(tools), "-p", "Hi"],
-        capture_output=True, text=True, timeout=300,
+        [
+            str(Path(sys.executable).with_name("chatfmt")),
+            "chat",
+            "--model",
+            str(smollm2_gguf),
+            "--backend",
+            "llama.cpp",
+            "--temperature",
+            "0",
+            "--max-new-tokens",
+            "4",
+            "--tools",
+            str(tools),
+            "-p",
+            "Hi",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert "does not render tools" in proc.stderr
@@ -142,11 +224,27 @@ def test_diff_prints_bracketed_template_text(tmp_path, monkeypatch):
     assert "[/INST][bold]" in res.stdout and "x[bold].jinja" in res.stdout
 
 
-BRACKETS = st.lists(
-    st.sampled_from([*"[]/INSTboldred=#:x ", "[/INST]", "[bold]", "[/]", "[/bold]", "[link=x]", ":smile:", "[[", "\\["]),
-    min_size=1,
-    max_size=12,
-).map("".join).filter(lambda s: s.strip())
+BRACKETS = (
+    st.lists(
+        st.sampled_from(
+            [
+                *"[]/INSTboldred=#:x ",
+                "[/INST]",
+                "[bold]",
+                "[/]",
+                "[/bold]",
+                "[link=x]",
+                ":smile:",
+                "[[",
+                "\\[",
+            ]
+        ),
+        min_size=1,
+        max_size=12,
+    )
+    .map("".join)
+    .filter(lambda s: s.strip())
+)
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -156,9 +254,13 @@ def test_no_command_reads_user_or_template_text_as_markup(tmp_path_factory, cont
     finishes (no MarkupError), and what the user wrote is printed as written."""
     d = tmp_path_factory.mktemp("fuzz")
     squeezed = content.replace(" ", "") or "x"
-    conv = write(d / "c.json", [{"role": "user", "content": content}, {"role": "assistant", "content": squeezed}])
+    conv = write(
+        d / "c.json", [{"role": "user", "content": content}, {"role": "assistant", "content": squeezed}]
+    )
     template = d / "t.jinja"
-    template.write_text("{% for m in messages %}{{ " + json.dumps(literal) + " }}{{ m.content }}\n{% endfor %}")
+    template.write_text(
+        "{% for m in messages %}{{ " + json.dumps(literal) + " }}{{ m.content }}\n{% endfor %}"
+    )
     results = {
         "render": runner.invoke(app, ["render", str(conv), "-f", str(template)]),
         "diff": runner.invoke(app, ["diff", "chatml", str(template)]),
@@ -168,10 +270,20 @@ def test_no_command_reads_user_or_template_text_as_markup(tmp_path_factory, cont
         assert res.exception is None or isinstance(res.exception, SystemExit), (name, repr(res.exception))
         assert res.exit_code in (0, 1), (name, res.output)
     assert results["render"].stdout == "".join(f"{literal}{m}\n" for m in (content, squeezed))
-    assert literal.replace(" ", "·")[:20] in results["diff"].stdout.replace("\n", "").replace("│", "").replace(" ", "")
+    assert literal.replace(" ", "·")[:20] in results["diff"].stdout.replace("\n", "").replace(
+        "│", ""
+    ).replace(" ", "")
 
 
-MARKUP_SAMPLES = ["[/INST]", "[bold]x[/bold]", "[/]", "[link=https://x]y", ":smile:[[", "\\[red]z", "[b]你好[/b]"]
+MARKUP_SAMPLES = [
+    "[/INST]",
+    "[bold]x[/bold]",
+    "[/]",
+    "[link=https://x]y",
+    ":smile:[[",
+    "\\[red]z",
+    "[b]你好[/b]",
+]
 
 
 def test_detect_and_lint_print_bracketed_templates_as_written(tmp_path):
@@ -183,7 +295,9 @@ def test_detect_and_lint_print_bracketed_templates_as_written(tmp_path):
         "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
     )
-    results = {cmd: runner.invoke(app, [cmd, str(template)], env={"COLUMNS": "400"}) for cmd in ("detect", "lint")}
+    results = {
+        cmd: runner.invoke(app, [cmd, str(template)], env={"COLUMNS": "400"}) for cmd in ("detect", "lint")
+    }
     for cmd, res in results.items():
         assert res.exception is None or isinstance(res.exception, SystemExit), (cmd, repr(res.exception))
         assert res.exit_code in (0, 1), res.output
@@ -193,12 +307,21 @@ def test_detect_and_lint_print_bracketed_templates_as_written(tmp_path):
 
 def test_encode_and_inspect_print_bracketed_contents_as_written(tmp_path, testdata):
     qwen = str(testdata("qwen2.5"))
-    messages = [m for text in MARKUP_SAMPLES for m in ({"role": "user", "content": text}, {"role": "assistant", "content": text})]
+    messages = [
+        m
+        for text in MARKUP_SAMPLES
+        for m in ({"role": "user", "content": text}, {"role": "assistant", "content": text})
+    ]
     conv = write(tmp_path / "c.json", messages)
     src = tmp_path / "in.jsonl"
     src.write_text(json.dumps({"messages": messages}, ensure_ascii=False) + "\n")
     out = tmp_path / "p.jsonl"
-    assert runner.invoke(app, ["prepare", str(src), "-f", "qwen2.5", "-t", qwen, "-o", str(out), "-q", "-w", "1"]).exit_code == 0
+    assert (
+        runner.invoke(
+            app, ["prepare", str(src), "-f", "qwen2.5", "-t", qwen, "-o", str(out), "-q", "-w", "1"]
+        ).exit_code
+        == 0
+    )
     for args in (["encode", str(conv), "-f", "qwen2.5", "-t", qwen], ["inspect", str(out), "-t", qwen]):
         res = runner.invoke(app, args)
         assert res.exception is None or isinstance(res.exception, SystemExit), (args, repr(res.exception))
@@ -229,8 +352,25 @@ def test_encode_shows_characters_split_over_byte_tokens_whole(tmp_path, testdata
     # and it is the very view inspect gives for the same ids
     out, src = tmp_path / "p.jsonl", tmp_path / "in.jsonl"
     src.write_text(json.dumps({"messages": messages}, ensure_ascii=False) + "\n")
-    assert runner.invoke(app, ["prepare", str(src), "-f", "qwen2.5", "-t", str(testdata("qwen2.5")), "-o", str(out),
-                               "-q", "-w", "1"]).exit_code == 0
+    assert (
+        runner.invoke(
+            app,
+            [
+                "prepare",
+                str(src),
+                "-f",
+                "qwen2.5",
+                "-t",
+                str(testdata("qwen2.5")),
+                "-o",
+                str(out),
+                "-q",
+                "-w",
+                "1",
+            ],
+        ).exit_code
+        == 0
+    )
     inspected = ANSI.sub("", runner.invoke(app, ["inspect", str(out), "-t", str(testdata("qwen2.5"))]).stdout)
     tokens_part = shown.split("\n\n")[0].split("\n", 1)[1]  # after the legend, before the counts
     assert tokens_part.strip() in inspected
@@ -241,7 +381,7 @@ def test_encode_shows_characters_split_over_byte_tokens_whole(tmp_path, testdata
 
 def test_prepare_reports_bad_json_in_a_json_array_at_line_and_column(tmp_path, testdata):
     good = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}
-    lines = ["["] + [json.dumps(good) + "," for _ in range(13)] + ['{"messages": [', '       oops]}', "]"]
+    lines = ["["] + [json.dumps(good) + "," for _ in range(13)] + ['{"messages": [', "       oops]}", "]"]
     src = tmp_path / "in.json"
     src.write_text("\n".join(lines) + "\n")
     assert src.read_text().splitlines()[15] == "       oops]}"  # line 16, column 8
@@ -276,8 +416,17 @@ def test_render_reports_bad_json_at_line_and_column(tmp_path):
 def test_tool_call_arguments_report_line_and_column(tmp_path):
     from chatfmt.messages import ValidationError, parse_record
 
-    record = {"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "tool_calls": [
-        {"type": "function", "function": {"name": "f", "arguments": '{\n  "a": 1,\n  "b": }'}}]}]}
+    record = {
+        "messages": [
+            {"role": "user", "content": "x"},
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {"type": "function", "function": {"name": "f", "arguments": '{\n  "a": 1,\n  "b": }'}}
+                ],
+            },
+        ]
+    }
     with pytest.raises(ValidationError, match=r"line 3, column 8"):
         parse_record(record)
 
@@ -316,7 +465,9 @@ def test_a_bare_jinja_takes_the_tokens_from_the_tokenizer_flag(tmp_path, bare_ll
     res = runner.invoke(app, ["render", str(conv), "-f", str(bare_llama2), "-t", str(testdata("llama2"))])
     assert res.exit_code == 0, res.output
     assert res.stdout == "<s>[INST] Hi [/INST]"
-    res = runner.invoke(app, ["encode", str(conv), "-f", str(bare_llama2), "-t", str(testdata("llama2")), "--json"])
+    res = runner.invoke(
+        app, ["encode", str(conv), "-f", str(bare_llama2), "-t", str(testdata("llama2")), "--json"]
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(res.stdout)["input_ids"][:2] == [1, 518]  # Meta's <s> then ▁[
 
@@ -333,11 +484,28 @@ def test_a_bare_jinja_takes_the_tokens_from_a_sibling_tokenizer_config(tmp_path,
 
 def test_prepare_with_a_bare_jinja_takes_the_tokens_from_the_tokenizer(tmp_path, bare_llama2, testdata):
     src = tmp_path / "in.jsonl"
-    src.write_text(json.dumps({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]}) + "\n")
+    src.write_text(
+        json.dumps({"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Yo"}]})
+        + "\n"
+    )
     out = tmp_path / "out.jsonl"
     for workers in ("1", "2"):
-        res = runner.invoke(app, ["prepare", str(src), "-f", str(bare_llama2), "-t", str(testdata("llama2")), "-o",
-                                  str(out), "-q", "-w", workers])
+        res = runner.invoke(
+            app,
+            [
+                "prepare",
+                str(src),
+                "-f",
+                str(bare_llama2),
+                "-t",
+                str(testdata("llama2")),
+                "-o",
+                str(out),
+                "-q",
+                "-w",
+                workers,
+            ],
+        )
         assert res.exit_code == 0, res.output
         row = json.loads(out.read_text().splitlines()[0])
         assert row["input_ids"][0] == 1 and row["input_ids"][-1] == 2
@@ -362,7 +530,9 @@ def test_a_format_with_its_own_tokens_is_kept_as_it_is(smollm2_gguf, testdata, s
 
 def test_a_bare_jinja_that_prints_bos_token_alone_says_it_rendered_nothing(tmp_path, testdata):
     template = tmp_path / "b.jinja"
-    template.write_text("{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{{ eos_token }}{% endfor %}")
+    template.write_text(
+        "{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{{ eos_token }}{% endfor %}"
+    )
     conv = write(tmp_path / "c.json", [{"role": "user", "content": "Hi"}])
     res = runner.invoke(app, ["render", str(conv), "-f", str(template)])
     assert res.exit_code == 0 and res.stdout == "<user>Hi"
@@ -387,7 +557,9 @@ def test_formats_piped_prints_one_plain_row_a_format():
 
 @pytest.mark.parametrize("width", [60, 80, 120, 200])
 def test_formats_in_a_terminal_fits_its_width(width):
-    res = runner.invoke(app, ["formats"], env={"FORCE_COLOR": "1", "COLUMNS": str(width), "TTY_COMPATIBLE": "1"})
+    res = runner.invoke(
+        app, ["formats"], env={"FORCE_COLOR": "1", "COLUMNS": str(width), "TTY_COMPATIBLE": "1"}
+    )
     assert res.exit_code == 0
     text = ANSI.sub("", res.stdout)
     lines = text.splitlines()
@@ -397,7 +569,12 @@ def test_formats_in_a_terminal_fits_its_width(width):
 
 
 def test_formats_piped_through_a_real_pipe_is_not_wrapped():
-    proc = subprocess.run([str(Path(sys.executable).with_name("chatfmt")), "formats"], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "40"}, timeout=120)
+    proc = subprocess.run(
+        [str(Path(sys.executable).with_name("chatfmt")), "formats"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "40"},
+        timeout=120,
+    )
     assert proc.returncode == 0
     assert len(proc.stdout.splitlines()) == len(registry.names()) + 1
