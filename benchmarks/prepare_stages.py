@@ -24,6 +24,7 @@ Stages, in the order prepare does them:
 
     .venv/bin/python benchmarks/prepare_stages.py                # 512 conversations, best of 7
     .venv/bin/python benchmarks/prepare_stages.py --profile      # and cProfile of encode_records + writer
+    .venv/bin/python benchmarks/prepare_stages.py --edges        # CPU before the first / after the last tokenizer call
 """
 
 from __future__ import annotations
@@ -72,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--testdata", metavar="DIR")
     ap.add_argument("--profile", action="store_true", help="cProfile of encode_records + the writer (top 30)")
+    ap.add_argument(
+        "--edges",
+        action="store_true",
+        help="only the pipeline's edges: CPU before the tokenizer first runs and after it last returns, "
+        "with and without the first/last batch cut in pieces (tokenizer on all cores)",
+    )
     ap.add_argument("--out", metavar="FILE", help="also write the results as JSON")
     args = ap.parse_args(argv)
     td = find_testdata(args.testdata) / "qwen2.5"
@@ -87,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     from chatfmt.train.report import Report
     from chatfmt.train.writers import ParquetSink
 
+    if args.edges:
+        return edges(chatfmt, td, args)
     n = args.conversations
     fmt = chatfmt.load_format("qwen2.5")
     tok = chatfmt.load_tokenizer(td)
@@ -219,6 +228,65 @@ def main(argv: list[str] | None = None) -> int:
                 {"conversations": n, "tokens": tokens, "load": [load0, load1], "stages": results}, indent=2
             )
             + "\n"
+        )
+    return 0
+
+
+def edges(chatfmt: Any, td: Path, args: argparse.Namespace) -> int:
+    """Process CPU time (ms) of a whole ``prepare`` (1,000 conversations by default, 4 batches)
+    spent before its tokenizer first starts and after it last returns: the pipeline's edges, where
+    one core works and the other waits. With the first and last batch cut in pieces
+    (``pipeline.FIRST_PIECE``) and without (every batch whole), in turn, best of ``--repeats``."""
+    import chatfmt.train.pipeline as pipeline
+
+    n = args.conversations if args.conversations != 512 else 1000
+    fmt = chatfmt.load_format("qwen2.5")
+    tok = chatfmt.load_tokenizer(td)
+    backend = tok.whole_text_backend()
+    calls: list[tuple[float, float]] = []
+
+    class Probe:
+        """The whole-text backend, noting the process CPU time when each encode_batch starts and ends."""
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(backend, name)
+
+        def encode_batch(self, *a: Any, **k: Any) -> Any:
+            c = time.process_time()
+            try:
+                return backend.encode_batch(*a, **k)
+            finally:
+                calls.append((c, time.process_time()))
+
+    tok.whole_text_backend = lambda: Probe()  # type: ignore[method-assign]
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "corpus.jsonl"
+        with src.open("w", encoding="utf-8") as f:
+            for c in build_corpus(n):
+                f.write(json.dumps({"messages": c}, ensure_ascii=False) + "\n")
+        results: dict[str, list[tuple[float, float, float]]] = {"pieces": [], "whole batches": []}
+        old = pipeline.FIRST_PIECE
+        try:
+            for _ in range(args.repeats):
+                for name, piece in (("pieces", old), ("whole batches", 10**9)):
+                    pipeline.FIRST_PIECE = piece
+                    calls.clear()
+                    c0 = time.process_time()
+                    chatfmt.prepare(src, fmt, tok, Path(tmp) / "o.parquet", workers=1)
+                    c1 = time.process_time()
+                    first = min(a for a, _ in calls) - c0
+                    last = c1 - max(b for _, b in calls)
+                    results[name].append((first, last, c1 - c0))
+        finally:
+            pipeline.FIRST_PIECE = old
+    load = os.getloadavg()[0]
+    print(
+        f"prepare's edges: {n} conversations, process CPU ms, best of {args.repeats}; load average {load:.1f}"
+    )
+    for name, rows in results.items():
+        print(
+            f"{name:<15} before the first tokenizer call {1e3 * min(r[0] for r in rows):7.1f}   "
+            f"after the last one returns {1e3 * min(r[1] for r in rows):7.1f}   whole run {1e3 * min(r[2] for r in rows):8.1f}"
         )
     return 0
 
