@@ -30,7 +30,9 @@ from chatfmt.inference import IncrementalEncoder, bridge_ids
 
 runner = CliRunner()
 #: the shared test data (as tests/conftest.py finds it); tests that need a file of it skip without it
-T = Path(os.environ.get("CHATFMT_TESTDATA") or Path(__file__).resolve().parents[1].parent / "shared" / "testdata")
+T = Path(
+    os.environ.get("CHATFMT_TESTDATA") or Path(__file__).resolve().parents[1].parent / "shared" / "testdata"
+)
 CONV = [{"role": "user", "content": "Hi"}]
 
 
@@ -152,12 +154,24 @@ TEMPLATE_PAIRS = [
     ("templates/chujiezheng-chat_templates/chat_templates/alpaca.jinja", "llama2/tokenizer.model"),
     ("templates/mistral-common-tests-chat_templates/v1.jinja", "mc:tokenizer.model.v1"),
     ("templates/mistral-common-tests-chat_templates/v1_spm.jinja", "mc:tokenizer.model.v1"),
-    ("templates/mistral-common-tests-chat_templates/v2.jinja", "mc:mistral_instruct_tokenizer_240216.model.v2"),
-    ("templates/mistral-common-tests-chat_templates/v2_spm.jinja", "mc:mistral_instruct_tokenizer_240216.model.v2"),
+    (
+        "templates/mistral-common-tests-chat_templates/v2.jinja",
+        "mc:mistral_instruct_tokenizer_240216.model.v2",
+    ),
+    (
+        "templates/mistral-common-tests-chat_templates/v2_spm.jinja",
+        "mc:mistral_instruct_tokenizer_240216.model.v2",
+    ),
     ("templates/mistral-common-tests-chat_templates/v3.jinja", "mc:tekken_240718.json"),
-    ("templates/mistral-common-tests-chat_templates/v3_spm.jinja", "mc:mistral_instruct_tokenizer_240323.model.v3"),
+    (
+        "templates/mistral-common-tests-chat_templates/v3_spm.jinja",
+        "mc:mistral_instruct_tokenizer_240323.model.v3",
+    ),
     ("templates/mistral-common-tests-chat_templates/v7.jinja", "mc:tekken_240911.json"),
-    ("templates/mistral-common-tests-chat_templates/v7_spm.jinja", "mc:mistral_instruct_tokenizer_241114.model.v7"),
+    (
+        "templates/mistral-common-tests-chat_templates/v7_spm.jinja",
+        "mc:mistral_instruct_tokenizer_241114.model.v7",
+    ),
 ]
 
 #: Llama 3.1-family templates: with the 3.1 names of the same tokenizer file
@@ -208,17 +222,31 @@ MISMATCHES = [
     ("mistral-v3", "llama2/tokenizer.model", "[INST]", "as token id 3, which is '<0x00>' in this tokenizer"),
     ("alpaca", "llama3/tokenizer.model", "<s>", "as one token"),
     ("llama-3", "phi-3-mini", "<|begin_of_text|>", "as one token"),
-    ("functionary-v3.1", "llama3/tokenizer.model", "<|eom_id|>", "as one token"),  # 128008 is reserved in Llama 3.0
+    (
+        "functionary-v3.1",
+        "llama3/tokenizer.model",
+        "<|eom_id|>",
+        "as one token",
+    ),  # 128008 is reserved in Llama 3.0
     (T / "qwen2.5", "baichuan2", "<|im_start|>", "as one token"),
     (T / "mistral-7b-instruct-v0.3", "qwen2.5", "<s>", "as one token"),
     (T / "llama3" / "tokenizer_config.json", "qwen2.5", "<|begin_of_text|>", "as one token"),
-    (T / "chatglm3" / "alt-chatglm3-6b-32k" / "tokenizer_config.json", "qwen2.5", "<|assistant|>", "as one token"),
+    (
+        T / "chatglm3" / "alt-chatglm3-6b-32k" / "tokenizer_config.json",
+        "qwen2.5",
+        "<|assistant|>",
+        "as one token",
+    ),
     (T / "mistral-7b-instruct-v0.3", "llama2/tokenizer.model", "[INST]", "as one token"),  # text in Llama-2
 ]
 
 
-@pytest.mark.parametrize(("fmt_where", "tok_where", "token", "words"), MISMATCHES, ids=lambda v: Path(str(v)).name)
-def test_mismatched_pair_is_refused_naming_format_tokenizer_and_first_missing_token(fmt_where, tok_where, token, words):
+@pytest.mark.parametrize(
+    ("fmt_where", "tok_where", "token", "words"), MISMATCHES, ids=lambda v: Path(str(v)).name
+)
+def test_mismatched_pair_is_refused_naming_format_tokenizer_and_first_missing_token(
+    fmt_where, tok_where, token, words
+):
     if isinstance(fmt_where, Path) and not fmt_where.exists():
         pytest.skip(f"{fmt_where} is not in the shared test data")
     fmt, t = chatfmt.load_format(fmt_where), tok(tok_where)
@@ -250,7 +278,9 @@ def test_bare_template_relies_on_the_token_shaped_literals_it_writes():
     """A template string with no token files: the control-token-shaped literals it writes are relied
     on; a role marker it builds from the role name (``<|{{ role }}|>``) is not known to be a token."""
     t = tok("llama2/tokenizer.model")
-    zephyr_like = chatfmt.from_template("{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}</s>\n{% endfor %}")
+    zephyr_like = chatfmt.from_template(
+        "{% for m in messages %}<|{{ m.role }}|>\n{{ m.content }}</s>\n{% endfor %}"
+    )
     assert [r.text for r in required_tokens(zephyr_like)] == ["</s>"]
     check_tokenizer(zephyr_like, t)
     chatml_like = chatfmt.from_template(
@@ -265,7 +295,9 @@ def test_bare_template_relies_on_the_token_shaped_literals_it_writes():
 
 def test_without_shared_data_baichuan2_on_the_default_models_vocabulary_is_refused(smollm2_gguf):
     t = tok(smollm2_gguf)
-    with pytest.raises(TokenizerMismatchError, match=r"it writes '<reserved_106>' as token id 195, which is 'ć'"):
+    with pytest.raises(
+        TokenizerMismatchError, match=r"it writes '<reserved_106>' as token id 195, which is 'ć'"
+    ):
         chatfmt.load_format("baichuan2").encode(CONV, t)
     ids = chatfmt.load_format("baichuan2").encode(CONV, t, allow_missing_tokens=True).input_ids
     assert ids[0] == 195  # the opt-out writes the literal id, whatever it means here
@@ -306,7 +338,11 @@ def test_incremental_encoder_and_bridge_ids_refuse_and_the_opt_out_encodes(smol)
     bad = chatfmt.load_format("baichuan2")
     with pytest.raises(TokenizerMismatchError):
         IncrementalEncoder(bad, smol)
-    assert IncrementalEncoder(bad, smol, allow_missing_tokens=True).encode(CONV) == [195, *smol.encode_text("Hi"), 196]
+    assert IncrementalEncoder(bad, smol, allow_missing_tokens=True).encode(CONV) == [
+        195,
+        *smol.encode_text("Hi"),
+        196,
+    ]
     with pytest.raises(TokenizerMismatchError):
         bridge_ids(bad, smol, [195], [], CONV, {"role": "assistant", "content": "x"}, CONV)
     good = chatfmt.load_format("smollm2")
@@ -325,11 +361,18 @@ def test_prepare_refuses_before_reading_any_record_and_writes_nothing(smollm2_gg
 
 def test_prepare_opt_out_and_matching_pair_write_rows_in_workers_too(smollm2_gguf, tmp_path):
     data = tmp_path / "in.jsonl"
-    data.write_text("".join(json.dumps({"messages": [*CONV, {"role": "assistant", "content": f"Hello {k}"}]}) + "\n" for k in range(3)))
+    data.write_text(
+        "".join(
+            json.dumps({"messages": [*CONV, {"role": "assistant", "content": f"Hello {k}"}]}) + "\n"
+            for k in range(3)
+        )
+    )
     for fmt_name, allow in (("baichuan2", True), ("smollm2", False)):
         for workers in (1, 2):
             out = tmp_path / f"{fmt_name}-{workers}.jsonl"
-            report = chatfmt.prepare(data, fmt_name, str(smollm2_gguf), out, workers=workers, allow_missing_tokens=allow)
+            report = chatfmt.prepare(
+                data, fmt_name, str(smollm2_gguf), out, workers=workers, allow_missing_tokens=allow
+            )
             assert report.written == 3
             rows = [json.loads(line) for line in out.read_text().splitlines()]
             if fmt_name == "baichuan2":
@@ -351,9 +394,19 @@ def test_chat_refuses_before_the_model_loads(smollm2_gguf):
 def test_serve_engine_refuses_before_the_model_loads(smollm2_gguf):
     from chatfmt.cli.serve import build_engine
 
-    opts = dict(model=str(smollm2_gguf), backend="no-such-backend", tokenizer=None, model_name=None, upstream=None,
-                upstream_kind="llama.cpp", upstream_model=None, upstream_prompt="ids", upstream_api_key=None,
-                upstream_concurrency=1, n_ctx=None)
+    opts = dict(
+        model=str(smollm2_gguf),
+        backend="no-such-backend",
+        tokenizer=None,
+        model_name=None,
+        upstream=None,
+        upstream_kind="llama.cpp",
+        upstream_model=None,
+        upstream_prompt="ids",
+        upstream_api_key=None,
+        upstream_concurrency=1,
+        n_ctx=None,
+    )
     with pytest.raises(TokenizerMismatchError, match="format 'baichuan2' does not fit"):
         build_engine(chat_format="baichuan2", **opts)
     with pytest.raises(ChatfmtError, match="unknown backend"):
@@ -371,7 +424,12 @@ def test_server_app_refuses_a_mismatched_engine_unless_allowed(smollm2_gguf):
     from chatfmt.server.engines import UpstreamEngine
 
     def engine(fmt_name: str) -> Any:
-        return UpstreamEngine("http://127.0.0.1:9", kind="llama.cpp", tokenizer=tok(smollm2_gguf), format=chatfmt.load_format(fmt_name))
+        return UpstreamEngine(
+            "http://127.0.0.1:9",
+            kind="llama.cpp",
+            tokenizer=tok(smollm2_gguf),
+            format=chatfmt.load_format(fmt_name),
+        )
 
     with pytest.raises(TokenizerMismatchError):
         create_app(engine("baichuan2"))
@@ -397,9 +455,14 @@ def test_cli_encode_refuses_with_exit_2_and_one_line(smollm2_gguf, tmp_path):
     line = _one_error_line(res.output)
     assert "'<reserved_106>' as token id 195" in line and "--allow-missing-tokens" in line
     # refused before the input is read: a missing input file is not what is reported
-    res = runner.invoke(app, ["encode", str(tmp_path / "missing.json"), "-f", "baichuan2", "-t", str(smollm2_gguf)])
+    res = runner.invoke(
+        app, ["encode", str(tmp_path / "missing.json"), "-f", "baichuan2", "-t", str(smollm2_gguf)]
+    )
     assert res.exit_code == 2 and "does not fit" in res.output
-    res = runner.invoke(app, ["encode", str(conv), "-f", "baichuan2", "-t", str(smollm2_gguf), "--json", "--allow-missing-tokens"])
+    res = runner.invoke(
+        app,
+        ["encode", str(conv), "-f", "baichuan2", "-t", str(smollm2_gguf), "--json", "--allow-missing-tokens"],
+    )
     assert res.exit_code == 0 and json.loads(res.stdout)["input_ids"][0] == 195
     res = runner.invoke(app, ["encode", str(conv), "-f", "smollm2", "-t", str(smollm2_gguf), "--json"])
     assert res.exit_code == 0, res.output
@@ -409,17 +472,39 @@ def test_cli_prepare_refuses_with_exit_2_and_one_line(smollm2_gguf, tmp_path):
     data = tmp_path / "in.jsonl"
     data.write_text(json.dumps({"messages": [*CONV, {"role": "assistant", "content": "Hello"}]}) + "\n")
     out = tmp_path / "out.jsonl"
-    res = runner.invoke(app, ["prepare", str(data), "-f", "baichuan2", "-t", str(smollm2_gguf), "-o", str(out), "-q", "-w", "1"])
+    res = runner.invoke(
+        app,
+        ["prepare", str(data), "-f", "baichuan2", "-t", str(smollm2_gguf), "-o", str(out), "-q", "-w", "1"],
+    )
     assert res.exit_code == 2
     _one_error_line(res.output)
     assert not out.exists()
-    res = runner.invoke(app, ["prepare", str(data), "-f", "baichuan2", "-t", str(smollm2_gguf), "-o", str(out), "-q", "-w", "1", "--allow-missing-tokens"])
+    res = runner.invoke(
+        app,
+        [
+            "prepare",
+            str(data),
+            "-f",
+            "baichuan2",
+            "-t",
+            str(smollm2_gguf),
+            "-o",
+            str(out),
+            "-q",
+            "-w",
+            "1",
+            "--allow-missing-tokens",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert json.loads(out.read_text())["input_ids"][0] == 195
 
 
 def test_cli_chat_refuses_the_wrong_format_for_the_default_model_before_loading_it(smollm2_gguf):
-    res = runner.invoke(app, ["chat", "--model", str(smollm2_gguf), "--backend", "no-such-backend", "-f", "baichuan2", "-p", "Hi"])
+    res = runner.invoke(
+        app,
+        ["chat", "--model", str(smollm2_gguf), "--backend", "no-such-backend", "-f", "baichuan2", "-p", "Hi"],
+    )
     assert res.exit_code == 2
     line = _one_error_line(res.output.replace("loading the model ...", ""))
     assert "format 'baichuan2' does not fit the tokenizer" in line and str(smollm2_gguf) in line
@@ -427,7 +512,9 @@ def test_cli_chat_refuses_the_wrong_format_for_the_default_model_before_loading_
 
 def test_cli_serve_refuses_with_exit_2_and_one_line(smollm2_gguf):
     pytest.importorskip("uvicorn")
-    res = runner.invoke(app, ["serve", "--model", str(smollm2_gguf), "--backend", "no-such-backend", "-f", "baichuan2"])
+    res = runner.invoke(
+        app, ["serve", "--model", str(smollm2_gguf), "--backend", "no-such-backend", "-f", "baichuan2"]
+    )
     assert res.exit_code == 2
     assert "format 'baichuan2' does not fit" in res.output
 
@@ -467,7 +554,11 @@ def test_chat_set_format_refuses_and_keeps_the_format_it_had(smollm2_gguf):
     nothing (the REPL's /format shows the error line); the opt-out chats in that format anyway."""
     from chatfmt.inference.backends import load_backend
 
-    backend = load_backend(smollm2_gguf, "transformers", n_ctx=256)
+    # llama.cpp: a loaded model without transformers' GGUF dequantization (nothing is generated here)
+    pytest.importorskip(
+        "llama_cpp", reason="llama-cpp-python is not installed (pip install 'chatfmt[llama]')"
+    )
+    backend = load_backend(smollm2_gguf, "llama.cpp", n_ctx=256)
     chat = chatfmt.Chat(backend=backend)
     before, encoder = chat.format, chat.encoder
     with pytest.raises(TokenizerMismatchError, match="format 'baichuan2' does not fit"):
@@ -499,7 +590,12 @@ def test_dataset_map_function_refuses_and_the_opt_out_encodes(smollm2_gguf, smol
 # -- a pair that passes encodes every token it relies on as that one token -------------------------
 
 _BUILTINS = [f.name for f in chatfmt.list_formats()]
-_SHIPPED = ["mc:tokenizer.model.v1", "mc:mistral_instruct_tokenizer_240323.model.v3", "mc:mistral_instruct_tokenizer_241114.model.v7", "mc:tekken_240911.json"]
+_SHIPPED = [
+    "mc:tokenizer.model.v1",
+    "mc:mistral_instruct_tokenizer_240323.model.v3",
+    "mc:mistral_instruct_tokenizer_241114.model.v7",
+    "mc:tekken_240911.json",
+]
 _TEXT = st.text(st.sampled_from(list("abc xyz\n你好é🙂")), max_size=12)
 
 
@@ -510,7 +606,9 @@ _TEXT = st.text(st.sampled_from(list("abc xyz\n你好é🙂")), max_size=12)
     system=st.none() | _TEXT,
     turns=st.lists(_TEXT, min_size=1, max_size=4),
 )
-def test_a_pair_that_passes_writes_every_required_token_as_that_one_token(smollm2_gguf, fmt_name, tok_where, system, turns):
+def test_a_pair_that_passes_writes_every_required_token_as_that_one_token(
+    smollm2_gguf, fmt_name, tok_where, system, turns
+):
     from chatfmt.compat import _text_id
 
     t = tok(smollm2_gguf) if tok_where == "smol" else tok(tok_where)
