@@ -202,10 +202,12 @@ def check_json_answers(base: str, cases: list[tuple[str, str]], *, stream_every:
         jsonschema.validate(json.loads(text), closed(SCHEMAS[name]))
 
 
-def check_forced_calls(base: str, prompts: list[str], *, stream_every: int = 0) -> None:
+def check_forced_calls(base: str, prompts: list[str], *, stream_every: int = 0, start: int = 0) -> None:
+    """``start``: the index of ``prompts[0]`` in the whole set (each prompt's tool choice, seed and
+    streaming follow its index)."""
     c = client(base)
     model = model_of(c)
-    for k, prompt in enumerate(prompts):
+    for k, prompt in enumerate(prompts, start):
         choice: Any = (
             "required"
             if k % 2 == 0
@@ -249,12 +251,15 @@ def check_forced_calls(base: str, prompts: list[str], *, stream_every: int = 0) 
 # -- the default run: transformers ---------------------------------------------------------------------
 
 
+#: the (prompt, schema) pairs of the default run: 10 prompts, each with one of the schemas (every schema
+#: used); the forced calls: the first FORCED_SAMPLE prompts
+JSON_SAMPLE = [(p, list(SCHEMAS)[k % len(SCHEMAS)]) for k, p in enumerate(PROMPTS[:10])]
+FORCED_SAMPLE = 4
+
+
 def test_json_schema_answers_validate_on_varied_prompts(real_server):
     """10 prompts, each with one of the schemas (every schema used), two of them streamed."""
-    names = list(SCHEMAS)
-    check_json_answers(
-        real_server.base, [(p, names[k % len(names)]) for k, p in enumerate(PROMPTS[:10])], stream_every=5
-    )
+    check_json_answers(real_server.base, JSON_SAMPLE, stream_every=5)
 
 
 def test_json_object_answer_is_an_object(real_server):
@@ -277,7 +282,7 @@ def test_json_object_answer_is_an_object(real_server):
 def test_forced_tool_calls_are_valid_calls_in_the_formats_syntax(real_server):
     """qwen2.5's syntax (Hermes ``<tool_call>{...}</tool_call>``, a JSON body) on the default model:
     ``required`` and a named tool, streamed and not."""
-    check_forced_calls(real_server.base, PROMPTS[:4], stream_every=3)
+    check_forced_calls(real_server.base, PROMPTS[:FORCED_SAMPLE], stream_every=3)
 
 
 def test_unsupported_schema_feature_is_a_400_naming_it(real_server):
@@ -393,8 +398,13 @@ def test_bad_response_formats_are_400s_naming_the_field(scripted, response_forma
 
 @pytest.mark.slow
 def test_json_schema_every_prompt_with_every_schema_transformers(real_server):
-    check_json_answers(real_server.base, [(p, n) for p in PROMPTS for n in SCHEMAS], stream_every=7)
-    check_forced_calls(real_server.base, PROMPTS, stream_every=3)
+    """With the default run's sample (same server, same backend), every prompt with every schema and
+    every prompt forced to call: the pairs and the forced calls the sample sends are not sent again
+    (the forced calls would be the very same requests)."""
+    rest = [(p, n) for p in PROMPTS for n in SCHEMAS if (p, n) not in JSON_SAMPLE]
+    assert len(rest) == len(PROMPTS) * len(SCHEMAS) - len(JSON_SAMPLE)
+    check_json_answers(real_server.base, rest, stream_every=7)
+    check_forced_calls(real_server.base, PROMPTS[FORCED_SAMPLE:], stream_every=3, start=FORCED_SAMPLE)
 
 
 @pytest.fixture(scope="module")
