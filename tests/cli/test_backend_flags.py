@@ -156,17 +156,22 @@ dtype = str(next(be.model.parameters()).dtype)
 device = str(next(be.model.parameters()).device)
 ids = list(be.generate(be.tokenizer.encode_text("Hello"), __import__("chatfmt").inference.backends.GenerationParams(max_tokens=2, temperature=0)))
 torch.set_num_threads(before)
-load_backend(sys.argv[1], "transformers", threads=1)
+# threads=1 reaches torch on a second load: a tiny randomly initialised Llama saved beside the test (a
+# real transformers model through the same backend; a second GGUF dequantization would double the cost)
+from transformers import LlamaConfig, LlamaForCausalLM
+LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                             num_attention_heads=2, num_key_value_heads=2)).save_pretrained(sys.argv[2])
+load_backend(sys.argv[2], "transformers", threads=1)
 print(json.dumps({"before": before, "untouched": untouched, "after": torch.get_num_threads(),
                   "dtype": dtype, "device": device, "generated": len(ids)}))
 """
 
 
-@pytest.mark.slow  # two loads of the model through transformers (GGUF dequantized) in a fresh process
-def test_transformers_gets_threads_device_and_dtype(smollm2_gguf):
+@pytest.mark.slow  # a load of the model through transformers (GGUF dequantized) in a fresh process
+def test_transformers_gets_threads_device_and_dtype(smollm2_gguf, tmp_path):
     pytest.importorskip("torch")
     proc = subprocess.run(
-        [sys.executable, "-c", TORCH_PROBE, str(smollm2_gguf)],
+        [sys.executable, "-c", TORCH_PROBE, str(smollm2_gguf), str(tmp_path / "tiny-llama")],
         capture_output=True,
         text=True,
         timeout=600,
