@@ -46,6 +46,11 @@ MOMENT_WITHIN = 180.0
 
 CHILD = """
 import faulthandler, signal, sys
+# the stop signals as a shell or ``timeout`` starts a command: at their defaults and unblocked. A
+# process inherits an ignored or blocked signal from its parent, and a pytest worker that ran other
+# tests first may have one (the slow run saw SIGINT alone go unanswered, only after other files)
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
 faulthandler.register(signal.SIGUSR1, all_threads=True)  # a stuck run shows where (see Run.wait)
 import chatfmt.train.pipeline as pipeline
 pipeline.WORKERS_AFTER = float(sys.argv.pop(1))
@@ -152,10 +157,15 @@ class Run:
         try:
             return self.proc.wait(timeout=seconds)
         except subprocess.TimeoutExpired:
+            masks = _signal_masks(self.proc.pid)
             with suppress(OSError):
                 os.kill(self.proc.pid, signal.SIGUSR1)
             time.sleep(2)
-            pytest.fail(f"still running {seconds} s later; its stderr:\n{self.stderr()[-8000:]}")
+            runner = _signal_masks(os.getpid())
+            pytest.fail(
+                f"still running {seconds} s later (its signal masks: {masks}; this test process's: {runner}); "
+                f"its stderr:\n{self.stderr()[-8000:]}"
+            )
 
     def stderr(self) -> str:
         return self.stderr_path.read_text(errors="replace")
@@ -165,6 +175,15 @@ class Run:
             with suppress(psutil.Error):
                 p.kill()
         self.proc.wait(timeout=30)
+
+
+def _signal_masks(pid: int) -> str:
+    """The blocked, ignored and caught signal masks of a process (/proc), for a failure message."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            return " ".join(line.strip() for line in f if line.startswith(("SigBlk", "SigIgn", "SigCgt")))
+    except OSError:
+        return "unknown"
 
 
 def is_alive(p: psutil.Process) -> bool:
