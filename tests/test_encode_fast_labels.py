@@ -74,11 +74,13 @@ PIECES = [
 content = st.lists(st.sampled_from(PIECES), min_size=0, max_size=25).map("".join)
 
 
+@pytest.mark.parametrize("lookup", ["char_to_token", "galloping"])
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(content, min_size=1, max_size=24), st.booleans(), st.sampled_from(["qwen2.5", "chatml"]))
 def test_whole_text_labels_and_spans_equal_run_by_run_and_the_definition(
-    qwen_tok: Any, texts: list[str], system: bool, name: str
+    qwen_tok: Any, monkeypatch: pytest.MonkeyPatch, lookup: str, texts: list[str], system: bool, name: str
 ) -> None:
+    monkeypatch.setattr(chatfmt.encode, "LINEAR_LOOKUP", 10**9 if lookup == "char_to_token" else -1)
     fmt = chatfmt.load_format(name)
     roles = ["user", "assistant"]
     msgs = ([{"role": "system", "content": "Be brief. 简短。"}] if system else []) + [
@@ -127,12 +129,16 @@ segment = st.tuples(
 )
 
 
+@pytest.mark.parametrize("lookup", ["char_to_token", "galloping"])
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(segment, min_size=1, max_size=40))
 def test_any_segmentation_is_labelled_as_the_definition_says(
-    qwen_tok: Any, parts: list[tuple[str, int | None, bool]]
+    qwen_tok: Any, monkeypatch: pytest.MonkeyPatch, lookup: str, parts: list[tuple[str, int | None, bool]]
 ) -> None:
+    """Both range searches (``char_to_token`` up to ``LINEAR_LOOKUP`` tokens, galloping beyond)."""
     from chatfmt.segments import CONTENT, CONTROL, Rendered, Segment
+
+    monkeypatch.setattr(chatfmt.encode, "LINEAR_LOOKUP", 10**9 if lookup == "char_to_token" else -1)
 
     rendered = Rendered(
         [

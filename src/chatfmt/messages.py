@@ -1167,10 +1167,23 @@ DETECTORS: list[tuple[str, RecordDetector]] = [
 ]
 
 
+_detectors_cache: tuple[tuple[int, tuple[tuple[str, RecordDetector], ...]], list[tuple[str, RecordDetector]]] | None = None
+
+
 def _detectors() -> list[tuple[str, RecordDetector]]:
+    """Plugins' detectors (the last registered first), then :data:`DETECTORS`; built once per change
+    of either (a prepare asks for every record)."""
+    global _detectors_cache
+    RECORD_KINDS.ensure_loaded()
+    key = (RECORD_KINDS.generation, tuple(DETECTORS))
+    cached = _detectors_cache
+    if cached is not None and cached[0] == key:
+        return cached[1]
     added = [(name, k.detect) for name, k in RECORD_KINDS.items()
              if k.detect is not None and not RECORD_KINDS.origin(name).builtin]
-    return [*reversed(added), *DETECTORS]
+    out = [*reversed(added), *DETECTORS]
+    _detectors_cache = (key, out)
+    return out
 
 
 def detect_kind(obj: Any) -> str:

@@ -97,6 +97,8 @@ class Registry(Generic[T]):
         self._broken: dict[str, str] = {}
         self._loaded = False
         self._loading = False
+        #: bumped by every change of what is registered (for callers that cache what they derive)
+        self.generation = 0
 
     # -- registering ------------------------------------------------------------------------------
 
@@ -105,6 +107,7 @@ class Registry(Generic[T]):
         key = self._norm(name)
         self._items[key] = obj
         self._origins[key] = origin or Origin()
+        self.generation += 1
         self._broken.pop(key, None)
         for alias in aliases:
             a = self._norm(alias)
@@ -130,6 +133,7 @@ class Registry(Generic[T]):
             return default
         obj = self._items.pop(key)
         self._origins.pop(key, None)
+        self.generation += 1
         for a in [a for a, k in self._aliases.items() if k == key]:
             del self._aliases[a]
         return obj
@@ -166,6 +170,7 @@ class Registry(Generic[T]):
         self._origins.clear()
         self._broken.clear()
         self._loaded = False
+        self.generation += 1
         self.ensure_loaded()
 
     # -- looking up -------------------------------------------------------------------------------
