@@ -6,9 +6,11 @@ Measured in one run on the default model (SmolLM2-135M-Instruct), qwen2.5's form
 
 * backend alone: ``backend.generate`` on the prompt ids of a ~4k-token conversation, 1 new token
   (prompt evaluation reuses the KV cache of the previous identical prompt, as in a chat);
-* format layer per request: render + encode the conversation (:class:`IncrementalEncoder`, as the
-  server does: ``warm`` = the conversation of the previous request plus a new user turn, prefix ids
-  reused; ``cold`` = a fresh encoder), the output parser over a 32-token reply, the response body;
+* format layer per request: what the server does around the backend for a chat request parsed from
+  its JSON body: ``prepare_chat`` (messages, render, encode with its :class:`IncrementalEncoder`:
+  ``warm`` = the conversation of the previous request plus a new user turn, prefix ids reused;
+  ``cold`` = a fresh encoder; sampling, the output parser), the parser over a 32-token reply, the
+  response body;
 * requests/s over HTTP (uvicorn on loopback, in-process): ``/v1/render`` of the 4k conversation and
   ``/v1/chat/completions`` with ``max_tokens=1``, 1 and 8 clients.
 """
@@ -54,8 +56,7 @@ def main() -> None:
     from chatfmt.inference.prompt import IncrementalEncoder
     from chatfmt.inference.stream import IncrementalDecoder
     from chatfmt.server import LocalEngine, create_app
-    from chatfmt.server.wire import RenderRequest
-    from chatfmt.toolcalls import parser_for_format
+    from chatfmt.server.wire import ChatCompletionRequest
 
     t = time.perf_counter()
     backend = load_backend(backend=args.backend)
@@ -84,24 +85,28 @@ def main() -> None:
     app = create_app(engine, max_tokens_limit=64)
     state = app.state.chatfmt
 
-    def format_layer(req: RenderRequest) -> float:
+    def format_layer(body: bytes) -> float:
         t = time.perf_counter()
-        r_ids, text, tools, _ = state.render(req)
-        parser = parser_for_format(fmt, tok, prompt=text, tools=tools)
+        req = ChatCompletionRequest.model_validate_json(body)
+        prep = state.prepare_chat(req)
+        parser = prep.parser
         dec = IncrementalDecoder(tok)
         for tid in reply_ids:
             piece = dec.add(tid)
             if piece:
                 parser.feed(piece, tid)
         _, parsed = parser.finish()
-        json.dumps({"choices": [{"message": parsed.to_message()}], "usage": {"prompt_tokens": len(r_ids)}})
+        json.dumps({"choices": [{"message": parsed.to_message()}], "usage": {"prompt_tokens": len(prep.ids)}})
         return time.perf_counter() - t
+
+    def body(messages: list[dict]) -> bytes:
+        return json.dumps({"messages": messages, "max_tokens": 32}).encode()
 
     warm, cold = [], []
     for k in range(args.repeats):
         # warm: the previous conversation plus one more turn (what a chat client sends next)
-        req = RenderRequest(messages=[*msgs, {"role": "assistant", "content": "ok"}, {"role": "user", "content": f"next {k}"}])
-        state.render(RenderRequest(messages=[*msgs]))
+        req = body([*msgs, {"role": "assistant", "content": "ok"}, {"role": "user", "content": f"next {k}"}])
+        state.prepare_chat(ChatCompletionRequest.model_validate_json(body(msgs)))
         warm.append(format_layer(req))
         state.encoder.reset()
         cold.append(format_layer(req))

@@ -9,6 +9,7 @@ define: a misspelt ``temprature`` is an error, as on OpenAI's own server, not a 
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -36,10 +37,38 @@ def _not_utf8(s: str) -> bool:
     return False
 
 
+#: a surrogate code point: what a string that does not encode to UTF-8 holds (and nothing else does)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _holds_surrogate(value: Any) -> bool:
+    """Whether any string, key or value, in ``value`` holds a surrogate code point: the walk of
+    :func:`lone_surrogate_at` without building the path of every value (an ASCII string is told in
+    constant time, others by one regex scan, not an encoded copy): 68 us instead of 163 us on a
+    130-message chat request, whose whole body parse took 358 us."""
+    stack = [value]
+    pop, push, extend = stack.pop, stack.append, stack.extend
+    while stack:
+        v = pop()
+        if isinstance(v, str):
+            if not v.isascii() and _SURROGATE.search(v):
+                return True
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                if isinstance(k, str) and not k.isascii() and _SURROGATE.search(k):
+                    return True
+                push(x)
+        elif isinstance(v, list):
+            extend(v)
+    return False
+
+
 def lone_surrogate_at(value: Any) -> str | None:
     """Where (``messages[0].content``) the first string, key or value, holds a lone surrogate (JSON
     allows the escape ``"\\ud800"``; it is not Unicode and no tokenizer takes it), else None.
     Iterative: the value may be nested as deep as the JSON decoder allows."""
+    if not _holds_surrogate(value):
+        return None
     stack: list[tuple[Any, str]] = [(value, "")]
     while stack:
         v, path = stack.pop()
