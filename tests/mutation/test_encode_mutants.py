@@ -59,6 +59,13 @@ def tok() -> Any:
     return smollm2()
 
 
+@pytest.fixture(autouse=True, params=["char_to_token", "galloping"])
+def range_search(request: Any, monkeypatch: Any) -> None:
+    """Every test on both range searches of the whole-text labels: ``char_to_token`` (up to
+    ``LINEAR_LOOKUP`` tokens, every conversation here) and the galloping search (longer texts)."""
+    monkeypatch.setattr(chatfmt.encode, "LINEAR_LOOKUP", 10**9 if request.param == "char_to_token" else -1)
+
+
 @pytest.fixture(scope="module")
 def fmt() -> Any:
     return chatfmt.load_format("chatml")
@@ -854,3 +861,87 @@ def test_last_assistant_that_renders_no_token_trains_nothing_and_keeps_the_lengt
     assert _only_last_assistant(labels, {0: (0, 2)}, msgs) == [X, X, X, X]
     assert _only_last_assistant(labels, {0: (0, 1), 1: (1, 3)}, msgs) == [X, 6, 7, X]
     assert _only_last_assistant(labels, {}, [{"role": "user", "content": "u"}]) == labels
+
+
+def _by_definition(rendered: Any, tok: Any) -> tuple[list[int], list[int], dict[int, tuple[int, int]]]:
+    """The labelling definition applied token by token to the tokenizer's own offsets: a token is
+    trained when any of its characters comes from a trained segment; a message's span runs from its
+    first to its last token holding one of its characters."""
+    text = rendered.text
+    trained = [False] * len(text)
+    owner: list[int | None] = [None] * len(text)
+    pos = 0
+    for seg in rendered.segments:
+        for k in range(pos, pos + len(seg.text)):
+            trained[k], owner[k] = seg.trained, seg.message
+        pos += len(seg.text)
+    enc = tok.whole_text_backend().encode(text, add_special_tokens=False)
+    labels: list[int] = []
+    spans: dict[int, tuple[int, int]] = {}
+    for t, (s, e) in enumerate(enc.offsets):
+        labels.append(enc.ids[t] if any(trained[s:e]) else X)
+        for m in {owner[k] for k in range(s, e)} - {None}:
+            spans[m] = (spans.get(m, (t, t))[0], t + 1)
+    return enc.ids, labels, spans
+
+
+# range edges inside a BPE merge ("\n" + "\n", "hel" + "lo"), between the bytes of one character
+# ("你" split from "好" is not: a character is whole; an emoji's bytes are one character's), ranges
+# of no message between others, untrained message text, the last range running to the end
+EDGE_RENDERS = {
+    "newline_merge": [("<|im_start|>", 0, False), ("assistant\n", 0, False), ("\nfoo bar", 0, True),
+                      ("<|im_end|>", 0, True), ("\n", 0, False)],
+    "word_split": [("hel", 0, False), ("lo wor", 1, True), ("ld", None, False), (" and", 2, True)],
+    "multibyte": [("你", 0, True), ("好🦙", 1, False), ("🚀 ok", None, True), ("é", 2, False)],
+    "spaces": [("  ", 0, True), ("  x", 1, False), ("   ", None, False), ("y  ", 1, True)],
+    "one_token_messages": [("<|im_start|>", None, False), ("a", 0, True), ("<|im_end|>", 1, False),
+                           ("b", 2, True)],
+    # the first looked-up range starts at character 1, after a one-character token of no message
+    "starts_at_one": [("a", None, False), (" b", 0, True), (" c", None, False)],
+}
+
+
+@pytest.mark.parametrize("name", sorted(EDGE_RENDERS))
+def test_whole_text_labels_and_spans_follow_the_definition_at_range_edges(name: str, tok: Any) -> None:
+    from chatfmt.encode import _labels_from_encoding
+    from chatfmt.segments import CONTENT, CONTROL, Rendered, Segment
+
+    rendered = Rendered(
+        [Segment(t, CONTROL if t.startswith("<|") else CONTENT, m, tr) for t, m, tr in EDGE_RENDERS[name]]
+    )
+    want = _by_definition(rendered, tok)
+    enc = tok.whole_text_backend().encode(rendered.text, add_special_tokens=False)
+    got = _labels_from_encoding(enc, rendered)
+    assert got is not None, "a byte-level tokenizer holds every character: no fallback"
+    assert got == want
+    assert encode_rendered_many([rendered], tok)[0] == want
+
+
+def test_an_empty_render_has_no_tokens(tok: Any) -> None:
+    from chatfmt.encode import _labels_from_encoding
+    from chatfmt.segments import Rendered
+
+    enc = tok.whole_text_backend().encode("", add_special_tokens=False)
+    assert _labels_from_encoding(enc, Rendered([])) == ([], [], {})
+
+
+def test_a_range_edge_on_a_character_no_token_holds_gives_no_labels() -> None:
+    """A tokenizer whose offsets leave characters uncovered (a whitespace pre-tokenizer drops the
+    spaces): a range starting on one has no exact first token, so the whole-text labels refuse (the
+    caller then encodes run by run) rather than start at the next token."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from chatfmt.encode import _labels_from_encoding
+    from chatfmt.segments import CONTENT, Rendered, Segment
+
+    t = Tokenizer(models.WordLevel({"a": 0, "b": 1, "[UNK]": 2}, unk_token="[UNK]"))
+    t.pre_tokenizer = pre_tokenizers.Whitespace()
+    enc = t.encode("a b")
+    assert enc.offsets == [(0, 1), (2, 3)]
+    # (after text of no message, untrained: nothing is looked up before the space)
+    starts_on_space = Rendered([Segment("a", CONTENT, None, False), Segment(" b", CONTENT, 1, True)])
+    assert _labels_from_encoding(enc, starts_on_space) is None
+    ends_on_space = Rendered([Segment("a", CONTENT, 0, True), Segment(" b", CONTENT, None, False)])
+    assert _labels_from_encoding(enc, ends_on_space) is None
+    covered = Rendered([Segment("a ", CONTENT, 0, True), Segment("b", CONTENT, 1, False)])
+    assert _labels_from_encoding(enc, covered) == ([0, 1], [0, X], {0: (0, 1), 1: (1, 2)})
