@@ -319,8 +319,9 @@ def serial_tokenizer(active: bool = True) -> Iterator[None]:
     Each of prepare's encoding threads then tokenizes its batch on one core, without the GIL, while
     the others do their Python work; with the tokenizer's pool, two threads' batch calls and their
     Python work contended for two cores. Measured on 2 cores (1,000 conversations, Qwen2.5, same
-    run): 1.20x the raw reference's CPU time instead of 1.25-1.33x, cpu/wall 1.86-1.89 instead of
-    1.77-1.79. The ids are the same either way (the same tokenizer, one text at a time or not).
+    runs): 1.16-1.22x the raw reference's CPU time instead of 1.25-1.33x, cpu/wall 1.86-1.94 instead
+    of 1.74-1.81 (docs/performance.md). The ids are the same either way (the same tokenizer, one text
+    at a time or not).
     Other threads of this process that call ``tokenizers`` meanwhile run their batches in one thread
     too; nothing else changes."""
     global _par_runs, _par_saved
