@@ -549,7 +549,9 @@ def encode_rendered_many(
     out: list[Any] = [None] * len(rendereds)
     backend = None
     if compat != "transformers":
-        backend = tokenizer.whole_text_backend()
+        # a third party's TokenizerLike may have only whole_text_backend
+        whole = getattr(tokenizer, "whole_text_encoder", None)
+        backend = whole() if whole is not None else tokenizer.whole_text_backend()
     if backend is not None:
         idx = [
             k for k, r in enumerate(rendereds) if _whole_text_ready(r, tokenizer, allow_special_in_content)

@@ -203,6 +203,11 @@ class Tokenizer(ABC):
         chatfmt encodes run by run). Callers make sure content holds no control-token text."""
         return None
 
+    def whole_text_encoder(self) -> WholeTextEncoder | None:
+        """What chatfmt encodes whole rendered texts with: :meth:`whole_text_backend` (the default),
+        or an encoder that gives the same encodings faster."""
+        return self.whole_text_backend()
+
     #: whether the dummy prefix is sentencepiece's word marker (``chatfmt.encode`` computes it once;
     #: ``None``: not known yet)
     _chatfmt_metaspace: bool | None = None

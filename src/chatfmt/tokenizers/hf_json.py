@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ._hfconfig import HFConfig, read_hf_config
 from .base import TextEncoding, Tokenizer, TokenizerError, looks_like_control
+from .normal_form import NormalFormSkip, normal_form
 
 if TYPE_CHECKING:
     import tokenizers
@@ -310,6 +311,8 @@ class HFTokenizer(Tokenizer):
         self._tok.encode_special_tokens = True
         self._noprefix: tokenizers.Tokenizer | None = None
         self._whole: tokenizers.Tokenizer | Literal[False] | None = False  # False: not built yet; None: not available
+        self._form = normal_form(doc)  # the Unicode normal form that is all the normalizer does, if so
+        self._whole_encoder: WholeTextEncoder | Literal[False] | None = False  # as _whole
         self._control = control
         self._plain = plain
         self._strip = {
@@ -424,6 +427,23 @@ class HFTokenizer(Tokenizer):
             return self._noprefix
         return self._tok
 
+    def _whole_copy(self, *, normalizer: bool = True) -> tokenizers.Tokenizer | None:
+        """A new copy of the backend that matches control tokens in text (without its normalizer if
+        asked), or ``None`` where encoding whole texts would not equal encoding run by run (see
+        :meth:`whole_text_backend`)."""
+        if self._prefix:
+            return None
+        added = self._tok.get_added_tokens_decoder()
+        control_ids = set(self._control.values())
+        if any((t.lstrip or t.rstrip) for i, t in added.items() if i in control_ids):
+            return None
+        tk = _require_tokenizers()
+        copy: tokenizers.Tokenizer = tk.Tokenizer.from_str(self._tok.to_str())
+        copy.encode_special_tokens = False
+        if not normalizer:
+            copy.normalizer = None
+        return copy
+
     def whole_text_backend(self) -> WholeTextEncoder | None:
         """A copy of the backend that matches control tokens in text, to encode whole rendered
         conversations in one (batched, multi-threaded) call; ``None`` where that would not equal
@@ -431,16 +451,30 @@ class HFTokenizer(Tokenizer):
         whitespace beside it). Callers must make sure content holds no control-token text."""
         whole = self._whole
         if whole is False:
-            self._whole = whole = None
-            if not self._prefix:
-                tk = _require_tokenizers()
-                candidate = tk.Tokenizer.from_str(self._tok.to_str())
-                candidate.encode_special_tokens = False
-                added = candidate.get_added_tokens_decoder()
-                control_ids = set(self._control.values())
-                if not any((t.lstrip or t.rstrip) for i, t in added.items() if i in control_ids):
-                    self._whole = whole = candidate
+            self._whole = whole = self._whole_copy()
         return whole
+
+    def whole_text_encoder(self) -> WholeTextEncoder | None:
+        """What chatfmt encodes whole rendered texts with: :meth:`whole_text_backend`, or, when its
+        normalizer only puts text in a Unicode normal form (Qwen's NFC), a
+        :class:`~chatfmt.tokenizers.normal_form.NormalFormSkip` that encodes the texts already in
+        that form with a copy that does not normalize them again (the same ids and offsets), and
+        the others with :meth:`whole_text_backend` (built when the first such text comes)."""
+        enc = self._whole_encoder
+        if enc is False:
+            if self._form is None:
+                enc = self.whole_text_backend()
+            else:
+                bare = self._whole_copy(normalizer=False)
+                enc = None if bare is None else NormalFormSkip(bare, self.whole_text_backend, self._form)
+            self._whole_encoder = enc
+        return enc
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the copies are built again where they are needed (pickling one costs its whole vocabulary)
+        state = self.__dict__.copy()
+        state.update(_noprefix=None, _whole=False, _whole_encoder=False)
+        return state
 
     def encode_text(self, text: str, *, prefix_space: bool | None = None) -> list[int]:
         ids = self._backend_for(prefix_space).encode(text, add_special_tokens=False).ids

@@ -514,7 +514,8 @@ def local_engine(
     same output, and the whole-text encoder is built here first so no batch takes the slower
     run-by-run path while it is being built."""
     f, t = fmt.get(), tok.get()
-    t.whole_text_backend()
+    whole = getattr(t, "whole_text_encoder", None)
+    (whole or t.whole_text_backend)()
     started = time.perf_counter()
     switch = False
     inflight: deque[list[Future[list[Outcome]]]] = deque()
