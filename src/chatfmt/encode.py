@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from .compat import check_tokenizer
 from .errors import LengthError as LengthError
 from .errors import ValidationError
+from .held import let_go
 from .segments import CONTENT, Rendered
 from .tokenizers.base import Tokenizer
 from .untrusted import check_rendered
@@ -560,6 +561,7 @@ def encode_rendered_many(
             encs = backend.encode_batch([rendereds[k].text for k in idx], add_special_tokens=False)
             for k, enc in zip(idx, encs):
                 out[k] = _labels_from_encoding(enc, rendereds[k])
+            let_go(encs)  # freed with others later, in a thread that holds them (chatfmt.held)
     for k, r in enumerate(rendereds):
         if out[k] is None:
             ids, labels, owners = encode_rendered(

@@ -49,6 +49,7 @@ from ..compat import check_tokenizer
 from ..errors import ChatfmtError, OutputError, WorkerError
 from ..formats.base import unread_template_kwargs, warn_not_rendered
 from ..formats.loader import with_tokenizer_tokens
+from ..held import hold_in_this_thread, release_this_thread
 from .encoder import TRAIN_ON, TRUNCATIONS, EncodeOptions, Loader, Outcome, encode_records
 from .readers import RawRecord, expand_inputs, iter_raw_records
 from .report import Rejection, Report
@@ -445,6 +446,7 @@ def _worker_init(fmt: Loader, tok: Loader, opts: EncodeOptions) -> None:
     global _WORKER
     _die_with_parent()
     _raise_gc_threshold()  # for the worker's life: it only encodes (see fewer_collections)
+    hold_in_this_thread()  # the tokenizer's encodings freed many batches at a time (chatfmt.held)
     # one thread per worker: K workers use K cores (in-process, tokenizers' own threads do that)
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
     os.environ["RAYON_NUM_THREADS"] = "1"
@@ -497,6 +499,15 @@ def pieces(batch: list[RawRecord], first: bool, left: int, split: int = 1) -> li
     return [batch[a:b] for a, b in zip(cuts, cuts[1:])]
 
 
+def _release_held(done: threading.Barrier) -> None:
+    """The last task of each encoding thread (the barrier gives each thread one, once all have
+    finished their batches): free the encodings it holds while the last batches are written, not
+    when the thread ends."""
+    with suppress(threading.BrokenBarrierError):
+        done.wait()
+    release_this_thread()
+
+
 def local_engine(
     batches: Iterator[list[RawRecord]], fmt: Loader, tok: Loader, opts: EncodeOptions, workers: int
 ) -> Iterator[list[Outcome]]:
@@ -526,7 +537,11 @@ def local_engine(
             out += future.result()
         return out
 
-    encoder = ThreadPoolExecutor(ENCODE_THREADS, thread_name_prefix="chatfmt-prepare")
+    # each thread keeps the tokenizer's encodings it is done with and frees them together (chatfmt.held)
+    encoder = ThreadPoolExecutor(
+        ENCODE_THREADS, thread_name_prefix="chatfmt-prepare", initializer=hold_in_this_thread
+    )
+    done = threading.Barrier(ENCODE_THREADS)
     ahead: deque[list[RawRecord]] = deque()  # the next batches, read before one is submitted
     one_core_each = usable_cpus() <= ENCODE_THREADS
     split = ENCODE_THREADS if one_core_each else 1
@@ -546,6 +561,9 @@ def local_engine(
                 ]
             )
             at_start = False
+            if not ahead:  # that was the last batch: each thread frees what it holds once it is done
+                for _ in range(ENCODE_THREADS):
+                    encoder.submit(_release_held, done)
             if len(inflight) > ENCODE_THREADS:
                 yield take()
             if workers > 1 and time.perf_counter() - started > WORKERS_AFTER:
@@ -554,6 +572,7 @@ def local_engine(
         while inflight:
             yield take()
     finally:
+        done.abort()  # a thread waiting in _release_held goes on
         encoder.shutdown(wait=True, cancel_futures=True)
         serial.__exit__(None, None, None)
     pending: deque[Future[list[Outcome]]] = deque()
