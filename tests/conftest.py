@@ -621,3 +621,30 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     first = {path: i for i, path in enumerate(SLOW_RUN_FIRST)}
     key = {id(item): (first.get(f, len(first)), -count[f]) for item, f in zip(items, files)}
     items.sort(key=lambda item: key[id(item)])
+
+
+def byte_level_doc(normalizer: dict[str, Any] | None = None, merges: list[list[str]] | None = None) -> dict[str, Any]:
+    """A small byte-level BPE ``tokenizer.json`` document (Qwen's shape: byte-level pieces, no prefix
+    space) with ChatML's control tokens and the given normalizer: a real tokenizer for tests that
+    must run without the shared test data."""
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    vocab = {ch: i for i, ch in enumerate(sorted(ByteLevel.alphabet()))}
+    merges = merges or []
+    for a, b in merges:
+        vocab[a + b] = len(vocab)
+    added = [
+        {"id": len(vocab) + k, "content": t, "special": True, "normalized": False, "lstrip": False,
+         "rstrip": False, "single_word": False}
+        for k, t in enumerate(("<|im_start|>", "<|im_end|>"))
+    ]
+    level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": True}
+    return {
+        "version": "1.0",
+        "added_tokens": added,
+        "normalizer": normalizer,
+        "pre_tokenizer": level,
+        "post_processor": None,
+        "decoder": level,
+        "model": {"type": "BPE", "vocab": vocab, "merges": merges, "unk_token": None},
+    }

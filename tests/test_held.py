@@ -14,6 +14,8 @@ import chatfmt.encode as encode_module
 from chatfmt import held
 from chatfmt.held import Hold, hold_in_this_thread, let_go, release_this_thread
 
+from .conftest import byte_level_doc
+
 
 class _Enc:
     """Stands for a tokenizers Encoding: a length in tokens, and weak references to tell when it is freed."""
@@ -105,24 +107,16 @@ def test_prepare_writes_the_same_file_with_and_without_holding_encodings(tmp_pat
     from chatfmt.tokenizers import HFTokenizer
 
     pytest.importorskip("pyarrow")
-    tokenizers = pytest.importorskip("tokenizers")
-    vocab = {ch: i for i, ch in enumerate(sorted(tokenizers.pre_tokenizers.ByteLevel.alphabet()))}
-    added = [
-        {"id": len(vocab) + k, "content": t, "special": True, "normalized": False, "lstrip": False,
-         "rstrip": False, "single_word": False}
-        for k, t in enumerate(("<|im_start|>", "<|im_end|>"))
-    ]
-    level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": True}
-    tok = HFTokenizer({
-        "version": "1.0", "added_tokens": added, "normalizer": {"type": "NFC"}, "pre_tokenizer": level,
-        "post_processor": None, "decoder": level,
-        "model": {"type": "BPE", "vocab": vocab, "merges": [], "unk_token": None},
-    })
+    pytest.importorskip("tokenizers")
+    tok = HFTokenizer(byte_level_doc({"type": "NFC"}))
     fmt = load_format("chatml")
     src = tmp_path / "in.jsonl"
     with src.open("w") as f:
         for i in range(700):  # three batches and a bit: the last-batch release runs
-            msgs = [{"role": "user", "content": f"hello {i} café"}, {"role": "assistant", "content": "well" * (i % 7)}]
+            msgs = [
+                {"role": "user", "content": f"hello {i} café"},
+                {"role": "assistant", "content": "well" * (i % 7)},
+            ]
             f.write(json.dumps({"messages": msgs}, ensure_ascii=False) + "\n")
     prepare(src, fmt, tok, tmp_path / "held.parquet")
     monkeypatch.setattr(encode_module, "let_go", lambda encs: None)

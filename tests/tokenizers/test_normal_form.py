@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from chatfmt.tokenizers import HFTokenizer
 from chatfmt.tokenizers.normal_form import FORMS, NormalFormSkip, normal_form, tables_agree
 
+from ..conftest import byte_level_doc
 from .conftest import data
 
 tokenizers = pytest.importorskip("tokenizers")
@@ -21,27 +22,7 @@ from tokenizers import normalizers  # noqa: E402
 
 
 def _byte_level_doc(normalizer: dict | None) -> dict:
-    """A small byte-level BPE tokenizer (Qwen's shape: a pre-tokenizer regex, byte-level pieces, no
-    prefix space) with ChatML's control tokens and the given normalizer."""
-    alphabet = sorted(tokenizers.pre_tokenizers.ByteLevel.alphabet())
-    vocab = {ch: i for i, ch in enumerate(alphabet)}
-    merges = [["h", "e"], ["l", "l"], ["he", "ll"], ["Ã", "©"], ["Ġ", "w"]]
-    for a, b in merges:
-        vocab[a + b] = len(vocab)
-    added = [
-        {"id": len(vocab) + k, "content": t, "special": True, "normalized": False, "lstrip": False,
-         "rstrip": False, "single_word": False}
-        for k, t in enumerate(("<|im_start|>", "<|im_end|>"))
-    ]
-    return {
-        "version": "1.0",
-        "added_tokens": added,
-        "normalizer": normalizer,
-        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": True},
-        "post_processor": None,
-        "decoder": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False, "use_regex": True},
-        "model": {"type": "BPE", "vocab": vocab, "merges": merges, "unk_token": None},
-    }
+    return byte_level_doc(normalizer, merges=[["h", "e"], ["l", "l"], ["he", "ll"], ["Ã", "©"], ["Ġ", "w"]])
 
 
 #: texts in NFC (ASCII and not), and texts that are not (a combining acute after "e"; a Hangul
@@ -132,7 +113,11 @@ def _disagreeing() -> list[str]:
         part = chars[i : i + 4096]
         probe = "".join(f"a{c}\u0323" for c in part)
         if nfc.normalize_str(probe) != unicodedata.normalize("NFC", probe):
-            found += [c for c in part if nfc.normalize_str(f"a{c}\u0323") != unicodedata.normalize("NFC", f"a{c}\u0323")]
+            found += [
+                c
+                for c in part
+                if nfc.normalize_str(f"a{c}\u0323") != unicodedata.normalize("NFC", f"a{c}\u0323")
+            ]
     return found
 
 
@@ -141,21 +126,46 @@ def disagreeing() -> list[str]:
     return _disagreeing()
 
 
-def test_where_the_two_tables_differ_python_never_calls_a_text_normalized_that_tokenizers_changes(disagreeing):
+def test_where_the_two_tables_differ_python_never_calls_a_text_normalized_that_tokenizers_changes(
+    disagreeing,
+):
     assert disagreeing, "the tables agree everywhere: this test no longer exercises anything"
     nfc = normalizers.NFC()
     marks = ["", "\u0301", "\u0323", "\u0316", "\u05b0", "\u0e38"]  # classes 230, 220, 220, 10, 103
     for c in disagreeing:
         for before in marks:
             for after in marks:
-                for s in (f"a{before}{c}{after}", f"{c}{before}{after}", f"\u1100{c}\u1161", f"e{c}{c}{after}"):
+                for s in (
+                    f"a{before}{c}{after}",
+                    f"{c}{before}{after}",
+                    f"\u1100{c}\u1161",
+                    f"e{c}{c}{after}",
+                ):
                     if unicodedata.is_normalized("NFC", s):
                         assert nfc.normalize_str(s) == s, (hex(ord(c)), s)
 
 
 _ALPHABET = st.sampled_from(
-    list("aeiouAZ09 \n<|>") + list("éñüÅ你好世界가각") + ["\u0301", "\u0323", "\u0316", "\u0300", "\u05b0",
-    "\u1100", "\u1161", "\u11a8", "\u212a", "\u2126", "\u00c5", "\u0041\u030a", "🦙", "\u0898", "\u1ac1", "\u09fe"]
+    list("aeiouAZ09 \n<|>")
+    + list("éñüÅ你好世界가각")
+    + [
+        "\u0301",
+        "\u0323",
+        "\u0316",
+        "\u0300",
+        "\u05b0",
+        "\u1100",
+        "\u1161",
+        "\u11a8",
+        "\u212a",
+        "\u2126",
+        "\u00c5",
+        "\u0041\u030a",
+        "🦙",
+        "\u0898",
+        "\u1ac1",
+        "\u09fe",
+    ]
 )
 
 
