@@ -945,3 +945,104 @@ def test_a_range_edge_on_a_character_no_token_holds_gives_no_labels() -> None:
     assert _labels_from_encoding(enc, ends_on_space) is None
     covered = Rendered([Segment("a ", CONTENT, 0, True), Segment("b", CONTENT, 1, False)])
     assert _labels_from_encoding(enc, covered) == ([0, 1], [0, X], {0: (0, 1), 1: (1, 2)})
+
+
+class _Recording:
+    """A whole-text encoder that records the texts it is given and encodes them with ``inner``."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.texts: list[str] = []
+
+    def encode_batch(self, texts: Any, add_special_tokens: bool = False) -> Any:
+        self.texts += list(texts)
+        return self.inner.encode_batch(list(texts), add_special_tokens=add_special_tokens)
+
+
+class _BackendOnly:
+    """A third party's tokenizer: everything of ``inner`` but ``whole_text_encoder``, which its
+    protocol (``TokenizerLike``) does not require."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "whole_text_encoder":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+def test_whole_texts_go_through_the_tokenizers_whole_text_encoder(tok: Any) -> None:
+    fmt = chatfmt.load_format("chatml")
+    conv = CONVERSATIONS["two_rounds"]
+    rendered = fmt.render_segments(conv)
+    recording = _Recording(tok.whole_text_backend())
+    patched = _BackendOnly(tok)
+    patched.whole_text_encoder = lambda: recording  # type: ignore[attr-defined]
+    got = encode_rendered_many([rendered], patched)
+    assert recording.texts == [rendered.text]
+    assert got == encode_rendered_many([rendered], tok)
+
+
+def test_a_tokenizer_with_only_whole_text_backend_is_encoded_whole_with_it(tok: Any) -> None:
+    fmt = chatfmt.load_format("chatml")
+    rendered = [fmt.render_segments(c) for c in CONVERSATIONS.values()]
+    recording = _Recording(tok.whole_text_backend())
+    only = _BackendOnly(tok)
+    only.whole_text_backend = lambda: recording  # type: ignore[attr-defined]
+    assert encode_rendered_many(rendered, only) == encode_rendered_many(rendered, tok)
+    # every render whose content spells no control token went whole, through whole_text_backend
+    assert recording.texts == [r.text for name, r in zip(CONVERSATIONS, rendered) if name != "spells_control"]
+
+
+class _RecordingFlags(_Recording):
+    def __init__(self, inner: Any) -> None:
+        super().__init__(inner)
+        self.flags: list[bool] = []
+
+    def encode_batch(self, texts: Any, add_special_tokens: bool = False) -> Any:
+        self.flags.append(add_special_tokens)
+        return super().encode_batch(texts, add_special_tokens=add_special_tokens)
+
+
+def _recorded(tok: Any) -> tuple[Any, _RecordingFlags]:
+    recording = _RecordingFlags(tok.whole_text_backend())
+    patched = _BackendOnly(tok)
+    patched.whole_text_encoder = lambda: recording  # type: ignore[attr-defined]
+    return patched, recording
+
+
+def test_whole_texts_are_encoded_without_the_tokenizers_own_special_tokens(tok: Any) -> None:
+    patched, recording = _recorded(tok)
+    encode_rendered_many([chatfmt.load_format("chatml").render_segments(CONVERSATIONS["two_rounds"])], patched)
+    assert recording.flags == [False]
+
+
+def test_compat_transformers_never_takes_the_whole_text_path(tok: Any) -> None:
+    patched, recording = _recorded(tok)
+    rendered = [chatfmt.load_format("chatml").render_segments(c) for c in CONVERSATIONS.values()]
+    got = encode_rendered_many(rendered, patched, compat="transformers")
+    assert recording.texts == [] and got == encode_rendered_many(rendered, tok)
+
+
+def test_content_allowed_to_spell_control_tokens_goes_whole_and_run_by_run_alike(tok: Any) -> None:
+    patched, recording = _recorded(tok)
+    rendered = [chatfmt.load_format("chatml").render_segments(CONVERSATIONS["spells_control"])]
+    whole = encode_rendered_many(rendered, patched, allow_special_in_content=True)
+    assert recording.texts == [rendered[0].text]  # allowed: the whole text, control tokens matched in it
+    by_runs = encode_rendered_many(rendered, tok, compat="transformers", allow_special_in_content=True)
+    assert whole == by_runs
+    assert whole[0][0].count(tok.token_to_id("<|im_end|>")) == 4  # two in content, two closing turns
+
+
+def test_the_encodings_go_to_this_threads_hold(tok: Any) -> None:
+    from chatfmt.held import hold_in_this_thread, release_this_thread
+
+    rendered = [chatfmt.load_format("chatml").render_segments(c) for c in CONVERSATIONS.values()]
+    hold = hold_in_this_thread(10**12)
+    try:
+        out = encode_rendered_many(rendered, tok)
+        whole = [ids for (ids, _, _), name in zip(out, CONVERSATIONS) if name != "spells_control"]
+        assert len(hold.items) == 1 and hold.tokens == sum(len(ids) for ids in whole)
+    finally:
+        release_this_thread()
