@@ -504,7 +504,7 @@ def _release_held(done: threading.Barrier) -> None:
     finished their batches): free the encodings it holds while the last batches are written, not
     when the thread ends."""
     with suppress(threading.BrokenBarrierError):
-        done.wait()
+        done.wait(timeout=60.0)  # (a timeout only breaks the barrier: every thread then frees at once)
     release_this_thread()
 
 
